@@ -1,0 +1,62 @@
+"""The network against hg.lua: exact parameter counts, shapes, supervision modes, no unused parameters."""
+
+import pytest
+import torch
+
+from hourglass import create_model
+from hourglass.model import count_parameters
+
+# pose-hg-train hg.lua, 16 joints, 256 features, 1 module per location (reference section 1.3).
+HG_LUA_PARAMS = {1: 3_426_448, 2: 6_570_400, 4: 12_858_304, 8: 25_434_112}
+
+
+@pytest.mark.parametrize("stacks", sorted(HG_LUA_PARAMS))
+def test_parameter_counts_match_hg_lua(stacks):
+    assert count_parameters(create_model(stacks=stacks)) == HG_LUA_PARAMS[stacks]
+
+
+def test_flic_joint_count_changes_only_the_heatmap_layers():
+    # 8 stacks, 11 FLIC joints: 25,414,872 per reference section 1.3.
+    assert count_parameters(create_model(stacks=8, joints=11)) == 25_414_872
+
+
+def test_modules_per_location_scales_residuals():
+    one, two = create_model(stacks=1, modules=1), create_model(stacks=1, modules=2)
+    residual = 214_528  # one 256-channel pre-activation residual
+    # 13 hourglass residuals + 1 head residual per module count.
+    assert count_parameters(two) - count_parameters(one) == 14 * residual
+
+
+@pytest.mark.parametrize("res", [128, 256])
+def test_every_stack_is_returned_at_quarter_resolution(res):
+    model = create_model(stacks=3, features=32, joints=16).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, res, res))
+    assert out.shape == (2, 3, 16, res // 4, res // 4)
+
+
+@pytest.mark.parametrize("supervision,k", [("intermediate", 2), ("final", 1), ("add", 1)])
+def test_no_parameter_goes_unused(supervision, k):
+    torch.manual_seed(0)
+    model = create_model(stacks=2, features=16, joints=4, supervision=supervision)
+    out = model(torch.rand(2, 3, 64, 64))
+    supervised = model.supervised(out)
+    assert supervised.shape[1] == k
+    supervised.square().mean().backward()
+    unused = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert unused == []
+
+
+def test_add_supervision_predicts_the_sum_of_stacks():
+    model = create_model(stacks=2, features=16, joints=4, supervision="add").eval()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        assert torch.allclose(model.predict(x), out.sum(dim=1))
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="supervision"):
+        create_model(supervision="int")
+    with pytest.raises(ValueError, match="features"):
+        create_model(features=30)
