@@ -1,0 +1,128 @@
+"""Score a prediction file against ground truth: ``python -m hourglass.evaluate PRED.h5 --gt GT_FILE``.
+
+MPII ground truth (annotation h5 or Tompson's ``detections_our_format.mat``) gives PCKh@0.5 by default, FLIC ground
+truth gives PCK@0.2; the dataset is recognised from the ground truth's joint count. The default output is a table for
+people; ``--json`` prints one JSON object with the headline numbers (percentages) for scripts and pipelines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from hourglass.metrics import (
+    FLIC_THRESHOLD,
+    MPII_THRESHOLD,
+    THRESHOLD_OPERATOR,
+    PCKResult,
+    figure4_accuracy,
+    flic_pck,
+    mpii_pckh,
+)
+from hourglass.readers import GroundTruth, ReaderError, read_ground_truth, read_predictions
+
+DEFAULT_THRESHOLDS = {"mpii": MPII_THRESHOLD, "flic": FLIC_THRESHOLD}
+_SCORERS = {"mpii": mpii_pckh, "flic": flic_pck}
+
+
+def score(preds: np.ndarray, gt: GroundTruth, threshold: float | None = None,
+          pred_source: str | Path = "predictions") -> PCKResult:
+    """Score 0-based predictions against ``gt`` with the dataset's metric (threshold defaults to 0.5 / 0.2)."""
+    expected = gt.joints.shape
+    if preds.shape != expected:
+        raise ReaderError(f"{pred_source}: 'preds' has shape {preds.shape} but the ground truth {gt.source} has "
+                          f"{expected} (rows, joints, xy); they must describe the same people in the same order")
+    scorer = _SCORERS[gt.dataset]
+    return scorer(preds, gt.joints, gt.annotated, gt.normalize,
+                  DEFAULT_THRESHOLDS[gt.dataset] if threshold is None else threshold)
+
+
+def evaluate_files(pred_path: str | Path, gt_path: str | Path, threshold: float | None = None) -> PCKResult:
+    """Read both files and score them (see :func:`score`)."""
+    return score(read_predictions(pred_path), read_ground_truth(gt_path), threshold, pred_path)
+
+
+def _pct(value: float | None) -> str:
+    return "   n/a" if value is None or math.isnan(value) else f"{value:6.2f}"
+
+
+def format_table(result: PCKResult, pred_path: str | Path, gt_path: str | Path) -> str:
+    """A human-readable report: per joint, per group, both means and (MPII) PCKh@0.1."""
+    metric = "PCKh" if result.dataset == "mpii" else "PCK"
+    norm = "0.6 x head-box diagonal" if result.dataset == "mpii" else "torso size ||rsho - lhip||"
+    lines = [
+        f"predictions: {pred_path}",
+        f"ground truth: {gt_path} ({result.dataset.upper()}, {int(result.counts.sum())} annotated joints)",
+        f"{metric}@{result.threshold:g}: correct if ||pred - gt|| / ({norm}) {result.operator} {result.threshold:g}",
+        "",
+        f"{'joint':<12} {'annotated':>9} {metric + ' %':>8}",
+    ]
+    for j, name in enumerate(result.joint_names):
+        note = "" if j in result.mean_joints else "  (excluded from means)"
+        lines.append(f"{name:<12} {int(result.counts[j]):>9d} {_pct(result.per_joint[j]):>8}{note}")
+    lines += ["", f"{'group':<12} {metric + ' %':>18}"]
+    lines += [f"{name:<12} {_pct(value):>18}" for name, value in result.groups.items()]
+    lines += [
+        "",
+        f"{'Mean (joint-count weighted)':<40} {_pct(result.mean)} %",
+        f"{'Mean (unweighted over joints)':<40} {_pct(result.mean_unweighted)} %",
+    ]
+    if result.dataset == "mpii":
+        lines += [
+            f"{'PCKh@0.1 (weighted mean)':<40} {_pct(result.mean_at_0_1)} %",
+            f"{'wrists, elbows, knees, ankles':<40} {_pct(figure4_accuracy(result))} %",
+        ]
+    return "\n".join(lines)
+
+
+def _json_value(value: float) -> float | None:
+    """NaN (no annotated joint in a group) is not valid JSON; report it as null."""
+    return None if math.isnan(value) else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m hourglass.evaluate",
+        description="Score pose predictions with the official MPII PCKh or FLIC PCK protocol "
+                    f"(a joint is correct when its normalised error is {THRESHOLD_OPERATOR} the threshold).",
+    )
+    parser.add_argument("predictions", type=Path, metavar="PRED.h5",
+                        help="prediction h5 with dataset 'preds' (N, joints, 2) in 1-based image coordinates "
+                             "(the authors' pose-hg-demo layout)")
+    parser.add_argument("--gt", required=True, type=Path, metavar="GT_FILE",
+                        help="ground truth: an annotation h5 (16 joints = MPII, 11 = FLIC) or Tompson's "
+                             "detections_our_format.mat; rows must match the predictions")
+    parser.add_argument("--threshold", type=float, default=None, metavar="T",
+                        help=f"normalised-distance threshold (default {MPII_THRESHOLD} for MPII PCKh, "
+                             f"{FLIC_THRESHOLD} for FLIC PCK)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object of the headline percentages instead of the table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the evaluator; returns the process exit code (0 ok, 2 bad input)."""
+    args = build_parser().parse_args(argv)
+    if args.threshold is not None and not (math.isfinite(args.threshold) and args.threshold >= 0):
+        print(f"error: --threshold must be a non-negative number, got {args.threshold}", file=sys.stderr)
+        return 2
+    try:
+        result = evaluate_files(args.predictions, args.gt, args.threshold)
+    except (ReaderError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({k: _json_value(v) for k, v in result.as_dict().items()}))
+    else:
+        print(format_table(result, args.predictions, args.gt))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Ground-truth and prediction files for evaluation: the one place where their 1-based coordinates become 0-based.
+
+Ground truth comes either as an annotation h5 in pose-hg-train's layout (MPII ``valid.h5``, FLIC ``valid.h5``) or as
+Tompson's ``detections_our_format.mat`` (float MPII ground truth and head boxes; the file behind every published
+validation PCKh). Predictions use the authors' layout (pose-hg-demo ``preds/valid-ours.h5``): one dataset ``preds``
+of shape (N, J, 2) in MATLAB 1-based original-image coordinates.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import scipy.io
+
+from hourglass.annotations import AnnotationError, read_annotations
+from hourglass.joints import FLIC, MPII
+
+# MPII head size = SC_BIAS x head-box diagonal (official util_get_head_size.m: 0.6 = 0.8 * 0.75).
+SC_BIAS = 0.6
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+_MAT5_SIGNATURE = b"MATLAB 5.0 MAT-file"
+_MAT73_SIGNATURE = b"MATLAB 7.3 MAT-file"
+_TOMPSON_KEYS = ("jnt_missing", "pos_gt_src", "headboxes_src")
+_DATASET_BY_JOINTS = {MPII.count: MPII.name, FLIC.count: FLIC.name}
+
+
+class ReaderError(ValueError):
+    """A ground-truth or prediction file is missing or malformed; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """Scoring ground truth: 0-based joints (NaN where not annotated), mask, per-row normaliser, dataset name."""
+
+    joints: np.ndarray  # (N, J, 2) float64, 0-based
+    annotated: np.ndarray  # (N, J) bool
+    normalize: np.ndarray  # (N,) MPII head size or FLIC torso size, pixels
+    dataset: str  # 'mpii' or 'flic'
+    source: Path
+
+    def __len__(self) -> int:
+        return len(self.joints)
+
+
+def _signature(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(len(_MAT5_SIGNATURE))
+
+
+def _from_annotation_h5(path: Path) -> GroundTruth:
+    try:
+        table = read_annotations(path)
+    except AnnotationError as err:
+        raise ReaderError(str(err)) from None
+    dataset = _DATASET_BY_JOINTS.get(table.num_joints)
+    if dataset is None:
+        raise ReaderError(f"{path}: 'part' has {table.num_joints} joints; expected {MPII.count} (MPII) "
+                          f"or {FLIC.count} (FLIC)")
+    return GroundTruth(joints=table.joints, annotated=table.annotated, normalize=table.normalize,
+                       dataset=dataset, source=path)
+
+
+def _from_tompson_mat(path: Path) -> GroundTruth:
+    try:
+        mat = scipy.io.loadmat(path, variable_names=list(_TOMPSON_KEYS))
+    except (ValueError, OSError, NotImplementedError) as err:
+        raise ReaderError(f"{path}: not a readable MATLAB v5 file ({err})") from None
+    missing = [k for k in _TOMPSON_KEYS if k not in mat]
+    if missing:
+        raise ReaderError(f"{path}: missing variable(s) {missing} (expected Tompson's detections_our_format.mat "
+                          f"layout with {list(_TOMPSON_KEYS)})")
+    jnt_missing, pos, boxes = (np.asarray(mat[k]) for k in _TOMPSON_KEYS)
+    if pos.ndim != 3 or pos.shape[:2] != (MPII.count, 2):
+        raise ReaderError(f"{path}: 'pos_gt_src' must be ({MPII.count}, 2, N), got {pos.shape}")
+    n = pos.shape[2]
+    if jnt_missing.shape != (MPII.count, n):
+        raise ReaderError(f"{path}: 'jnt_missing' must be ({MPII.count}, {n}), got {jnt_missing.shape}")
+    if boxes.shape != (2, 2, n):
+        raise ReaderError(f"{path}: 'headboxes_src' must be (2, 2, {n}), got {boxes.shape}")
+    annotated = (jnt_missing == 0).T
+    joints = np.where(annotated[..., None], pos.transpose(2, 0, 1).astype(np.float64) - 1.0, np.nan)
+    boxes = boxes.transpose(2, 0, 1).astype(np.float64)  # (N, corner, xy): top-left, bottom-right
+    head_size = SC_BIAS * np.linalg.norm(boxes[:, 1] - boxes[:, 0], axis=1)
+    return GroundTruth(joints=joints, annotated=annotated, normalize=head_size, dataset=MPII.name, source=path)
+
+
+def read_ground_truth(path: str | Path) -> GroundTruth:
+    """Read an annotation h5 (16 joints -> MPII, 11 -> FLIC) or Tompson's ``detections_our_format.mat``.
+
+    The format is recognised from the file's first bytes (HDF5 or MATLAB v5 header), so a misnamed file still works
+    and an unknown one fails with its name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReaderError(f"{path}: ground-truth file not found")
+    head = _signature(path)
+    if head.startswith(_MAT73_SIGNATURE):
+        raise ReaderError(f"{path}: MATLAB v7.3 .mat files are not supported; re-save it with save(..., '-v7')")
+    if head.startswith(_MAT5_SIGNATURE):
+        return _from_tompson_mat(path)
+    if head.startswith(_HDF5_SIGNATURE) or h5py.is_hdf5(path):
+        return _from_annotation_h5(path)
+    raise ReaderError(f"{path}: unknown ground-truth format (neither an HDF5 annotation file nor a MATLAB v5 .mat)")
+
+
+def read_predictions(path: str | Path) -> np.ndarray:
+    """Read dataset ``preds`` (N, J, 2) in 1-based image coordinates and return it 0-based as float64."""
+    path = Path(path)
+    if not path.is_file():
+        raise ReaderError(f"{path}: prediction file not found")
+    try:
+        h5 = h5py.File(path, "r")
+    except OSError as err:
+        raise ReaderError(f"{path}: not a readable HDF5 file ({err})") from None
+    with h5:
+        if "preds" not in h5:
+            raise ReaderError(f"{path}: missing dataset 'preds'; found {sorted(h5)}")
+        preds = np.asarray(h5["preds"][()], dtype=np.float64)
+    if preds.ndim != 3 or preds.shape[2] != 2:
+        raise ReaderError(f"{path}: 'preds' must be (N, joints, 2), got {preds.shape}")
+    return preds - 1.0
+
+
+def write_predictions(path: str | Path, preds0: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
+    """Write 0-based (N, J, 2) predictions as ``preds`` (1-based float64) plus ``extra`` datasets, atomically."""
+    path = Path(path)
+    preds0 = np.asarray(preds0, dtype=np.float64)
+    if preds0.ndim != 3 or preds0.shape[2] != 2:
+        raise ValueError(f"{path}: predictions must be (N, joints, 2), got {preds0.shape}")
+    extra = dict(extra or {})
+    if "preds" in extra:
+        raise ValueError(f"{path}: 'preds' is reserved for the predictions; rename that extra dataset")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with h5py.File(tmp, "w") as h5:
+            h5["preds"] = preds0 + 1.0
+            for key, value in extra.items():
+                h5[key] = np.asarray(value)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
