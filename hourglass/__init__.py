@@ -1,8 +1,19 @@
 """Stacked hourglass networks for human pose estimation (Newell, Yang, Deng, ECCV 2016): the library.
 
-Importing the package has no side effects; submodules are imported where they are used.
+Importing the package has no side effects and does not import torch: ``hourglass.create_model`` and
+``hourglass.StackedHourglass`` load :mod:`hourglass.model` on first use, so the metric and evaluation tools start fast.
 """
 
-from hourglass.model import StackedHourglass, create_model
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["StackedHourglass", "create_model"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from hourglass import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module 'hourglass' has no attribute {name!r}")
