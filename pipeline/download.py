@@ -1,0 +1,59 @@
+"""DVC stage ``download``: fetch the real dataset named in params.yaml into ``data/raw/<dataset>/``.
+
+    python -m pipeline.download [--params params.yaml] [--dataset mpii|flic]
+
+The work is :func:`hourglass.data.download.download_dataset`; this module only parses arguments, sets up
+logging and turns failures into a one-line error and a non-zero exit code. For ``dataset: synthetic`` there is
+nothing to fetch (a separate stage generates that set), so it says so and exits 0 without creating any output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from hourglass.config import ConfigError, load_params
+from hourglass.data.download import DownloadError, UnsafeArchiveError, download_dataset
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.download",
+        description="Download, verify and extract the dataset's images and annotation files "
+                    "(params: download.*).",
+    )
+    parser.add_argument("--params", default="params.yaml", help="params file to read (default: %(default)s)")
+    parser.add_argument("--dataset", choices=("mpii", "flic", "synthetic"), default=None,
+                        help="dataset to fetch instead of params `dataset:` (synthetic: nothing to download)")
+    parser.add_argument("--root", default=None,
+                        help="output root instead of params `download.root` (files go to <root>/<dataset>/)")
+    parser.add_argument("--no-progress", action="store_true", help="never show progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage; returns the exit code (0 done, 1 download/verification failure, 2 bad params)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        config = load_params(args.params)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    dataset = args.dataset or config.dataset
+    if dataset == "synthetic":
+        print("dataset 'synthetic': nothing to download (the synthesize stage generates it)")
+        return 0
+    try:
+        manifest = download_dataset(config.download, dataset, root=args.root,
+                                    progress=False if args.no_progress else None)
+    except (DownloadError, UnsafeArchiveError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{dataset}: done; manifest {manifest}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
