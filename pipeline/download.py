@@ -3,8 +3,9 @@
     python -m pipeline.download [--params params.yaml] [--dataset mpii|flic]
 
 The work is :func:`hourglass.data.download.download_dataset`; this module only parses arguments, sets up
-logging and turns failures into a one-line error and a non-zero exit code. For ``dataset: synthetic`` there is
-nothing to fetch (a separate stage generates that set), so it says so and exits 0 without creating any output.
+logging and turns failures into a one-line error and a non-zero exit code. For ``dataset: synthetic`` (the
+embedded default) the "download" is the generator, :mod:`pipeline.synthesize`, writing the same layout into
+``<root>/synthetic/``, so one DVC stage produces ``data/raw/${dataset}`` whatever the dataset.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from hourglass.config import ConfigError, load_params
 from hourglass.data.download import DownloadError, UnsafeArchiveError, download_dataset
+from pipeline import synthesize
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--params", default="params.yaml", help="params file to read (default: %(default)s)")
     parser.add_argument("--dataset", choices=("mpii", "flic", "synthetic"), default=None,
-                        help="dataset to fetch instead of params `dataset:` (synthetic: nothing to download)")
+                        help="dataset to fetch instead of params `dataset:` (synthetic: generate it offline)")
     parser.add_argument("--root", default=None,
                         help="output root instead of params `download.root` (files go to <root>/<dataset>/)")
     parser.add_argument("--no-progress", action="store_true", help="never show progress bars")
@@ -43,8 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     dataset = args.dataset or config.dataset
     if dataset == "synthetic":
-        print("dataset 'synthetic': nothing to download (the synthesize stage generates it)")
-        return 0
+        root = Path(args.root or config.download.root)
+        return synthesize.main(["--params", str(args.params), "--out", str(root / "synthetic")])
     try:
         manifest = download_dataset(config.download, dataset, root=args.root,
                                     progress=False if args.no_progress else None)

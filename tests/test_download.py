@@ -473,11 +473,17 @@ def write_params(tmp_path: Path, config: DownloadConfig, dataset: str) -> Path:
     return params
 
 
-def test_stage_synthetic_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    params = write_params(tmp_path, DownloadConfig(root=str(tmp_path / "raw")), "synthetic")
+def test_stage_synthetic_generates_the_same_layout(tmp_path: Path) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({
+        "dataset": "synthetic",
+        "download": DownloadConfig(root=str(tmp_path / "raw")).model_dump(mode="json"),
+        "synthetic": {"train_images": 3, "valid_images": 2, "workers": 1},
+    }))
     assert main(["--params", str(params)]) == 0
-    assert "nothing to download" in capsys.readouterr().out
-    assert not (tmp_path / "raw").exists()
+    out = tmp_path / "raw" / "synthetic"
+    assert (out / "annot" / "train.h5").is_file() and (out / "annot" / "valid.h5").is_file()
+    assert len(list((out / "images").glob("*.jpg"))) == 5
 
 
 def test_stage_downloads_and_reports_failures(server: ServerState, tmp_path: Path, anchor_dir: Path,
