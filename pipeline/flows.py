@@ -1,0 +1,462 @@
+"""Prefect orchestration of the DVC pipeline, and the scheduled retraining that moves the ``champion`` alias.
+
+The flow re-implements no stage: every task is one ``dvc repro --single-item <stage>`` subprocess, run one
+after another because DVC's repo lock forbids concurrent ``dvc repro`` processes. DVC keeps owning caching
+(it skips an unchanged stage); Prefect adds retries, a schedule, logs and a UI. After the pipeline, the
+``promote`` task lets the champion variant's freshly registered model compete for the MLflow registry alias
+(``hourglass.registry.promote_if_better``) and records the decision as a Prefect artifact and in
+``reports/champion.json``.
+
+    python -m pipeline.flows run      # one run now (on a temporary local Prefect server unless one is set)
+    python -m pipeline.flows serve    # the cron deployment `retrain/scheduled-retrain`; needs a real server
+
+The trainer leaves ``models/<variant>/mlflow.json`` =
+``{"run_id", "model_uri", "registered_model", "version"}`` (optionally ``"tracking_uri"``) and
+``models/<variant>/metrics.json``; that is the whole contract with the training stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Sequence
+
+from mlflow import MlflowClient
+from prefect import flow, get_run_logger, serve, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.schedules import Cron
+from prefect.settings import get_current_settings
+from prefect.tasks import exponential_backoff
+
+from hourglass.config import ConfigError, ParamsConfig, load_params
+from hourglass.registry import Decision, RegistryError, promote_if_better, version_score
+
+DEPLOYMENT_NAME = "scheduled-retrain"
+DECISION_FILE = Path("reports") / "champion.json"
+ARTIFACT_KEY = "champion-decision"
+STDERR_TAIL_LINES = 30
+SERVER_HELP = (
+    "Start a Prefect server and point this shell at it:\n"
+    "  prefect server start --host 127.0.0.1 --port 4299      # in another terminal\n"
+    "  export PREFECT_API_URL=http://127.0.0.1:4299/api"
+)
+
+
+class StageFailed(RuntimeError):
+    """``dvc repro`` of one stage exited non-zero; the message carries the stage and its stderr's tail."""
+
+    def __init__(self, stage: str, returncode: int, stderr_tail: Sequence[str]) -> None:
+        self.stage, self.returncode, self.stderr_tail = stage, returncode, list(stderr_tail)
+        tail = "\n".join(f"  | {line}" for line in self.stderr_tail) or "  | (no stderr)"
+        message = f"DVC stage {stage!r} failed (dvc repro exit code {returncode}); stderr tail:\n{tail}"
+        super().__init__(message)
+
+
+class FlowSetupError(RuntimeError):
+    """The repository lacks what the flow needs (a stage, mlflow.json, a metric); the message says which."""
+
+
+# ------------------------------------------------------------------------------------------- dvc calls
+
+
+def _dvc(*args: str) -> list[str]:
+    """DVC from this interpreter, so the flow never picks up another installation's ``dvc`` from PATH."""
+    return [sys.executable, "-m", "dvc", *args]
+
+
+def _stage_env() -> dict[str, str]:
+    """``dvc repro``'s environment: this interpreter's bin first, so the stages' ``python`` is this venv's."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env.setdefault("DVC_NO_ANALYTICS", "1")
+    return env
+
+
+def _last_frame(line: str) -> str:
+    """A progress bar redraws with carriage returns; keep what the terminal would finally show."""
+    return line.rstrip("\n").rsplit("\r", 1)[-1].rstrip()
+
+
+def _pump(stream: IO[str], log: logging.Logger | logging.LoggerAdapter, tail: deque[str] | None) -> None:
+    for raw in stream:
+        line = _last_frame(raw)
+        if line:
+            log.info("%s", line)
+            if tail is not None:
+                tail.append(line)
+
+
+def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAdapter) -> None:
+    """Run ``dvc repro --single-item stage`` in ``repo``, streaming its output into ``log``.
+
+    ``--single-item`` because the flow has already brought every upstream stage up to date, in order; DVC
+    still skips the stage when nothing it depends on changed. Raises StageFailed on a non-zero exit.
+    """
+    args = ["repro", "--single-item", stage]
+    log.info("$ dvc %s   (in %s)", shlex.join(args), repo)
+    proc = subprocess.Popen(
+        _dvc(*args), cwd=repo, env=_stage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        errors="replace", bufsize=1,
+    )
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    stderr_reader = threading.Thread(target=_pump, args=(proc.stderr, log, tail), daemon=True)
+    stderr_reader.start()
+    try:
+        _pump(proc.stdout, log, None)
+        returncode = proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted or cancelled: do not leave DVC running and holding its lock
+            proc.terminate()
+            proc.wait()
+        stderr_reader.join()
+    if returncode != 0:
+        raise StageFailed(stage, returncode, tail)
+
+
+def list_stages(repo: Path) -> list[str]:
+    """Every stage DVC sees in ``repo``, foreach/matrix items expanded (``train@hg8``), in dvc.yaml order."""
+    done = subprocess.run(
+        _dvc("stage", "list", "--name-only"), cwd=repo, env=_stage_env(), capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise FlowSetupError(f"{repo}: `dvc stage list` failed: {done.stderr.strip() or done.stdout.strip()}")
+    return [line.strip() for line in done.stdout.splitlines() if line.strip()]
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """Which DVC stages the flow runs, in which order."""
+
+    fetch: str
+    preprocess: str
+    variants: tuple[str, ...]
+    evaluated: frozenset[str]  # variants that have an evaluate@<variant> stage
+    report: str | None
+
+    def stages(self) -> list[str]:
+        """Every stage to run, in order (the fetch stage first)."""
+        order = [self.fetch, self.preprocess]
+        for variant in self.variants:
+            order.append(f"train@{variant}")
+            if variant in self.evaluated:
+                order.append(f"evaluate@{variant}")
+        return order + ([self.report] if self.report else [])
+
+    def unplanned(self, stages: Sequence[str]) -> list[str]:
+        """Stages of dvc.yaml the flow does not run (the other dataset's fetch stage aside), to warn about."""
+        known = set(self.stages()) | {"download", "synthesize"}
+        return [name for name in stages if name not in known]
+
+
+def plan_stages(stages: Sequence[str], dataset: str, champion_variant: str) -> StagePlan:
+    """Map dvc.yaml's stage names onto the flow's steps; a missing required stage is an error listing all."""
+    fetch = "synthesize" if dataset == "synthetic" else "download"
+    available = ", ".join(stages) or "(none)"
+    for needed in (fetch, "preprocess"):
+        if needed not in stages:
+            message = f"dvc.yaml has no {needed!r} stage (dataset: {dataset}); stages: {available}"
+            raise FlowSetupError(message)
+    variants = tuple(name.split("@", 1)[1] for name in stages if name.startswith("train@"))
+    if not variants:
+        raise FlowSetupError(f"dvc.yaml has no train@<variant> stages; stages: {available}")
+    if champion_variant not in variants:
+        raise FlowSetupError(
+            f"params flows.champion_variant is {champion_variant!r}, but dvc.yaml trains only "
+            f"{', '.join(variants)}"
+        )
+    evaluated = frozenset(v for v in variants if f"evaluate@{v}" in stages)
+    return StagePlan(fetch, "preprocess", variants, evaluated, "report" if "report" in stages else None)
+
+
+# ------------------------------------------------------------------------------------- champion record
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """``models/<variant>/mlflow.json``, written by the training stage after it registered the model."""
+
+    run_id: str
+    model_uri: str
+    registered_model: str
+    version: str
+    tracking_uri: str | None
+
+
+def read_training_record(path: Path) -> TrainingRecord:
+    """Parse and check mlflow.json; a missing or partial file is an error that names the key."""
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        message = f"{path}: not found; the training stage writes it after registering the model"
+        raise FlowSetupError(message) from None
+    except json.JSONDecodeError as err:
+        raise FlowSetupError(f"{path}: not valid JSON: {err}") from None
+    if not isinstance(raw, dict):
+        raise FlowSetupError(f"{path}: expected a JSON object, got {type(raw).__name__}")
+    missing = [key for key in ("run_id", "model_uri", "registered_model", "version") if not raw.get(key)]
+    if missing:
+        raise FlowSetupError(
+            f"{path}: missing or empty key(s) {', '.join(missing)}; the champion needs a registered model "
+            "(params mlflow.log_model true, mlflow.registered_model set, and MLflow reachable while training)"
+        )
+    return TrainingRecord(
+        run_id=str(raw["run_id"]),
+        model_uri=str(raw["model_uri"]),
+        registered_model=str(raw["registered_model"]),
+        version=str(raw["version"]),
+        tracking_uri=str(raw["tracking_uri"]) if raw.get("tracking_uri") else None,
+    )
+
+
+def tracking_uri_for(repo: Path, record: TrainingRecord) -> str:
+    """The store the trainer used: mlflow.json's own, else ``MLFLOW_TRACKING_URI``, else ``<repo>/mlflow.db``.
+
+    DVC runs stages with the repo as working directory, where MLflow's default SQLite store lives.
+    """
+    return record.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo / 'mlflow.db'}"
+
+
+def file_metric(path: Path, metric: str) -> float | None:
+    """``metric`` from a DVC metrics JSON: a top-level key or a dotted path into objects; null is NaN."""
+    if not path.is_file():
+        return None
+    try:
+        node: Any = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise FlowSetupError(f"{path}: not valid JSON: {err}") from None
+    if isinstance(node, dict) and metric in node:
+        node = node[metric]
+    else:
+        for key in metric.split("."):
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+    if node is None:  # how metrics.json spells a non-finite value; such a candidate never wins
+        return math.nan
+    if isinstance(node, bool) or not isinstance(node, (int, float)):
+        raise FlowSetupError(f"{path}: {metric!r} is {node!r}, not a number")
+    return float(node)
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write to a temporary file beside ``path`` and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle, indent=2, allow_nan=True)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _cell(score: float | None) -> str:
+    return "—" if score is None else (f"{score:.4f}" if math.isfinite(score) else str(score))
+
+
+def decision_markdown(decision: Decision, variant: str) -> str:
+    """The Prefect artifact: both scores side by side and the verdict."""
+    verdict = "promoted" if decision.promoted else "kept the current champion"
+    return "\n".join([
+        f"## `{decision.model}@{decision.alias}`: {verdict}",
+        "",
+        f"| | version | {decision.metric} |",
+        "|---|---|---|",
+        f"| candidate (`{variant}`) | {decision.candidate_version} | {_cell(decision.candidate_score)} |",
+        f"| champion before | {decision.champion_version or '—'} | {_cell(decision.champion_score)} |",
+        "",
+        f"**Reason:** {decision.reason}. ",
+        f"**Serving now:** version {decision.serving_version or '—'} "
+        f"({'higher' if decision.higher_is_better else 'lower'} is better; decided {decision.decided_at}).",
+    ])
+
+
+def decide_champion(
+    repo: Path, variant: str, metric: str, higher_is_better: bool, log: logging.Logger | logging.LoggerAdapter
+) -> Decision:
+    """Let ``variant``'s registered model compete for ``champion`` and write reports/champion.json."""
+    model_dir = repo / "models" / variant
+    record = read_training_record(model_dir / "mlflow.json")
+    client = MlflowClient(tracking_uri=tracking_uri_for(repo, record))
+    score = version_score(client, record.registered_model, record.version, metric)
+    if score is None:
+        score = file_metric(model_dir / "metrics.json", metric)
+        if score is None:
+            raise FlowSetupError(
+                f"metric {metric!r} (params flows.champion_metric) is neither in MLflow run {record.run_id} "
+                f"of {record.registered_model!r} version {record.version} nor in {model_dir / 'metrics.json'}"
+            )
+        log.info("run %s has no %r metric; using %s", record.run_id, metric, model_dir / "metrics.json")
+    decision = promote_if_better(
+        client, record.registered_model, record.version, metric, higher_is_better=higher_is_better,
+        candidate_score=score,
+    )
+    record_json = {**decision.to_dict(), "variant": variant, "run_id": record.run_id}
+    write_json_atomic(repo / DECISION_FILE, record_json)
+    return decision
+
+
+# --------------------------------------------------------------------------------------- prefect tasks
+
+
+@task(name="fetch-data", task_run_name="fetch-data-{stage}", cache_policy=NO_CACHE)
+def fetch_data(stage: str, repo: str) -> str:
+    """Download (or synthesize) the dataset; the flow gives this task its retries with exponential backoff."""
+    run_dvc_repro(stage, Path(repo), get_run_logger())
+    return stage
+
+
+@task(name="dvc-stage", task_run_name="repro-{stage}", cache_policy=NO_CACHE)
+def run_stage(stage: str, repo: str) -> str:
+    """One DVC stage; DVC itself decides whether it is up to date."""
+    run_dvc_repro(stage, Path(repo), get_run_logger())
+    return stage
+
+
+@task(name="promote", task_run_name="promote-{variant}", cache_policy=NO_CACHE)
+def promote(repo: str, variant: str, metric: str, higher_is_better: bool) -> dict[str, Any]:
+    """Champion contest for ``variant``; the decision becomes a markdown artifact and champion.json."""
+    log = get_run_logger()
+    decision = decide_champion(Path(repo), variant, metric, higher_is_better, log)
+    create_markdown_artifact(
+        markdown=decision_markdown(decision, variant), key=ARTIFACT_KEY,
+        description=f"Did {decision.model} v{decision.candidate_version} take @{decision.alias}?",
+    )
+    log.info("%s v%s: %s (%s)", decision.model, decision.candidate_version,
+             "promoted" if decision.promoted else "kept the champion", decision.reason)
+    return decision.to_dict()
+
+
+def _params_file(params_path: str, root: Path) -> Path:
+    """params.yaml relative to the repo: DVC's stages read the repo's copy, so the flow reads it too."""
+    path = Path(params_path)
+    return path if path.is_absolute() else root / path
+
+
+@flow(name="retrain", log_prints=True)
+def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]:
+    """Reproduce the pipeline stage by stage, then move ``champion`` only if the new model beats it."""
+    root = Path(repo).resolve()
+    config: ParamsConfig = load_params(_params_file(params_path, root))
+    settings = config.flows
+    stages = list_stages(root)
+    plan = plan_stages(stages, config.dataset, settings.champion_variant)
+    log = get_run_logger()
+    log.info("stages, in order: %s", " -> ".join(plan.stages()))
+    if unplanned := plan.unplanned(stages):
+        log.warning("dvc.yaml stages this flow does not run: %s", ", ".join(unplanned))
+
+    retries = settings.download_retries
+    fetch_data.with_options(
+        retries=retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=settings.download_retry_delay)(retries),
+    )(plan.fetch, str(root))
+    for stage in plan.stages()[1:]:
+        run_stage(stage, str(root))
+    return promote(str(root), settings.champion_variant, settings.champion_metric, settings.higher_is_better)
+
+
+# --------------------------------------------------------------------------------------------- serving
+
+
+def build_deployment(
+    params_path: Path, repo: Path, name: str = DEPLOYMENT_NAME, cron: str | None = None
+) -> RunnerDeployment:
+    """The scheduled deployment ``retrain/<name>``: cron and timezone from params (``cron`` overrides).
+
+    Paths become absolute defaults because served runs start in a fresh process; the entrypoint is the module
+    path, which works from any directory where the package is installed.
+    """
+    root = repo.resolve()
+    params_file = _params_file(str(params_path), root).resolve()
+    settings = load_params(params_file).flows
+    return retrain.to_deployment(
+        name=name,
+        schedules=[Cron(cron or settings.cron, timezone=settings.timezone)],
+        parameters={"params_path": str(params_file), "repo": str(root)},
+        description="Re-run the DVC pipeline; move the MLflow alias `champion` only if the new model wins.",
+        tags=["retrain"],
+        entrypoint_type=EntrypointType.MODULE_PATH,
+    )
+
+
+def server_problem() -> str | None:
+    """Why ``serve`` cannot schedule here (no PREFECT_API_URL, or nothing answers it); None when it can."""
+    url = get_current_settings().api.url
+    if not url:
+        return (
+            "PREFECT_API_URL is not set, so Prefect would start a temporary (ephemeral) server, and an "
+            "ephemeral server cannot schedule runs.\n" + SERVER_HELP
+        )
+    with get_client(sync_client=True) as client:
+        error = client.api_healthcheck()
+    if error is not None:
+        return f"no Prefect server answers at PREFECT_API_URL={url} ({error}).\n{SERVER_HELP}"
+    return None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.flows",
+        description="Run the DVC pipeline as a Prefect flow once, or serve it as a scheduled deployment.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,serve}")
+    run = commands.add_parser("run", help="run the retrain flow once, now, in this process")
+    serve = commands.add_parser(
+        "serve", help=f"serve the deployment retrain/{DEPLOYMENT_NAME} on flows.cron (needs PREFECT_API_URL)"
+    )
+    for sub in (run, serve):
+        sub.add_argument("--repo", type=Path, default=Path("."), help="the DVC repository (default: .)")
+        sub.add_argument(
+            "--params", type=Path, default=Path("params.yaml"),
+            help="params file, relative to --repo unless absolute (default: params.yaml)",
+        )
+    serve.add_argument("--name", default=DEPLOYMENT_NAME, help=f"deployment name (default {DEPLOYMENT_NAME})")
+    serve.add_argument("--cron", help="cron string that overrides flows.cron, e.g. '* * * * *' for a trial")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI entry point; returns the process exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            problem = server_problem()
+            if problem:
+                print(f"error: {problem}", file=sys.stderr)
+                return 2
+            deployment = build_deployment(args.params, args.repo, args.name, args.cron)
+            serve(deployment, limit=1)  # one run at a time: DVC's repo lock allows no more
+            return 0
+        decision = retrain(params_path=str(args.params), repo=str(args.repo))
+    except (ConfigError, FlowSetupError, RegistryError, StageFailed) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    verdict = "promoted" if decision["promoted"] else "kept"
+    print(f"{decision['model']}@{decision['alias']}: {verdict} v{decision['candidate_version']} "
+          f"({decision['reason']}); serving v{decision['serving_version']}")
+    return 0
+
+
+if __name__ == "__main__":
+    # Use the importable module, not this __main__ copy, so the served deployment's entrypoint is
+    # `pipeline.flows.retrain` (which the runner's subprocesses can import), not `__main__.retrain`.
+    from pipeline.flows import main as _main
+
+    sys.exit(_main())

@@ -1,0 +1,164 @@
+"""The training Dataset: augmentation draws, targets at the augmented joints, flips, validation geometry, workers."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from hourglass.annotations import read_annotations
+from hourglass.bench.loader import make_raw_set
+from hourglass.config import AugmentConfig, ConfigError, ParamsConfig, parse_params
+from hourglass.data.augment import AugmentParams, sample_augmentation
+from hourglass.data.dataset import PoseDataset, create_dataset, worker_init
+from hourglass.data.preprocess import preprocess
+from hourglass.geometry import crop_image, flip_image, transform_points
+from hourglass.heatmaps import decode, heatmaps_to_image
+from hourglass.joints import MPII
+
+RES, OUT = 128, 32
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("set")
+    raw, out = root / "raw", root / "processed"
+    make_raw_set(raw, 12, np.random.default_rng(3))
+    params = ParamsConfig.model_validate({"model": {"input_res": RES}, "preprocess": {"workers": 1}})
+    preprocess(raw, out, params, dataset="synthetic", progress=False)
+    return raw, out
+
+
+def original_image(raw: Path, name: str) -> np.ndarray:
+    return cv2.cvtColor(cv2.imread(str(raw / "images" / name)), cv2.COLOR_BGR2RGB)
+
+
+def test_augmentation_draws_follow_the_original_distribution():
+    config = AugmentConfig()
+    rng = np.random.default_rng(0)
+    draws = [sample_augmentation(config, rng) for _ in range(4000)]
+    scales = np.array([d.scale for d in draws])
+    rotations = np.array([d.rotation for d in draws])
+    colours = np.array([d.colour for d in draws])
+    assert scales.min() >= 2 ** -0.5 - 1e-12 and scales.max() <= 2 ** 0.5 + 1e-12
+    assert np.std(np.log2(scales)) == pytest.approx(0.25, rel=0.1)
+    assert np.abs(rotations).max() <= 60.0
+    assert np.mean(rotations != 0) == pytest.approx(0.4, abs=0.04)
+    assert np.mean([d.flip for d in draws]) == pytest.approx(0.5, abs=0.04)
+    assert colours.min() >= 0.6 and colours.max() <= 1.4 and colours.std(axis=0).min() > 0.2
+    off = sample_augmentation(AugmentConfig(enabled=False), rng)
+    assert off == AugmentParams()
+
+
+def test_augment_config_rejects_bad_ranges():
+    with pytest.raises(ConfigError, match="colour_low"):
+        parse_params({"augment": {"colour_low": 1.5, "colour_high": 1.0}})
+    with pytest.raises(ConfigError, match="rotation_prob"):
+        parse_params({"augment": {"rotation_prob": 1.5}})
+
+
+@pytest.mark.parametrize("draw", [AugmentParams(1.3, 25.0, False, (1.0, 1.0, 1.0)),
+                                  AugmentParams(0.75, -50.0, True, (0.7, 1.0, 1.3))])
+def test_targets_peak_at_the_augmented_joints_and_pixels_agree(processed, draw: AugmentParams):
+    """Joints and image of a sample rendered from the stored crop equal an independent crop of the ORIGINAL image
+    with the same scale, rotation and flip (geometry.crop_image + transform_points + flip)."""
+    raw, out = processed
+    ds = PoseDataset(out, "train", input_res=RES, augment=AugmentConfig())
+    for index in range(len(ds)):
+        image, target, mask = ds.render(index, ds.read_crop(index), draw)
+        center, scale = ds.center[index], ds.scale[index] * draw.scale
+        expected = transform_points(ds.joints[index], center, scale, RES, draw.rotation)
+        annotated = ds.annotated[index]
+        reference = crop_image(original_image(raw, read_names(out)[ds.rows[index]]), center, scale, RES,
+                               draw.rotation)
+        if draw.flip:
+            expected[:, 0] = RES - 1 - expected[:, 0]
+            expected, annotated = expected[list(np.argsort(MPII.flip))], annotated[list(np.argsort(MPII.flip))]
+            reference = flip_image(reference)
+        np.testing.assert_array_equal(mask, annotated)
+        heat = (expected + 0.5) * OUT / RES - 0.5
+        peaks = np.floor(heat + 0.5)
+        inside = annotated & (peaks >= 0).all(1) & (peaks < OUT).all(1)
+        assert inside.sum() >= 8
+        flat = target.reshape(len(target), -1).argmax(1)
+        found = np.stack([flat % OUT, flat // OUT], 1)
+        np.testing.assert_array_equal(found[inside], peaks[inside])
+        assert np.allclose(target[inside].max(axis=(1, 2)), 1.0)
+        assert (target[~annotated] == 0).all()
+        # Pixels: the stored crop loses only resampling detail, never position or colour.
+        expected_image = np.clip(reference.astype(np.float32) / 255 * np.float32(draw.colour), 0, 1)
+        assert image.shape == (3, RES, RES) and image.dtype == np.float32
+        diff = np.abs(image.transpose(1, 2, 0) - expected_image)
+        assert diff.mean() < 0.03, (index, diff.mean())
+
+
+def read_names(out: Path) -> list[str]:
+    from hourglass.data.preprocess import read_table
+
+    return read_table(out / "annotations.parquet").column("imgname").to_pylist()
+
+
+def test_flip_swaps_left_and_right(processed):
+    _, out = processed
+    ds = PoseDataset(out, "train", input_res=RES, augment=AugmentConfig())
+    plain = AugmentParams()
+    mirrored = AugmentParams(flip=True)
+    image, target, _ = ds.render(0, ds.read_crop(0), plain)
+    image_f, target_f, _ = ds.render(0, ds.read_crop(0), mirrored)
+    np.testing.assert_allclose(image_f, image[:, :, ::-1], atol=1e-6)
+    for right, left in ((0, 5), (10, 15), (12, 13)):
+        assert MPII.names[right].startswith("r_") and MPII.names[left].startswith("l_")
+        np.testing.assert_allclose(target_f[left], target[right][:, ::-1], atol=1e-6)
+        np.testing.assert_allclose(target_f[right], target[left][:, ::-1], atol=1e-6)
+
+
+def test_validation_samples_are_the_plain_crop_and_decode_to_the_original(processed):
+    raw, out = processed
+    params = ParamsConfig.model_validate({"model": {"input_res": RES}})
+    ds = create_dataset(out, "train", params, train=False)  # the synthetic set only has a train split
+    names = read_names(out)
+    for index in range(len(ds)):
+        sample = ds[index]
+        center, scale = sample["center"].numpy(), sample["scale"]
+        reference = crop_image(original_image(raw, names[sample["row"]]), center, scale, RES)
+        assert np.abs(sample["image"].numpy().transpose(1, 2, 0) - reference / 255.0).mean() < 0.03
+        coords, _ = decode(sample["target"].numpy())
+        back = heatmaps_to_image(coords, center, scale, OUT)
+        ok = sample["annotated"].numpy() & (np.abs(coords - (OUT - 1) / 2) < OUT / 2 - 1).all(1)
+        # Within one heatmap pixel of the truth (target peaks sit on the nearest pixel).
+        err = np.abs(back[ok] - sample["joints"].numpy()[ok])
+        assert err.max() <= 200 * scale / OUT, err.max()
+        truth = read_annotations(raw / "annot" / "train.h5")
+        np.testing.assert_array_equal(sample["joints"].numpy(), truth.joints[sample["row"]])
+
+
+def test_augmentation_larger_than_the_stored_margin_is_refused(processed):
+    _, out = processed
+    with pytest.raises(ValueError, match="margin"):
+        PoseDataset(out, "train", input_res=RES, augment=AugmentConfig(scale_sigma=0.5))
+    with pytest.raises(ValueError, match="split 'valid'"):
+        PoseDataset(out, "valid", input_res=RES)
+
+
+def test_pickles_without_open_files_and_loads_with_spawn_workers(processed):
+    _, out = processed
+    ds = PoseDataset(out, "train", input_res=RES, augment=AugmentConfig())
+    ds[0]
+    assert ds._files
+    clone = pickle.loads(pickle.dumps(ds))
+    assert clone._files == {} and clone._rng is None
+    loader = DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="spawn", worker_init_fn=worker_init)
+    batches = list(loader)
+    assert len(batches) == 3
+    batch = batches[0]
+    assert batch["image"].shape == (4, 3, RES, RES) and batch["image"].dtype == torch.float32
+    assert batch["target"].shape == (4, 16, OUT, OUT)
+    assert batch["center"].dtype == torch.float64 and batch["joints"].shape == (4, 16, 2)
+    assert sorted(torch.cat([b["row"] for b in batches]).tolist()) == list(range(12))
+    assert float(batch["image"].max()) <= 1.0 and float(batch["image"].min()) >= 0.0
+    ds.close()

@@ -1,0 +1,366 @@
+"""The Prefect retraining flow over a tiny real DVC repository (git + dvc init, stub stages), tmp MLflow.
+
+The stub stages write what the real ones would (data dirs, models/<variant>/metrics.json, an MLflow model
+version and models/<variant>/mlflow.json), so the flow's real path runs: `dvc repro` subprocesses, Prefect
+retries, the registry decision, the artifact and reports/champion.json.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from prefect.artifacts import Artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.client.schemas.objects import TaskRun
+from prefect.settings import (
+    PREFECT_API_URL,
+    PREFECT_HOME,
+    PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW,
+    PREFECT_SERVER_ANALYTICS_ENABLED,
+    temporary_settings,
+)
+from prefect.testing.utilities import prefect_test_harness
+
+from pipeline.flows import (
+    ARTIFACT_KEY,
+    FlowSetupError,
+    StageFailed,
+    build_deployment,
+    decide_champion,
+    file_metric,
+    main,
+    plan_stages,
+    promote,
+    read_training_record,
+    run_dvc_repro,
+    server_problem,
+)
+
+MODEL = "fake-hg"
+STAGES_PY = '''
+"""Stub stages for tests/test_flows.py."""
+import json, sys
+from pathlib import Path
+
+
+def write(path, text):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(text)
+
+
+def download(attempts_file):
+    attempts = Path(attempts_file)
+    count = int(attempts.read_text()) + 1 if attempts.exists() else 1
+    attempts.write_text(str(count))
+    if count == 1:
+        sys.exit("simulated network failure on attempt 1")
+    write("data/raw/images.txt", "pixels")
+
+
+def train(variant, score, log_metric):
+    from mlflow import MlflowClient
+    client = MlflowClient()
+    run_id = client.create_run("0", run_name=f"train@{variant}").info.run_id
+    if log_metric == "yes":
+        client.log_metric(run_id, "pckh_mean", float(score))
+    client.set_terminated(run_id)
+    if not client.search_registered_models(filter_string="name = 'fake-hg'"):
+        client.create_registered_model("fake-hg")
+    mv = client.create_model_version("fake-hg", source=f"runs:/{run_id}/model", run_id=run_id)
+    write(f"models/{variant}/metrics.json", json.dumps({"pckh_mean": float(score)}))
+    write(f"models/{variant}/mlflow.json", json.dumps({
+        "run_id": run_id, "model_uri": f"models:/fake-hg/{mv.version}", "registered_model": "fake-hg",
+        "version": str(mv.version)}))
+
+
+command, *args = sys.argv[1:]
+if command == "download":
+    download(*args)
+elif command == "preprocess":
+    write("data/processed/shards.txt", Path("data/raw/images.txt").read_text())
+elif command == "train":
+    train(*args)
+elif command == "evaluate":
+    write(f"models/{args[0]}/eval.json", "{}")
+elif command == "report":
+    write("reports/summary.md", "# report")
+elif command == "broken":
+    print("partial output")
+    sys.exit("boom: the stage could not find its input")
+'''
+
+DVC_YAML = """
+stages:
+  download:
+    cmd: python stages.py download {attempts}
+    outs:
+      - data/raw
+  preprocess:
+    cmd: python stages.py preprocess
+    deps:
+      - data/raw
+    outs:
+      - data/processed
+  train:
+    foreach:
+      a: 0.6
+      b: 0.7
+    do:
+      cmd: python stages.py train ${{key}} ${{item}} {log_metric}
+      deps:
+        - data/processed
+      outs:
+        - models/${{key}}/mlflow.json:
+            cache: false
+      metrics:
+        - models/${{key}}/metrics.json:
+            cache: false
+  evaluate:
+    foreach: [a, b]
+    do:
+      cmd: python stages.py evaluate ${{item}}
+      deps:
+        - models/${{item}}/metrics.json
+      outs:
+        - models/${{item}}/eval.json
+  report:
+    cmd: python stages.py report
+    deps:
+      - models/a/eval.json
+      - models/b/eval.json
+    outs:
+      - reports/summary.md
+  broken:
+    cmd: python stages.py broken
+"""
+
+PARAMS_YAML = """
+dataset: mpii
+flows:
+  champion_variant: b
+  champion_metric: pckh_mean
+  download_retries: 2
+  download_retry_delay: 0
+"""
+
+EXPECTED_TASKS = [
+    "fetch-data-download", "repro-preprocess", "repro-train@a", "repro-evaluate@a", "repro-train@b",
+    "repro-evaluate@b", "repro-report", "promote-b",
+]
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One temporary Prefect server for the module's flow runs (its start-up is the expensive part)."""
+    home = tmp_path_factory.mktemp("prefect-home")
+    quiet = {
+        PREFECT_HOME: str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore",  # the promote task is also called on its own
+    }
+    with temporary_settings(updates=quiet):
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
+
+
+@pytest.fixture(scope="session")
+def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("mlflow-template") / "template.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture
+def mlflow_uri(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh MLflow store; the env var reaches the stub training stages through `dvc repro`."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_migrated_db, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
+    return uri
+
+
+def make_repo(root: Path, *, log_metric: bool = True, download_fails_once: bool = True) -> Path:
+    """A git + DVC repository whose stages are the stubs above."""
+    repo = root / "repo"
+    repo.mkdir()
+    attempts = root / "download-attempts"
+    if not download_fails_once:
+        attempts.write_text("1")
+    (repo / "stages.py").write_text(STAGES_PY)
+    (repo / "dvc.yaml").write_text(
+        DVC_YAML.format(attempts=attempts, log_metric="yes" if log_metric else "no")
+    )
+    (repo / "params.yaml").write_text(PARAMS_YAML)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
+    return repo
+
+
+def _task_runs(flow_run_id: str, expected: int) -> list[TaskRun]:
+    """The flow run's task runs by start time; task states reach the API as events, so wait for them all."""
+    deadline = time.monotonic() + 30
+    with get_client(sync_client=True) as client:
+        while True:
+            by_flow_run = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+            runs = client.read_task_runs(flow_run_filter=by_flow_run)
+            done = [run for run in runs if run.state is not None and run.state.is_final()]
+            if len(done) >= expected or time.monotonic() > deadline:
+                return sorted(runs, key=lambda run: run.start_time or run.expected_start_time)
+            time.sleep(0.5)
+
+
+def test_plan_follows_dataset_and_rejects_unknown_champion() -> None:
+    stages = ["synthesize", "download", "preprocess", "train@hg8", "train@hg2", "evaluate@hg8", "report", "x"]
+    plan = plan_stages(stages, "synthetic", "hg8")
+    assert plan.stages() == ["synthesize", "preprocess", "train@hg8", "evaluate@hg8", "train@hg2", "report"]
+    assert plan.unplanned(stages) == ["x"]
+    assert plan_stages(stages, "flic", "hg2").fetch == "download"
+    with pytest.raises(FlowSetupError, match="trains only hg8, hg2"):
+        plan_stages(stages, "mpii", "hg4")
+    with pytest.raises(FlowSetupError, match="no 'preprocess' stage"):
+        plan_stages(["download", "train@a"], "mpii", "a")
+
+
+def test_training_record_errors_name_the_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "mlflow.json"
+    with pytest.raises(FlowSetupError, match="not found"):
+        read_training_record(path)
+    path.write_text(json.dumps({"run_id": "r", "model_uri": "m", "registered_model": "hg"}))
+    with pytest.raises(FlowSetupError, match=r"mlflow.json: missing or empty key\(s\) version"):
+        read_training_record(path)
+
+
+def test_file_metric_reads_flat_nested_and_null(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.json"
+    path.write_text(json.dumps({"val/pckh/Mean": 0.5, "val": {"pck": 0.25}, "broken": None, "name": "x"}))
+    assert file_metric(path, "val/pckh/Mean") == 0.5 and file_metric(path, "val.pck") == 0.25
+    assert math.isnan(file_metric(path, "broken")) and file_metric(path, "absent") is None
+    with pytest.raises(FlowSetupError, match="'name' is 'x', not a number"):
+        file_metric(path, "name")
+
+
+def test_failed_stage_reports_stage_and_stderr_tail(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    repo = make_repo(tmp_path)
+    log = logging.getLogger("test-flows")
+    with caplog.at_level(logging.INFO, logger="test-flows"):
+        with pytest.raises(StageFailed) as failure:
+            run_dvc_repro("broken", repo, log)
+    assert failure.value.stage == "broken" and failure.value.returncode != 0
+    assert "'broken'" in str(failure.value)
+    assert any("boom: the stage could not find its input" in line for line in failure.value.stderr_tail)
+    assert "partial output" in caplog.text  # stdout streamed into the logger as it came
+
+
+def _latest_flow_run_id() -> str:
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["retrain"])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC, limit=1,
+        )
+    return str(run.id)
+
+
+def test_cli_run_reproduces_in_order_retries_download_and_promotes(
+    prefect_server: None, tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = make_repo(tmp_path)
+    assert main(["run", "--repo", str(repo)]) == 0
+    assert "promoted v2" in capsys.readouterr().out
+
+    runs = _task_runs(_latest_flow_run_id(), len(EXPECTED_TASKS))
+    assert [run.name for run in runs] == EXPECTED_TASKS  # `broken` is in dvc.yaml but not in the flow
+    fetch = runs[0]
+    assert fetch.run_count == 2 and fetch.state is not None and fetch.state.is_completed()
+    assert (tmp_path / "download-attempts").read_text() == "2"
+
+    # b (registered second, so version 2) is the champion variant; nobody held the alias.
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
+    assert client.get_model_version(MODEL, "2").tags["champion_decision"] == "promoted"
+    record = json.loads((repo / "reports" / "champion.json").read_text())
+    assert record["promoted"] is True and record["candidate_version"] == "2"
+    assert record["champion_version"] is None
+    assert record["candidate_score"] == pytest.approx(0.7) and record["variant"] == "b"
+    artifact = Artifact.get(ARTIFACT_KEY)
+    assert artifact is not None and "promoted" in artifact.data and "0.7000" in artifact.data
+
+
+def test_promote_task_keeps_a_better_champion_using_metrics_json(
+    prefect_server: None, tmp_path: Path, mlflow_uri: str
+) -> None:
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    client.create_registered_model(MODEL)
+    for score in (0.99, None):  # v1: the champion; v2: a candidate whose run logged no metric
+        run_id = client.create_run("0").info.run_id
+        if score is not None:
+            client.log_metric(run_id, "pckh_mean", score)
+        client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias(MODEL, "champion", "1")
+    model_dir = tmp_path / "models" / "b"
+    model_dir.mkdir(parents=True)
+    (model_dir / "metrics.json").write_text(json.dumps({"pckh_mean": 0.7}))
+    (model_dir / "mlflow.json").write_text(json.dumps(
+        {"run_id": run_id, "model_uri": f"models:/{MODEL}/2", "registered_model": MODEL, "version": "2"}
+    ))
+
+    decision = promote(str(tmp_path), "b", "pckh_mean", True)
+    assert decision["promoted"] is False and decision["serving_version"] == "1"
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
+    tags = client.get_model_version(MODEL, "2").tags
+    assert tags["champion_decision"] == "kept"
+    assert float(tags["candidate_score"]) == pytest.approx(0.7)  # from models/b/metrics.json
+    assert float(tags["champion_score"]) == pytest.approx(0.99)
+    assert json.loads((tmp_path / "reports" / "champion.json").read_text()) == {
+        **decision, "variant": "b", "run_id": run_id
+    }
+    artifact = Artifact.get(ARTIFACT_KEY)
+    assert artifact is not None and "kept the current champion" in artifact.data and "0.9900" in artifact.data
+
+
+def test_missing_metric_everywhere_is_a_clear_error(tmp_path: Path, mlflow_uri: str) -> None:
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    client.create_registered_model(MODEL)
+    run_id = client.create_run("0").info.run_id
+    client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id)
+    model_dir = tmp_path / "models" / "b"
+    model_dir.mkdir(parents=True)
+    (model_dir / "mlflow.json").write_text(json.dumps(
+        {"run_id": run_id, "model_uri": f"models:/{MODEL}/1", "registered_model": MODEL, "version": 1}
+    ))
+    with pytest.raises(FlowSetupError, match=r"'pckh_mean' \(params flows.champion_metric\) is neither"):
+        decide_champion(tmp_path, "b", "pckh_mean", True, logging.getLogger("test-flows"))
+    assert not (tmp_path / "reports" / "champion.json").exists()
+
+
+def test_serve_refuses_without_a_server(prefect_server: None, tmp_path: Path, capsys) -> None:
+    with temporary_settings(restore_defaults={PREFECT_API_URL}):
+        assert "PREFECT_API_URL is not set" in (server_problem() or "")
+        assert main(["serve", "--repo", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "prefect server start" in err and "export PREFECT_API_URL=" in err
+
+
+def test_deployment_schedule_comes_from_params(tmp_path: Path) -> None:
+    (tmp_path / "params.yaml").write_text("flows:\n  cron: '15 2 * * 1'\n  timezone: Europe/Berlin\n")
+    deployment = build_deployment(Path("params.yaml"), tmp_path)
+    assert deployment.name == "scheduled-retrain" and deployment.flow_name == "retrain"
+    assert deployment.entrypoint == "pipeline.flows.retrain"
+    (schedule,) = deployment.schedules
+    assert schedule.schedule.cron == "15 2 * * 1" and schedule.schedule.timezone == "Europe/Berlin"
+    assert deployment.parameters == {"params_path": str(tmp_path / "params.yaml"), "repo": str(tmp_path)}
+    override = build_deployment(tmp_path / "params.yaml", tmp_path, cron="* * * * *")
+    assert override.schedules[0].schedule.cron == "* * * * *"
