@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -35,8 +35,264 @@ class TargetConfig(Section):
     """Heatmap targets and decoding (hourglass.heatmaps)."""
 
     sigma: float = Field(1.75, gt=0)
+    radius: int = Field(3, ge=0)  # Gaussian cut off this many px from its peak: the original's 7x7 patch
     flip_test: bool = True
     flip_shift: bool = False  # HRNet's 1-px shift of the flipped heatmap; not in the original
+
+
+def _relative_posix(value: str) -> str:
+    """A path inside the dataset directory: relative, no ``..``, so params never point a write elsewhere."""
+    parts = value.replace("\\", "/").split("/")
+    if not value or value.startswith(("/", "\\")) or ".." in parts:
+        raise ValueError(f"must be a relative path without '..' (got {value!r})")
+    return value
+
+
+class ExtractConfig(Section):
+    """Which archive members become the dataset's files (hourglass.data.download.safe_extract).
+
+    Members under ``member_prefix`` land in ``into`` with the prefix stripped; all other members are skipped
+    (but still safety-checked). MPII's tar holds ``images/``; FLIC.zip is assumed to hold ``FLIC/images/``.
+    """
+
+    member_prefix: str
+    into: str = "images"
+
+    _check_into = field_validator("into")(_relative_posix)
+
+
+class SourceConfig(Section):
+    """One file to fetch. ``path`` is relative to ``<root>/<dataset>/``; any pinned digest is verified."""
+
+    url: str = Field(pattern=r"^https?://\S+$")
+    path: str
+    sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    git_blob: str | None = Field(None, pattern=r"^[0-9a-f]{40}$")  # sha1 of b"blob <size>\0" + content
+    size: int | None = Field(None, ge=0)
+    extract: ExtractConfig | None = None
+
+    _check_path = field_validator("path")(_relative_posix)
+
+
+_HG_TRAIN = ("https://raw.githubusercontent.com/princeton-vl/pose-hg-train/"
+             "2fef6915fbd836a5d218a5d2f0c87c463532f1a6")
+
+
+class DownloadConfig(Section):
+    """The download stage (pipeline.download): sources per dataset and the HTTP retry policy."""
+
+    root: str = "data/raw"
+    retries: int = Field(5, ge=0)  # consecutive failed attempts retried (an attempt with progress resets it)
+    backoff: float = Field(2.0, ge=0)  # seconds before the first retry, doubled for each further one
+    timeout: float = Field(60.0, gt=0)  # seconds without a byte before a connection counts as failed
+    chunk_bytes: int = Field(1 << 20, ge=1024)
+    rehash_existing: bool = False  # re-hash present files instead of trusting manifest size + mtime
+    mpii: tuple[SourceConfig, ...] = (
+        SourceConfig(url="https://datasets.d2.mpi-inf.mpg.de/andriluka14cvpr/mpii_human_pose_v1.tar.gz",
+                     path="archives/mpii_human_pose_v1.tar.gz",
+                     extract=ExtractConfig(member_prefix="images/")),
+        SourceConfig(url=f"{_HG_TRAIN}/data/mpii/annot/train.h5", path="annot/train.h5",
+                     git_blob="50cb99ed82aa1873fda3f419e7dc71208931db9a"),
+        SourceConfig(url=f"{_HG_TRAIN}/data/mpii/annot/valid.h5", path="annot/valid.h5", size=1350310,
+                     git_blob="b9e088439064a351a24d0b2ecfc58fc86e5afe86"),
+        SourceConfig(url=f"{_HG_TRAIN}/data/mpii/annot/test.h5", path="annot/test.h5",
+                     git_blob="a72a6f875d2a95328ab9ea9ab97d0abd545ba808"),
+    )
+    flic: tuple[SourceConfig, ...] = (
+        SourceConfig(url="http://vision.grasp.upenn.edu/video/FLIC.zip", path="archives/FLIC.zip",
+                     extract=ExtractConfig(member_prefix="FLIC/images/")),
+        SourceConfig(url=f"{_HG_TRAIN}/data/flic/annot/train.h5", path="annot/train.h5", size=1419577,
+                     git_blob="e67b59b70ff3e7793316d59d96c8fc6c66970865"),
+        SourceConfig(url=f"{_HG_TRAIN}/data/flic/annot/valid.h5", path="annot/valid.h5", size=364872,
+                     git_blob="526ac9e4a6c17039d4cbd48796e54c81d0ba21cd"),
+    )
+
+    @model_validator(mode="after")
+    def _unique_paths(self) -> "DownloadConfig":
+        for name in ("mpii", "flic"):
+            paths = [s.path for s in getattr(self, name)]
+            dupes = sorted({p for p in paths if paths.count(p) > 1})
+            if dupes:
+                raise ValueError(f"download.{name}: two sources write the same path {dupes}")
+        return self
+
+    def sources(self, dataset: str) -> tuple[SourceConfig, ...]:
+        """The sources of ``dataset`` (``mpii`` or ``flic``); anything else has nothing to download."""
+        if dataset not in ("mpii", "flic"):
+            raise ValueError(f"download: no sources for dataset {dataset!r} (expected 'mpii' or 'flic')")
+        return getattr(self, dataset)
+
+
+class AugmentConfig(Section):
+    """Training augmentation of pose-hg-train ``src/util/pose.lua`` (reference section 2.1); every part can be turned off.
+
+    Scale factor ``2^clip(N(0, scale_sigma^2), +-scale_clip * scale_sigma)``, rotation
+    ``clip(N(0, rotation_sigma^2), +-rotation_clip)`` degrees applied with ``rotation_prob``, mirror with ``flip_prob``,
+    and a per-channel colour multiplier ``U(colour_low, colour_high)`` with the result clamped to [0, 1].
+    """
+
+    enabled: bool = True
+    scale_sigma: float = Field(0.25, ge=0, le=2)  # log2 units
+    scale_clip: float = Field(2.0, ge=0, le=10)  # in sigmas
+    rotation_sigma: float = Field(30.0, ge=0, le=180)  # degrees
+    rotation_clip: float = Field(60.0, ge=0, le=180)  # degrees
+    rotation_prob: float = Field(0.4, ge=0, le=1)
+    flip_prob: float = Field(0.5, ge=0, le=1)
+    colour_low: float = Field(0.6, ge=0)
+    colour_high: float = Field(1.4, ge=0)
+
+    @model_validator(mode="after")
+    def _colour_range(self) -> "AugmentConfig":
+        if self.colour_low > self.colour_high:
+            raise ValueError(f"colour_low ({self.colour_low}) must not exceed colour_high ({self.colour_high})")
+        return self
+
+
+class PreprocessConfig(Section):
+    """Crop preprocessing into HDF5 shards + annotations.parquet (hourglass.data.preprocess).
+
+    ``margin`` and ``crop_res`` default to values derived from ``augment`` and ``model.input_res`` (null = derive).
+    """
+
+    margin: float | None = Field(None, ge=1, le=8)  # stored crop side / (200 * scale)
+    crop_res: int | None = Field(None, ge=16, le=4096)  # stored crop side in px
+    shard_rows: int = Field(2048, ge=1)  # people per HDF5 shard
+    workers: int = Field(0, ge=0)  # 0 = every core
+    chunk_images: int = Field(4, ge=1)  # images per worker task (Pool.imap chunksize)
+    antialias: bool = True  # INTER_AREA pre-shrink before large downscales
+    max_bad_fraction: float = Field(0.01, ge=0, le=1)  # fail when more images than this are missing/corrupt
+    jpeg_eoi_check: bool = True  # a JPEG without its end marker counts as corrupt (truncated download)
+
+
+class VariantConfig(Section):
+    """One ablation variant: the ``model`` fields it changes; unset fields keep the ``model`` section's values."""
+
+    stacks: int | None = Field(None, ge=1)
+    features: int | None = Field(None, ge=4, multiple_of=4)
+    modules: int | None = Field(None, ge=1)
+    supervision: Literal["intermediate", "final", "add"] | None = None
+
+
+class TrainConfig(Section):
+    """The training loop (hourglass.train). Defaults are the paper's recipe (reference §2.1): RMSprop 2.5e-4,
+    learning rate divided by 5 when validation accuracy plateaus, the original code's batch of 6."""
+
+    batch_size: int = Field(6, ge=1)  # global: split evenly over DDP processes
+    epochs: int = Field(100, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1)  # None: one pass over the training split per epoch
+    val_batch_size: int = Field(16, ge=1)
+    workers: int = Field(2, ge=0)  # data loader processes per training process
+    optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
+    sgd_momentum: float = Field(0.9, ge=0, lt=1)  # optimizer: sgd only
+    lr: float = Field(2.5e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    schedule: Literal["plateau", "step", "constant"] = "plateau"
+    plateau_factor: float = Field(0.2, gt=0, lt=1)  # the paper's "divided by 5"
+    plateau_patience: int = Field(5, ge=0)  # epochs without improvement tolerated before dropping
+    plateau_threshold: float = Field(0.1, ge=0)  # PCKh percentage points that count as an improvement
+    milestones: tuple[int, ...] = ()  # epochs at which "step" multiplies the rate by step_factor
+    step_factor: float = Field(0.1, gt=0, lt=1)
+    min_lr: float = Field(0.0, ge=0)
+    warmup_steps: int = Field(0, ge=0)  # linear warm-up from lr/warmup_steps to lr over these optimiser steps
+    target_scale: float = Field(1.0, gt=0)  # heatmap targets are multiplied by this in the loss
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where supported, else fp32
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the training model
+    sync_batchnorm: bool = False  # DDP only; default is plain per-process BatchNorm, as data-parallel Torch did
+    deterministic: bool = False  # deterministic kernels (CPU resume is then bitwise identical)
+    log_every: int = Field(10, ge=1)  # optimiser steps between loss/lr records
+    variants: dict[str, VariantConfig] = {}
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, value: dict[str, VariantConfig]) -> dict[str, VariantConfig]:
+        for name in value:
+            if not name or not all(c.isalnum() or c in "_-" for c in name):
+                raise ValueError(f"variant name {name!r} must be non-empty letters, digits, '_' or '-'")
+        return value
+
+    @field_validator("milestones")
+    @classmethod
+    def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(b <= a for a, b in zip(value, value[1:])) or any(m < 1 for m in value):
+            raise ValueError(f"milestones must be increasing positive epochs, got {list(value)}")
+        return value
+
+
+class MlflowConfig(Section):
+    """MLflow tracking of training runs (hourglass.tracking). The store is ``MLFLOW_TRACKING_URI`` when set, else
+    ``sqlite:///<working directory>/mlflow.db``."""
+
+    enabled: bool = True  # False: DVC files only (tests, quick experiments)
+    experiment: str = Field("hourglass", min_length=1)
+    registered_model: str | None = "hourglass"  # None: log the model without registering it
+    log_model: bool = True
+    system_metrics: bool = True
+    sweep: str | None = None  # runs with the same sweep name nest under one parent (HOURGLASS_PARENT_RUN_ID wins)
+
+
+class SyntheticConfig(Section):
+    """The procedural people dataset (hourglass.data.synthetic), the offline default. Pairs are [low, high] ranges.
+
+    Image ``i`` of a split is drawn from ``SeedSequence([seed, split, i])``, so the data do not depend on ``workers``
+    or on the training ``seed``.
+    """
+
+    seed: int = Field(0, ge=0)
+    train_images: int = Field(1500, ge=1)
+    valid_images: int = Field(200, ge=1)
+    joint_set: Literal["mpii", "flic"] = "mpii"
+    width: tuple[int, int] = (320, 480)  # image width range, px
+    height: tuple[int, int] = (240, 360)  # image height range, px
+    person_height: tuple[int, int] = (100, 250)  # standing height of the main person, px (capped by the image)
+    distractors: tuple[int, int] = (1, 3)  # other people per image
+    occluders: tuple[int, int] = (0, 2)  # objects drawn in front of people
+    annotate_distractors: bool = True  # other people that are mostly inside the image get their own rows, as in MPII
+    jpeg_quality: int = Field(90, ge=30, le=100)
+    workers: int = Field(2, ge=0)  # 0 = every core
+
+    @model_validator(mode="after")
+    def _ranges(self) -> "SyntheticConfig":
+        for key in ("width", "height", "person_height", "distractors", "occluders"):
+            low, high = getattr(self, key)
+            if low > high or low < 0:
+                raise ValueError(f"{key} must be [low, high] with 0 <= low <= high, got [{low}, {high}]")
+        if min(self.width[0], self.height[0]) < 32:
+            raise ValueError(f"images must be at least 32 px on a side, got width {self.width}, height {self.height}")
+        if self.person_height[0] < 24:
+            raise ValueError(f"person_height must be at least 24 px, got {list(self.person_height)}")
+        return self
+
+
+class FlowsConfig(Section):
+    """Scheduled retraining (pipeline.flows) and the champion policy (hourglass.registry)."""
+
+    cron: str = "0 3 * * *"  # when the served deployment retrains: 5 cron fields or a macro such as @daily
+    timezone: str = "UTC"  # IANA zone the cron is read in
+    champion_variant: str = Field("hg8", min_length=1)  # the train@<variant> that competes for `champion`
+    champion_metric: str = Field("val/pckh/Mean", min_length=1)  # as hourglass.train logs it to the run
+    higher_is_better: bool = True
+    download_retries: int = Field(3, ge=0, le=10)  # retries of the fetch-data task (downloads are flaky)
+    download_retry_delay: float = Field(30.0, ge=0)  # seconds before the first retry; doubles each time
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_shape(cls, value: str) -> str:
+        fields = value.split()
+        if not (len(fields) == 5 or (len(fields) == 1 and value.startswith("@"))):
+            raise ValueError(f"cron {value!r}: need 5 fields (min hour day month weekday) or a macro (@daily)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone {value!r} is not an IANA zone name (UTC, Europe/Berlin)") from None
+        return value
 
 
 class ParamsConfig(Section):
@@ -46,6 +302,13 @@ class ParamsConfig(Section):
     seed: int = 0
     model: ModelConfig = ModelConfig()
     targets: TargetConfig = TargetConfig()
+    download: DownloadConfig = DownloadConfig()
+    augment: AugmentConfig = AugmentConfig()
+    preprocess: PreprocessConfig = PreprocessConfig()
+    train: TrainConfig = TrainConfig()
+    synthetic: SyntheticConfig = SyntheticConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    flows: FlowsConfig = FlowsConfig()
 
 
 class ConfigError(ValueError):

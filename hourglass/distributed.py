@@ -1,0 +1,119 @@
+"""Process-group set-up for DistributedDataParallel, driven by the variables ``torchrun`` sets.
+
+A run without ``WORLD_SIZE`` (or with 1) is a single process and never touches ``torch.distributed``, so the same
+training function serves both. Backend: NCCL on CUDA, gloo on CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """Where this process sits in the job."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the only process that writes files and talks to MLflow."""
+        return self.rank == 0
+
+
+def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {key}={raw!r} is not an integer") from None
+
+
+def dist_info_from_env(env: Mapping[str, str] | None = None) -> DistInfo:
+    """Read RANK / WORLD_SIZE / LOCAL_RANK (torchrun's contract); absent means a single process."""
+    env = os.environ if env is None else env
+    info = DistInfo(
+        rank=_env_int(env, "RANK", 0),
+        world_size=_env_int(env, "WORLD_SIZE", 1),
+        local_rank=_env_int(env, "LOCAL_RANK", 0),
+    )
+    if info.world_size < 1 or not 0 <= info.rank < info.world_size:
+        raise ValueError(f"inconsistent RANK={info.rank} / WORLD_SIZE={info.world_size}")
+    return info
+
+
+def backend_for(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+@contextlib.contextmanager
+def process_group(info: DistInfo, device: torch.device) -> Iterator[DistInfo]:
+    """Initialise the default process group for the duration of the block (nothing to do for one process).
+
+    A group that the caller already initialised (tests using ``mp.spawn``) is used as it is and left alone.
+    """
+    if not info.enabled or dist.is_initialized():
+        yield info
+        return
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    dist.init_process_group(backend=backend_for(device), rank=info.rank, world_size=info.world_size)
+    try:
+        yield info
+    finally:
+        dist.destroy_process_group()
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """Mean of ``value`` over processes (a copy; the input is untouched)."""
+    out = value.detach().clone()
+    if info.enabled:
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        out /= info.world_size
+    return out
+
+
+def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
+    """Every process's ``obj`` in rank order (a one-element list for one process)."""
+    if not info.enabled:
+        return [obj]
+    out: list[Any] = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj: Any, info: DistInfo) -> Any:
+    """Rank 0's ``obj`` on every process."""
+    if not info.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every process: per-process BatchNorm lets them
+    drift apart during an epoch, and validation and the checkpoint should use one set."""
+    if info.enabled:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)

@@ -1,0 +1,111 @@
+"""Optimiser and learning-rate schedule factories.
+
+The paper trains with RMSprop at 2.5e-4 and divides the rate by 5 once validation accuracy plateaus (reference
+§2.1; pose-hg-train ``opts.lua``: alpha 0.99, eps 1e-8, no momentum, no weight decay). Adam is the option most
+ports use; SGD with momentum is the third option. The schedule combines a per-step linear warm-up with a per-epoch decay, and keeps all of its state in
+plain numbers so a checkpoint restores it exactly (and ``torch.load(weights_only=True)`` reads it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from hourglass.config import TrainConfig
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter], TrainConfig], torch.optim.Optimizer]
+
+
+def _rmsprop(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Torch7 optim.rmsprop adds eps outside the square root, like torch.optim.RMSprop.
+    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=cfg.weight_decay)
+
+
+def _adam(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _sgd(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    # Unlike RMSprop and Adam, an SGD step is proportional to the gradient: near-zero gradients (the biases of
+    # convolutions followed by BatchNorm) make near-zero steps instead of full-size steps of rounding noise.
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.sgd_momentum, weight_decay=cfg.weight_decay)
+
+
+OPTIMIZERS: dict[str, OptimizerFactory] = {"rmsprop": _rmsprop, "adam": _adam, "sgd": _sgd}
+
+
+def create_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` names, over the model's trainable parameters."""
+    try:
+        factory = OPTIMIZERS[cfg.optimizer]
+    except KeyError:
+        raise ValueError(f"train.optimizer={cfg.optimizer!r}; expected one of {sorted(OPTIMIZERS)}") from None
+    return factory((p for p in model.parameters() if p.requires_grad), cfg)
+
+
+class LearningRateSchedule:
+    """lr(step, epoch) = base lr x warm-up factor(step) x decay factor, floored at ``min_lr``.
+
+    * warm-up: linear from ``lr / warmup_steps`` to ``lr`` over the first ``warmup_steps`` optimiser steps;
+    * ``plateau``: the decay factor is multiplied by ``plateau_factor`` when the validation metric (higher is
+      better) has not improved by ``plateau_threshold`` for more than ``plateau_patience`` epochs;
+    * ``step``: multiplied by ``step_factor`` at each of ``milestones`` (epochs completed);
+    * ``constant``: no decay.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+        self.optimizer = optimizer
+        self.cfg = cfg
+        self.base_lr = cfg.lr
+        self.decay = 1.0
+        self.best = -math.inf
+        self.bad_epochs = 0
+        self.epochs_seen = 0
+
+    def lr_at(self, step: int) -> float:
+        """The rate for optimiser step ``step`` (0-based) under the current decay."""
+        warm = self.cfg.warmup_steps
+        factor = min(1.0, (step + 1) / warm) if warm else 1.0
+        return max(self.base_lr * factor * self.decay, self.cfg.min_lr)
+
+    def apply(self, step: int) -> float:
+        """Set every parameter group's rate for ``step`` and return it."""
+        lr = self.lr_at(step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def end_epoch(self, metric: float | None) -> bool:
+        """Advance after an epoch with validation ``metric``; True when the rate was decayed."""
+        self.epochs_seen += 1
+        before = self.decay
+        if self.cfg.schedule == "step":
+            if self.epochs_seen in self.cfg.milestones:
+                self.decay *= self.cfg.step_factor
+        elif self.cfg.schedule == "plateau" and metric is not None and math.isfinite(metric):
+            if metric > self.best + self.cfg.plateau_threshold:
+                self.best, self.bad_epochs = metric, 0
+            else:
+                self.bad_epochs += 1
+                if self.bad_epochs > self.cfg.plateau_patience:
+                    self.decay *= self.cfg.plateau_factor
+                    self.bad_epochs = 0
+        return self.decay != before
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"decay": self.decay, "best": self.best, "bad_epochs": self.bad_epochs,
+                "epochs_seen": self.epochs_seen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay = float(state["decay"])
+        self.best = float(state["best"])
+        self.bad_epochs = int(state["bad_epochs"])
+        self.epochs_seen = int(state["epochs_seen"])
+
+
+def create_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LearningRateSchedule:
+    return LearningRateSchedule(optimizer, cfg)

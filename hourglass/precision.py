@@ -1,0 +1,107 @@
+"""Device and numeric precision: what a training or inference run computes in, chosen once per run.
+
+``auto`` picks bf16 autocast where the hardware computes bf16 natively (CUDA with bf16, or a CPU with AVX512-BF16 /
+AMX), because there it is several times faster than fp32 (see ``python -m hourglass.bench model``); elsewhere fp32,
+since emulated bf16 on an older CPU is slower than fp32. fp16 needs a gradient scaler and is offered on CUDA only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+_CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU feature flags the kernel reports (empty where ``/proc/cpuinfo`` does not exist)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def cpu_supports_bf16(flags: frozenset[str] | None = None) -> bool:
+    """True when oneDNN is present and the CPU has native bf16 instructions (AVX512-BF16 or AMX-BF16)."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    flags = cpu_flags() if flags is None else flags
+    return any(flag in flags for flag in _CPU_BF16_FLAGS)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """What one run computes in: the device, the autocast dtype (None = plain fp32), memory format, scaler."""
+
+    device: torch.device
+    name: Literal["fp32", "bf16", "fp16"]
+    channels_last: bool
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[self.name]
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        """fp16 gradients underflow without loss scaling; bf16 has fp32's exponent range and needs none."""
+        return self.name == "fp16"
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """Autocast for the forward pass (a no-op in fp32)."""
+        dtype = self.autocast_dtype
+        if dtype is None:
+            yield
+            return
+        with torch.autocast(device_type=self.device.type, dtype=dtype):
+            yield
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A scaler that is active only for fp16, so the loop can always call it."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.needs_grad_scaler)
+
+    def describe(self) -> str:
+        fmt = "channels_last" if self.channels_last else "NCHW"
+        return f"{self.device.type} {self.name} {fmt}"
+
+
+def select_device(local_rank: int = 0) -> torch.device:
+    """CUDA device ``local_rank`` when CUDA is available, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    return torch.device("cpu")
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Native bf16 arithmetic on ``device``."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_supports_bf16()
+
+
+def select_precision(requested: PrecisionName, device: torch.device, channels_last: bool = True) -> Precision:
+    """Resolve ``requested`` for ``device``; an explicit choice the device cannot honour is an error, not a fallback."""
+    if requested == "auto":
+        name = "bf16" if bf16_supported(device) else "fp32"
+    elif requested == "fp16" and device.type != "cuda":
+        raise ValueError(f"train.precision=fp16 needs CUDA (device is {device}); use bf16 or fp32 on the CPU")
+    elif requested in ("fp32", "bf16", "fp16"):
+        name = requested
+    else:
+        raise ValueError(f"train.precision={requested!r}; expected one of auto, fp32, bf16, fp16")
+    return Precision(device=device, name=name, channels_last=channels_last)

@@ -1,0 +1,338 @@
+"""The one place that records training metrics: DVC's files and MLflow, written from the same values.
+
+``RunTracker`` (used by rank 0 only) appends each epoch to ``epochs.csv`` (for ``dvc plots``) and logs the same
+numbers to MLflow; ``finish`` writes ``metrics.json`` (for ``dvc metrics``) and logs it too, so the two can never
+disagree. Metric names are checked against MLflow's character rules up front, so both sides use one name.
+Non-finite values are written as empty CSV cells / JSON ``null`` and not sent to MLflow (which cannot chart them).
+
+MLflow is best effort: when the store is unreachable or a call fails, the tracker warns once, stops talking to
+MLflow and keeps writing the DVC files, so training always completes with its outputs.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import math
+import os
+import re
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from hourglass.config import MlflowConfig
+
+EPOCHS_CSV = "epochs.csv"
+METRICS_JSON = "metrics.json"
+MLFLOW_JSON = "mlflow.json"
+PARENT_RUN_ENV = "HOURGLASS_PARENT_RUN_ID"
+SWEEP_TAG = "hourglass.sweep"
+_METRIC_NAME = re.compile(r"^[A-Za-z0-9_\-./ ]+$")  # MLflow's rule minus ':' (invalid on Windows stores)
+_STEP_FLUSH = 50  # buffered per-step records per MLflow request
+
+T = TypeVar("T")
+
+
+class TrackingWarning(RuntimeWarning):
+    """MLflow could not be reached or refused a call; the DVC outputs are still written."""
+
+
+def default_tracking_uri(project_dir: str | Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else SQLite in the project directory (MLflow's own default since 3.7)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    root = Path(project_dir) if project_dir is not None else Path.cwd()
+    return f"sqlite:///{root.resolve() / 'mlflow.db'}"
+
+
+def metric_name(name: str) -> str:
+    """``name`` if MLflow and a CSV header both accept it; a clear error otherwise."""
+    if not _METRIC_NAME.match(name) or name.startswith("/") or ".." in name:
+        raise ValueError(f"metric name {name!r}: use letters, digits, '_', '-', '.', '/' or spaces")
+    return name
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """A nested config as MLflow params: dotted keys, string values (lists as JSON)."""
+    out: dict[str, str] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten_params(value, f"{dotted}."))
+        else:
+            out[dotted] = json.dumps(value) if isinstance(value, (list, tuple, Mapping)) else str(value)
+    return out
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """HEAD of the working tree, or None outside a git checkout."""
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _read_csv_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _requirements() -> list[str]:
+    """What serving the exported model needs, pinned to this environment. Stated, not inferred: MLflow's inference
+    re-loads the model in a subprocess, which costs about a minute on two cores."""
+    from importlib.metadata import version
+
+    torch_version = torch.__version__.split("+")[0]  # local labels (+cpu) are not installable from PyPI
+    return [f"torch=={torch_version}", f"numpy=={version('numpy')}", f"mlflow=={version('mlflow')}"]
+
+
+class HeatmapModel(nn.Module):
+    """What the registered model computes: images (N, 3, H, W) in [0, 1] -> final heatmaps (N, J, H/4, W/4)."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network.predict(images)
+
+
+def ensure_parent_run(experiment: str, sweep: str, tracking_uri: str | None = None) -> str:
+    """The id of the sweep's parent run, created on first use (the tag ``hourglass.sweep`` finds it again)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri or default_tracking_uri())
+    exp = client.get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    found = client.search_runs([exp_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1,
+                               order_by=["attributes.start_time ASC"])
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(exp_id, run_name=f"sweep-{sweep}", tags={SWEEP_TAG: sweep})
+    return run.info.run_id
+
+
+class RunTracker:
+    """Per-step, per-epoch and final metrics of one training run, to DVC files and one MLflow run.
+
+    ``resume_epoch`` (the last completed epoch of a resumed run) trims ``epochs.csv`` to the epochs the checkpoint
+    has, so a run killed between writing a row and its checkpoint does not list that epoch twice; None starts a
+    fresh file. ``run_id`` reopens the MLflow run of the interrupted training, so a resumed training is one run.
+    """
+
+    def __init__(
+        self,
+        out_dir: str | Path,
+        cfg: MlflowConfig,
+        *,
+        run_name: str,
+        params: Mapping[str, Any],
+        tags: Mapping[str, str] | None = None,
+        resume_epoch: int | None = None,
+        run_id: str | None = None,
+        tracking_uri: str | None = None,
+    ) -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.cfg = cfg
+        self.tracking_uri = tracking_uri or default_tracking_uri()
+        self._warned = False
+        self._mlflow_ok = True
+        self._pending: list[Any] = []
+        self._client: Any = None
+        self.run_id: str | None = None
+        self._last_epoch: int = 0
+        self._last_values: dict[str, float] = {}
+        self._prepare_csv(resume_epoch)
+        self._start(run_name, params, dict(tags or {}), run_id)
+
+    # -- DVC files -------------------------------------------------------------------------------------------------
+    def _prepare_csv(self, resume_epoch: int | None) -> None:
+        path = self.out_dir / EPOCHS_CSV
+        if resume_epoch is None:
+            path.unlink(missing_ok=True)
+            return
+        rows = [r for r in _read_csv_rows(path) if int(r["epoch"]) <= resume_epoch]
+        if rows:
+            self._write_csv(list(rows[0]), rows)
+        else:
+            path.unlink(missing_ok=True)
+
+    def _write_csv(self, header: list[str], rows: list[Mapping[str, Any]]) -> None:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        _write_atomic(self.out_dir / EPOCHS_CSV, buf.getvalue())
+
+    # -- MLflow, best effort ---------------------------------------------------------------------------------------
+    def _mlflow(self, what: str, fn: Callable[[], T]) -> T | None:
+        if not self._mlflow_ok:
+            return None
+        try:
+            return fn()
+        except Exception as err:  # any failure of the store must not stop training
+            self._mlflow_ok = False
+            if not self._warned:
+                self._warned = True
+                warnings.warn(
+                    f"MLflow at {self.tracking_uri} failed while {what} ({type(err).__name__}: {err}); "
+                    f"continuing without MLflow, DVC outputs in {self.out_dir} are still written",
+                    TrackingWarning, stacklevel=3,
+                )
+            return None
+
+    def _start(self, run_name: str, params: Mapping[str, Any], tags: dict[str, str], run_id: str | None) -> None:
+        if not self.cfg.enabled:
+            self._mlflow_ok = False
+            return
+
+        def start() -> str:
+            import mlflow
+            from mlflow.tracking import MlflowClient
+
+            mlflow.set_tracking_uri(self.tracking_uri)
+            client = MlflowClient(self.tracking_uri)
+            exp = client.get_experiment_by_name(self.cfg.experiment)
+            exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.cfg.experiment)
+            if run_id is not None:
+                run = mlflow.start_run(run_id=run_id, log_system_metrics=self.cfg.system_metrics)
+            else:
+                parent = os.environ.get(PARENT_RUN_ENV) or (
+                    ensure_parent_run(self.cfg.experiment, self.cfg.sweep, self.tracking_uri)
+                    if self.cfg.sweep else None)
+                run = mlflow.start_run(experiment_id=exp_id, run_name=run_name, parent_run_id=parent,
+                                       nested=parent is not None, tags=tags,
+                                       log_system_metrics=self.cfg.system_metrics)
+                flat = flatten_params(params)
+                items = list(flat.items())
+                for i in range(0, len(items), 100):  # log_params caps a request at 100 params
+                    mlflow.log_params(dict(items[i:i + 100]))
+            self._client = client
+            return run.info.run_id
+
+        self.run_id = self._mlflow("starting the run", start)
+
+    def _send(self, metrics: Mapping[str, float], step: int | None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self._pending.extend(Metric(k, float(v), now, step or 0) for k, v in metrics.items() if _finite(v) is not None)
+
+    def _flush(self) -> None:
+        if not self._pending or not self._mlflow_ok or self.run_id is None:
+            self._pending.clear()
+            return
+        batch, self._pending = self._pending, []
+        for i in range(0, len(batch), 1000):  # log_batch caps a request at 1000 metrics
+            self._mlflow("logging metrics", lambda chunk=batch[i:i + 1000]: self._client.log_batch(
+                self.run_id, metrics=chunk))
+
+    # -- public API ------------------------------------------------------------------------------------------------
+    @property
+    def mlflow_active(self) -> bool:
+        return self._mlflow_ok and self.run_id is not None
+
+    def log_step(self, step: int, loss: float, lr: float) -> None:
+        """Training loss and learning rate at optimiser step ``step``: MLflow ``step/loss``, ``step/lr`` (batched)."""
+        if self.mlflow_active:
+            self._send({"step/loss": loss, "step/lr": lr}, step)
+            if len(self._pending) >= _STEP_FLUSH:
+                self._flush()
+
+    def log_epoch(self, epoch: int, metrics: Mapping[str, float]) -> None:
+        """One row of ``epochs.csv`` and the same values as MLflow metrics at step ``epoch``."""
+        values = {metric_name(k): float(v) for k, v in metrics.items()}
+        row: dict[str, Any] = {"epoch": epoch}
+        row.update({k: ("" if _finite(v) is None else repr(v)) for k, v in values.items()})
+        rows = _read_csv_rows(self.out_dir / EPOCHS_CSV)
+        header = list(rows[0]) if rows else list(row)
+        if set(header) != set(row):
+            raise ValueError(f"{self.out_dir / EPOCHS_CSV}: epoch {epoch} has columns {sorted(row)}, "
+                             f"earlier epochs {sorted(header)}")
+        self._write_csv(header, [*rows, row])
+        if self.mlflow_active:
+            self._send(values, epoch)
+            self._flush()
+        self._last_epoch, self._last_values = epoch, values
+
+    def log_model(self, network: nn.Module, input_res: int, registered_model: str | None) -> str | None:
+        """Log the network as an MLflow model taking any batch size (pt2 export; no pickle), register it, and
+        write ``mlflow.json`` (run, model URI, registered name and version, store) for the flows and evaluation.
+
+        A CPU fp32 copy in eval mode is exported, whatever the training precision or wrapping; the input example
+        has batch 2 so the exported batch dimension stays dynamic. Returns the model URI, or None without MLflow
+        (``mlflow.json`` then has null fields, so the file a DVC stage declares always exists).
+        """
+        record: dict[str, Any] = {"run_id": self.run_id, "model_uri": None, "registered_model": registered_model,
+                                  "version": None, "tracking_uri": self.tracking_uri}
+
+        def log() -> str:
+            import mlflow
+            from mlflow.models import infer_signature
+
+            model = HeatmapModel(copy.deepcopy(network).float().cpu().to(memory_format=torch.contiguous_format))
+            model.eval()
+            example = np.random.default_rng(0).random((2, 3, input_res, input_res), dtype=np.float32)
+            with torch.no_grad():
+                output = model(torch.from_numpy(example)).numpy()
+            signature = infer_signature(example, output)
+            info = mlflow.pytorch.log_model(
+                model, name="model", signature=signature, input_example=example, serialization_format="pt2",
+                registered_model_name=registered_model, pip_requirements=_requirements(),
+            )
+            version = info.registered_model_version
+            record.update(model_uri=info.model_uri, version=str(version) if version is not None else None)
+            return info.model_uri
+
+        uri = self._mlflow("logging the model", log) if self.mlflow_active else None
+        _write_atomic(self.out_dir / MLFLOW_JSON, json.dumps(record, indent=2) + "\n")
+        return uri
+
+    def finish(self, final_metrics: Mapping[str, float], status: str = "FINISHED") -> None:
+        """Write ``metrics.json`` and log the same values to MLflow, then end the run with ``status``."""
+        values = {metric_name(k): float(v) for k, v in final_metrics.items()}
+        _write_atomic(self.out_dir / METRICS_JSON,
+                      json.dumps({k: _finite(v) for k, v in values.items()}, indent=2, sort_keys=True) + "\n")
+        if self.mlflow_active:
+            # Values equal to the last epoch's are already MLflow's latest; re-sending would add a duplicate point.
+            fresh = {k: v for k, v in values.items() if self._last_values.get(k) != v}
+            self._send(fresh, self._last_epoch)
+        self.close(status)
+
+    def close(self, status: str = "FINISHED") -> None:
+        """Flush and end the MLflow run (``FAILED`` / ``KILLED`` for an aborted training); idempotent."""
+        self._flush()
+        if self.mlflow_active:
+            import mlflow
+
+            self._mlflow("ending the run", lambda: mlflow.end_run(status=status))
+        self.run_id = None if not self._mlflow_ok else self.run_id
+        self._mlflow_ok = False

@@ -1,0 +1,361 @@
+"""The training loop as one function of the config: ``train(params, out_dir, train_set=..., val_set=...)``.
+
+The same function runs as a single process or as one process of a ``torchrun`` job (the caller passes a
+:class:`DistInfo`; DistributedDataParallel over NCCL/gloo). Per epoch it trains on a ``DistributedSampler`` shard,
+validates with the official metric (per-joint PCKh and the Figure 4 accuracy), records both DVC files and MLflow
+through :mod:`hourglass.tracking`, and writes an atomic checkpoint from which a killed run resumes to exactly the
+weights of an uninterrupted one (CPU, deterministic settings). Only rank 0 writes.
+
+Loss: the original ``nn.ParallelCriterion`` of per-stack ``MSECriterion``s with equal weights — the mean squared
+error of each supervised output against the (optionally scaled) target, summed over outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from tqdm import tqdm
+
+from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from hourglass.config import ParamsConfig
+from hourglass.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_buffers, gather_objects,
+                                   process_group)
+from hourglass.heatmaps import decode, heatmaps_to_image
+from hourglass.metrics import PCKResult, figure4_accuracy, flic_pck, mpii_pckh
+from hourglass.model import StackedHourglass, create_model
+from hourglass.optim import create_optimizer, create_schedule
+from hourglass.precision import Precision, select_device, select_precision
+from hourglass.tracking import RunTracker, git_commit
+
+log = logging.getLogger(__name__)
+RESOLVED_CONFIG = "config.yaml"
+PLATEAU_METRIC = "val/pckh/Mean"  # higher is better; the paper's "validation accuracy"
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished training leaves: the trained network (unwrapped) and its final metrics."""
+
+    out_dir: Path
+    model: StackedHourglass
+    epochs: int
+    steps: int
+    final_metrics: dict[str, float]
+    mlflow_run_id: str | None = None
+    model_uri: str | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
+    """``params`` with the named variant's model overrides applied (None: the ``model`` section as it is)."""
+    if variant is None:
+        return params
+    try:
+        overrides = params.train.variants[variant]
+    except KeyError:
+        known = ", ".join(sorted(params.train.variants)) or "none defined"
+        raise ValueError(f"params.yaml: train.variants has no variant {variant!r} (known: {known})") from None
+    model = params.model.model_copy(update=overrides.model_dump(exclude_none=True))
+    return params.model_copy(update={"model": type(params.model).model_validate(model.model_dump())})
+
+
+def heatmap_loss(supervised: Tensor, target: Tensor, target_scale: float = 1.0) -> Tensor:
+    """Sum over supervised outputs (N, K, J, H, W) of the mean squared error against ``target`` (N, J, H, W)."""
+    if supervised.shape[0] != target.shape[0] or supervised.shape[2:] != target.shape[1:]:
+        raise ValueError(f"heatmaps {tuple(supervised.shape)} do not match targets {tuple(target.shape)}")
+    diff = supervised.float() - (target.float() * target_scale).unsqueeze(1)
+    return diff.pow(2).mean(dim=(0, 2, 3, 4)).sum()
+
+
+# -- validation ---------------------------------------------------------------------------------------------------
+def _mpii_metrics(pred: np.ndarray, gt: np.ndarray, annotated: np.ndarray, normalize: np.ndarray) -> dict[str, float]:
+    result = mpii_pckh(pred, gt, annotated, normalize)
+    out = _pck_dict("val/pckh", result)
+    out["val/figure4"] = figure4_accuracy(result)
+    return out
+
+
+def _flic_metrics(pred: np.ndarray, gt: np.ndarray, annotated: np.ndarray, normalize: np.ndarray) -> dict[str, float]:
+    return _pck_dict("val/pck", flic_pck(pred, gt, annotated, normalize))
+
+
+def _pck_dict(prefix: str, result: PCKResult) -> dict[str, float]:
+    """Headline groups and every joint, with names MLflow accepts ('@' is not one of its characters)."""
+    out = {f"{prefix}/{k.replace('@', '_at_')}": float(v) for k, v in result.as_dict().items()}
+    out.update({f"{prefix}/joint/{name}": float(v) for name, v in zip(result.joint_names, result.per_joint)})
+    return out
+
+
+# The synthetic people carry MPII's 16 joints and a head-size normaliser, so they are scored as MPII.
+VALIDATION_METRICS = {"mpii": _mpii_metrics, "synthetic": _mpii_metrics, "flic": _flic_metrics}
+
+
+@torch.no_grad()
+def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision: Precision,
+             info: DistInfo = DistInfo()) -> dict[str, float]:
+    """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding)."""
+    shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
+    loader = DataLoader(shard, batch_size=params.train.val_batch_size, shuffle=False,
+                        num_workers=params.train.workers, worker_init_fn=_seed_worker)
+    was_training = model.training
+    model.eval()
+    parts: list[dict[str, np.ndarray]] = []
+    loss_sum, count = 0.0, 0
+    for batch in loader:
+        images = batch["image"].to(precision.device, memory_format=precision.memory_format, non_blocking=True)
+        with precision.autocast():
+            outputs = model(images)
+        supervised = model.supervised(outputs).float()
+        target = batch["target"].to(precision.device)
+        loss_sum += float(heatmap_loss(supervised, target, params.train.target_scale)) * len(images)
+        count += len(images)
+        coords, _ = decode(supervised[:, -1].cpu())
+        pred = heatmaps_to_image(coords, batch["center"].numpy(), batch["scale"].numpy(), supervised.shape[-1])
+        parts.append({"row": batch["row"].numpy(), "pred": pred, "gt": batch["joints"].numpy(),
+                      "annotated": batch["annotated"].numpy(), "normalize": batch["normalize"].numpy()})
+    model.train(was_training)
+    gathered = gather_objects({"parts": parts, "loss_sum": loss_sum, "count": count}, info)
+    merged = {k: np.concatenate([p[k] for g in gathered for p in g["parts"]]) for k in parts[0]} if parts else {}
+    if not merged:
+        raise ValueError("validation set is empty")
+    order = np.argsort(merged["row"], kind="stable")
+    metric = VALIDATION_METRICS[params.dataset]
+    out = metric(merged["pred"][order], merged["gt"][order], merged["annotated"][order], merged["normalize"][order])
+    out["val/loss"] = sum(g["loss_sum"] for g in gathered) / sum(g["count"] for g in gathered)
+    return out
+
+
+# -- run set-up ---------------------------------------------------------------------------------------------------
+def _seed_worker(worker_id: int) -> None:
+    """Data loader workers get distinct numpy / random streams derived from torch's per-worker seed."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _seed_all(*keys: int) -> None:
+    """Seed every global generator from ``keys`` (seed, rank, epoch): a pure function of where the run is."""
+    seed = int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+@contextlib.contextmanager
+def _determinism(enabled: bool) -> Iterator[None]:
+    """Deterministic kernels for the duration of a run, restoring the caller's settings afterwards."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(enabled or previous)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _joints(dataset: Dataset) -> int:
+    sample = dataset[0]
+    return int(sample["target"].shape[0])
+
+
+def _write_config(params: ParamsConfig, variant: str | None, path: Path) -> None:
+    """The resolved config beside the outputs, so every artefact says what made it (atomic)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(yaml.safe_dump({"variant": variant, **params.model_dump(mode="json")}, sort_keys=False))
+    os.replace(tmp, path)
+
+
+def _check_resumable(state: Mapping[str, Any], params: ParamsConfig, variant: str | None, path: Path) -> None:
+    saved_model = state["config"].get("model")
+    if saved_model != params.model.model_dump(mode="json") or state.get("variant") != variant:
+        raise ValueError(f"{path}: checkpoint is of variant {state.get('variant')!r} with model {saved_model}, "
+                         f"not {variant!r} with {params.model.model_dump(mode='json')}; use a new output directory")
+
+
+# -- the loop -----------------------------------------------------------------------------------------------------
+def train(
+    params: ParamsConfig,
+    out_dir: str | Path,
+    *,
+    train_set: Dataset,
+    val_set: Dataset,
+    variant: str | None = None,
+    info: DistInfo = DistInfo(),
+    stage: str | None = None,
+) -> TrainResult:
+    """Train ``params.model`` (after ``variant``'s overrides) to ``params.train.epochs``; resume from
+    ``out_dir/checkpoint.pt`` when it exists. Rank 0 writes ``checkpoint.pt``, ``epochs.csv``, ``metrics.json`` and
+    ``config.yaml`` to ``out_dir`` and logs the MLflow run; other ranks only compute."""
+    params = resolve_variant(params, variant)
+    cfg = params.train
+    if cfg.batch_size % info.world_size:
+        raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by the {info.world_size} processes")
+    out_dir = Path(out_dir)
+    device = select_device(info.local_rank)
+    precision = select_precision(cfg.precision, device, cfg.channels_last)
+    if cfg.sync_batchnorm and info.enabled and device.type != "cuda":
+        raise ValueError("train.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernels); "
+                         "set it to false for CPU training")
+    with process_group(info, device), _determinism(cfg.deterministic):
+        return _train(params, variant, out_dir, train_set, val_set, info, precision, stage)
+
+
+def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: Dataset, val_set: Dataset,
+           info: DistInfo, precision: Precision, stage: str | None) -> TrainResult:
+    cfg = params.train
+    ckpt_path = out_dir / CHECKPOINT_NAME
+    torch.manual_seed(params.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
+    network = create_model(stacks=params.model.stacks, features=params.model.features, modules=params.model.modules,
+                           joints=_joints(train_set), supervision=params.model.supervision)
+    if cfg.sync_batchnorm and info.enabled:
+        network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
+    network = network.to(precision.device, memory_format=precision.memory_format)
+    optimizer = create_optimizer(network, cfg)
+    schedule = create_schedule(optimizer, cfg)
+    scaler = precision.grad_scaler()
+
+    start_epoch, step, run_id, history = 0, 0, None, []
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path, map_location=precision.device)
+        _check_resumable(state, params, variant, ckpt_path)
+        network.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        scaler.load_state_dict(state["scaler"])
+        start_epoch, step, run_id = int(state["epoch"]), int(state["step"]), state.get("mlflow_run_id")
+        history = list(state.get("history", []))
+        set_rng_state(state["rng"])
+        log.info("resuming %s from epoch %d (step %d)", ckpt_path, start_epoch, step)
+
+    model: nn.Module = torch.compile(network) if cfg.compile else network
+    if info.enabled:
+        ids = [precision.device.index] if precision.device.type == "cuda" else None
+        model = DistributedDataParallel(model, device_ids=ids)
+
+    per_rank = cfg.batch_size // info.world_size
+    sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=params.seed, drop_last=True)
+    batches = len(sampler) // per_rank
+    steps_per_epoch = cfg.steps_per_epoch or batches
+    if batches == 0 or steps_per_epoch > batches:
+        raise ValueError(f"train.steps_per_epoch={steps_per_epoch} needs {steps_per_epoch * cfg.batch_size} "
+                         f"training samples per epoch; the training split has {len(train_set)}")
+
+    tracker = None
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_config(params, variant, out_dir / RESOLVED_CONFIG)
+        name = variant or "model"
+        tags = {"variant": name, "dvc.stage": stage or f"train@{name}", "precision": precision.describe(),
+                "world_size": str(info.world_size)}
+        commit = git_commit()
+        if commit:
+            tags.update({"git.commit": commit, "mlflow.source.git.commit": commit})
+        tracker = RunTracker(out_dir, params.mlflow, run_name=name, params={"variant": name, **params.model_dump(
+            mode="json")}, tags=tags, resume_epoch=start_epoch if ckpt_path.exists() else None, run_id=run_id)
+        log.info("training %s on %s, %d process(es)", name, precision.describe(), info.world_size)
+
+    status = "FAILED"
+    try:
+        for epoch in range(start_epoch, cfg.epochs):
+            started = time.perf_counter()
+            _seed_all(params.seed, info.rank, epoch)
+            sampler.set_epoch(epoch)
+            loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
+                                drop_last=True, pin_memory=precision.device.type == "cuda",
+                                worker_init_fn=_seed_worker,
+                                generator=torch.Generator().manual_seed(params.seed * 100_003 + epoch))
+            model.train()
+            losses = []
+            bar = tqdm(islice(loader, steps_per_epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                       disable=not info.is_main or None, leave=False)
+            for batch in bar:
+                lr = schedule.apply(step)
+                optimizer.zero_grad(set_to_none=True)
+                loss = _forward_loss(model, network, batch, precision, cfg.target_scale)
+                value = float(all_reduce_mean(loss.detach(), info))  # every rank sees the same value, stops together
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"loss is {value} at epoch {epoch + 1}, step {step}; training stopped before the update, "
+                        f"the last good checkpoint {ckpt_path} (epoch {len(history)}) is kept. "
+                        f"Try a lower train.lr, train.warmup_steps or train.precision=fp32.")
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                losses.append(value)
+                if tracker is not None and step % cfg.log_every == 0:
+                    tracker.log_step(step, value, lr)
+                step += 1
+            seconds = time.perf_counter() - started
+            broadcast_buffers(network, info)  # one set of BatchNorm statistics: rank 0's, as checkpointed
+            metrics = validate(network, val_set, params, precision, info)
+            metrics.update({"train/loss": float(np.mean(losses)), "train/lr": schedule.lr_at(step - 1),
+                            "train/img_s": steps_per_epoch * cfg.batch_size / seconds, "step": float(step)})
+            schedule.end_epoch(metrics.get(PLATEAU_METRIC))
+            history.append({"epoch": float(epoch + 1), **metrics})
+            if tracker is not None:
+                tracker.log_epoch(epoch + 1, metrics)
+                save_checkpoint({
+                    "model": network.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                    "epoch": epoch + 1, "step": step,
+                    "sampler": {"epoch": epoch + 1, "position": 0, "seed": params.seed},
+                    "rng": rng_state(), "config": params.model_dump(mode="json"), "variant": variant,
+                    "mlflow_run_id": tracker.run_id, "history": history,
+                }, ckpt_path)
+            barrier(info)
+        final = _final_metrics(history, step)
+        model_uri = None
+        if tracker is not None:
+            if params.mlflow.log_model:
+                model_uri = tracker.log_model(network, params.model.input_res, params.mlflow.registered_model)
+            run_id = tracker.run_id
+            tracker.finish(final)
+        status = "FINISHED"
+        return TrainResult(out_dir, network, len(history), step, final, run_id, model_uri, history)
+    finally:
+        if tracker is not None and status != "FINISHED":
+            tracker.close("FAILED")
+
+
+def _forward_loss(model: nn.Module, network: StackedHourglass, batch: Mapping[str, Tensor], precision: Precision,
+                  target_scale: float) -> Tensor:
+    """The training loss of one batch (forward pass under the run's precision)."""
+    images = batch["image"].to(precision.device, memory_format=precision.memory_format, non_blocking=True)
+    target = batch["target"].to(precision.device, non_blocking=True)
+    with precision.autocast():
+        outputs = model(images)
+    return heatmap_loss(network.supervised(outputs), target, target_scale)
+
+
+def _final_metrics(history: list[dict[str, float]], steps: int) -> dict[str, float]:
+    """The last epoch's metrics plus the best validation accuracy and when it was reached."""
+    if not history:
+        raise ValueError("no epoch was trained (train.epochs is not above the checkpoint's epoch)")
+    final = {k: v for k, v in history[-1].items() if k != "step"}
+    scored = [h for h in history if PLATEAU_METRIC in h and math.isfinite(h[PLATEAU_METRIC])]
+    if scored:
+        best = max(scored, key=lambda h: h[PLATEAU_METRIC])
+        final["best/val/pckh/Mean"] = best[PLATEAU_METRIC]
+        final["best/epoch"] = best["epoch"]
+    final["steps"] = float(steps)
+    return final

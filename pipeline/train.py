@@ -1,0 +1,83 @@
+"""DVC stage ``train@<variant>``: train one ablation variant on the preprocessed data.
+
+``python -m pipeline.train --variant NAME --out models/NAME [--params params.yaml] [--data DIR] [--set KEY=VALUE]``
+
+Runs as one process or under ``torchrun --standalone --nproc-per-node=N -m pipeline.train ...`` (DDP over NCCL on
+CUDA, gloo on CPU). Everything comes from params.yaml (``train``, ``model`` with the variant's overrides,
+``mlflow``). Outputs, written by rank 0 only, in ``--out``: ``checkpoint.pt`` (resumed from when present),
+``metrics.json``, ``epochs.csv``, ``config.yaml`` and, when ``mlflow.log_model`` is on, ``mlflow.json``. Exits 1
+with the reason on bad input or a diverged loss (the last good checkpoint is kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hourglass.checkpoint import CheckpointError
+from hourglass.config import ConfigError, load_params
+from hourglass.data.dataset import create_dataset
+from hourglass.data.preprocess import PreprocessError
+from hourglass.distributed import dist_info_from_env
+from hourglass.train import NonFiniteLossError, train
+
+log = logging.getLogger("pipeline.train")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", required=True, help="name of a variant in params.yaml train.variants")
+    parser.add_argument("--out", required=True, type=Path, help="output directory, e.g. models/<variant>")
+    parser.add_argument("--params", default="params.yaml", help="the params file (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="preprocessed data directory (default: data/processed/<params dataset>)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a params value by dotted key, value parsed as YAML (repeatable), "
+                             "e.g. --set train.epochs=2")
+    return parser
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train.epochs=2"]`` -> ``{"train.epochs": 2}``; a malformed item is an error naming it."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML: {err}") from None
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    info = dist_info_from_env()
+    logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
+                        format=f"%(asctime)s rank{info.rank} %(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_params(args.params, parse_overrides(args.overrides))
+        data = args.data or Path("data/processed") / params.dataset
+        train_set = create_dataset(data, "train", params, train=True)
+        val_set = create_dataset(data, "valid", params, train=False)
+        result = train(params, args.out, train_set=train_set, val_set=val_set, variant=args.variant, info=info,
+                       stage=f"train@{args.variant}")
+    except (ConfigError, PreprocessError, CheckpointError, NonFiniteLossError, ValueError) as err:
+        log.error("%s", err)
+        return 1
+    if info.is_main:
+        mean = result.final_metrics.get("val/pckh/Mean", result.final_metrics.get("val/pck/Mean"))
+        print(f"train@{args.variant}: {result.epochs} epochs, {result.steps} steps, validation mean {mean:.2f} "
+              f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

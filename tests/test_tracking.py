@@ -1,0 +1,174 @@
+"""hourglass.tracking: DVC files and MLflow from one helper, best-effort MLflow, nested sweeps, the logged model.
+
+MLflow runs against a per-test copy of a pre-migrated SQLite store (stack notes §2.6), so each test costs ~0.1 s of
+set-up instead of a fresh migration.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import socket
+import sys
+import warnings
+from pathlib import Path
+
+import mlflow
+import mlflow.pytorch
+import pytest
+import torch
+from mlflow import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
+from hourglass.config import MlflowConfig, parse_params
+from hourglass.model import create_model
+from hourglass.tracking import (EPOCHS_CSV, METRICS_JSON, MLFLOW_JSON, PARENT_RUN_ENV, RunTracker, TrackingWarning,
+                                default_tracking_uri, ensure_parent_run, flatten_params, metric_name)
+from hourglass.train import train
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_train import ToyPoses, one_thread, tiny_params  # noqa: E402,F401  (one_thread: autouse)
+
+CFG = MlflowConfig(experiment="test", registered_model="hg-test", system_metrics=False)
+
+
+@pytest.fixture(scope="session")
+def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("mlflow-template") / "template.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture
+def store(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    """A fresh store for the test; the fluent API's global URI is restored afterwards."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_migrated_db, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)
+    monkeypatch.chdir(tmp_path)  # artifacts land beside the store
+    yield MlflowClient(tracking_uri=uri)
+    mlflow.end_run()
+
+
+def _tracker(out: Path, cfg: MlflowConfig = CFG, **kwargs) -> RunTracker:
+    return RunTracker(out, cfg, run_name="hg", params={"train": {"lr": 2.5e-4, "milestones": [1, 2]}},
+                      tags={"dvc.stage": "train@hg"}, **kwargs)
+
+
+def test_dvc_files_and_mlflow_hold_the_same_numbers(tmp_path, store):
+    tracker = _tracker(tmp_path / "out")
+    for step in range(3):
+        tracker.log_step(step, 1.0 / (step + 1), 2.5e-4)
+    tracker.log_epoch(1, {"val/pckh/Mean": 12.5, "val/loss": 0.1 / 3, "val/pckh/Knee": float("nan")})
+    tracker.log_epoch(2, {"val/pckh/Mean": 20.25, "val/loss": 0.2 / 3, "val/pckh/Knee": 3.0})
+    run_id = tracker.run_id
+    tracker.finish({"val/pckh/Mean": 20.25, "val/loss": 0.2 / 3})
+
+    run = store.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["dvc.stage"] == "train@hg"
+    assert run.data.params == {"train.lr": "0.00025", "train.milestones": "[1, 2]"}
+    final = json.loads((tmp_path / "out" / METRICS_JSON).read_text())
+    assert {k: run.data.metrics[k] for k in final} == final
+    rows = list(csv.DictReader(open(tmp_path / "out" / EPOCHS_CSV)))
+    assert rows[0]["val/pckh/Knee"] == ""  # NaN: an empty cell, not sent to MLflow
+    for key in ("val/pckh/Mean", "val/loss"):
+        history = [m.value for m in store.get_metric_history(run_id, key)]
+        assert history[:2] == [float(r[key]) for r in rows]
+    assert [m.step for m in store.get_metric_history(run_id, "val/pckh/Knee")] == [2]
+    assert [m.value for m in store.get_metric_history(run_id, "step/loss")] == [1.0, 0.5, 1.0 / 3]
+
+
+def test_unreachable_server_warns_once_and_still_writes_dvc_files(tmp_path, monkeypatch):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tracker = _tracker(tmp_path)
+        tracker.log_step(0, 1.0, 1e-3)
+        tracker.log_epoch(1, {"val/pckh/Mean": 1.0})
+        assert tracker.log_model(create_model(stacks=1, features=8), 64, "hg-test") is None
+        tracker.finish({"val/pckh/Mean": 1.0})
+    ours = [w for w in caught if issubclass(w.category, TrackingWarning)]
+    assert len(ours) == 1 and f"127.0.0.1:{port}" in str(ours[0].message)
+    assert json.loads((tmp_path / METRICS_JSON).read_text()) == {"val/pckh/Mean": 1.0}
+    assert (tmp_path / EPOCHS_CSV).read_text().splitlines() == ["epoch,val/pckh/Mean", "1,1.0"]
+    assert json.loads((tmp_path / MLFLOW_JSON).read_text())["model_uri"] is None
+
+
+def test_sweep_runs_nest_under_one_parent(tmp_path, store, monkeypatch):
+    cfg = CFG.model_copy(update={"sweep": "ablation"})
+    ids = []
+    for name in ("a", "b"):
+        tracker = _tracker(tmp_path / name, cfg)
+        ids.append(tracker.run_id)
+        tracker.finish({"x": 1.0})
+    parent = ensure_parent_run("test", "ablation")
+    assert [store.get_run(i).data.tags["mlflow.parentRunId"] for i in ids] == [parent, parent]
+    monkeypatch.setenv(PARENT_RUN_ENV, ids[0])  # the variable wins over the sweep name
+    tracker = _tracker(tmp_path / "c", cfg)
+    assert store.get_run(tracker.run_id).data.tags["mlflow.parentRunId"] == ids[0]
+    tracker.close()
+
+
+def test_logged_model_is_registered_and_runs_on_any_batch(tmp_path, store):
+    tracker = _tracker(tmp_path)
+    torch.manual_seed(0)
+    network = create_model(stacks=2, features=8).to(memory_format=torch.channels_last).eval()
+    uri = tracker.log_model(network, 64, "hg-test")
+    tracker.finish({"x": 1.0})
+    record = json.loads((tmp_path / MLFLOW_JSON).read_text())
+    assert record["model_uri"] == uri and record["registered_model"] == "hg-test" and record["version"] == "1"
+    loaded = mlflow.pytorch.load_model("models:/hg-test/1")
+    for batch in (1, 5):
+        images = torch.rand(batch, 3, 64, 64)
+        with torch.no_grad():
+            assert torch.allclose(loaded(images), network.predict(images), atol=1e-5)
+
+
+def test_resumed_tracker_trims_rows_beyond_the_checkpoint_and_reopens_the_run(tmp_path, store):
+    first = _tracker(tmp_path)
+    for epoch in (1, 2, 3):
+        first.log_epoch(epoch, {"m": float(epoch)})
+    run_id = first.run_id
+    first.close("KILLED")
+    second = _tracker(tmp_path, resume_epoch=2, run_id=run_id)
+    assert second.run_id == run_id
+    second.log_epoch(3, {"m": 30.0})
+    second.finish({"m": 30.0})
+    assert (tmp_path / EPOCHS_CSV).read_text().splitlines() == ["epoch,m", "1,1.0", "2,2.0", "3,30.0"]
+    assert store.get_run(run_id).info.status == "FINISHED"
+
+
+def test_metric_names_and_params_helpers(monkeypatch, tmp_path):
+    assert metric_name("val/pckh/Mean_at_0.1") == "val/pckh/Mean_at_0.1"
+    with pytest.raises(ValueError, match="Mean@0.1"):
+        metric_name("val/pckh/Mean@0.1")
+    assert flatten_params({"a": {"b": 1, "c": {}}, "d": None}) == {"a.b": "1", "a.c": "{}", "d": "None"}
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert default_tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve()}/mlflow.db"
+
+
+def test_training_run_is_one_mlflow_run_with_steps_epochs_and_model(tmp_path, store):
+    raw = tiny_params(epochs=2).model_dump(mode="json")
+    raw["mlflow"] = {"experiment": "test", "log_model": False, "system_metrics": False}  # model: test above
+    params = parse_params(raw)
+    result = train(params, tmp_path / "out", train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1), variant=None)
+    run = store.get_run(result.mlflow_run_id)
+    assert run.data.tags["dvc.stage"] == "train@model" and run.data.params["model.stacks"] == "1"
+    assert [m.step for m in store.get_metric_history(run.info.run_id, "step/loss")] == [0, 1, 2, 3]
+    rows = list(csv.DictReader(open(tmp_path / "out" / EPOCHS_CSV)))
+    assert [m.value for m in store.get_metric_history(run.info.run_id, "val/figure4")] == [
+        float(r["val/figure4"]) for r in rows]
+    final = json.loads((tmp_path / "out" / METRICS_JSON).read_text())
+    assert {k: run.data.metrics[k] for k in final} == final  # MLflow's latest values are the DVC metrics
+    assert [m.step for m in store.get_metric_history(run.info.run_id, "best/epoch")] == [2]

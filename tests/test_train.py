@@ -1,0 +1,233 @@
+"""The training loop: loss, schedule, checkpoints, kill-and-resume, non-finite loss, outputs, pipeline entry point.
+
+Mechanics run on ``ToyPoses``, an in-memory dataset with the training sample layout of hourglass.data (a bright
+blob at each joint on a dark noisy image), so they need no preprocessed data and take seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from hourglass import train as train_module
+from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from hourglass.config import TrainConfig, parse_params
+from hourglass.heatmaps import gaussian_heatmaps, heatmaps_to_image
+from hourglass.optim import create_optimizer, create_schedule
+from hourglass.train import NonFiniteLossError, heatmap_loss, resolve_variant, train
+
+RES = 64  # input pixels; heatmaps are RES / 4
+
+
+# One colour per joint, so that which blob is which joint can be learnt (identical blobs could not be told apart).
+PALETTE = np.array(list(itertools.product((0.3, 0.65, 1.0), repeat=3))[-16:], dtype=np.float32)
+
+
+class ToyPoses(Dataset):
+    """``count`` people with 16 joints, each a blob of its own colour on dark noise; the original image is the
+    crop itself (centre RES/2, scale RES/200)."""
+
+    def __init__(self, count: int, seed: int = 0, res: int = RES) -> None:
+        rng = np.random.default_rng(seed)
+        self.res, hm = res, res // 4
+        self.hm_points = rng.integers(2, hm - 2, size=(count, 16, 2)).astype(np.float32)
+        self.annotated = rng.random((count, 16)) > 0.1
+        self.center = np.full((count, 2), res / 2, dtype=np.float32)
+        self.scale = np.full(count, res / 200, dtype=np.float32)
+        self.joints = heatmaps_to_image(self.hm_points, self.center, self.scale, hm).astype(np.float32)
+        self.joints[~self.annotated] = np.nan
+        self.noise = rng.random((count, 3, res, res), dtype=np.float32) * 0.2
+
+    def __len__(self) -> int:
+        return len(self.hm_points)
+
+    def __getitem__(self, i: int) -> dict:
+        target = gaussian_heatmaps(self.hm_points[i], self.annotated[i], self.res // 4)
+        blobs = torch.nn.functional.interpolate(torch.from_numpy(target)[None], scale_factor=4)[0].numpy()
+        image = np.clip(self.noise[i] + np.einsum("jc,jhw->chw", PALETTE, blobs), 0, 1).astype(np.float32)
+        return {"image": image, "target": target, "row": i, "center": self.center[i], "scale": self.scale[i],
+                "joints": self.joints[i], "annotated": self.annotated[i], "normalize": np.float32(self.res / 4)}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: tiny convolutions gain nothing from more, and the CI machine has two cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_params(**train_overrides):
+    """A 1-stack, 16-feature network on 64 px inputs, fp32, deterministic, MLflow off."""
+    train = {"batch_size": 4, "epochs": 3, "val_batch_size": 8, "workers": 0, "precision": "fp32",
+             "deterministic": True, "log_every": 1, **train_overrides}
+    return parse_params({"dataset": "synthetic", "seed": 3,
+                         "model": {"stacks": 1, "features": 16, "input_res": RES},
+                         "train": train, "mlflow": {"enabled": False}})
+
+
+def test_heatmap_loss_sums_per_output_mse():
+    target = torch.rand(2, 3, 4, 4)
+    outputs = torch.stack([target, target + 1.0], dim=1)
+    # stack 1 exact, stack 2 off by 1 everywhere: 0 + 1
+    assert heatmap_loss(outputs, target).item() == pytest.approx(1.0)
+    assert heatmap_loss(outputs, target, target_scale=2.0).item() == pytest.approx(
+        ((target - 2 * target) ** 2).mean().item() + ((1 - target) ** 2).mean().item(), rel=1e-6)
+    with pytest.raises(ValueError, match="do not match"):
+        heatmap_loss(outputs, torch.rand(2, 3, 5, 5))
+
+
+def test_schedule_warmup_and_plateau_drop_by_five():
+    cfg = TrainConfig(lr=1.0, warmup_steps=4, plateau_patience=1, plateau_threshold=0.5)
+    optimizer = create_optimizer(torch.nn.Linear(2, 2), cfg)
+    schedule = create_schedule(optimizer, cfg)
+    assert [schedule.apply(s) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
+    assert optimizer.param_groups[0]["lr"] == 1.0
+    assert not schedule.end_epoch(50.0)  # improvement
+    assert not schedule.end_epoch(50.2)  # below threshold: first bad epoch, within patience
+    assert schedule.end_epoch(50.1)  # second bad epoch: drop
+    assert schedule.lr_at(10) == pytest.approx(0.2)
+    restored = create_schedule(optimizer, cfg)
+    restored.load_state_dict(schedule.state_dict())
+    assert restored.lr_at(10) == pytest.approx(0.2) and restored.best == 50.0
+
+
+def test_step_schedule_and_adam_option():
+    cfg = TrainConfig(lr=1.0, schedule="step", milestones=(1, 3), optimizer="adam")
+    optimizer = create_optimizer(torch.nn.Linear(2, 2), cfg)
+    assert isinstance(optimizer, torch.optim.Adam)
+    schedule = create_schedule(optimizer, cfg)
+    drops = [schedule.end_epoch(None) for _ in range(4)]
+    assert drops == [True, False, True, False] and schedule.lr_at(0) == pytest.approx(0.01)
+
+
+def test_variant_overrides_model_and_unknown_variant_is_named():
+    params = parse_params({"model": {"stacks": 8}, "train": {"variants": {"hg": {"stacks": 1, "modules": 2}}}})
+    resolved = resolve_variant(params, "hg")
+    assert (resolved.model.stacks, resolved.model.modules, resolved.model.features) == (1, 2, 256)
+    with pytest.raises(ValueError, match="no variant 'nope'.*known: hg"):
+        resolve_variant(params, "nope")
+    with pytest.raises(ValueError, match="variant name"):
+        parse_params({"train": {"variants": {"a/b": {}}}})
+
+
+def test_checkpoint_is_atomic_and_weights_only(tmp_path):
+    path = tmp_path / CHECKPOINT_NAME
+    save_checkpoint({"epoch": 1, "model": {"w": torch.ones(2)}}, path)
+    assert load_checkpoint(path)["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]  # no temporary left behind
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(path)
+
+
+def _final_weights(out_dir) -> dict[str, torch.Tensor]:
+    return load_checkpoint(out_dir / CHECKPOINT_NAME)["model"]
+
+
+def test_training_writes_dvc_outputs_and_learns(tmp_path):
+    params = tiny_params(epochs=3, lr=2e-3)
+    result = train(params, tmp_path, train_set=ToyPoses(24), val_set=ToyPoses(8, seed=1))
+    assert result.epochs == 3 and result.steps == 18
+    rows = list(csv.DictReader(open(tmp_path / "epochs.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # One helper writes both files: the final metrics repeat the last row exactly.
+    for key in ("val/pckh/Mean", "val/figure4", "val/loss", "train/loss", "val/pckh/Mean_at_0.1"):
+        assert metrics[key] == pytest.approx(float(rows[-1][key]), rel=1e-12), key
+    assert "val/pckh/joint/r_ankle" in rows[0]
+    losses = [float(r["train/loss"]) for r in rows]
+    assert losses[-1] < losses[0]
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["epoch"] == 3 and state["step"] == 18 and state["config"]["model"]["stacks"] == 1
+    assert (tmp_path / "config.yaml").exists()
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+def test_kill_and_resume_ends_with_identical_weights(tmp_path, monkeypatch):
+    params = tiny_params(epochs=3, lr=1e-3, warmup_steps=3, optimizer="rmsprop")
+    data = ToyPoses(16), ToyPoses(8, seed=1)
+    train(params, tmp_path / "full", train_set=data[0], val_set=data[1])
+
+    calls = {"n": 0}
+    real = train_module.heatmap_loss
+
+    def crash_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:  # epoch 2 (4 steps/epoch + 1 validation batch per epoch), mid-epoch
+            raise Interrupted("simulated kill")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "heatmap_loss", crash_in_epoch_two)
+    with pytest.raises(Interrupted):
+        train(params, tmp_path / "resumed", train_set=data[0], val_set=data[1])
+    assert load_checkpoint(tmp_path / "resumed" / CHECKPOINT_NAME)["epoch"] == 1
+    monkeypatch.setattr(train_module, "heatmap_loss", real)
+    result = train(params, tmp_path / "resumed", train_set=data[0], val_set=data[1])
+    assert result.epochs == 3
+    full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "resumed")
+    assert full.keys() == resumed.keys()
+    for name in full:
+        assert torch.equal(full[name], resumed[name]), name
+    rows = list(csv.DictReader(open(tmp_path / "resumed" / "epochs.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    full_rows = list(csv.DictReader(open(tmp_path / "full" / "epochs.csv")))
+    assert [r["val/pckh/Mean"] for r in rows] == [r["val/pckh/Mean"] for r in full_rows]
+
+
+def test_resume_refuses_a_different_model(tmp_path):
+    params = tiny_params(epochs=1)
+    train(params, tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1))
+    other = parse_params({**params.model_dump(mode="json"), "model": {**params.model.model_dump(), "features": 32},
+                          "train": {**params.train.model_dump(mode="json"), "epochs": 2}})
+    with pytest.raises(ValueError, match="use a new output directory"):
+        train(other, tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    params = tiny_params(epochs=3)
+    data = ToyPoses(8), ToyPoses(4, seed=1)
+    calls = {"n": 0}
+    real = train_module.heatmap_loss
+
+    def nan_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * math.nan if calls["n"] == 5 else loss  # epoch 1: 2 steps + 1 validation batch
+
+    monkeypatch.setattr(train_module, "heatmap_loss", nan_in_epoch_two)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3.*checkpoint .* \(epoch 1\) is kept"):
+        train(params, tmp_path, train_set=data[0], val_set=data[1])
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "metrics.json").exists()
+
+
+def test_too_few_samples_for_an_epoch_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="steps_per_epoch=9 needs 36 training samples.*has 8"):
+        train(tiny_params(steps_per_epoch=9), tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4))
+
+
+@pytest.mark.slow
+def test_learns_to_find_the_blobs(tmp_path):
+    """Accuracy sanity check on the toy task (a coloured blob per joint), ~40 s: the loop, loss and decoding together
+    must climb well above the first epoch. Measured (deterministic, one thread): PCKh 21.7 after epoch 1, best 36.3,
+    final 31.0 after 12 epochs; a broken target/decoding convention scores near 0 and a collapse to empty heatmaps
+    stays at the first epoch's level. (The tiny 64 px network learns this slowly; validation itself scores 100 on
+    the ground-truth heatmaps.)"""
+    params = tiny_params(epochs=12, batch_size=8, lr=1e-3, schedule="constant", log_every=50, target_scale=10.0)
+    result = train(params, tmp_path, train_set=ToyPoses(256), val_set=ToyPoses(32, seed=1))
+    first, best = result.history[0]["val/pckh/Mean"], result.final_metrics["best/val/pckh/Mean"]
+    assert best > 30.0 and best > first + 8.0, (first, best)
