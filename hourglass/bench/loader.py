@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
         total = time.perf_counter() - start
 
         # The parts alone, over the same samples (crops of the small set kept in memory for the later parts).
-        draws = [dataset.draw() for _ in indices]
+        draws = [dataset.draw(i) for i in indices]
         start = time.perf_counter()
         for i in indices:
             dataset.read_crop(int(i))

@@ -10,8 +10,10 @@ Targets are drawn for every *annotated* joint, occluded or not, as the original 
 occluded ones); ``visible_only=True`` restricts them to visible joints.
 
 HDF5 files are opened lazily, per process, on first use (never in ``__init__``) and dropped when pickled, so the
-dataset is safe with DataLoader workers under ``fork`` and ``spawn``. Randomness comes from a generator seeded per
-process from ``torch.initial_seed()``, which DataLoader sets differently for every worker and epoch.
+dataset is safe with DataLoader workers under ``fork`` and ``spawn``. A sample's augmentation is drawn from a generator
+seeded with ``(torch.initial_seed(), index)``: the trainer seeds torch per (seed, rank, epoch) and DataLoader derives
+each worker's seed from its per-epoch generator, so the draws are a pure function of where the run is, and a run
+resumed from a checkpoint augments exactly as an uninterrupted one (process ids play no part).
 """
 
 from __future__ import annotations
@@ -98,20 +100,18 @@ class PoseDataset(Dataset):
         self._flip_index = np.argsort(np.asarray(self.joint_set.flip))  # out[flip[j]] = in[j]
         self._owner: int | None = None
         self._files: dict[int, tuple[h5py.Dataset, bool]] = {}
-        self._rng: np.random.Generator | None = None
 
     # -- process-local state ---------------------------------------------------------------------------------------
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_owner=None, _files={}, _rng=None)
+        state.update(_owner=None, _files={})
         return state
 
     def _local(self) -> None:
-        """(Re)create the open files and the random generator when first used in this process."""
+        """(Re)open the files when first used in this process (handles inherited through fork are not reused)."""
         if self._owner != os.getpid():
             self._files = {}
-            self._rng = np.random.default_rng([torch.initial_seed(), os.getpid()])
             self._owner = os.getpid()
 
     def _crops(self, shard: int) -> tuple[h5py.Dataset, bool]:
@@ -152,10 +152,11 @@ class PoseDataset(Dataset):
             return out
         return crops[row]
 
-    def draw(self) -> AugmentParams:
-        """One augmentation draw (the identity for unaugmented splits)."""
-        self._local()
-        return sample_augmentation(self.augment, self._rng) if self.augment is not None else IDENTITY
+    def draw(self, index: int) -> AugmentParams:
+        """The augmentation of sample ``index`` in the current epoch (the identity for unaugmented splits)."""
+        if self.augment is None:
+            return IDENTITY
+        return sample_augmentation(self.augment, np.random.default_rng([torch.initial_seed(), index]))
 
     def render(self, index: int, crop: np.ndarray, params: AugmentParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image float32 (3, R, R), targets (J, R/4, R/4) and target mask for ``crop`` under ``params``."""
@@ -174,7 +175,7 @@ class PoseDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples of split {self.split!r}")
-        image, target, mask = self.render(index, self.read_crop(index), self.draw())
+        image, target, mask = self.render(index, self.read_crop(index), self.draw(index))
         return {
             "image": torch.from_numpy(image),
             "target": torch.from_numpy(target),
