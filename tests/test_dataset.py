@@ -177,3 +177,16 @@ def test_augmentation_is_a_function_of_the_torch_seed_and_index(processed):
     torch.manual_seed(8)
     assert [ds.draw(i) for i in (0, 1, 2)] != first
     np.testing.assert_array_equal(ds[1]["image"].numpy(), ds[1]["image"].numpy())
+
+
+def test_target_sigma_and_radius_come_from_params(processed):
+    from hourglass.config import ParamsConfig
+    from hourglass.data.dataset import create_dataset
+
+    _, out = processed
+    params = ParamsConfig.model_validate({"model": {"input_res": RES}, "targets": {"sigma": 3.0, "radius": 9}})
+    ds = create_dataset(out, "train", params, train=False)
+    assert (ds.sigma, ds.radius) == (3.0, 9)
+    target = ds[0]["target"].numpy()
+    wide = (target > 0).sum(axis=(1, 2))
+    assert wide.max() > (2 * 3 + 1) ** 2  # wider than the default 7x7 patch

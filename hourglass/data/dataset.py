@@ -34,7 +34,7 @@ from hourglass.data.augment import (IDENTITY, AugmentParams, apply_affine, requi
                                     stored_to_input, to_float_chw)
 from hourglass.data.preprocess import (CROPS_KEY, SUMMARY_NAME, TABLE_NAME, PreprocessError, column_array, read_table,
                                        shard_name)
-from hourglass.heatmaps import DEFAULT_SIGMA, gaussian_heatmaps
+from hourglass.heatmaps import DEFAULT_RADIUS, DEFAULT_SIGMA, gaussian_heatmaps
 from hourglass.joints import FLIC, MPII, JointSet
 
 _BY_COUNT = {MPII.count: MPII, FLIC.count: FLIC}
@@ -56,7 +56,7 @@ class PoseDataset(Dataset):
 
     def __init__(self, processed_dir: str | Path, split: str, input_res: int = 256, output_res: int | None = None,
                  sigma: float = DEFAULT_SIGMA, augment: AugmentConfig | None = None,
-                 joint_set: JointSet | None = None, visible_only: bool = False):
+                 joint_set: JointSet | None = None, visible_only: bool = False, radius: int = DEFAULT_RADIUS):
         self.processed_dir = Path(processed_dir)
         summary_path = self.processed_dir / SUMMARY_NAME
         try:
@@ -68,6 +68,7 @@ class PoseDataset(Dataset):
         self.input_res = int(input_res)
         self.output_res = int(output_res) if output_res is not None else self.input_res // 4
         self.sigma = float(sigma)
+        self.radius = int(radius)
         self.augment = augment if augment is not None and augment.enabled else None
         self.visible_only = visible_only
         self.split = split
@@ -169,7 +170,8 @@ class PoseDataset(Dataset):
         if params.flip:
             points, mask = points[self._flip_index], mask[self._flip_index]
         ratio = self.output_res / self.input_res
-        target = gaussian_heatmaps((points + 0.5) * ratio - 0.5, mask, self.output_res, self.sigma)
+        target = gaussian_heatmaps((points + 0.5) * ratio - 0.5, mask, self.output_res, self.sigma,
+                                   self.radius)
         return image, target, mask
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -193,4 +195,4 @@ class PoseDataset(Dataset):
 def create_dataset(processed_dir: str | Path, split: str, params: ParamsConfig, train: bool) -> PoseDataset:
     """The dataset of ``split`` configured from ``params``: augmented with ``params.augment`` when ``train``."""
     return PoseDataset(processed_dir, split, input_res=params.model.input_res, output_res=params.model.input_res // 4,
-                       sigma=params.targets.sigma, augment=params.augment if train else None)
+                       sigma=params.targets.sigma, radius=params.targets.radius, augment=params.augment if train else None)
