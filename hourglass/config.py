@@ -295,6 +295,13 @@ class FlowsConfig(Section):
         return value
 
 
+class ReportConfig(Section):
+    """The results report (hourglass.report, pipeline.report)."""
+
+    examples: int = Field(6, ge=1, le=24)  # people in each of the best-cases and worst-cases figures
+    example_variant: str | None = None  # whose predictions the examples show; None: the variant with the best Mean
+
+
 class ParamsConfig(Section):
     """The whole params.yaml. Sections are added here as the stages that read them are built."""
 
@@ -309,6 +316,7 @@ class ParamsConfig(Section):
     synthetic: SyntheticConfig = SyntheticConfig()
     mlflow: MlflowConfig = MlflowConfig()
     flows: FlowsConfig = FlowsConfig()
+    report: ReportConfig = ReportConfig()
 
 
 class ConfigError(ValueError):

@@ -1,0 +1,70 @@
+"""DVC stage ``report``: the results report from every trained and evaluated variant.
+
+``python -m pipeline.report [--params params.yaml] [--models models] [--out reports]``
+
+Writes ``<out>/results.md`` (summary, results beside the paper's numbers and the mean-pose baseline, model size and
+speed, Figures 4 and 5, best and worst examples, provenance), ``<out>/summary.json`` (the table's numbers, for
+``dvc metrics``) and ``<out>/figures/{figure4,figure5,examples_best,examples_worst}.png``. Missing optional inputs
+(an untrained variant, no evaluation yet, no images, no anchor data) are listed in the report, not fatal. Exits 1
+with the reason when the params file is invalid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from hourglass.config import ConfigError, load_params
+from hourglass.report import ReportPaths, build_report, find_anchor_data
+
+log = logging.getLogger("pipeline.report")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+                        help="the params file (default: %(default)s)")
+    parser.add_argument("--models", type=Path, default=Path("models"),
+                        help="directory holding one <variant>/ per trained model (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("reports"),
+                        help="report directory; only results.md, summary.json and figures/ are written "
+                             "(default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="raw dataset directory with annot/{train,valid}.h5 and images/ "
+                             "(default: <download.root>/<dataset> from the params)")
+    parser.add_argument("--dvc-lock", type=Path, default=Path("dvc.lock"),
+                        help="dvc.lock whose data/processed/<dataset> md5 names the data version "
+                             "(default: %(default)s; absent: annotation-file digests are used)")
+    parser.add_argument("--anchor-data", type=Path, default=None,
+                        help="shared/anchor-data with the authors' released predictions (default: "
+                             "$HOURGLASS_ANCHOR_DATA, else the nearest shared/anchor-data above the working "
+                             "directory; absent: the reference row is omitted and the report says so)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage; returns the process exit code (0 ok, 1 bad params)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_params(args.params)
+    except ConfigError as err:
+        log.error("%s", err)
+        return 1
+    anchor = args.anchor_data if args.anchor_data is not None else find_anchor_data()
+    paths = ReportPaths(params=args.params, models=args.models, out=args.out,
+                        raw=args.data or Path(params.download.root) / params.dataset, dvc_lock=args.dvc_lock,
+                        anchor=anchor)
+    summary = build_report(params, paths)
+    for line in summary["missing"]:
+        log.warning("missing input: %s", line)
+    print(f"report: {len(summary['variants'])} variant(s), {len(summary['missing'])} missing input(s) "
+          f"-> {args.out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
