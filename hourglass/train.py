@@ -29,14 +29,14 @@ import torch
 import yaml
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from tqdm import tqdm
 
 from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hourglass.config import ParamsConfig
 from hourglass.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_buffers, gather_objects,
                                    process_group)
-from hourglass.heatmaps import decode, heatmaps_to_image
+from hourglass.inference import Predictions, predict_dataset
 from hourglass.metrics import PCKResult, figure4_accuracy, flic_pck, mpii_pckh
 from hourglass.model import StackedHourglass, create_model
 from hourglass.optim import create_optimizer, create_schedule
@@ -113,34 +113,31 @@ VALIDATION_METRICS = {"mpii": _mpii_metrics, "synthetic": _mpii_metrics, "flic":
 @torch.no_grad()
 def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision: Precision,
              info: DistInfo = DistInfo()) -> dict[str, float]:
-    """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding)."""
-    shard = Subset(dataset, range(info.rank, len(dataset), info.world_size))
-    loader = DataLoader(shard, batch_size=params.train.val_batch_size, shuffle=False,
-                        num_workers=params.train.workers, worker_init_fn=_seed_worker)
-    was_training = model.training
-    model.eval()
-    parts: list[dict[str, np.ndarray]] = []
-    loss_sum, count = 0.0, 0
-    for batch in loader:
-        images = batch["image"].to(precision.device, memory_format=precision.memory_format, non_blocking=True)
-        with precision.autocast():
-            outputs = model(images)
+    """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding).
+
+    No flip test: per-epoch validation tracks progress at the cost of one pass; ``pipeline.evaluate`` scores with it.
+    """
+    indices = range(info.rank, len(dataset), info.world_size)
+    loss = {"sum": 0.0, "count": 0}
+
+    def add_loss(batch: Mapping[str, Any], outputs: Tensor) -> None:
         supervised = model.supervised(outputs).float()
         target = batch["target"].to(precision.device)
-        loss_sum += float(heatmap_loss(supervised, target, params.train.target_scale)) * len(images)
-        count += len(images)
-        coords, _ = decode(supervised[:, -1].cpu())
-        pred = heatmaps_to_image(coords, batch["center"].numpy(), batch["scale"].numpy(), supervised.shape[-1])
-        parts.append({"row": batch["row"].numpy(), "pred": pred, "gt": batch["joints"].numpy(),
-                      "annotated": batch["annotated"].numpy(), "normalize": batch["normalize"].numpy()})
-    model.train(was_training)
-    gathered = gather_objects({"parts": parts, "loss_sum": loss_sum, "count": count}, info)
-    merged = {k: np.concatenate([p[k] for g in gathered for p in g["parts"]]) for k in parts[0]} if parts else {}
-    if not merged:
+        loss["sum"] += float(heatmap_loss(supervised, target, params.train.target_scale)) * len(outputs)
+        loss["count"] += len(outputs)
+
+    shard = None
+    if len(indices):
+        shard = predict_dataset(model, dataset, precision, batch_size=params.train.val_batch_size,
+                                workers=params.train.workers, indices=indices, on_batch=add_loss,
+                                worker_init_fn=_seed_worker)
+    gathered = gather_objects({"pred": shard, "loss_sum": loss["sum"], "count": loss["count"]}, info)
+    parts = [g["pred"] for g in gathered if g["pred"] is not None]
+    if not parts:
         raise ValueError("validation set is empty")
-    order = np.argsort(merged["row"], kind="stable")
+    merged = Predictions.concatenate(parts).sorted_by_row()
     metric = VALIDATION_METRICS[params.dataset]
-    out = metric(merged["pred"][order], merged["gt"][order], merged["annotated"][order], merged["normalize"][order])
+    out = metric(merged.coords, merged.joints, merged.annotated, merged.normalize)
     out["val/loss"] = sum(g["loss_sum"] for g in gathered) / sum(g["count"] for g in gathered)
     return out
 

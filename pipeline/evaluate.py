@@ -1,0 +1,217 @@
+"""DVC stage ``evaluate@<variant>``: score a trained model on the validation split with the official protocol.
+
+``python -m pipeline.evaluate --variant NAME [--model models/NAME] [--params params.yaml] [--data DIR] [--out DIR]``
+
+Runs the checkpoint over every person of the ``valid`` split (MPII validation: PCKh@0.5; FLIC test: PCK@0.2; the
+synthetic set by its joint set), with the flip test when ``targets.flip_test`` is on and the quarter-pixel decoding,
+and scores the final prediction and every stack on its own (intermediate against final, the paper's Figure 5).
+
+Outputs in ``--out`` (default ``models/<variant>/eval/``), each written atomically:
+
+* ``preds.h5`` in the authors' layout: ``preds`` (N, J, 2) 1-based original-image coordinates, one row per person of
+  the ground-truth annotation file in its order, so ``python -m hourglass.evaluate preds.h5 --gt valid.h5`` scores it
+  as it scores the authors' released predictions; plus ``stack_preds`` (N, S, J, 2, 1-based), ``maxvals`` (N, J),
+  ``stack_maxvals`` (N, S, J) and ``rows`` (N,) the annotation-file rows. A person whose image preprocessing had to
+  drop has NaN predictions and counts as missed, as the official toolkit scores a missing prediction.
+* ``metrics.json``: the headline numbers, per-joint tables of the final prediction and of every stack, and speed.
+
+The scores are computed by the same function the evaluator CLI uses, against the same annotation file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hourglass.checkpoint import CheckpointError
+from hourglass.config import ConfigError, ModelConfig, ParamsConfig, load_params
+from hourglass.data.dataset import PoseDataset, create_dataset
+from hourglass.data.preprocess import TABLE_NAME, PreprocessError, read_table
+from hourglass.evaluate import score
+from hourglass.inference import LoadedModel, Predictions, load_model, predict_dataset
+from hourglass.metrics import PCKResult, figure4_accuracy
+from hourglass.model import count_parameters
+from hourglass.precision import select_device, select_precision
+from hourglass.readers import GroundTruth, ReaderError, read_ground_truth, write_predictions
+
+log = logging.getLogger("pipeline.evaluate")
+
+SPLIT = "valid"
+PREDICTIONS_NAME = "preds.h5"
+METRICS_NAME = "metrics.json"
+METRIC_NAMES = {"mpii": "PCKh@0.5", "flic": "PCK@0.2"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", required=True, help="the trained variant's name (as in train.variants)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="model directory holding checkpoint.pt, or the checkpoint file "
+                             "(default: models/<variant>)")
+    parser.add_argument("--params", default="params.yaml",
+                        help="params file: dataset, targets.flip_test/flip_shift, train.val_batch_size/workers/"
+                             "precision (default: %(default)s)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="preprocessed data directory (default: data/processed/<params dataset>)")
+    parser.add_argument("--gt", type=Path, default=None,
+                        help="ground-truth annotation h5 of the validation split, which fixes the rows of preds.h5 "
+                             "(default: data/raw/<params dataset>/annot/valid.h5)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory for preds.h5 and metrics.json (default: models/<variant>/eval)")
+    parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
+    return parser
+
+
+# -- scoring ------------------------------------------------------------------------------------------------------
+def _number(value: float) -> float | None:
+    """JSON has no NaN: a group without annotated joints is null."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def _tables(result: PCKResult) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """(headline numbers + Figure 4 accuracy for MPII, per-joint percentages)."""
+    headline = {k: _number(v) for k, v in result.as_dict().items()}
+    if result.dataset == "mpii":
+        headline["figure4"] = _number(figure4_accuracy(result))
+    per_joint = {name: _number(v) for name, v in zip(result.joint_names, result.per_joint)}
+    return headline, per_joint
+
+
+def source_rows(data_dir: Path, dataset_rows: np.ndarray) -> np.ndarray:
+    """The annotation-file row (``source_row``) of each dataset row (``row`` of annotations.parquet)."""
+    table = read_table(data_dir / TABLE_NAME)
+    rows = table.column("row").to_numpy()
+    source = table.column("source_row").to_numpy()
+    split = np.asarray(table.column("split").to_pylist())
+    lookup = dict(zip(rows.tolist(), zip(source.tolist(), split.tolist())))
+    out = np.empty(len(dataset_rows), dtype=np.int64)
+    for i, row in enumerate(dataset_rows.tolist()):
+        src, name = lookup[row]
+        if name != SPLIT:
+            raise PreprocessError(f"{data_dir / TABLE_NAME}: row {row} belongs to split {name!r}, not {SPLIT!r}")
+        out[i] = src
+    return out
+
+
+def align_to_ground_truth(pred: Predictions, rows: np.ndarray, gt: GroundTruth, data_dir: Path) -> dict[str, Any]:
+    """Arrays with one entry per ground-truth row (NaN where a person was not predicted), after checking that the
+    preprocessed people are the annotation file's people."""
+    n = len(gt)
+    if len(np.unique(rows)) != len(rows) or (len(rows) and (rows.min() < 0 or rows.max() >= n)):
+        raise PreprocessError(f"{data_dir}: the {SPLIT} rows' source_row values do not index the {n} people of "
+                              f"{gt.source}; preprocess again from that annotation file")
+    if pred.joints.shape[1:] != gt.joints.shape[1:]:
+        raise ReaderError(f"{gt.source}: {gt.joints.shape[1]} joints per person, but {data_dir} has "
+                          f"{pred.joints.shape[1]}")
+    same = np.isclose(pred.joints, gt.joints[rows], atol=1e-3, equal_nan=True).all(axis=(1, 2))
+    if not same.all():
+        first = int(rows[np.flatnonzero(~same)[0]])
+        raise PreprocessError(f"{data_dir}: the joints of {int((~same).sum())} people differ from {gt.source} "
+                              f"(first: annotation row {first}); the data was preprocessed from another file")
+    joints, stacks = pred.coords.shape[1], pred.stack_coords.shape[1]
+    out = {
+        "preds": np.full((n, joints, 2), np.nan), "maxvals": np.full((n, joints), np.nan, np.float32),
+        "stack_preds": np.full((n, stacks, joints, 2), np.nan),
+        "stack_maxvals": np.full((n, stacks, joints), np.nan, np.float32),
+    }
+    for key, values in (("preds", pred.coords), ("maxvals", pred.maxvals), ("stack_preds", pred.stack_coords),
+                        ("stack_maxvals", pred.stack_maxvals)):
+        out[key][rows] = values
+    return out
+
+
+# -- the stage ----------------------------------------------------------------------------------------------------
+def _write_json(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _dataset_params(params: ParamsConfig, loaded: LoadedModel) -> ParamsConfig:
+    """The params with the checkpoint's model section: the input resolution must be the one trained on."""
+    return params.model_copy(update={"model": ModelConfig.model_validate(loaded.model_config.model_dump())})
+
+
+def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Path, gt_path: Path, out_dir: Path,
+             progress: bool = True) -> dict[str, Any]:
+    """Run the stage (see the module docstring); returns the metrics written to ``out_dir/metrics.json``."""
+    precision = select_precision(params.train.precision, select_device(), params.train.channels_last)
+    loaded = load_model(model_path, precision.device)
+    if loaded.variant is not None and loaded.variant != variant:
+        raise CheckpointError(f"{loaded.path}: checkpoint is of variant {loaded.variant!r}, not {variant!r}")
+    gt = read_ground_truth(gt_path)
+    dataset: PoseDataset = create_dataset(data_dir, SPLIT, _dataset_params(params, loaded), train=False)
+    if dataset.num_joints != loaded.model.joints:
+        raise CheckpointError(f"{loaded.path}: model predicts {loaded.model.joints} joints but {data_dir} has "
+                              f"{dataset.num_joints}")
+    flip = params.targets.flip_test
+    log.info("evaluating %s (%s) on %d people of %s, flip test %s, %s", variant, loaded.path, len(dataset), data_dir,
+             "on" if flip else "off", precision.describe())
+    started = time.perf_counter()
+    pred = predict_dataset(loaded.model, dataset, precision, flip_perm=dataset.joint_set.flip if flip else None,
+                           shift=params.targets.flip_shift, batch_size=params.train.val_batch_size,
+                           workers=params.train.workers, progress=progress)
+    seconds = time.perf_counter() - started
+    rows = source_rows(data_dir, pred.rows)
+    arrays = align_to_ground_truth(pred, rows, gt, data_dir)
+
+    final = score(arrays["preds"], gt, pred_source=loaded.path)
+    headline, per_joint = _tables(final)
+    stacks = []
+    for k in range(arrays["stack_preds"].shape[1]):
+        stack_headline, stack_joints = _tables(score(arrays["stack_preds"][:, k], gt, pred_source=loaded.path))
+        stacks.append({"stack": k + 1, "metrics": stack_headline, "per_joint": stack_joints})
+    metrics = {
+        "variant": variant, "dataset": params.dataset, "metric": METRIC_NAMES[gt.dataset], "flip_test": flip,
+        "flip_shift": params.targets.flip_shift, "num_people": len(gt), "people_missing": len(gt) - len(rows),
+        "parameters": count_parameters(loaded.model), "final": headline, "per_joint": per_joint, "stacks": stacks,
+        "seconds": round(seconds, 3), "images_per_s": round(len(pred) / seconds, 2) if seconds > 0 else None,
+        "precision": precision.describe(), "checkpoint": str(loaded.path), "epoch": loaded.epoch,
+        "ground_truth": str(gt_path),
+    }
+    if metrics["people_missing"]:
+        log.warning("%d of %d people have no prediction (their images were dropped in preprocessing); they count "
+                    "as missed", metrics["people_missing"], len(gt))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_predictions(out_dir / PREDICTIONS_NAME, arrays["preds"], {
+        "stack_preds": arrays["stack_preds"] + 1.0, "maxvals": arrays["maxvals"],
+        "stack_maxvals": arrays["stack_maxvals"], "rows": np.arange(len(gt), dtype=np.int64)})
+    _write_json(out_dir / METRICS_NAME, metrics)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage; 0 on success, 1 with the reason on stderr on bad input."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        params = load_params(args.params)
+        data = args.data or Path("data/processed") / params.dataset
+        gt_path = args.gt or Path("data/raw") / params.dataset / "annot" / f"{SPLIT}.h5"
+        out = args.out or Path("models") / args.variant / "eval"
+        metrics = evaluate(params, args.variant, args.model or Path("models") / args.variant, data, gt_path, out,
+                           progress=not args.no_progress)
+    except (ConfigError, CheckpointError, PreprocessError, ReaderError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    mean = metrics["final"]["Mean"]
+    print(f"evaluate@{args.variant}: {metrics['metric']} Mean {'n/a' if mean is None else f'{mean:.2f}'} over "
+          f"{metrics['num_people']} people ({metrics['images_per_s']} people/s) -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
