@@ -269,7 +269,7 @@ class FlowsConfig(Section):
 
     cron: str = "0 3 * * *"  # when the served deployment retrains: 5 cron fields or a macro such as @daily
     timezone: str = "UTC"  # IANA zone the cron is read in
-    champion_variant: str = Field("hg8", min_length=1)  # the train@<variant> that competes for `champion`
+    champion_variant: str = Field("hg_stacked_int", min_length=1)  # the train@<variant> that competes for `champion`
     champion_metric: str = Field("val/pckh/Mean", min_length=1)  # as hourglass.train logs it to the run
     higher_is_better: bool = True
     download_retries: int = Field(3, ge=0, le=10)  # retries of the fetch-data task (downloads are flaky)
@@ -303,10 +303,12 @@ class ReportConfig(Section):
 
 
 class ParamsConfig(Section):
-    """The whole params.yaml. Sections are added here as the stages that read them are built."""
+    """The whole params.yaml: one section per stage, plus the dataset choice and the ablation sweep."""
 
     dataset: Literal["synthetic", "mpii", "flic"] = "synthetic"
     seed: int = 0
+    # The variants (names in train.variants) that dvc.yaml trains, evaluates and reports: its foreach list.
+    sweep: tuple[str, ...] = ()
     model: ModelConfig = ModelConfig()
     targets: TargetConfig = TargetConfig()
     download: DownloadConfig = DownloadConfig()
@@ -317,6 +319,19 @@ class ParamsConfig(Section):
     mlflow: MlflowConfig = MlflowConfig()
     flows: FlowsConfig = FlowsConfig()
     report: ReportConfig = ReportConfig()
+
+    @model_validator(mode="after")
+    def _sweep_names_variants(self) -> "ParamsConfig":
+        known = sorted(self.train.variants)
+        unknown = [name for name in self.sweep if name not in self.train.variants]
+        if unknown:
+            raise ValueError(f"sweep: {unknown} not in train.variants (defined: {known})")
+        if len(set(self.sweep)) != len(self.sweep):
+            raise ValueError(f"sweep: names must be unique, got {list(self.sweep)}")
+        if self.sweep and self.flows.champion_variant not in self.sweep:
+            raise ValueError(f"flows.champion_variant: {self.flows.champion_variant!r} is not in sweep "
+                             f"{list(self.sweep)}; the champion must be a variant the pipeline trains")
+        return self
 
 
 class ConfigError(ValueError):

@@ -33,6 +33,7 @@ from hourglass.config import ModelConfig
 from hourglass.heatmaps import decode, flip_average, heatmaps_to_image
 from hourglass.model import StackedHourglass, create_model
 from hourglass.precision import Precision
+from hourglass.data.dataset import worker_context
 
 # The batch hook gets the collated batch and the model's raw (unflipped) outputs (N, stacks, J, h, w), e.g. for a loss.
 BatchHook = Callable[[Mapping[str, Any], Tensor], None]
@@ -170,6 +171,7 @@ def predict_dataset(
     """
     subset = dataset if indices is None else Subset(dataset, list(indices))
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        multiprocessing_context=worker_context(workers),
                         worker_init_fn=worker_init_fn, pin_memory=precision.device.type == "cuda")
     was_training = model.training
     model.eval()

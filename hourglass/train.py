@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hourglass.config import ParamsConfig
+from hourglass.data.dataset import worker_context
 from hourglass.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_buffers, gather_objects,
                                    process_group)
 from hourglass.inference import Predictions, predict_dataset
@@ -278,6 +279,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
             _seed_all(params.seed, info.rank, epoch)
             sampler.set_epoch(epoch)
             loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
+                                multiprocessing_context=worker_context(cfg.workers),
                                 drop_last=True, pin_memory=precision.device.type == "cuda",
                                 worker_init_fn=_seed_worker,
                                 generator=torch.Generator().manual_seed(params.seed * 100_003 + epoch))

@@ -192,6 +192,16 @@ class PoseDataset(Dataset):
         }
 
 
+def worker_context(workers: int) -> str | None:
+    """How DataLoader workers start: ``spawn`` whenever there are workers.
+
+    Forking a process whose OpenMP/OpenCV thread pools are already running (the trainer has run the model and
+    drawn samples by then) can deadlock the child on its first parallel call; seen here as a stalled training run.
+    A spawned worker starts clean and opens its HDF5 shards itself.
+    """
+    return "spawn" if workers > 0 else None
+
+
 def create_dataset(processed_dir: str | Path, split: str, params: ParamsConfig, train: bool) -> PoseDataset:
     """The dataset of ``split`` configured from ``params``: augmented with ``params.augment`` when ``train``."""
     return PoseDataset(processed_dir, split, input_res=params.model.input_res, output_res=params.model.input_res // 4,
