@@ -158,13 +158,13 @@ class StagePlan:
 
     def unplanned(self, stages: Sequence[str]) -> list[str]:
         """Stages of dvc.yaml the flow does not run (the other dataset's fetch stage aside), to warn about."""
-        known = set(self.stages()) | {"download", "synthesize"}
+        known = set(self.stages())
         return [name for name in stages if name not in known]
 
 
 def plan_stages(stages: Sequence[str], dataset: str, champion_variant: str) -> StagePlan:
     """Map dvc.yaml's stage names onto the flow's steps; a missing required stage is an error listing all."""
-    fetch = "synthesize" if dataset == "synthetic" else "download"
+    fetch = "download"  # fetches MPII/FLIC, or generates the synthetic set when dataset is synthetic
     available = ", ".join(stages) or "(none)"
     for needed in (fetch, "preprocess"):
         if needed not in stages:
