@@ -3,7 +3,7 @@
 Nothing else reads params.yaml. Every section forbids unknown keys, so a typo fails loudly with the dotted key
 path and, for choices, the allowed values (pydantic's messages), e.g.::
 
-    params.yaml: model.supervision: Input should be 'intermediate', 'final' or 'add' (got 'inter')
+    params.yaml: model.supervision: Input should be 'intermediate', 'final', 'add' or 'resolutions' (got 'inter')
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ class ModelConfig(Section):
     stacks: int = Field(8, ge=1)
     features: int = Field(256, ge=4, multiple_of=4)
     modules: int = Field(1, ge=1)
-    supervision: Literal["intermediate", "final", "add"] = "intermediate"
+    supervision: Literal["intermediate", "final", "add", "resolutions"] = "intermediate"  # see hourglass.model
     input_res: int = Field(256, ge=64, multiple_of=64)
 
 
@@ -170,7 +170,7 @@ class VariantConfig(Section):
     stacks: int | None = Field(None, ge=1)
     features: int | None = Field(None, ge=4, multiple_of=4)
     modules: int | None = Field(None, ge=1)
-    supervision: Literal["intermediate", "final", "add"] | None = None
+    supervision: Literal["intermediate", "final", "add", "resolutions"] | None = None
 
 
 class TrainConfig(Section):

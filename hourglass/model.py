@@ -10,8 +10,20 @@ Read against pose-hg-train ``src/models/hg.lua`` and ``src/models/layers/Residua
   a head (residuals, 1x1 conv-BN-ReLU, 1x1 conv to the heatmaps) and, between stacks, the sum of the stack input,
   the 1x1-remapped features and the 1x1-remapped heatmaps.
 
-Every registered parameter takes part in every forward pass (DDP needs no ``find_unused_parameters``): the
-intermediate heatmap convolutions feed the remap even when only the last stack is supervised.
+Supervision modes (the loss the trainer builds; ``forward`` always returns every stack's full-resolution heatmaps):
+
+* ``intermediate``: every stack's heatmaps (the paper's default; Figure 4's HG-Stacked-Int);
+* ``final``: the last stack's only (HG, HG-Stacked);
+* ``add``: one loss on the sum of all stacks (HG-Stacked-Add);
+* ``resolutions``: the last stack's heatmaps plus, from a 1x1 convolution each, heatmaps at every lower resolution
+  of the last hourglass's top-down path, taken where each level's features are about to be upsampled (32, 16 and
+  8 px for a 64-px output); the loss compares them with the target max-pooled to their size (Figure 4's HG-Int).
+  The 4-px bottom is not supervised: it is the turn of the hourglass, not yet merged with any skip branch, and at
+  the 64-px inputs used for quick runs it is 1x1, where a heatmap has no location left to learn.
+
+Every registered parameter takes part in every training forward pass (DDP needs no ``find_unused_parameters``):
+the intermediate heatmap convolutions feed the remap even when only the last stack is supervised, and the
+``resolutions`` heads run whenever ``forward(images, auxiliary=True)`` is asked for them, as the trainer does.
 """
 
 from __future__ import annotations
@@ -21,8 +33,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-Supervision = Literal["intermediate", "final", "add"]
-SUPERVISION_MODES: tuple[str, ...] = ("intermediate", "final", "add")
+Supervision = Literal["intermediate", "final", "add", "resolutions"]
+SUPERVISION_MODES: tuple[str, ...] = ("intermediate", "final", "add", "resolutions")
 HOURGLASS_DEPTH = 4  # 64 -> 32 -> 16 -> 8 -> 4 px, as in hg.lua
 
 
@@ -64,13 +76,23 @@ class Hourglass(nn.Module):
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
 
     def forward(self, x: Tensor) -> Tensor:
+        return self.top_down(x)[-1]
+
+    def top_down(self, x: Tensor) -> list[Tensor]:
+        """The top-down path, coarse to fine: the features each level below the bottom hands up just before they
+        are upsampled (``depth - 1`` maps, at 1/8 .. 1/2 of ``x``'s size), then the hourglass's output."""
         up1 = self.up1(x)
-        low = self.low3(self.low2(self.low1(self.pool(x))))
-        return up1 + self.upsample(low)
+        inner = self.low1(self.pool(x))
+        if isinstance(self.low2, Hourglass):
+            *path, merged = self.low2.top_down(inner)
+            low = self.low3(merged)
+            return [*path, low, up1 + self.upsample(low)]
+        return [up1 + self.upsample(self.low3(self.low2(inner)))]
 
 
 class StackedHourglass(nn.Module):
-    """Stem + ``stacks`` hourglasses; ``forward`` returns every stack's heatmaps as ``(N, stacks, joints, H/4, W/4)``."""
+    """Stem + ``stacks`` hourglasses; ``forward`` returns every stack's heatmaps as ``(N, stacks, joints, H/4, W/4)``
+    (and, when asked, the ``resolutions`` mode's lower-resolution heatmaps)."""
 
     def __init__(
         self,
@@ -106,28 +128,42 @@ class StackedHourglass(nn.Module):
         self.heatmaps = nn.ModuleList(nn.Conv2d(features, joints, 1) for _ in range(stacks))
         self.remap_features = nn.ModuleList(nn.Conv2d(features, features, 1) for _ in range(stacks - 1))
         self.remap_heatmaps = nn.ModuleList(nn.Conv2d(joints, features, 1) for _ in range(stacks - 1))
+        # HG-Int: one 1x1 head per level of the last hourglass's top-down path below the output resolution; the
+        # list stays empty (no parameters, no state_dict keys) in every other mode.
+        levels = HOURGLASS_DEPTH - 1 if supervision == "resolutions" else 0
+        self.auxiliary_heatmaps = nn.ModuleList(nn.Conv2d(features, joints, 1) for _ in range(levels))
 
-    def forward(self, images: Tensor) -> Tensor:
-        """``images``: (N, 3, H, W) RGB in [0, 1], H and W multiples of 64."""
+    def forward(self, images: Tensor, auxiliary: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """``images``: (N, 3, H, W) RGB in [0, 1], H and W multiples of 64.
+
+        With ``auxiliary=True`` the result is ``(outputs, maps)``: ``maps`` are the ``resolutions`` mode's heatmaps
+        of the last hourglass's top-down path, coarse to fine (H/32, H/16, H/8), and empty in the other modes. A
+        flag rather than a second method because DDP and ``torch.compile`` wrap ``forward`` only.
+        """
         x = self.stem(images)
         outputs = []
         for i in range(self.stacks):
-            features = self.heads[i](self.hourglasses[i](x))
+            *path, merged = self.hourglasses[i].top_down(x)
+            features = self.heads[i](merged)
             heatmaps = self.heatmaps[i](features)
             outputs.append(heatmaps)
             if i < self.stacks - 1:
                 x = x + self.remap_features[i](features) + self.remap_heatmaps[i](heatmaps)
-        return torch.stack(outputs, dim=1)
+        stacked = torch.stack(outputs, dim=1)
+        if not auxiliary:
+            return stacked
+        return stacked, [head(level) for head, level in zip(self.auxiliary_heatmaps, path)]
 
     def supervised(self, outputs: Tensor) -> Tensor:
         """The heatmaps the loss applies to, as (N, K, joints, H, W), per the supervision mode.
 
-        ``intermediate``: every stack (the paper's default); ``final``: the last stack only; ``add``: the sum of
-        all stacks (Figure 4's HG-Stacked-Add). The same tensor is what the model predicts with.
+        ``intermediate``: every stack (the paper's default); ``final`` and ``resolutions``: the last stack only
+        (``resolutions`` adds its lower-resolution maps, which ``forward(..., auxiliary=True)`` returns);
+        ``add``: the sum of all stacks (Figure 4's HG-Stacked-Add). The same tensor is what the model predicts with.
         """
         if self.supervision == "intermediate":
             return outputs
-        if self.supervision == "final":
+        if self.supervision in ("final", "resolutions"):
             return outputs[:, -1:]
         return outputs.sum(dim=1, keepdim=True)
 
@@ -144,7 +180,8 @@ def create_model(
     supervision: Supervision = "intermediate",
 ) -> StackedHourglass:
     """Build the network. ``modules`` is the number of residual modules per location (``nModules``): the single
-    hourglass "HG" of the same depth as a 2-stack model is ``create_model(stacks=1, modules=2)``."""
+    hourglass "HG" of the same depth as a 2-stack model is ``create_model(stacks=1, modules=2)``, and Figure 4's
+    "HG-Int" is that hourglass with ``supervision="resolutions"``."""
     return StackedHourglass(stacks=stacks, features=features, modules=modules, joints=joints, supervision=supervision)
 
 

@@ -35,16 +35,42 @@ def test_every_stack_is_returned_at_quarter_resolution(res):
     assert out.shape == (2, 3, 16, res // 4, res // 4)
 
 
-@pytest.mark.parametrize("supervision,k", [("intermediate", 2), ("final", 1), ("add", 1)])
-def test_no_parameter_goes_unused(supervision, k):
+@pytest.mark.parametrize("supervision,stacks,k,levels", [
+    ("intermediate", 2, 2, 0), ("final", 2, 1, 0), ("add", 2, 1, 0), ("resolutions", 2, 1, 3), ("resolutions", 1, 1, 3),
+])
+def test_no_parameter_goes_unused(supervision, stacks, k, levels):
+    # What the trainer does: the forward with the auxiliary maps, every supervised tensor in the loss.
     torch.manual_seed(0)
-    model = create_model(stacks=2, features=16, joints=4, supervision=supervision)
-    out = model(torch.rand(2, 3, 64, 64))
+    model = create_model(stacks=stacks, features=16, joints=4, supervision=supervision)
+    out, maps = model(torch.rand(2, 3, 64, 64), auxiliary=True)
     supervised = model.supervised(out)
-    assert supervised.shape[1] == k
-    supervised.square().mean().backward()
+    assert supervised.shape[1] == k and len(maps) == levels
+    (supervised.square().mean() + sum(m.square().mean() for m in maps)).backward()
     unused = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert unused == []
+
+
+@pytest.mark.parametrize("res", [128, 256])
+def test_resolutions_mode_returns_the_top_down_path_coarse_to_fine(res):
+    model = create_model(stacks=1, modules=2, features=16, joints=5, supervision="resolutions").eval()
+    x = torch.rand(2, 3, res, res)
+    with torch.no_grad():
+        plain = model(x)
+        out, maps = model(x, auxiliary=True)
+    assert plain.shape == out.shape == (2, 1, 5, res // 4, res // 4)  # forward's shape is every mode's
+    assert torch.equal(plain, out)
+    assert [tuple(m.shape) for m in maps] == [(2, 5, res // s, res // s) for s in (32, 16, 8)]
+    assert torch.equal(model.predict(x), out[:, -1])
+
+
+def test_resolutions_heads_add_only_their_own_parameters():
+    hg, hg_int = create_model(stacks=1, modules=2), create_model(stacks=1, modules=2, supervision="resolutions")
+    assert count_parameters(hg_int) - count_parameters(hg) == 3 * (256 * 16 + 16)  # three 1x1 convs, 256 -> 16
+    # The other modes have no auxiliary heads and no new state_dict keys, so earlier checkpoints still load.
+    assert not any("auxiliary" in key for key in hg.state_dict())
+    with torch.no_grad():
+        _, maps = create_model(stacks=2, features=16, joints=4).eval()(torch.rand(1, 3, 64, 64), auxiliary=True)
+    assert maps == []
 
 
 def test_add_supervision_predicts_the_sum_of_stacks():

@@ -22,11 +22,11 @@ TINY = {
     "synthetic": {"train_images": 10, "valid_images": 5, "workers": 1},
     "preprocess": {"workers": 1},
     "model": {"features": 16, "input_res": 64},
-    "train": {"epochs": 1, "batch_size": 4, "val_batch_size": 8, "workers": 0, "log_every": 1,
+    "train": {"epochs": 1, "steps_per_epoch": None, "batch_size": 4, "val_batch_size": 8, "workers": 0, "log_every": 1,
               "optimizer": "adam", "lr": 1e-3, "precision": "fp32"},
     "mlflow": {"system_metrics": False, "sweep": "e2e"},
     "report": {"examples": 2},
-    "sweep": ["hg", "hg_stacked_int"],
+    "sweep": ["hg_int", "hg_stacked_int"],
     "flows": {"champion_variant": "hg_stacked_int"},
 }
 
@@ -68,11 +68,11 @@ def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 def test_repro_produces_every_output(project):
     root, _ = project
-    for variant in ("hg", "hg_stacked_int"):
+    for variant in ("hg_int", "hg_stacked_int"):
         assert (root / "models" / variant / "checkpoint.pt").is_file()
         metrics = json.loads((root / "models" / variant / "eval" / "metrics.json").read_text())
         assert metrics["variant"] == variant and metrics["metric"] == "PCKh@0.5"
-        assert len(metrics["stacks"]) == (1 if variant == "hg" else 2)
+        assert len(metrics["stacks"]) == (1 if variant == "hg_int" else 2)
         assert (root / "models" / variant / "eval" / "preds.h5").is_file()
     report = (root / "reports" / "results.md").read_text()
     assert "hg_stacked_int" in report and "97.7" in report  # our variants beside the paper's Head figure
@@ -84,7 +84,7 @@ def test_metrics_show_reads_every_metrics_file(project):
     root, env = project
     shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], root, env).stdout)
     files = {path for workspace in shown.values() for path in workspace.get("data", {})}
-    assert {"models/hg/metrics.json", "models/hg/eval/metrics.json", "reports/summary.json"} <= files
+    assert {"models/hg_int/metrics.json", "models/hg_int/eval/metrics.json", "reports/summary.json"} <= files
 
 
 def test_second_repro_does_nothing_and_one_variant_change_reruns_only_it(project):
@@ -92,7 +92,7 @@ def test_second_repro_does_nothing_and_one_variant_change_reruns_only_it(project
     status = json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], root, env).stdout)
     assert status == {}
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"]["variants"]["hg"]["modules"] = 1
+    params["train"]["variants"]["hg_int"]["modules"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], root, env).stdout))
-    assert changed == {"train@hg"}  # evaluate@hg and report follow only once train@hg's outputs change
+    assert changed == {"train@hg_int"}  # evaluate@hg_int and report follow once train@hg_int's outputs change

@@ -20,8 +20,10 @@ from hourglass import train as train_module
 from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from hourglass.config import TrainConfig, parse_params
 from hourglass.heatmaps import gaussian_heatmaps, heatmaps_to_image
+from hourglass.model import create_model
 from hourglass.optim import create_optimizer, create_schedule
-from hourglass.train import NonFiniteLossError, heatmap_loss, resolve_variant, train
+from hourglass.precision import select_precision
+from hourglass.train import NonFiniteLossError, auxiliary_loss, heatmap_loss, resolve_variant, train
 
 RES = 64  # input pixels; heatmaps are RES / 4
 
@@ -83,6 +85,42 @@ def test_heatmap_loss_sums_per_output_mse():
         ((target - 2 * target) ** 2).mean().item() + ((1 - target) ** 2).mean().item(), rel=1e-6)
     with pytest.raises(ValueError, match="do not match"):
         heatmap_loss(outputs, torch.rand(2, 3, 5, 5))
+
+
+def test_auxiliary_loss_compares_each_map_with_the_max_pooled_target():
+    target = torch.rand(2, 3, 8, 8)
+    pooled = [torch.nn.functional.max_pool2d(target, k) for k in (4, 2)]  # 2x2 and 4x4, coarse to fine
+    assert auxiliary_loss(pooled, target).item() == 0.0
+    assert auxiliary_loss([], target).item() == 0.0
+    # Off by 1 everywhere in one map, by 2 in the other: equal weights, 1 + 4.
+    assert auxiliary_loss([pooled[0] + 1, pooled[1] - 2], target).item() == pytest.approx(5.0)
+    assert auxiliary_loss([3 * pooled[0]], target, target_scale=3.0).item() == pytest.approx(0.0, abs=1e-12)
+    # Peak-preserving: a Gaussian target keeps its peak of 1 at every resolution.
+    peak = torch.from_numpy(gaussian_heatmaps(np.array([[5.0, 6.0]], dtype=np.float32), np.array([True]), 16))
+    assert torch.nn.functional.max_pool2d(peak[None], 8).max().item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="pooled by one whole factor"):
+        auxiliary_loss([torch.rand(2, 3, 3, 3)], target)
+    with pytest.raises(ValueError, match="pooled by one whole factor"):
+        auxiliary_loss([torch.rand(2, 4, 4, 4)], target)
+
+
+def test_training_loss_of_hg_int_adds_the_lower_resolution_terms():
+    torch.manual_seed(0)
+    network = create_model(stacks=1, modules=2, features=16, joints=16, supervision="resolutions")
+    samples = [ToyPoses(2)[i] for i in range(2)]
+    batch = {k: torch.as_tensor(np.stack([s[k] for s in samples])) for k in ("image", "target")}
+    precision = select_precision("fp32", torch.device("cpu"), channels_last=False)
+    loss = train_module._forward_loss(network, network, batch, precision, target_scale=1.0)
+    outputs, maps = network(batch["image"], auxiliary=True)
+    full = heatmap_loss(network.supervised(outputs), batch["target"])
+    lower = auxiliary_loss(maps, batch["target"])
+    assert lower.item() > 0 and [m.shape[-1] for m in maps] == [2, 4, 8]  # 64 px input: 16 px output
+    assert loss.item() == pytest.approx((full + lower).item(), rel=1e-6)
+    # The other modes' loss is the full-resolution part alone.
+    torch.manual_seed(0)
+    plain = create_model(stacks=1, modules=2, features=16, joints=16, supervision="final")
+    assert train_module._forward_loss(plain, plain, batch, precision, 1.0).item() == pytest.approx(
+        heatmap_loss(plain.supervised(plain(batch["image"])), batch["target"]).item(), rel=1e-6)
 
 
 def test_schedule_warmup_and_plateau_drop_by_five():
@@ -149,6 +187,29 @@ def test_training_writes_dvc_outputs_and_learns(tmp_path):
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert state["epoch"] == 3 and state["step"] == 18 and state["config"]["model"]["stacks"] == 1
     assert (tmp_path / "config.yaml").exists()
+
+
+def test_hg_int_variant_trains_its_lower_resolution_heads(tmp_path, monkeypatch):
+    variants = {"hg_int": {"stacks": 1, "modules": 2, "supervision": "resolutions"}}
+    params = tiny_params(epochs=1, steps_per_epoch=2, lr=1e-3, variants=variants)
+    calls = []
+    real = train_module.auxiliary_loss
+
+    def counted(maps, *args, **kwargs):
+        calls.append(len(maps))
+        return real(maps, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "auxiliary_loss", counted)
+    result = train(params, tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1), variant="hg_int")
+    assert result.steps == 2 and calls == [3, 3]  # every step's loss had three lower-resolution terms
+    assert math.isfinite(result.final_metrics["val/loss"])
+    torch.manual_seed(params.seed)  # the trainer's initial weights
+    initial = create_model(stacks=1, modules=2, features=16, joints=16, supervision="resolutions").state_dict()
+    trained = _final_weights(tmp_path)
+    assert trained.keys() == initial.keys()
+    for i in range(3):
+        assert not torch.equal(trained[f"auxiliary_heatmaps.{i}.weight"], initial[f"auxiliary_heatmaps.{i}.weight"])
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["config"]["model"]["supervision"] == "resolutions"
 
 
 class Interrupted(RuntimeError):
