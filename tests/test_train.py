@@ -36,11 +36,11 @@ class ToyPoses(Dataset):
     """``count`` people with 16 joints, each a blob of its own colour on dark noise; the original image is the
     crop itself (centre RES/2, scale RES/200)."""
 
-    def __init__(self, count: int, seed: int = 0, res: int = RES) -> None:
+    def __init__(self, count: int, seed: int = 0, res: int = RES, joints: int = 16) -> None:
         rng = np.random.default_rng(seed)
         self.res, hm = res, res // 4
-        self.hm_points = rng.integers(2, hm - 2, size=(count, 16, 2)).astype(np.float32)
-        self.annotated = rng.random((count, 16)) > 0.1
+        self.hm_points = rng.integers(2, hm - 2, size=(count, joints, 2)).astype(np.float32)
+        self.annotated = rng.random((count, joints)) > 0.1
         self.center = np.full((count, 2), res / 2, dtype=np.float32)
         self.scale = np.full(count, res / 200, dtype=np.float32)
         self.joints = heatmaps_to_image(self.hm_points, self.center, self.scale, hm).astype(np.float32)
@@ -53,7 +53,7 @@ class ToyPoses(Dataset):
     def __getitem__(self, i: int) -> dict:
         target = gaussian_heatmaps(self.hm_points[i], self.annotated[i], self.res // 4)
         blobs = torch.nn.functional.interpolate(torch.from_numpy(target)[None], scale_factor=4)[0].numpy()
-        image = np.clip(self.noise[i] + np.einsum("jc,jhw->chw", PALETTE, blobs), 0, 1).astype(np.float32)
+        image = np.clip(self.noise[i] + np.einsum("jc,jhw->chw", PALETTE[:len(blobs)], blobs), 0, 1).astype(np.float32)
         return {"image": image, "target": target, "row": i, "center": self.center[i], "scale": self.scale[i],
                 "joints": self.joints[i], "annotated": self.annotated[i], "normalize": np.float32(self.res / 4)}
 
@@ -292,3 +292,25 @@ def test_learns_to_find_the_blobs(tmp_path):
     result = train(params, tmp_path, train_set=ToyPoses(256), val_set=ToyPoses(32, seed=1))
     first, best = result.history[0]["val/pckh/Mean"], result.final_metrics["best/val/pckh/Mean"]
     assert best > 30.0 and best > first + 8.0, (first, best)
+
+
+def test_flic_runs_follow_pck_for_the_schedule_and_the_best_epoch(tmp_path, monkeypatch):
+    """FLIC is scored with PCK@0.2 (``val/pck/...``); the plateau schedule and ``best/...`` must follow that metric,
+    not MPII's ``val/pckh/Mean`` (which a FLIC run never has: the schedule would never decay)."""
+    seen = []
+    original = train_module.create_schedule
+
+    def spy(optimizer, cfg):
+        schedule = original(optimizer, cfg)
+        end_epoch = schedule.end_epoch
+        schedule.end_epoch = lambda metric: seen.append(metric) or end_epoch(metric)
+        return schedule
+
+    monkeypatch.setattr(train_module, "create_schedule", spy)
+    params = tiny_params(epochs=2).model_copy(update={"dataset": "flic"})
+    result = train(params, tmp_path, train_set=ToyPoses(16, joints=11), val_set=ToyPoses(8, seed=1, joints=11))
+    pck = [h["val/pck/Mean"] for h in result.history]
+    assert seen == pck and all(math.isfinite(v) for v in seen)
+    assert result.final_metrics["best/val/pck/Mean"] == max(pck)
+    assert "best/val/pckh/Mean" not in result.final_metrics
+    assert not any(k.startswith("val/pckh") for k in result.history[-1])
