@@ -73,3 +73,36 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
     finally:
         Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def pose_overlay(image: np.ndarray, poses: list[np.ndarray], joint_set: JointSet, *, min_confidence: float = 0.0,
+                 colour: str = PRED_STYLE["colour"], dpi: int = 100) -> np.ndarray:
+    """``image`` (H, W, 3 RGB uint8) with the skeleton of every pose drawn on it, as an RGB uint8 array of the same
+    size (what ``hourglass predict`` writes for images and video frames).
+
+    ``poses`` are (J, 3) arrays of x, y, confidence; joints below ``min_confidence`` are left out (as NaN joints
+    are by :func:`draw_skeleton`). Line width grows with the image so a skeleton stays visible on large photos.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    height, width = image.shape[:2]
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    ax.imshow(image, extent=(-0.5, width - 0.5, height - 0.5, -0.5), interpolation="nearest")
+    linewidth = max(1.5, min(width, height) / 150.0)
+    for pose in poses:
+        pose = np.asarray(pose, dtype=np.float64)
+        joints = pose[:, :2].copy()
+        joints[pose[:, 2] < min_confidence] = np.nan
+        draw_skeleton(ax, joints, joint_set, colour=colour, linewidth=linewidth)
+    ax.set_xlim(-0.5, width - 0.5)
+    ax.set_ylim(height - 0.5, -0.5)
+    ax.set_axis_off()
+    canvas.draw()
+    rgb = np.asarray(canvas.buffer_rgba())[:, :, :3]
+    if rgb.shape[:2] != (height, width):  # figsize * dpi may round a pixel off
+        import cv2
+
+        rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(rgb)

@@ -1,0 +1,306 @@
+"""The ``hourglass`` console script. ``hourglass predict``: keypoints of people in images, folders or a video.
+
+Outputs are written under a temporary name and renamed, so a reader never sees half a file. A folder run reports
+every image that failed (unreadable, not an image, a box outside it) on stderr and in the JSON, goes on with the
+rest, and exits 1 when any failed; a bad model or bad arguments stop the run at once (exit 1 / 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import re
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from hourglass.checkpoint import CheckpointError
+from hourglass.predict import (PoseResult, PosePredictor, PredictError, expand_inputs, is_video, parse_numbers,
+                               people_for, read_image, result_record, video_frames, video_info)
+
+EXAMPLES = """\
+examples:
+  hourglass predict photo.jpg --model models/hg_stacked_int --json poses.json --overlay out/
+  hourglass predict photos/ --model models:/hourglass@champion --csv poses.csv
+  hourglass predict photo.jpg --model ckpt.pt --box 120,40,380,620 --overlay out/
+  hourglass predict photo.jpg --model ckpt.pt --center 250,330 --scale 2.8 --json -
+  hourglass predict clip.mp4 --model models/hg_stacked_int --json frames.jsonl --overlay out/
+
+Keypoints are [x, y, confidence] in 0-based pixels of the original image (as displayed); the confidence is the
+heatmap peak (about 0..1). Joint order: the model's joint set (MPII: r_ankle ... l_wrist, 16 joints)."""
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``hourglass predict`` (shared by ``python -m hourglass.predict``)."""
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders of images (not recursive), or one video file")
+    parser.add_argument("-m", "--model", required=True,
+                        help="a checkpoint file, a models/<variant>/ directory holding checkpoint.pt, or an MLflow "
+                             "model URI such as models:/hourglass@champion or runs:/<run id>/model")
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow store for models:/ and runs:/ URIs (default: MLFLOW_TRACKING_URI, else "
+                             "sqlite:///mlflow.db in the current directory)")
+    who = parser.add_argument_group("the person (default: the whole image, person centred, as pose-hg-demo)")
+    who.add_argument("--box", action="append", default=[], metavar="X1,Y1,X2,Y2",
+                     help="a box around the person in image pixels; repeat for several people. The crop is the "
+                          "box's longer side x 1.25 around its centre, as MPII's training crops")
+    who.add_argument("--center", metavar="X,Y", help="the person's centre as MPII's objpos (pixels)")
+    who.add_argument("--scale", type=float, metavar="S",
+                     help="with --center: MPII's scale, the person's height / 200 px (the crop is 1.25 x that, "
+                          "its centre 15 x S px below --center, as in training)")
+    out = parser.add_argument_group("outputs (none given: the JSON goes to stdout)")
+    out.add_argument("--json", metavar="OUT.json",
+                     help="keypoints as JSON: per image its people, each with [x, y, confidence] per joint; for a "
+                          "video JSON lines, one object per frame ('-' = stdout)")
+    out.add_argument("--csv", metavar="OUT.csv",
+                     help="keypoints as CSV, one row per joint: image (or frame), person, joint, x, y, confidence")
+    out.add_argument("--overlay", metavar="DIR",
+                     help="write each image with the skeleton drawn as DIR/<name>_pose.png, a video as "
+                          "DIR/<name>_pose.mp4")
+    out.add_argument("--min-confidence", type=float, default=0.0, metavar="C",
+                     help="leave joints below this confidence out of the overlay (default: %(default)s, draw all)")
+    run = parser.add_argument_group("how to run")
+    run.add_argument("--device", default="auto",
+                     help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: %(default)s)")
+    run.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+                     help="auto: bf16 where the CPU/GPU computes it natively, else fp32; fp16 on CUDA only "
+                          "(default: %(default)s)")
+    run.add_argument("--no-flip", dest="flip", action="store_false", default=None,
+                     help="skip the flip test (half the compute; default: as the model was evaluated, usually on)")
+    run.add_argument("--batch-size", type=int, default=8, metavar="N",
+                     help="people per forward pass (default: %(default)s)")
+    run.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``hourglass`` with its subcommands."""
+    parser = argparse.ArgumentParser(prog="hourglass", description="Stacked hourglass human pose estimation.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{predict}")
+    predict = sub.add_parser("predict", help="keypoints of people in images, folders or a video",
+                             description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_predict_arguments(predict)
+    return parser
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+_NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][0-9.eE+-]*(?:\s*,\s*-?[0-9][0-9.eE+-]*)*)\s*\]")
+
+
+def dumps(document: Any) -> str:
+    """Indented JSON with each list of numbers (a keypoint, a centre) on one line, so files stay readable."""
+    return _NUMBER_LIST.sub(lambda m: "[" + re.sub(r"\s*,\s*", ", ", m.group(1)) + "]",
+                            json.dumps(document, indent=1))
+
+
+def _write_text(target: str, text: str) -> None:
+    if target == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        _write_atomic(Path(target), text.encode())
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """An RGB image as PNG, atomically."""
+    ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"{path}: PNG encoding failed")
+    _write_atomic(path, data.tobytes())
+
+
+def csv_rows(key: str, value: Any, poses: Sequence[PoseResult], names: Sequence[str]) -> list[list[Any]]:
+    """Long-format rows: one per person and joint."""
+    return [[value, i, names[j], round(float(x), 2), round(float(y), 2), round(float(c), 4)]
+            for i, pose in enumerate(poses) for j, (x, y, c) in enumerate(pose.keypoints)]
+
+
+def _csv_text(header: list[str], rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+def _overlay_path(directory: Path, source: Path, suffix: str, used: set[Path]) -> Path:
+    """``DIR/<stem>_pose<suffix>``, numbered when two inputs share a stem."""
+    path, n = directory / f"{source.stem}_pose{suffix}", 1
+    while path in used:
+        path, n = directory / f"{source.stem}_pose-{n}{suffix}", n + 1
+    used.add(path)
+    return path
+
+
+def _boxes(args: argparse.Namespace) -> tuple[list[tuple[float, ...]], tuple[float, ...] | None]:
+    boxes = [parse_numbers(b, 4, "--box") for b in args.box]
+    center = parse_numbers(args.center, 2, "--center") if args.center is not None else None
+    if (center is None) != (args.scale is None):
+        raise PredictError("--center and --scale go together (MPII's objpos and person height / 200 px)")
+    return boxes, center
+
+
+def run_images(predictor: PosePredictor, paths: list[Path], args: argparse.Namespace) -> int:
+    """Predict every image, write the outputs; returns the number of images that failed."""
+    from hourglass.draw import pose_overlay
+
+    boxes, center = _boxes(args)
+    names = predictor.joints.names
+    records: list[dict[str, Any]] = []
+    rows: list[list[Any]] = []
+    failed: list[str] = []
+    used: set[Path] = set()
+    bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not args.progress or len(paths) < 2)
+    for start in range(0, len(paths), max(1, args.batch_size)):
+        batch: list[tuple[Path, np.ndarray, list]] = []
+        for path in paths[start:start + max(1, args.batch_size)]:
+            try:
+                image = read_image(path)
+                batch.append((path, image, people_for(image, boxes, center, args.scale)))
+            except PredictError as err:
+                failed.append(str(err))
+                records.append(result_record(str(path), None, None, str(err)))
+                print(f"error: {err}", file=sys.stderr)
+        results = predictor.predict([(image, people) for _, image, people in batch])
+        for (path, image, _), poses in zip(batch, results):
+            records.append(result_record(str(path), image, poses))
+            rows.extend(csv_rows("image", str(path), poses, names))
+            if args.overlay:
+                overlay = pose_overlay(image, [p.keypoints for p in poses], predictor.joints,
+                                       min_confidence=args.min_confidence)
+                write_png(_overlay_path(Path(args.overlay), path, ".png", used), overlay)
+        bar.update(len(paths[start:start + max(1, args.batch_size)]))
+    bar.close()
+    order = {str(p): i for i, p in enumerate(paths)}
+    records.sort(key=lambda r: order.get(r["image"], 0))
+    document = {"model": predictor.describe(), "joint_names": list(names),
+                "keypoint_format": ["x", "y", "confidence"], "images": records}
+    if args.json or not (args.csv or args.overlay):
+        _write_text(args.json or "-", dumps(document) + "\n")
+    if args.csv:
+        rows.sort(key=lambda r: order.get(r[0], 0))
+        _write_text(args.csv, _csv_text(["image", "person", "joint", "x", "y", "confidence"], rows))
+    if failed:
+        print(f"{len(failed)} of {len(paths)} image(s) failed:", *(f"  {f}" for f in failed), sep="\n",
+              file=sys.stderr)
+    return len(failed)
+
+
+def run_video(predictor: PosePredictor, path: Path, args: argparse.Namespace) -> None:
+    """Predict every frame of ``path``: JSON lines per frame, long CSV, and an annotated video."""
+    from hourglass.draw import pose_overlay
+
+    boxes, center = _boxes(args)
+    fps, count, width, height = video_info(path)
+    names = predictor.joints.names
+    lines: list[str] = []
+    rows: list[list[Any]] = []
+    writer = tmp = target = None
+    if args.overlay:
+        target = _overlay_path(Path(args.overlay), path, ".mp4", set())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.mp4")
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps if fps > 0 else 25.0,
+                                 (width, height))
+        if not writer.isOpened():
+            raise PredictError(f"{target}: cannot write a video (OpenCV mp4v writer failed to open)")
+    frames = 0
+    try:
+        bar = tqdm(total=count or None, desc=path.name, unit="frame", disable=not args.progress)
+        batch: list[tuple[int, float, np.ndarray]] = []
+
+        def flush() -> None:
+            results = predictor.predict([(f, people_for(f, boxes, center, args.scale)) for _, _, f in batch])
+            for (index, seconds, frame), poses in zip(batch, results):
+                lines.append(json.dumps({"frame": index, "time_s": None if seconds != seconds else round(seconds, 4),
+                                         "people": [p.to_dict() for p in poses]}))
+                rows.extend(csv_rows("frame", index, poses, names))
+                if writer is not None:
+                    overlay = pose_overlay(frame, [p.keypoints for p in poses], predictor.joints,
+                                           min_confidence=args.min_confidence)
+                    writer.write(cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+            bar.update(len(batch))
+            batch.clear()
+
+        for item in video_frames(path):
+            batch.append(item)
+            frames += 1
+            if len(batch) >= max(1, args.batch_size):
+                flush()
+        if batch:
+            flush()
+        bar.close()
+        if writer is not None:
+            writer.release()
+            writer = None
+            os.replace(tmp, target)
+    finally:
+        if writer is not None:
+            writer.release()
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+    if frames == 0:
+        raise PredictError(f"{path}: no frames could be read from the video")
+    if args.json or not (args.csv or args.overlay):
+        _write_text(args.json or "-", "\n".join(lines) + "\n")
+    if args.csv:
+        _write_text(args.csv, _csv_text(["frame", "person", "joint", "x", "y", "confidence"], rows))
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """Load the model once, then images or the video. 0: all done; 1: some input or the model failed."""
+    try:
+        if args.batch_size < 1:
+            raise PredictError(f"--batch-size {args.batch_size}: must be at least 1")
+        _boxes(args)  # argument errors before the model is loaded
+        paths = expand_inputs(args.inputs)
+        videos = [p for p in paths if is_video(p)]
+        if videos and len(paths) > 1:
+            raise PredictError(f"{videos[0]}: a video must be the only input (got {len(paths)} inputs)")
+        predictor = PosePredictor.from_source(args.model, device=args.device, precision=args.precision,
+                                              flip=args.flip, batch_size=args.batch_size,
+                                              tracking_uri=args.tracking_uri)
+        print(f"model: {predictor.describe()}", file=sys.stderr)
+        if videos:
+            run_video(predictor, videos[0], args)
+            return 0
+        return 1 if run_images(predictor, paths, args) else 0
+    except (PredictError, CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
+def predict_main(argv: list[str] | None = None) -> int:
+    """``python -m hourglass.predict``: the ``predict`` subcommand on its own."""
+    parser = argparse.ArgumentParser(prog="python -m hourglass.predict", description=__doc__, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_predict_arguments(parser)
+    return run_predict(parser.parse_args(argv))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hourglass`` console script."""
+    args = build_parser().parse_args(argv)
+    if args.command == "predict":
+        return run_predict(args)
+    raise AssertionError(args.command)  # argparse only lets known commands through
+
+
+if __name__ == "__main__":
+    sys.exit(main())
