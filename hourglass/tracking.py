@@ -25,10 +25,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
-import numpy as np
 import torch
 from torch import nn
 
+from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from hourglass.config import MlflowConfig
 
 EPOCHS_CSV = "epochs.csv"
@@ -105,23 +105,42 @@ def _read_csv_rows(path: Path) -> list[dict[str, str]]:
 
 
 def _requirements() -> list[str]:
-    """What serving the exported model needs, pinned to this environment. Stated, not inferred: MLflow's inference
-    re-loads the model in a subprocess, which costs about a minute on two cores."""
+    """What serving the logged model needs, pinned to this environment. Stated, not inferred: MLflow's inference
+    re-loads the model in a subprocess, which costs about a minute on two cores. The list is the import closure of
+    ``hourglass.serving`` (the model code) beyond the standard library."""
     from importlib.metadata import version
 
     torch_version = torch.__version__.split("+")[0]  # local labels (+cpu) are not installable from PyPI
-    return [f"torch=={torch_version}", f"numpy=={version('numpy')}", f"mlflow=={version('mlflow')}"]
+    return [f"torch=={torch_version}"] + [f"{name}=={version(name)}" for name in _SERVING_DISTRIBUTIONS]
 
 
-class HeatmapModel(nn.Module):
-    """What the registered model computes: images (N, 3, H, W) in [0, 1] -> final heatmaps (N, J, H/4, W/4)."""
+_SERVING_DISTRIBUTIONS = ("numpy", "pandas", "mlflow", "opencv-python-headless", "h5py", "pyarrow", "pydantic",
+                          "pyyaml", "tqdm")
 
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.network.predict(images)
+def _unwrapped(network: nn.Module) -> nn.Module:
+    """The network inside DDP (``.module``) and ``torch.compile`` (``._orig_mod``) wrappers."""
+    while True:
+        inner = getattr(network, "module", None) or getattr(network, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            return network
+        network = inner
+
+
+def serving_checkpoint(network: nn.Module, input_res: int, config: Mapping[str, Any] | None = None,
+                       variant: str | None = None, epoch: int | None = None) -> dict[str, Any]:
+    """The weights-only checkpoint the served model loads (``hourglass.inference.load_model`` format): CPU fp32
+    contiguous weights, and the training config with its ``model`` section taken from the network itself, so the
+    rebuilt architecture always fits the weights."""
+    network = _unwrapped(network)
+    weights = {k: (v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()).contiguous()
+               for k, v in network.state_dict().items()}
+    model = {"stacks": int(network.stacks), "features": int(network.heatmaps[0].in_channels),
+             "modules": len(network.heads[0][0]), "supervision": str(network.supervision),
+             "input_res": int(input_res)}
+    full = copy.deepcopy(dict(config or {}))
+    full["model"] = {**dict(full.get("model") or {}), **model}
+    return {"model": weights, "config": full, "variant": variant, "epoch": epoch}
 
 
 def ensure_parent_run(experiment: str, sweep: str, tracking_uri: str | None = None) -> str:
@@ -283,31 +302,38 @@ class RunTracker:
             self._flush()
         self._last_epoch, self._last_values = epoch, values
 
-    def log_model(self, network: nn.Module, input_res: int, registered_model: str | None) -> str | None:
-        """Log the network as an MLflow model taking any batch size (pt2 export; no pickle), register it, and
+    def log_model(self, network: nn.Module, input_res: int, registered_model: str | None,
+                  config: Mapping[str, Any] | None = None) -> str | None:
+        """Log the network as the pose pyfunc (``hourglass.serving``: images in, keypoints out), register it, and
         write ``mlflow.json`` (run, model URI, registered name and version, store) for the flows and evaluation.
 
-        A CPU fp32 copy in eval mode is exported, whatever the training precision or wrapping; the input example
-        has batch 2 so the exported batch dimension stays dynamic. Returns the model URI, or None without MLflow
-        (``mlflow.json`` then has null fields, so the file a DVC stage declares always exists).
+        The model is "from code": the weights go in as a weights-only checkpoint artifact and the ``hourglass``
+        package as its code, so neither logging nor loading pickles anything. ``config`` (the resolved params) says
+        which joint set and flip test the model uses; without it the run's ``checkpoint.pt`` in the output
+        directory supplies them when present. Returns the model URI, or None without MLflow (``mlflow.json`` then
+        has null fields, so the file a DVC stage declares always exists).
         """
         record: dict[str, Any] = {"run_id": self.run_id, "model_uri": None, "registered_model": registered_model,
                                   "version": None, "tracking_uri": self.tracking_uri}
 
         def log() -> str:
-            import mlflow
-            from mlflow.models import infer_signature
+            import tempfile
 
-            model = HeatmapModel(copy.deepcopy(network).float().cpu().to(memory_format=torch.contiguous_format))
-            model.eval()
-            example = np.random.default_rng(0).random((2, 3, input_res, input_res), dtype=np.float32)
-            with torch.no_grad():
-                output = model(torch.from_numpy(example)).numpy()
-            signature = infer_signature(example, output)
-            info = mlflow.pytorch.log_model(
-                model, name="model", signature=signature, input_example=example, serialization_format="pt2",
-                registered_model_name=registered_model, pip_requirements=_requirements(),
-            )
+            import mlflow
+
+            from hourglass import serving
+
+            base, variant, epoch = self._training_config(config)
+            package = Path(serving.__file__).resolve().parent
+            with tempfile.TemporaryDirectory(prefix="hourglass-model-") as tmp:
+                weights = Path(tmp) / CHECKPOINT_NAME
+                save_checkpoint(serving_checkpoint(network, input_res, base, variant, epoch), weights)
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(weights)},
+                    code_paths=[str(package)], signature=serving.signature(), input_example=serving.input_example(),
+                    pip_requirements=_requirements(),
+                    registered_model_name=registered_model,
+                )
             version = info.registered_model_version
             record.update(model_uri=info.model_uri, version=str(version) if version is not None else None)
             return info.model_uri
@@ -315,6 +341,17 @@ class RunTracker:
         uri = self._mlflow("logging the model", log) if self.mlflow_active else None
         _write_atomic(self.out_dir / MLFLOW_JSON, json.dumps(record, indent=2) + "\n")
         return uri
+
+    def _training_config(self, config: Mapping[str, Any] | None) -> tuple[dict[str, Any], str | None, int | None]:
+        """(config, variant, epoch): ``config`` as given, else those of the run's checkpoint in the output dir."""
+        if config is not None:
+            return dict(config), None, None
+        path = self.out_dir / CHECKPOINT_NAME
+        if not path.is_file():
+            return {}, None, None
+        state = load_checkpoint(path)
+        epoch = state.get("epoch")
+        return dict(state.get("config") or {}), state.get("variant"), int(epoch) if epoch is not None else None
 
     def finish(self, final_metrics: Mapping[str, float], status: str = "FINISHED") -> None:
         """Write ``metrics.json`` and log the same values to MLflow, then end the run with ``status``."""

@@ -14,15 +14,20 @@ import sys
 import warnings
 from pathlib import Path
 
+import cv2
 import mlflow
-import mlflow.pytorch
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from hourglass.config import MlflowConfig, parse_params
+from hourglass.inference import load_model
 from hourglass.model import create_model
+from hourglass.precision import select_precision
+from hourglass.predict import PosePredictor, checkpoint_in_mlflow_model
 from hourglass.tracking import (EPOCHS_CSV, METRICS_JSON, MLFLOW_JSON, PARENT_RUN_ENV, RunTracker, TrackingWarning,
                                 default_tracking_uri, ensure_parent_run, flatten_params, metric_name)
 from hourglass.train import train
@@ -120,19 +125,38 @@ def test_sweep_runs_nest_under_one_parent(tmp_path, store, monkeypatch):
     tracker.close()
 
 
-def test_logged_model_is_registered_and_runs_on_any_batch(tmp_path, store):
+def test_logged_model_is_registered_and_runs_on_any_batch(tmp_path, store, monkeypatch):
+    """The registered pose pyfunc carries exactly the network's weights and answers any number of images with the
+    keypoints the in-process predictor computes from the same network."""
+    monkeypatch.setenv("HOURGLASS_PRECISION", "fp32")
     tracker = _tracker(tmp_path)
     torch.manual_seed(0)
     network = create_model(stacks=2, features=8).to(memory_format=torch.channels_last).eval()
-    uri = tracker.log_model(network, 64, "hg-test")
+    uri = tracker.log_model(network, 64, "hg-test", config={"dataset": "mpii"})
     tracker.finish({"x": 1.0})
     record = json.loads((tmp_path / MLFLOW_JSON).read_text())
     assert record["model_uri"] == uri and record["registered_model"] == "hg-test" and record["version"] == "1"
-    loaded = mlflow.pytorch.load_model("models:/hg-test/1")
+
+    local = Path(mlflow.artifacts.download_artifacts("models:/hg-test/1", dst_path=str(tmp_path / "dl")))
+    served = load_model(checkpoint_in_mlflow_model(local, "models:/hg-test/1"))
+    assert served.model_config.stacks == 2 and served.model_config.features == 8
+    assert served.model_config.input_res == 64
+    weights = network.state_dict()
+    assert served.model.state_dict().keys() == weights.keys()
+    assert all(torch.equal(v, weights[k]) for k, v in served.model.state_dict().items())
+
+    loaded = mlflow.pyfunc.load_model("models:/hg-test/1")
+    reference = PosePredictor(served, select_precision("fp32", torch.device("cpu")))
+    rng = np.random.default_rng(0)
     for batch in (1, 5):
-        images = torch.rand(batch, 3, 64, 64)
-        with torch.no_grad():
-            assert torch.allclose(loaded(images), network.predict(images), atol=1e-5)
+        images = [rng.integers(0, 256, size=(48 + 8 * i, 64, 3), dtype=np.uint8) for i in range(batch)]
+        encoded = [cv2.imencode(".png", im)[1].tobytes() for im in images]
+        out = loaded.predict(pd.DataFrame({"image": encoded}))
+        assert len(out) == batch
+        for image, keypoints in zip(images, out["keypoints"]):
+            [expected] = reference.predict_image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+            assert np.array(keypoints).shape == (16, 3)
+            assert np.allclose(np.array(keypoints), expected.keypoints, atol=0.01)
 
 
 def test_resumed_tracker_trims_rows_beyond_the_checkpoint_and_reopens_the_run(tmp_path, store):

@@ -1,0 +1,112 @@
+"""The pose model that training registers in MLflow: an MLflow "model from code" pyfunc.
+
+MLflow runs this file when the model is loaded (``mlflow.pyfunc.load_model``, ``mlflow models serve``); its last
+line hands MLflow the model with ``mlflow.models.set_model``. The trained weights travel as the artifact
+``checkpoint`` (a plain-tensor checkpoint read with ``torch.load(weights_only=True)``) and the code as the model's
+copy of the ``hourglass`` package (``code_paths``), so loading never unpickles anything.
+
+Input, one row per person (any number of rows):
+
+* ``image`` (binary): the encoded image file (JPEG, PNG, ...); over REST its base64 text, e.g.
+  ``{"dataframe_split": {"columns": ["image"], "data": [["/9j/4AAQ..."]]}}``;
+* ``box`` (optional, 4 numbers; typed "any" so JSON integers pass): ``[x1, y1, x2, y2]`` around the person; null or absent: the whole image
+  with the person centred.
+
+Output, one row per input row: ``keypoints`` ``[[x, y, confidence], ...]`` (16 joints for MPII models, 0-based
+pixels of the image), ``center`` and ``scale`` of the crop used. A bad row (undecodable image, box outside the
+image) fails the request (HTTP 400) with a message naming the row. ``HOURGLASS_DEVICE`` and
+``HOURGLASS_PRECISION`` in the server's environment choose where and in what it computes (CPU, ``auto``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema
+
+ARTIFACT = "checkpoint"
+MODEL_CODE = Path(__file__).resolve()  # what python_model= points at when logging
+DEVICE_ENV = "HOURGLASS_DEVICE"  # where the served model runs: cpu (default), cuda, cuda:N
+PRECISION_ENV = "HOURGLASS_PRECISION"  # auto (default: bf16 where native, else fp32), fp32, bf16, fp16
+
+
+def signature() -> ModelSignature:
+    """Images (+ optional boxes) in, keypoints out; column-based, so any number of rows is accepted."""
+    inputs = Schema([ColSpec(DataType.binary, "image"), ColSpec(AnyType(), "box", required=False)])
+    outputs = Schema([ColSpec(Array(Array(DataType.double)), "keypoints"), ColSpec(Array(DataType.double), "center"),
+                      ColSpec(DataType.double, "scale")])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def input_example() -> pd.DataFrame:
+    """A one-row request (a small grey PNG, no box) that MLflow stores beside the model as the example of a
+    request (``serving_input_example.json``: the JSON a REST client sends)."""
+    import cv2
+
+    ok, png = cv2.imencode(".png", np.full((64, 48, 3), 128, np.uint8))
+    if not ok:
+        raise RuntimeError("cv2.imencode failed to write the example PNG")
+    return pd.DataFrame({"image": [png.tobytes()]})
+
+
+def _box(value: Any) -> list[float] | None:
+    """A cell of the ``box`` column: None/NaN for no box, else its four numbers."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return [float(v) for v in np.asarray(value, dtype=np.float64).reshape(-1)]
+
+
+class PoseModel(PythonModel):
+    """Keypoints of the person in each row's image (see the module docstring)."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        from hourglass.predict import PosePredictor
+
+        self.predictor = PosePredictor.from_checkpoint(
+            context.artifacts[ARTIFACT], device=os.environ.get(DEVICE_ENV, "cpu"),
+            precision=os.environ.get(PRECISION_ENV, "auto"))
+
+    def predict(self, context: PythonModelContext, model_input: pd.DataFrame,
+                params: dict[str, Any] | None = None) -> pd.DataFrame:
+        try:
+            return self._predict(model_input)
+        except ValueError as err:  # PredictError: a bad row; a 400 answer that says which and why
+            raise MlflowException.invalid_parameter_value(str(err)) from None
+
+    def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
+        from hourglass.predict import Person, PredictError, as_rgb_array
+
+        if not isinstance(model_input, pd.DataFrame) or "image" not in model_input.columns:
+            raise PredictError("input must be a table with an 'image' column (encoded image bytes, base64 over REST)")
+        items = []
+        boxes = model_input["box"] if "box" in model_input.columns else [None] * len(model_input)
+        for row, (image, box) in enumerate(zip(model_input["image"], boxes)):
+            name = f"row {row}"
+            rgb = as_rgb_array(image, name)
+            height, width = rgb.shape[:2]
+            box = _box(box)
+            try:
+                person = Person.whole_image(width, height) if box is None else Person.from_box(box, width, height)
+            except PredictError as err:
+                raise PredictError(f"{name}: {err}") from None
+            items.append((rgb, [person]))
+        results = self.predictor.predict(items)
+        records = [poses[0].to_dict() for poses in results]
+        return pd.DataFrame({key: [r[key] for r in records] for key in ("keypoints", "center", "scale")})
+
+
+def _register() -> None:
+    import mlflow.models
+
+    mlflow.models.set_model(PoseModel())
+
+
+if __name__ != "hourglass.serving":  # loaded by MLflow as model code, not imported as part of the package
+    _register()

@@ -1,0 +1,165 @@
+"""The registered pose pyfunc (hourglass.serving): `mlflow models serve` answers REST requests with real MPII
+images, matching in-process prediction; `hourglass predict` takes the same model by its registry alias.
+
+MLflow runs against a per-test copy of a pre-migrated SQLite store (stack notes §2.6); the served model is an
+untrained 1-stack, 32-feature network at 64 px, run in fp32 (``HOURGLASS_PRECISION``) on both sides.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+from mlflow.tracking._tracking_service import utils as tracking_utils
+
+from hourglass.checkpoint import CheckpointError
+from hourglass.cli import main
+from hourglass.config import MlflowConfig
+from hourglass.model import create_model
+from hourglass.predict import Person, PosePredictor, as_rgb_array, checkpoint_in_mlflow_model
+from hourglass.tracking import PARENT_RUN_ENV, RunTracker
+
+MPII_IMAGE = "mmpose/tests/data/mpii/004645041.jpg"  # 1280 x 720
+NAME = "hg-serve"
+BOX = [440, 160, 840, 560]
+
+
+@pytest.fixture(scope="session")
+def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    db = tmp_path_factory.mktemp("mlflow-template") / "template.db"
+    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    return db
+
+
+@pytest.fixture
+def store(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh store with the pose model registered as ``hg-serve@champion``; yields its URI."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_migrated_db, db)
+    uri = f"sqlite:///{db}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("HOURGLASS_PRECISION", "fp32")
+    monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
+    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)
+    monkeypatch.chdir(tmp_path)  # artifacts land beside the store
+    tracker = RunTracker(tmp_path / "out", MlflowConfig(experiment="test", registered_model=NAME,
+                                                        system_metrics=False), run_name="hg", params={})
+    torch.manual_seed(0)
+    tracker.log_model(create_model(stacks=1, features=32).eval(), 64, NAME, config={"dataset": "mpii"})
+    tracker.finish({"x": 1.0})
+    MlflowClient(uri).set_registered_model_alias(NAME, "champion", "1")
+    yield uri
+    mlflow.end_run()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(port: int, payload: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+@pytest.fixture
+def server(store: str, tmp_path: Path) -> Iterator[int]:
+    """``mlflow models serve`` of the champion on a free local port (the venv's mlflow, --env-manager local)."""
+    port = _free_port()
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    log = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{NAME}@champion",
+                             "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)],
+                            env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow models serve exited with {proc.returncode}:\n"
+                            f"{(tmp_path / 'serve.log').read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"mlflow models serve not up in 120 s:\n{(tmp_path / 'serve.log').read_text()}")
+                time.sleep(0.25)
+        yield port
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and its uvicorn child, nothing else
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def test_rest_server_answers_with_the_in_process_keypoints(anchor_dir, store, server):
+    data = (anchor_dir / MPII_IMAGE).read_bytes()
+    payload = {"dataframe_split": {"columns": ["image", "box"],
+                                   "data": [[base64.b64encode(data).decode(), None],
+                                            [base64.b64encode(data).decode(), BOX]]}}
+    status, answer = _post(server, payload)
+    assert status == 200, answer
+    predictions = answer["predictions"]
+    assert len(predictions) == 2
+    keypoints = np.array([p["keypoints"] for p in predictions])
+    assert keypoints.shape == (2, 16, 3)
+
+    local = PosePredictor.from_source(f"models:/{NAME}@champion", precision="fp32")
+    image = as_rgb_array(data)
+    expected = local.predict([(image, [Person.whole_image(1280, 720)]), (image, [Person.from_box(BOX, 1280, 720)])])
+    assert np.allclose(keypoints[0], expected[0][0].keypoints, atol=0.01)
+    assert np.allclose(keypoints[1], expected[1][0].keypoints, atol=0.01)
+    assert predictions[1]["center"] == [640.0, 360.0] and predictions[1]["scale"] == pytest.approx(2.5)
+    side = 500  # the box's crop lies inside the image, and so do its keypoints
+    assert np.all(np.abs(keypoints[1, :, :2] - [640, 360]) <= side / 2)
+
+    status, answer = _post(server, {"dataframe_records": [{"image": base64.b64encode(b"not an image").decode()}]})
+    assert status == 400 and "row 0: not a decodable image" in answer["message"]
+
+
+def test_predict_command_takes_the_registered_champion(anchor_dir, store, tmp_path):
+    out = tmp_path / "p.json"
+    assert main(["predict", str(anchor_dir / MPII_IMAGE), "--model", f"models:/{NAME}@champion", "--precision",
+                 "fp32", "--box", ",".join(map(str, BOX)), "--json", str(out), "--no-progress"]) == 0
+    record = json.loads(out.read_text())
+    assert record["model"].startswith(f"models:/{NAME}@champion")
+    served = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    import pandas as pd
+
+    answer = served.predict(pd.DataFrame({"image": [(anchor_dir / MPII_IMAGE).read_bytes()], "box": [BOX]}))
+    assert np.allclose(record["images"][0]["people"][0]["keypoints"], answer["keypoints"][0], atol=0.01)
+
+
+def test_models_without_a_checkpoint_are_refused_by_name(store, tmp_path, capsys):
+    with pytest.raises(CheckpointError, match=r"models:/old/1: the MLflow model holds no checkpoint.pt"):
+        checkpoint_in_mlflow_model(tmp_path / "empty", "models:/old/1")
+    image = tmp_path / "a.png"
+    image.write_bytes(base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="))
+    assert main(["predict", str(image), "--model", "models:/no-such-model@champion", "--no-progress"]) == 1
+    assert "models:/no-such-model@champion" in capsys.readouterr().err
