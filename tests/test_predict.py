@@ -242,3 +242,14 @@ def test_image_arrays_and_base64_decode_alike(anchor_dir):
     with pytest.raises(PredictError, match=r"shape \(4, 4, 7\)"):
         as_rgb_array(np.zeros((4, 4, 7), np.uint8))
     assert pickle.loads(pickle.dumps(Person((1.0, 2.0), 3.0))) == Person((1.0, 2.0), 3.0)
+
+
+def test_predict_benchmark_prints_latency_and_throughput_as_json(capsys):
+    from hourglass.bench.__main__ import main as bench
+
+    assert bench(["predict", "--stacks", "1", "--features", "16", "--res", "64", "--batch", "2", "--iters", "1",
+                  "--warmup", "0", "--height", "120", "--width", "160", "--precision", "fp32"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["benchmark"] == "predict" and result["batch"] == 2 and result["flip_test"] is True
+    assert result["latency_ms"] > 0 and result["batched_img_s"] > 0
+    assert result["model"] == {"stacks": 1, "features": 16, "input_res": 64, "checkpoint": None}

@@ -1,0 +1,120 @@
+"""``python -m hourglass.bench predict``: single-image latency and batched throughput of ``hourglass predict``.
+
+What is timed is the predict path a user or the served model runs per image after the model is loaded: decode an
+MPII-sized (720 x 1280) JPEG, cut the person's crop (whole image by default, anti-aliased), run the network with the
+flip test (two forward passes) and decode the keypoints back to image pixels. Latency is one image at a time;
+throughput is ``--batch`` images per call (one forward pass over all their crops). The network has random weights
+(speed does not depend on them) unless ``--checkpoint`` names a trained one. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from hourglass.bench.preprocess import synthetic_image
+from hourglass.checkpoint import save_checkpoint
+from hourglass.config import ModelConfig
+from hourglass.model import create_model
+from hourglass.predict import Person, PosePredictor, as_rgb_array
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = ModelConfig()
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="a trained checkpoint (file or models/<variant>/ directory) instead of random weights "
+                             "of the architecture below")
+    parser.add_argument("--stacks", type=int, default=defaults.stacks, help="stacks (default: %(default)s, the paper's)")
+    parser.add_argument("--features", type=int, default=defaults.features,
+                        help="features per hourglass (default: %(default)s)")
+    parser.add_argument("--res", type=int, default=defaults.input_res, help="input resolution (default: %(default)s)")
+    parser.add_argument("--batch", type=int, default=8, help="images per batched call (default: %(default)s)")
+    parser.add_argument("--iters", type=int, default=3,
+                        help="timed calls per measurement; the fastest counts (default: %(default)s)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed calls first (default: %(default)s)")
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="as hourglass predict (default: %(default)s)")
+    parser.add_argument("--no-flip", dest="flip", action="store_false", help="time without the flip test")
+    parser.add_argument("--height", type=int, default=720, help="image height in px (default: %(default)s)")
+    parser.add_argument("--width", type=int, default=1280, help="image width in px (default: %(default)s)")
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _fastest(fn: Callable[[], Any], iters: int, warmup: int) -> float:
+    """Fastest seconds per call: other processes on a shared machine only ever slow a call down."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(iters):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def _predictor(args: argparse.Namespace, workdir: Path) -> PosePredictor:
+    if args.checkpoint is not None:
+        return PosePredictor.from_checkpoint(args.checkpoint, device="cpu", precision=args.precision, flip=args.flip,
+                                             batch_size=args.batch)
+    torch.manual_seed(0)
+    model = create_model(stacks=args.stacks, features=args.features)
+    config = {"dataset": "mpii", "model": ModelConfig(stacks=args.stacks, features=args.features,
+                                                      input_res=args.res).model_dump(mode="json")}
+    path = workdir / "checkpoint.pt"
+    save_checkpoint({"model": model.state_dict(), "config": config}, path)
+    return PosePredictor.from_checkpoint(path, device="cpu", precision=args.precision, flip=args.flip,
+                                         batch_size=args.batch)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.batch < 1 or args.iters < 1:
+        raise SystemExit("--batch and --iters must be at least 1")
+    rng = np.random.default_rng(0)
+    blobs = []
+    for _ in range(args.batch):
+        ok, data = cv2.imencode(".jpg", synthetic_image(rng, args.height, args.width), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        if not ok:
+            raise RuntimeError("cv2.imencode failed to write a synthetic JPEG")
+        blobs.append(data.tobytes())
+    with tempfile.TemporaryDirectory(prefix="hourglass-bench-") as tmp:
+        predictor = _predictor(args, Path(tmp))
+    _progress(f"predict path: {predictor.describe()}, {torch.get_num_threads()} threads")
+
+    def one() -> None:
+        predictor.predict_image(as_rgb_array(blobs[0]))
+
+    def batched() -> None:
+        images = [as_rgb_array(b) for b in blobs]
+        predictor.predict([(im, [Person.whole_image(im.shape[1], im.shape[0])]) for im in images])
+
+    latency = _fastest(one, args.iters, args.warmup)
+    _progress(f"single image: {latency * 1000:.1f} ms")
+    batch_s = _fastest(batched, args.iters, args.warmup)
+    _progress(f"batch of {args.batch}: {batch_s * 1000:.1f} ms, {args.batch / batch_s:.2f} img/s")
+    cfg = predictor.loaded.model_config
+    return {
+        "benchmark": "predict",
+        "model": {"stacks": cfg.stacks, "features": cfg.features, "input_res": cfg.input_res,
+                  "checkpoint": str(args.checkpoint) if args.checkpoint else None},
+        "precision": predictor.precision.describe(),
+        "flip_test": predictor.flip,
+        "image_size": [args.height, args.width],
+        "threads": torch.get_num_threads(),
+        "latency_ms": round(latency * 1000, 2),
+        "single_img_s": round(1 / latency, 3),
+        "batch": args.batch,
+        "batched_img_s": round(args.batch / batch_s, 3),
+    }
+
