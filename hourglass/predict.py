@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -190,19 +191,35 @@ def checkpoint_in_mlflow_model(local_dir: str | Path, uri: str) -> Path:
 
 
 def resolve_checkpoint(source: str | Path, workdir: str | Path, tracking_uri: str | None = None) -> Path:
-    """A local checkpoint path for ``source``: the path itself, or the MLflow model's checkpoint artifact
-    downloaded into ``workdir``."""
+    """A local checkpoint path for ``source``: the path itself, or the MLflow model's ``artifacts/checkpoint.pt``
+    downloaded into ``workdir`` (that file only, not the model's copy of the code)."""
     if not is_mlflow_uri(source):
         return Path(source)
     import mlflow
     from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+    previous = mlflow.get_tracking_uri() if tracking_uri else None
+    quiet = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
     try:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=str(source), dst_path=str(workdir),
-                                                    tracking_uri=tracking_uri)
-    except MlflowException as err:
-        raise CheckpointError(f"{source}: cannot fetch the MLflow model ({err.message})") from None
-    return checkpoint_in_mlflow_model(local, str(source))
+        if tracking_uri:
+            mlflow.set_tracking_uri(tracking_uri)
+        try:
+            repository = get_artifact_repository(str(source))
+        except MlflowException as err:
+            raise CheckpointError(f"{source}: cannot fetch the MLflow model ({err.message})") from None
+        try:
+            return Path(repository.download_artifacts(f"artifacts/{CHECKPOINT_NAME}", str(workdir)))
+        except (MlflowException, OSError):
+            return checkpoint_in_mlflow_model(workdir, str(source))  # raises: the model has no checkpoint
+    finally:
+        if previous is not None:
+            mlflow.set_tracking_uri(previous)
+        if quiet is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = quiet
 
 
 def model_joint_set(loaded: LoadedModel) -> JointSet:
