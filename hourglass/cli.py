@@ -26,6 +26,14 @@ from hourglass.checkpoint import CheckpointError
 from hourglass.predict import (PoseResult, PosePredictor, PredictError, expand_inputs, is_video, parse_numbers,
                                people_for, read_image, result_record, video_frames, video_info)
 
+DESCRIPTION = """\
+Keypoints of people in images, folders of images, or a video, with a trained stacked hourglass.
+
+Each person is cropped as in training and run with the flip test; keypoints come back in the original image's
+pixels. A folder run reports every image that failed (unreadable, not an image, a box outside it) on stderr and in
+the JSON, goes on with the rest, and exits 1 when any failed; a bad model or bad arguments stop the run (exit 1/2).
+Outputs are written under a temporary name and renamed, so a reader never sees half a file."""
+
 EXAMPLES = """\
 examples:
   hourglass predict photo.jpg --model models/hg_stacked_int --json poses.json --overlay out/
@@ -85,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hourglass", description="Stacked hourglass human pose estimation.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{predict}")
     predict = sub.add_parser("predict", help="keypoints of people in images, folders or a video",
-                             description=__doc__, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+                             description=DESCRIPTION, epilog=EXAMPLES,
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_predict_arguments(predict)
     return parser
 
@@ -288,7 +297,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def predict_main(argv: list[str] | None = None) -> int:
     """``python -m hourglass.predict``: the ``predict`` subcommand on its own."""
-    parser = argparse.ArgumentParser(prog="python -m hourglass.predict", description=__doc__, epilog=EXAMPLES,
+    parser = argparse.ArgumentParser(prog="python -m hourglass.predict", description=DESCRIPTION, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_predict_arguments(parser)
     return run_predict(parser.parse_args(argv))
