@@ -96,3 +96,23 @@ def test_second_repro_does_nothing_and_one_variant_change_reruns_only_it(project
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], root, env).stdout))
     assert changed == {"train@hg_int"}  # evaluate@hg_int and report follow once train@hg_int's outputs change
+
+
+def test_experiments_and_metrics_diff(project):
+    """``dvc exp run -S`` changes one param and reruns only what depends on it; ``dvc exp show`` lists the
+    experiment with that param; ``dvc metrics diff`` compares its metrics with the committed ones."""
+    root, env = project
+    _run(["git", "checkout", "--", "params.yaml"], root, env)  # undo the previous test's edit
+    _run(["git", "add", "-A"], root, env)
+    _run(["git", "commit", "-qm", "pipeline outputs"], root, env)
+    done = _run([sys.executable, "-m", "dvc", "exp", "run", "-n", "hgint-m1", "-S",
+                 "train.variants.hg_int.modules=1"], root, env)
+    ran = done.stdout + done.stderr
+    assert "Running stage 'train@hg_int'" in ran and "Running stage 'report'" in ran
+    assert "Running stage 'train@hg_stacked_int'" not in ran and "Running stage 'preprocess'" not in ran
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], root, env).stdout)
+    names = {exp["name"] for entry in shown for exp in (entry.get("experiments") or [])
+             for exp in (exp.get("revs") or [exp])}
+    assert "hgint-m1" in names, shown
+    diff = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "diff", "--json"], root, env).stdout)
+    assert "models/hg_int/metrics.json" in diff and "models/hg_stacked_int/metrics.json" not in diff, diff
