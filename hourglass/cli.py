@@ -20,6 +20,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from hourglass.checkpoint import CheckpointError
@@ -85,6 +86,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                      help="skip the flip test (half the compute; default: as the model was evaluated, usually on)")
     run.add_argument("--batch-size", type=int, default=8, metavar="N",
                      help="people per forward pass (default: %(default)s)")
+    run.add_argument("--threads", type=int, default=None, metavar="N",
+                     help="CPU threads for the network (default: torch's, one per core; 1 is steadier on a busy "
+                          "machine)")
     run.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
@@ -277,6 +281,10 @@ def run_predict(args: argparse.Namespace) -> int:
     try:
         if args.batch_size < 1:
             raise PredictError(f"--batch-size {args.batch_size}: must be at least 1")
+        if args.threads is not None:
+            if args.threads < 1:
+                raise PredictError(f"--threads {args.threads}: must be at least 1")
+            torch.set_num_threads(args.threads)
         _boxes(args)  # argument errors before the model is loaded
         paths = expand_inputs(args.inputs)
         videos = [p for p in paths if is_video(p)]

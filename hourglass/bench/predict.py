@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="as hourglass predict (default: %(default)s)")
     parser.add_argument("--no-flip", dest="flip", action="store_false", help="time without the flip test")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="intra-op threads (default: torch's, one per core). On a busy machine 1 thread is "
+                             "far steadier: waiting threads of a parallel op stall the whole op")
     parser.add_argument("--height", type=int, default=720, help="image height in px (default: %(default)s)")
     parser.add_argument("--width", type=int, default=1280, help="image width in px (default: %(default)s)")
 
@@ -81,6 +84,8 @@ def _predictor(args: argparse.Namespace, workdir: Path) -> PosePredictor:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.batch < 1 or args.iters < 1:
         raise SystemExit("--batch and --iters must be at least 1")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
     blobs = []
     for _ in range(args.batch):
