@@ -155,7 +155,7 @@ def as_rgb_array(image: Any, name: str = "image") -> np.ndarray:
         return decode_image_bytes(bytes(image), name)
     if isinstance(image, str):
         try:
-            data = base64.b64decode(image, validate=True)
+            data = base64.b64decode(image)  # line breaks (``base64`` without -w0) are fine
         except ValueError:
             raise PredictError(f"{name}: a string image must be base64 of the encoded file") from None
         return decode_image_bytes(data, name)

@@ -7,8 +7,9 @@ copy of the ``hourglass`` package (``code_paths``), so loading never unpickles a
 
 Input, one row per person (any number of rows):
 
-* ``image`` (binary): the encoded image file (JPEG, PNG, ...); over REST its base64 text, e.g.
-  ``{"dataframe_split": {"columns": ["image"], "data": [["/9j/4AAQ..."]]}}``;
+* ``image``: the encoded image file (JPEG, PNG, ...) as bytes, or over REST its base64 text, e.g.
+  ``{"dataframe_split": {"columns": ["image"], "data": [["/9j/4AAQ..."]]}}``; or the pixels as an (H, W, 3) RGB
+  array (numpy in Python, nested lists of 0..255 over REST);
 * ``box`` (optional, 4 numbers; typed "any" so JSON integers pass): ``[x1, y1, x2, y2]`` around the person; null or absent: the whole image
   with the person centred.
 
@@ -38,8 +39,11 @@ PRECISION_ENV = "HOURGLASS_PRECISION"  # auto (default: bf16 where native, else 
 
 
 def signature() -> ModelSignature:
-    """Images (+ optional boxes) in, keypoints out; column-based, so any number of rows is accepted."""
-    inputs = Schema([ColSpec(DataType.binary, "image"), ColSpec(AnyType(), "box", required=False)])
+    """Images (+ optional boxes) in, keypoints out; column-based, so any number of rows is accepted. Both input
+    columns are typed "any": ``image`` takes bytes, base64 text or a pixel array (MLflow's ``binary`` type would
+    refuse arrays), ``box`` integers or floats (its ``Array(double)`` refuses JSON integers); ``_predict`` checks
+    every value and names the row it rejects."""
+    inputs = Schema([ColSpec(AnyType(), "image"), ColSpec(AnyType(), "box", required=False)])
     outputs = Schema([ColSpec(Array(Array(DataType.double)), "keypoints"), ColSpec(Array(DataType.double), "center"),
                       ColSpec(DataType.double, "scale")])
     return ModelSignature(inputs=inputs, outputs=outputs)

@@ -120,21 +120,24 @@ def server(store: str, tmp_path: Path) -> Iterator[int]:
 
 def test_rest_server_answers_with_the_in_process_keypoints(anchor_dir, store, server):
     data = (anchor_dir / MPII_IMAGE).read_bytes()
+    image = as_rgb_array(data)
+    small = np.ascontiguousarray(image[300:390:3, 600:720:3])  # 30 x 40 pixels, sent as nested lists
     payload = {"dataframe_split": {"columns": ["image", "box"],
                                    "data": [[base64.b64encode(data).decode(), None],
-                                            [base64.b64encode(data).decode(), BOX]]}}
+                                            [base64.b64encode(data).decode(), BOX],
+                                            [small.tolist(), None]]}}
     status, answer = _post(server, payload)
     assert status == 200, answer
     predictions = answer["predictions"]
-    assert len(predictions) == 2
+    assert len(predictions) == 3
     keypoints = np.array([p["keypoints"] for p in predictions])
-    assert keypoints.shape == (2, 16, 3)
+    assert keypoints.shape == (3, 16, 3)
 
     local = PosePredictor.from_source(f"models:/{NAME}@champion", precision="fp32")
-    image = as_rgb_array(data)
-    expected = local.predict([(image, [Person.whole_image(1280, 720)]), (image, [Person.from_box(BOX, 1280, 720)])])
-    assert np.allclose(keypoints[0], expected[0][0].keypoints, atol=0.01)
-    assert np.allclose(keypoints[1], expected[1][0].keypoints, atol=0.01)
+    expected = local.predict([(image, [Person.whole_image(1280, 720)]), (image, [Person.from_box(BOX, 1280, 720)]),
+                              (small, [Person.whole_image(40, 30)])])
+    for row in range(3):
+        assert np.allclose(keypoints[row], expected[row][0].keypoints, atol=0.01)
     assert predictions[1]["center"] == [640.0, 360.0] and predictions[1]["scale"] == pytest.approx(2.5)
     side = 500  # the box's crop lies inside the image, and so do its keypoints
     assert np.all(np.abs(keypoints[1, :, :2] - [640, 360]) <= side / 2)
@@ -152,8 +155,10 @@ def test_predict_command_takes_the_registered_champion(anchor_dir, store, tmp_pa
     served = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
     import pandas as pd
 
-    answer = served.predict(pd.DataFrame({"image": [(anchor_dir / MPII_IMAGE).read_bytes()], "box": [BOX]}))
+    data = (anchor_dir / MPII_IMAGE).read_bytes()
+    answer = served.predict(pd.DataFrame({"image": [data, as_rgb_array(data)], "box": [BOX, BOX]}))
     assert np.allclose(record["images"][0]["people"][0]["keypoints"], answer["keypoints"][0], atol=0.01)
+    assert np.allclose(answer["keypoints"][1], answer["keypoints"][0])  # pixels in, same answer as the file
 
 
 def test_models_without_a_checkpoint_are_refused_by_name(store, tmp_path, capsys):
