@@ -168,3 +168,26 @@ def test_models_without_a_checkpoint_are_refused_by_name(store, tmp_path, capsys
     image.write_bytes(base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="))
     assert main(["predict", str(image), "--model", "models:/no-such-model@champion", "--no-progress"]) == 1
     assert "models:/no-such-model@champion" in capsys.readouterr().err
+
+
+def test_logged_model_takes_joint_set_and_flip_test_from_the_runs_checkpoint(store, tmp_path):
+    """Without an explicit config, log_model reads the training checkpoint beside its outputs (as train.py leaves
+    it), so the served model keeps the run's variant, epoch and evaluation settings."""
+    from hourglass.checkpoint import save_checkpoint
+    from hourglass.config import parse_params
+
+    out = tmp_path / "run"
+    params = parse_params({"dataset": "synthetic", "model": {"stacks": 1, "features": 16, "input_res": 64},
+                           "targets": {"flip_test": False}})
+    torch.manual_seed(1)
+    network = create_model(stacks=1, features=16).eval()
+    save_checkpoint({"model": network.state_dict(), "config": params.model_dump(mode="json"), "variant": "hg",
+                     "epoch": 3, "optimizer": {}}, out / "checkpoint.pt")
+    tracker = RunTracker(out, MlflowConfig(experiment="test", registered_model=NAME, system_metrics=False),
+                         run_name="hg", params={})
+    tracker.log_model(network, 64, NAME)
+    tracker.finish({"x": 1.0})
+    assert json.loads((out / "mlflow.json").read_text())["version"] == "2"
+    predictor = PosePredictor.from_source(f"models:/{NAME}/2", precision="fp32")
+    assert (predictor.loaded.variant, predictor.loaded.epoch, predictor.flip) == ("hg", 3, False)
+    assert predictor.joints.name == "mpii" and predictor.loaded.model_config.features == 16
