@@ -215,35 +215,75 @@ def run_images(predictor: PosePredictor, paths: list[Path], args: argparse.Names
     return len(failed)
 
 
+class _StreamedText:
+    """A text output written as it goes under a temporary name, renamed by ``commit`` (``-``: stdout), so a long
+    video's keypoints never sit in memory and a failed run leaves no partial file."""
+
+    def __init__(self, target: str) -> None:
+        self.target, self.tmp = target, None
+        if target == "-":
+            self.fh = sys.stdout
+            return
+        path = Path(target)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.fh = open(self.tmp, "w", newline="")
+
+    def commit(self) -> None:
+        if self.tmp is None:
+            self.fh.flush()
+            return
+        self.fh.close()
+        os.replace(self.tmp, self.target)
+        self.tmp = None
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            self.fh.close()
+            self.tmp.unlink(missing_ok=True)
+            self.tmp = None
+
+
 def run_video(predictor: PosePredictor, path: Path, args: argparse.Namespace) -> None:
-    """Predict every frame of ``path``: JSON lines per frame, long CSV, and an annotated video."""
+    """Predict every frame of ``path``: JSON lines per frame, long CSV, and an annotated video, all streamed."""
     from hourglass.draw import pose_overlay
 
     boxes, center = _boxes(args)
     fps, count, width, height = video_info(path)
     names = predictor.joints.names
-    lines: list[str] = []
-    rows: list[list[Any]] = []
+    outputs: list[_StreamedText] = []
     writer = tmp = target = None
-    if args.overlay:
-        target = _overlay_path(Path(args.overlay), path, ".mp4", set())
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.mp4")
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps if fps > 0 else 25.0,
-                                 (width, height))
-        if not writer.isOpened():
-            raise PredictError(f"{target}: cannot write a video (OpenCV mp4v writer failed to open)")
-    frames = 0
     try:
+        lines = csv_writer = None
+        if args.json or not (args.csv or args.overlay):
+            lines = _StreamedText(args.json or "-")
+            outputs.append(lines)
+        if args.csv:
+            table = _StreamedText(args.csv)
+            outputs.append(table)
+            csv_writer = csv.writer(table.fh, lineterminator="\n")
+            csv_writer.writerow(["frame", "person", "joint", "x", "y", "confidence"])
+        if args.overlay:
+            target = _overlay_path(Path(args.overlay), path, ".mp4", set())
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.mp4")
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps if fps > 0 else 25.0,
+                                     (width, height))
+            if not writer.isOpened():
+                raise PredictError(f"{target}: cannot write a video (OpenCV mp4v writer failed to open)")
         bar = tqdm(total=count or None, desc=path.name, unit="frame", disable=not args.progress)
         batch: list[tuple[int, float, np.ndarray]] = []
+        frames = 0
 
         def flush() -> None:
             results = predictor.predict([(f, people_for(f, boxes, center, args.scale)) for _, _, f in batch])
             for (index, seconds, frame), poses in zip(batch, results):
-                lines.append(json.dumps({"frame": index, "time_s": None if seconds != seconds else round(seconds, 4),
-                                         "people": [p.to_dict() for p in poses]}))
-                rows.extend(csv_rows("frame", index, poses, names))
+                if lines is not None:
+                    lines.fh.write(json.dumps({"frame": index,
+                                               "time_s": None if seconds != seconds else round(seconds, 4),
+                                               "people": [p.to_dict() for p in poses]}) + "\n")
+                if csv_writer is not None:
+                    csv_writer.writerows(csv_rows("frame", index, poses, names))
                 if writer is not None:
                     overlay = pose_overlay(frame, [p.keypoints for p in poses], predictor.joints,
                                            min_confidence=args.min_confidence)
@@ -254,26 +294,26 @@ def run_video(predictor: PosePredictor, path: Path, args: argparse.Namespace) ->
         for item in video_frames(path):
             batch.append(item)
             frames += 1
-            if len(batch) >= max(1, args.batch_size):
+            if len(batch) >= args.batch_size:
                 flush()
         if batch:
             flush()
         bar.close()
+        if frames == 0:
+            raise PredictError(f"{path}: no frames could be read from the video")
         if writer is not None:
             writer.release()
             writer = None
             os.replace(tmp, target)
+        for output in outputs:
+            output.commit()
     finally:
         if writer is not None:
             writer.release()
         if tmp is not None:
             tmp.unlink(missing_ok=True)
-    if frames == 0:
-        raise PredictError(f"{path}: no frames could be read from the video")
-    if args.json or not (args.csv or args.overlay):
-        _write_text(args.json or "-", "\n".join(lines) + "\n")
-    if args.csv:
-        _write_text(args.csv, _csv_text(["frame", "person", "joint", "x", "y", "confidence"], rows))
+        for output in outputs:
+            output.discard()
 
 
 def run_predict(args: argparse.Namespace) -> int:

@@ -218,6 +218,12 @@ def test_video_gives_json_lines_and_an_annotated_video(checkpoint, tmp_path):
     assert len(frames) == 7 and frames[0].shape == (80, 96, 3)
     assert not list((tmp_path / "out").glob(".*"))  # no temporary file left behind
 
+    # A run that fails part-way (a box outside the frames) leaves no output and no temporary file at all.
+    failed = tmp_path / "failed"
+    assert cli(str(video), "--model", str(checkpoint), "--box", "500,500,600,600", "--json",
+               str(failed / "f.jsonl"), "--csv", str(failed / "f.csv"), "--overlay", str(failed)) == 1
+    assert sorted(p.name for p in failed.iterdir()) == []
+
 
 def test_every_option_is_explained_and_both_entry_points_run(checkpoint):
     predict = build_parser()._subparsers._group_actions[0].choices["predict"]
