@@ -22,12 +22,12 @@ PRED_STYLE = {"colour": "#d7301f", "linestyle": "--", "label": "prediction"}
 
 
 def draw_skeleton(ax: Axes, joints: np.ndarray, joint_set: JointSet, *, colour: str, linestyle: str = "-",
-                  label: str | None = None, linewidth: float = 2.0) -> None:
+                  label: str | None = None, linewidth: float = 2.0, marker_size: float = 18.0) -> None:
     """Draw the limbs of ``joints`` (J, 2) on ``ax``; joints with a NaN coordinate and their limbs are skipped.
 
     Joints named ``l_*`` get filled markers and the others hollow ones, so a left/right swap is visible even
     where both skeletons share a colour (person-left for MPII; FLIC's labels are observer-centric). ``label``
-    names the skeleton once in the legend.
+    names the skeleton once in the legend; ``marker_size`` is matplotlib's ``s`` (points squared).
     """
     joints = np.asarray(joints, dtype=np.float64)
     if joints.shape != (joint_set.count, 2):
@@ -43,7 +43,8 @@ def draw_skeleton(ax: Axes, joints: np.ndarray, joint_set: JointSet, *, colour: 
     left = np.array([n.startswith("l_") for n in joint_set.names])
     for mask, face in ((finite & left, colour), (finite & ~left, "none")):
         if mask.any():
-            ax.scatter(joints[mask, 0], joints[mask, 1], s=18, facecolors=face, edgecolors=colour, linewidths=1.2,
+            ax.scatter(joints[mask, 0], joints[mask, 1], s=marker_size, facecolors=face, edgecolors=colour,
+                       linewidths=1.2,
                        zorder=3, label=None if labelled else label)
             labelled = True
 
@@ -95,7 +96,7 @@ def pose_overlay(image: np.ndarray, poses: list[np.ndarray], joint_set: JointSet
         pose = np.asarray(pose, dtype=np.float64)
         joints = pose[:, :2].copy()
         joints[pose[:, 2] < min_confidence] = np.nan
-        draw_skeleton(ax, joints, joint_set, colour=colour, linewidth=linewidth)
+        draw_skeleton(ax, joints, joint_set, colour=colour, linewidth=linewidth, marker_size=(2.5 * linewidth) ** 2)
     ax.set_xlim(-0.5, width - 0.5)
     ax.set_ylim(height - 0.5, -0.5)
     ax.set_axis_off()

@@ -298,7 +298,8 @@ class PosePredictor:
     def describe(self) -> str:
         """What runs, for logs and the JSON header."""
         cfg = self.loaded.model_config
-        return (f"{self.source or self.loaded.path} ({cfg.stacks} stack(s), {cfg.features} features, {self.input_res} px, "
+        return (f"{self.source or self.loaded.path} ({cfg.stacks} stack(s), {cfg.features} features, "
+                f"{self.input_res} px, "
                 f"{self.joints.name} {self.joints.count} joints), {self.precision.describe()}, "
                 f"flip test {'on' if self.flip else 'off'}")
 

@@ -10,8 +10,8 @@ Input, one row per person (any number of rows):
 * ``image``: the encoded image file (JPEG, PNG, ...) as bytes, or over REST its base64 text, e.g.
   ``{"dataframe_split": {"columns": ["image"], "data": [["/9j/4AAQ..."]]}}``; or the pixels as an (H, W, 3) RGB
   array (numpy in Python, nested lists of 0..255 over REST);
-* ``box`` (optional, 4 numbers; typed "any" so JSON integers pass): ``[x1, y1, x2, y2]`` around the person; null or absent: the whole image
-  with the person centred.
+* ``box`` (optional, 4 numbers; typed "any" so JSON integers pass): ``[x1, y1, x2, y2]`` around the person;
+  null or absent: the whole image with the person centred.
 
 Output, one row per input row: ``keypoints`` ``[[x, y, confidence], ...]`` (16 joints for MPII models, 0-based
 pixels of the image), ``center`` and ``scale`` of the crop used. A bad row (undecodable image, box outside the

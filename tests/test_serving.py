@@ -21,6 +21,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import mlflow
 import numpy as np
 import pytest
@@ -165,7 +166,7 @@ def test_models_without_a_checkpoint_are_refused_by_name(store, tmp_path, capsys
     with pytest.raises(CheckpointError, match=r"models:/old/1: the MLflow model holds no checkpoint.pt"):
         checkpoint_in_mlflow_model(tmp_path / "empty", "models:/old/1")
     image = tmp_path / "a.png"
-    image.write_bytes(base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNgAAAAAgABSK+kcQAAAABJRU5ErkJggg=="))
+    image.write_bytes(cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
     assert main(["predict", str(image), "--model", "models:/no-such-model@champion", "--no-progress"]) == 1
     assert "models:/no-such-model@champion" in capsys.readouterr().err
 

@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", type=Path, default=None,
                         help="a trained checkpoint (file or models/<variant>/ directory) instead of random weights "
                              "of the architecture below")
-    parser.add_argument("--stacks", type=int, default=defaults.stacks, help="stacks (default: %(default)s, the paper's)")
+    parser.add_argument("--stacks", type=int, default=defaults.stacks,
+                        help="stacks (default: %(default)s, the paper's)")
     parser.add_argument("--features", type=int, default=defaults.features,
                         help="features per hourglass (default: %(default)s)")
     parser.add_argument("--res", type=int, default=defaults.input_res, help="input resolution (default: %(default)s)")
