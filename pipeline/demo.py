@@ -8,7 +8,9 @@ that no dependency changed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +28,26 @@ OUTPUTS = """Outputs:
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> int:
     print("+", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=cwd, env=env)
+
+
+def summary_table(summary_path: Path) -> str:
+    """Each variant's validation Mean beside the mean-pose baseline, from the report stage's ``summary.json``."""
+    try:
+        summary = json.loads(summary_path.read_text())
+    except (OSError, ValueError) as err:
+        return f"(no summary: {summary_path}: {err})"
+    metric = summary.get("metric", "Mean")
+    baseline = (summary.get("mean_pose_baseline") or {}).get("Mean")
+    rows = [f"{'variant':<18} {metric + ' Mean (%)':>18} {'over mean pose':>15}"]
+    for name, entry in (summary.get("variants") or {}).items():
+        mean = ((entry or {}).get("final") or {}).get("Mean")
+        if mean is None:
+            continue
+        margin = entry.get("margin_over_mean_pose")
+        rows.append(f"{name:<18} {mean:>18.1f} {'' if margin is None else f'{margin:+.1f}':>15}")
+    if baseline is not None:
+        rows.append(f"{'mean-pose baseline':<18} {baseline:>18.1f}")
+    return "\n".join(rows)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,11 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("DVC_NO_ANALYTICS", "1")
     dvc = [sys.executable, "-m", "dvc"]
+    started = time.monotonic()
     code = _run([*dvc, "repro"], repo, env)
     if code:
         print(f"error: dvc repro failed with exit code {code}; the stage's message is above", file=sys.stderr)
         return code
     _run([*dvc, "metrics", "show"], repo, env)
+    print(f"\ndvc repro took {(time.monotonic() - started) / 60:.1f} min. Validation scores (reports/results.md):")
+    print(summary_table(repo / "reports" / "summary.json"))
     print(OUTPUTS)
     return 0
 

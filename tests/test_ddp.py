@@ -33,7 +33,9 @@ from hourglass.precision import Precision
 from hourglass.train import heatmap_loss, train, validate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import ToyPoses, one_thread, tiny_params  # noqa: E402,F401  (shared dataset; one_thread: autouse)
+from test_train import ToyPoses, tiny_params  # noqa: E402  (the shared dataset)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-6  # see the module docstring

@@ -175,13 +175,6 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
             yield
 
 
-@pytest.fixture(scope="session")
-def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    db = tmp_path_factory.mktemp("mlflow-template") / "template.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
-    return db
-
-
 @pytest.fixture
 def mlflow_uri(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     """A fresh MLflow store; the env var reaches the stub training stages through `dvc repro`."""

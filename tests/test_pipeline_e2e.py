@@ -116,3 +116,12 @@ def test_experiments_and_metrics_diff(project):
     assert "hgint-m1" in names, shown
     diff = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "diff", "--json"], root, env).stdout)
     assert "models/hg_int/metrics.json" in diff and "models/hg_stacked_int/metrics.json" not in diff, diff
+
+
+def test_demo_summary_lists_every_variant_beside_the_mean_pose(project):
+    from pipeline.demo import summary_table
+
+    root, _ = project
+    table = summary_table(root / "reports" / "summary.json").splitlines()
+    assert [line.split()[0] for line in table[1:-1]] == sorted(TINY["sweep"])
+    assert table[-1].startswith("mean-pose baseline")

@@ -18,14 +18,6 @@ from hourglass.registry import RegistryError, promote_if_better
 NAME = "hg-test"
 
 
-@pytest.fixture(scope="session")
-def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite store with its schema already migrated: copying it is ~20x faster than migrating."""
-    db = tmp_path_factory.mktemp("mlflow-template") / "template.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
-    return db
-
-
 @pytest.fixture
 def client(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
     """A fresh registry; the fluent API (log_model, load_model) points at it too until the test ends."""

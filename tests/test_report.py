@@ -292,3 +292,20 @@ def test_discover_lists_params_variants_first_then_others(tmp_path: Path) -> Non
     (tmp_path / "empty").mkdir()
     names = [r.name for r in discover_variants(tmp_path, ["hg8", "hg2"])]
     assert names == ["hg8", "hg2", "zz"]
+
+
+def test_report_covers_the_sweep_and_other_trained_variants_only(tmp_path: Path, raw: Path) -> None:
+    """Variants defined in params but neither in the sweep nor trained are not "missing": nobody asked for them."""
+    path = _params(tmp_path, raw)
+    params = yaml.safe_load(path.read_text())
+    params["train"]["variants"]["hg8"] = {"stacks": 8}
+    params["sweep"] = ["hg2", "hg4"]
+    params["flows"] = {"champion_variant": "hg2"}
+    path.write_text(yaml.safe_dump(params))
+    models = tmp_path / "models"
+    _fake_variant(models, raw, path, "hg2", 2, 0.12)
+    _fake_variant(models, raw, path, "hg1", 1, 0.3)  # trained by hand, outside the sweep: still reported
+    text = (_run(tmp_path, path, models, tmp_path / "no-anchor-data") / "results.md").read_text()
+    assert "| **hg2** |" in text and "| **hg1** |" in text
+    assert "variant `hg4` has not been trained" in text
+    assert "hg8" not in text.split("<details>")[0]  # (the params dump at the end lists every variant)

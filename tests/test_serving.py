@@ -41,13 +41,6 @@ NAME = "hg-serve"
 BOX = [440, 160, 840, 560]
 
 
-@pytest.fixture(scope="session")
-def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    db = tmp_path_factory.mktemp("mlflow-template") / "template.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
-    return db
-
-
 @pytest.fixture
 def store(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh store with the pose model registered as ``hg-serve@champion``; yields its URI."""

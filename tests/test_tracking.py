@@ -33,16 +33,11 @@ from hourglass.tracking import (EPOCHS_CSV, METRICS_JSON, MLFLOW_JSON, PARENT_RU
 from hourglass.train import train
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import ToyPoses, one_thread, tiny_params  # noqa: E402,F401  (one_thread: autouse)
+from test_train import ToyPoses, tiny_params  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CFG = MlflowConfig(experiment="test", registered_model="hg-test", system_metrics=False)
-
-
-@pytest.fixture(scope="session")
-def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    db = tmp_path_factory.mktemp("mlflow-template") / "template.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
-    return db
 
 
 @pytest.fixture

@@ -58,13 +58,7 @@ class ToyPoses(Dataset):
                 "joints": self.joints[i], "annotated": self.annotated[i], "normalize": np.float32(self.res / 4)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: tiny convolutions gain nothing from more, and the CI machine has two cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_params(**train_overrides):
