@@ -349,7 +349,7 @@ def figure5(series: Sequence[tuple[str, Mapping[str, float], Mapping[str, float]
         return _message_figure("Figure 5: intermediate against final predictions",
                                "No multi-stack variant has per-stack evaluation (models/<variant>/eval/metrics.json "
                                "'stacks')."), "no multi-stack variant has per-stack evaluation scores"
-    fig = Figure(figsize=(max(8.0, 1.4 * len(groups) * max(1, len(series)) / 1.5), 4.8))
+    fig = Figure(figsize=(max(8.0, 1.4 * len(groups) * max(1, len(series)) / 1.5), 5.4), layout="constrained")
     ax = fig.add_subplot()
     x = np.arange(len(groups))
     width = 0.8 / (2 * len(series))
@@ -366,7 +366,8 @@ def figure5(series: Sequence[tuple[str, Mapping[str, float], Mapping[str, float]
     ax.set_ylim(0, 105)
     ax.set_title("Figure 5: first-hourglass (intermediate) against final predictions per joint")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    # Below the axes: inside, the legend would hide the low bars it is meant to explain.
+    fig.legend(fontsize=8, ncol=len(series), loc="outside lower center")
     return fig, None
 
 

@@ -155,6 +155,8 @@ def ensure_parent_run(experiment: str, sweep: str, tracking_uri: str | None = No
     if found:
         return found[0].info.run_id
     run = client.create_run(exp_id, run_name=f"sweep-{sweep}", tags={SWEEP_TAG: sweep})
+    # A container, not a job: ended at once so the UI does not show a sweep 'running' forever; children still nest.
+    client.set_terminated(run.info.run_id, "FINISHED")
     return run.info.run_id
 
 

@@ -114,6 +114,7 @@ def test_sweep_runs_nest_under_one_parent(tmp_path, store, monkeypatch):
         tracker.finish({"x": 1.0})
     parent = ensure_parent_run("test", "ablation")
     assert [store.get_run(i).data.tags["mlflow.parentRunId"] for i in ids] == [parent, parent]
+    assert store.get_run(parent).info.status == "FINISHED"  # a container, not a run left 'running' in the UI
     monkeypatch.setenv(PARENT_RUN_ENV, ids[0])  # the variable wins over the sweep name
     tracker = _tracker(tmp_path / "c", cfg)
     assert store.get_run(tracker.run_id).data.tags["mlflow.parentRunId"] == ids[0]
