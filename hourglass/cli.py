@@ -24,6 +24,7 @@ import torch
 from tqdm import tqdm
 
 from hourglass.checkpoint import CheckpointError
+from hourglass.atomic import write_atomic
 from hourglass.predict import (PoseResult, PosePredictor, PredictError, expand_inputs, is_video, parse_numbers,
                                people_for, read_image, result_record, video_frames, video_info)
 
@@ -103,16 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 _NUMBER_LIST = re.compile(r"\[\s*(-?[0-9][0-9.eE+-]*(?:\s*,\s*-?[0-9][0-9.eE+-]*)*)\s*\]")
 
 
@@ -127,7 +118,7 @@ def _write_text(target: str, text: str) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
     else:
-        _write_atomic(Path(target), text.encode())
+        write_atomic(Path(target), text)
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
@@ -135,7 +126,7 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"{path}: PNG encoding failed")
-    _write_atomic(path, data.tobytes())
+    write_atomic(path, data.tobytes())
 
 
 def csv_rows(key: str, value: Any, poses: Sequence[PoseResult], names: Sequence[str]) -> list[list[Any]]:

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import subprocess
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -28,6 +27,7 @@ import numpy as np
 import yaml
 from matplotlib.figure import Figure
 
+from hourglass.atomic import write_atomic
 from hourglass.annotations import AnnotationError, Annotations, read_annotations
 from hourglass.baselines import score_mean_pose
 from hourglass.config import ParamsConfig, ReportConfig
@@ -494,16 +494,6 @@ class ReportPaths:
     anchor: Path | None
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
 
 def family_of(params: ParamsConfig) -> str:
     """Scoring family: the synthetic people are scored as MPII or FLIC according to their joint set."""
@@ -780,6 +770,6 @@ def build_report(params: ParamsConfig, paths: ReportPaths) -> dict[str, Any]:
     head = f"# Stacked hourglass reproduction: results ({params.dataset})\n\n"
     text = head + builder.summary_section(runs, baseline) + "\n" + "\n".join(body)
     builder.summary["missing_inputs"] = len(builder.missing)  # a count: DVC metrics drop lists
-    _write_text(paths.out / "summary.json", json.dumps(builder.summary, indent=2, sort_keys=True) + "\n")
-    _write_text(paths.out / "results.md", text)
+    write_atomic(paths.out / "summary.json", json.dumps(builder.summary, indent=2, sort_keys=True) + "\n")
+    write_atomic(paths.out / "results.md", text)
     return {**builder.summary, "missing": list(builder.missing)}

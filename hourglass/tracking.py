@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from hourglass.atomic import write_atomic
 from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from hourglass.config import MlflowConfig
 
@@ -86,15 +87,6 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
@@ -211,7 +203,7 @@ class RunTracker:
         writer = csv.DictWriter(buf, fieldnames=header, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        _write_atomic(self.out_dir / EPOCHS_CSV, buf.getvalue())
+        write_atomic(self.out_dir / EPOCHS_CSV, buf.getvalue())
 
     # -- MLflow, best effort ---------------------------------------------------------------------------------------
     def _mlflow(self, what: str, fn: Callable[[], T]) -> T | None:
@@ -341,7 +333,7 @@ class RunTracker:
             return info.model_uri
 
         uri = self._mlflow("logging the model", log) if self.mlflow_active else None
-        _write_atomic(self.out_dir / MLFLOW_JSON, json.dumps(record, indent=2) + "\n")
+        write_atomic(self.out_dir / MLFLOW_JSON, json.dumps(record, indent=2) + "\n")
         return uri
 
     def _training_config(self, config: Mapping[str, Any] | None) -> tuple[dict[str, Any], str | None, int | None]:
@@ -358,7 +350,7 @@ class RunTracker:
     def finish(self, final_metrics: Mapping[str, float], status: str = "FINISHED") -> None:
         """Write ``metrics.json`` and log the same values to MLflow, then end the run with ``status``."""
         values = {metric_name(k): float(v) for k, v in final_metrics.items()}
-        _write_atomic(self.out_dir / METRICS_JSON,
+        write_atomic(self.out_dir / METRICS_JSON,
                       json.dumps({k: _finite(v) for k, v in values.items()}, indent=2, sort_keys=True) + "\n")
         if self.mlflow_active:
             # Values equal to the last epoch's are already MLflow's latest; re-sending would add a duplicate point.

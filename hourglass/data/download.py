@@ -37,6 +37,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from hourglass.atomic import write_atomic
 from hourglass.config import DownloadConfig, SourceConfig
 
 log = logging.getLogger(__name__)
@@ -277,9 +278,7 @@ def _write_validator(meta: Path, url: str, headers: Any) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------- archives
