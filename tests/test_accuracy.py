@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 # The ten-minute run: params.yaml's model and recipe for 14 epochs of 250 steps, the rate x0.2 after epochs 10, 12.
 TEN_MINUTES = {"mlflow.enabled": False, "train.epochs": 14, "train.milestones": [10, 12]}
 TEN_MINUTE_PCKH = 46.0  # measured 49.0 (validation without flip test)
-# bf16 against fp32: the demo's run of the same model (fp32 takes about three times as long).
+# bf16 against fp32: the demo's run of the same model. Measured: fp32 43.25 in 548 s, bf16 43.16 in 243 s.
 PRECISION_RUN = {"mlflow.enabled": False}
 
 
