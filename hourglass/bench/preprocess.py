@@ -42,7 +42,7 @@ def synthetic_image(rng: np.random.Generator, height: int, width: int) -> np.nda
 
 
 def write_jpegs(directory: Path, count: int, height: int, width: int, rng: np.random.Generator) -> list[str]:
-    """``count`` synthetic JPEGs (quality 90) named ``im-XXXX.jpg`` in ``directory``; returns the names."""
+    """``count`` synthetic JPEGs (quality 90) named ``im-NNNN.jpg`` in ``directory``; returns the names."""
     directory.mkdir(parents=True, exist_ok=True)
     names = []
     for i in range(count):

@@ -351,7 +351,7 @@ def run_tasks(tasks: list[ImageTask], images_dir: Path, spec: CropSpec, workers:
 
 
 class ShardWriter:
-    """Appends crops to ``shard-XXXXX.h5`` files of at most ``shard_rows`` people inside ``directory``."""
+    """Appends crops to ``shard-NNNNN.h5`` files of at most ``shard_rows`` people inside ``directory``."""
 
     def __init__(self, directory: Path, spec: CropSpec, shard_rows: int):
         self.directory, self.spec, self.shard_rows = directory, spec, shard_rows
