@@ -494,7 +494,6 @@ class ReportPaths:
     anchor: Path | None
 
 
-
 def family_of(params: ParamsConfig) -> str:
     """Scoring family: the synthetic people are scored as MPII or FLIC according to their joint set."""
     return params.synthetic.joint_set if params.dataset == "synthetic" else params.dataset

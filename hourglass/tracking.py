@@ -297,14 +297,15 @@ class RunTracker:
         self._last_epoch, self._last_values = epoch, values
 
     def log_model(self, network: nn.Module, input_res: int, registered_model: str | None,
-                  config: Mapping[str, Any] | None = None) -> str | None:
+                  config: Mapping[str, Any] | None = None, variant: str | None = None,
+                  epoch: int | None = None) -> str | None:
         """Log the network as the pose pyfunc (``hourglass.serving``: images in, keypoints out), register it, and
         write ``mlflow.json`` (run, model URI, registered name and version, store) for the flows and evaluation.
 
         The model is "from code": the weights go in as a weights-only checkpoint artifact and the ``hourglass``
         package as its code, so neither logging nor loading pickles anything. ``config`` (the resolved params) says
-        which joint set and flip test the model uses; without it the run's ``checkpoint.pt`` in the output
-        directory supplies them when present. Returns the model URI, or None without MLflow (``mlflow.json`` then
+        which joint set and flip test the model uses, ``variant``/``epoch`` what it is; without ``config`` the
+        run's ``checkpoint.pt`` in the output directory supplies all three when present. Returns the model URI, or None without MLflow (``mlflow.json`` then
         has null fields, so the file a DVC stage declares always exists).
         """
         record: dict[str, Any] = {"run_id": self.run_id, "model_uri": None, "registered_model": registered_model,
@@ -317,11 +318,11 @@ class RunTracker:
 
             from hourglass import serving
 
-            base, variant, epoch = self._training_config(config)
+            base, name, trained = self._training_config(config, variant, epoch)
             package = Path(serving.__file__).resolve().parent
             with tempfile.TemporaryDirectory(prefix="hourglass-model-") as tmp:
                 weights = Path(tmp) / CHECKPOINT_NAME
-                save_checkpoint(serving_checkpoint(network, input_res, base, variant, epoch), weights)
+                save_checkpoint(serving_checkpoint(network, input_res, base, name, trained), weights)
                 info = mlflow.pyfunc.log_model(
                     name="model", python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(weights)},
                     code_paths=[str(package)], signature=serving.signature(), input_example=serving.input_example(),
@@ -336,10 +337,11 @@ class RunTracker:
         write_atomic(self.out_dir / MLFLOW_JSON, json.dumps(record, indent=2) + "\n")
         return uri
 
-    def _training_config(self, config: Mapping[str, Any] | None) -> tuple[dict[str, Any], str | None, int | None]:
-        """(config, variant, epoch): ``config`` as given, else those of the run's checkpoint in the output dir."""
+    def _training_config(self, config: Mapping[str, Any] | None, variant: str | None,
+                         epoch: int | None) -> tuple[dict[str, Any], str | None, int | None]:
+        """(config, variant, epoch): as given, else those of the run's checkpoint in the output dir."""
         if config is not None:
-            return dict(config), None, None
+            return dict(config), variant, epoch
         path = self.out_dir / CHECKPOINT_NAME
         if not path.is_file():
             return {}, None, None
@@ -351,7 +353,7 @@ class RunTracker:
         """Write ``metrics.json`` and log the same values to MLflow, then end the run with ``status``."""
         values = {metric_name(k): float(v) for k, v in final_metrics.items()}
         write_atomic(self.out_dir / METRICS_JSON,
-                      json.dumps({k: _finite(v) for k, v in values.items()}, indent=2, sort_keys=True) + "\n")
+                     json.dumps({k: _finite(v) for k, v in values.items()}, indent=2, sort_keys=True) + "\n")
         if self.mlflow_active:
             # Values equal to the last epoch's are already MLflow's latest; re-sending would add a duplicate point.
             fresh = {k: v for k, v in values.items() if self._last_values.get(k) != v}

@@ -348,7 +348,10 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
         model_uri = None
         if tracker is not None:
             if params.mlflow.log_model:
-                model_uri = tracker.log_model(network, params.model.input_res, params.mlflow.registered_model)
+                # The config in hand: no need to read back the checkpoint just written.
+                model_uri = tracker.log_model(network, params.model.input_res, params.mlflow.registered_model,
+                                              config=params.model_dump(mode="json"), variant=variant,
+                                              epoch=len(history))
             run_id = tracker.run_id
             tracker.finish(final)
         status = "FINISHED"
