@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import shutil
 import time
@@ -43,6 +42,7 @@ from hourglass import geometry
 from hourglass.annotations import Annotations, read_annotations
 from hourglass.config import ParamsConfig, PreprocessConfig
 from hourglass.data.augment import required_margin
+from hourglass.data.parallel import ordered_map
 from hourglass.geometry import CROP_UNIT, crop_matrix, transform_points
 
 log = logging.getLogger(__name__)
@@ -336,14 +336,12 @@ def image_tasks(table: pa.Table) -> list[ImageTask]:
 
 def run_tasks(tasks: list[ImageTask], images_dir: Path, spec: CropSpec, workers: int,
               chunk: int) -> Iterator[ImageResult]:
-    """Results in task order, from a spawn-context pool of ``workers`` processes (in-process when 1)."""
+    """Results in task order, from ``workers`` spawned processes (in-process when 1)."""
     work = partial(process_image, images_dir=images_dir, spec=spec)
     if workers <= 1 or len(tasks) <= 1:
         yield from map(work, tasks)
         return
-    context = multiprocessing.get_context("spawn")
-    with context.Pool(workers, initializer=_init_worker) as pool:
-        yield from pool.imap(work, tasks, chunksize=chunk)
+    yield from ordered_map(work, tasks, workers, chunksize=chunk, initializer=_init_worker)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ holds for every real validation row), ``scale = 1.25 * s_raw`` and ``center.y = 
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from tqdm import tqdm
 
 from hourglass.annotations import Annotations, write_annotations
 from hourglass.config import SyntheticConfig
+from hourglass.data.parallel import ordered_map
 from hourglass.joints import FLIC, MPII, JointSet
 
 # Internal skeleton points: the 16 MPII joints in MPII order, then the FLIC face points and the toes.
@@ -775,9 +775,8 @@ def _run(tasks: list[_Task], workers: int, desc: str, progress: bool) -> Iterato
     if workers <= 1 or len(tasks) < 2:
         yield from tqdm(map(_render_task, tasks), total=len(tasks), desc=desc, unit="img", disable=not progress)
         return
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks)), initializer=_worker_init) as pool:
-        yield from tqdm(pool.imap(_render_task, tasks, chunksize=8), total=len(tasks), desc=desc, unit="img",
-                        disable=not progress)
+    results = ordered_map(_render_task, tasks, min(workers, len(tasks)), chunksize=8, initializer=_worker_init)
+    yield from tqdm(results, total=len(tasks), desc=desc, unit="img", disable=not progress)
 
 
 def to_table(rows: list[tuple[str, list[PersonLabel]]], first_index: int) -> Annotations:
