@@ -29,6 +29,12 @@ class ModelConfig(Section):
     modules: int = Field(1, ge=1)
     supervision: Literal["intermediate", "final", "add", "resolutions"] = "intermediate"  # see hourglass.model
     input_res: int = Field(256, ge=64, multiple_of=64)
+    stem_width: int = Field(128, ge=4, multiple_of=4)  # the stem's channels (the original's 128)
+
+    def network_kwargs(self) -> dict[str, Any]:
+        """The arguments of ``hourglass.model.create_model`` this section fixes (joints come from the data)."""
+        return {"stacks": self.stacks, "features": self.features, "modules": self.modules,
+                "supervision": self.supervision, "stem_width": self.stem_width}
 
 
 class TargetConfig(Section):
@@ -171,6 +177,7 @@ class VariantConfig(Section):
     features: int | None = Field(None, ge=4, multiple_of=4)
     modules: int | None = Field(None, ge=1)
     supervision: Literal["intermediate", "final", "add", "resolutions"] | None = None
+    stem_width: int | None = Field(None, ge=4, multiple_of=4)
 
 
 class TrainConfig(Section):
@@ -186,7 +193,7 @@ class TrainConfig(Section):
     sgd_momentum: float = Field(0.9, ge=0, lt=1)  # optimizer: sgd only
     lr: float = Field(2.5e-4, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["plateau", "step", "constant"] = "plateau"
+    schedule: Literal["plateau", "step", "cosine", "constant"] = "plateau"
     plateau_factor: float = Field(0.2, gt=0, lt=1)  # the paper's "divided by 5"
     plateau_patience: int = Field(5, ge=0)  # epochs without improvement tolerated before dropping
     plateau_threshold: float = Field(0.1, ge=0)  # PCKh percentage points that count as an improvement

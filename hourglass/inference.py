@@ -69,8 +69,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     head = weights.get("heatmaps.0.weight")
     if not isinstance(head, Tensor) or head.ndim != 4:
         raise CheckpointError(f"{path}: weights have no 'heatmaps.0.weight' output layer; not a StackedHourglass")
-    model = create_model(stacks=model_config.stacks, features=model_config.features, modules=model_config.modules,
-                         joints=int(head.shape[0]), supervision=model_config.supervision)
+    model = create_model(**model_config.network_kwargs(), joints=int(head.shape[0]))
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:

@@ -101,6 +101,7 @@ class StackedHourglass(nn.Module):
         modules: int = 1,
         joints: int = 16,
         supervision: Supervision = "intermediate",
+        stem_width: int = 128,
     ) -> None:
         super().__init__()
         if supervision not in SUPERVISION_MODES:
@@ -109,13 +110,18 @@ class StackedHourglass(nn.Module):
             raise ValueError(f"stacks, modules and joints must be >= 1, got {stacks}, {modules}, {joints}")
         if features < 4 or features % 4:
             raise ValueError(f"features must be a positive multiple of 4, got {features}")
+        if stem_width < 4 or stem_width % 4:
+            raise ValueError(f"stem_width must be a positive multiple of 4, got {stem_width}")
         self.stacks, self.joints, self.supervision = stacks, joints, supervision
+        # hg.lua: 64 then 128 channels whatever nFeats is (stem_width=128). At twice the hourglass's resolution
+        # the stem dominates the compute of a narrow model, so CPU presets narrow it too (NOTES.md).
+        half = stem_width // 2
         self.stem = nn.Sequential(
-            nn.Conv2d(3, 64, 7, stride=2, padding=3), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-            Residual(64, 128),
+            nn.Conv2d(3, half, 7, stride=2, padding=3), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
+            Residual(half, stem_width),
             nn.MaxPool2d(2, 2),
-            Residual(128, 128),
-            Residual(128, features),
+            Residual(stem_width, stem_width),
+            Residual(stem_width, features),
         )
         self.hourglasses = nn.ModuleList(Hourglass(HOURGLASS_DEPTH, features, modules) for _ in range(stacks))
         self.heads = nn.ModuleList(
@@ -178,11 +184,14 @@ def create_model(
     modules: int = 1,
     joints: int = 16,
     supervision: Supervision = "intermediate",
+    stem_width: int = 128,
 ) -> StackedHourglass:
     """Build the network. ``modules`` is the number of residual modules per location (``nModules``): the single
     hourglass "HG" of the same depth as a 2-stack model is ``create_model(stacks=1, modules=2)``, and Figure 4's
-    "HG-Int" is that hourglass with ``supervision="resolutions"``."""
-    return StackedHourglass(stacks=stacks, features=features, modules=modules, joints=joints, supervision=supervision)
+    "HG-Int" is that hourglass with ``supervision="resolutions"``. ``stem_width`` is the stem's width (the
+    original's 128; its 7x7 convolution has half as many channels)."""
+    return StackedHourglass(stacks=stacks, features=features, modules=modules, joints=joints, supervision=supervision,
+                            stem_width=stem_width)
 
 
 def count_parameters(model: nn.Module) -> int:

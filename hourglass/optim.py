@@ -2,8 +2,9 @@
 
 The paper trains with RMSprop at 2.5e-4 and divides the rate by 5 once validation accuracy plateaus (reference
 §2.1; pose-hg-train ``opts.lua``: alpha 0.99, eps 1e-8, no momentum, no weight decay). Adam is the option most
-ports use; SGD with momentum is the third option. The schedule combines a per-step linear warm-up with a per-epoch decay, and keeps all of its state in
-plain numbers so a checkpoint restores it exactly (and ``torch.load(weights_only=True)`` reads it).
+ports use; SGD with momentum is the third option. The schedule combines a per-step linear warm-up with a decay
+(per epoch: plateau or step; per step: cosine), and keeps all of its state in plain numbers so a checkpoint restores
+it exactly (and ``torch.load(weights_only=True)`` reads it).
 """
 
 from __future__ import annotations
@@ -54,12 +55,18 @@ class LearningRateSchedule:
     * ``plateau``: the decay factor is multiplied by ``plateau_factor`` when the validation metric (higher is
       better) has not improved by ``plateau_threshold`` for more than ``plateau_patience`` epochs;
     * ``step``: multiplied by ``step_factor`` at each of ``milestones`` (epochs completed);
+    * ``cosine``: half a cosine from 1 after the warm-up to 0 at ``total_steps``, the run's last step. For a run
+      with a fixed budget it beats a step decay: the rate falls smoothly, so no part of the budget is spent at a
+      rate that is too high to settle or too low to move (NOTES.md);
     * ``constant``: no decay.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int | None = None) -> None:
+        if cfg.schedule == "cosine" and not total_steps:
+            raise ValueError("train.schedule=cosine needs the run's total number of optimiser steps")
         self.optimizer = optimizer
         self.cfg = cfg
+        self.total_steps = total_steps
         self.base_lr = cfg.lr
         self.decay = 1.0
         self.best = -math.inf
@@ -70,6 +77,10 @@ class LearningRateSchedule:
         """The rate for optimiser step ``step`` (0-based) under the current decay."""
         warm = self.cfg.warmup_steps
         factor = min(1.0, (step + 1) / warm) if warm else 1.0
+        if self.cfg.schedule == "cosine":
+            assert self.total_steps is not None
+            progress = (step - warm) / max(1, self.total_steps - warm)
+            factor *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, max(0.0, progress))))
         return max(self.base_lr * factor * self.decay, self.cfg.min_lr)
 
     def apply(self, step: int) -> float:
@@ -107,5 +118,7 @@ class LearningRateSchedule:
         self.epochs_seen = int(state["epochs_seen"])
 
 
-def create_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> LearningRateSchedule:
-    return LearningRateSchedule(optimizer, cfg)
+def create_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                    total_steps: int | None = None) -> LearningRateSchedule:
+    """The schedule of ``cfg``; ``total_steps`` (the run's last optimiser step + 1) is needed by ``cosine``."""
+    return LearningRateSchedule(optimizer, cfg, total_steps)

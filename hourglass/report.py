@@ -255,12 +255,12 @@ def parameter_count(run: VariantRun, joints: int) -> tuple[int | None, str]:
         return None, "n/a"
     import torch
 
+    from hourglass.config import ModelConfig
     from hourglass.model import count_parameters, create_model
 
     try:
         with torch.device("meta"):  # shapes only: no memory, no initialisation
-            network = create_model(stacks=int(model["stacks"]), features=int(model["features"]),
-                                   modules=int(model["modules"]), joints=joints, supervision=model["supervision"])
+            network = create_model(**ModelConfig.model_validate(model).network_kwargs(), joints=joints)
     except (KeyError, TypeError, ValueError):
         return None, "n/a"
     return count_parameters(network), "config"

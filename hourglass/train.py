@@ -244,13 +244,20 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
     cfg = params.train
     ckpt_path = out_dir / CHECKPOINT_NAME
     torch.manual_seed(params.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
-    network = create_model(stacks=params.model.stacks, features=params.model.features, modules=params.model.modules,
-                           joints=_joints(train_set), supervision=params.model.supervision)
+    network = create_model(**params.model.network_kwargs(), joints=_joints(train_set))
     if cfg.sync_batchnorm and info.enabled:
         network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
     network = network.to(precision.device, memory_format=precision.memory_format)
+    per_rank = cfg.batch_size // info.world_size
+    sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=params.seed, drop_last=True)
+    batches = len(sampler) // per_rank
+    steps_per_epoch = cfg.steps_per_epoch or batches
+    if batches == 0 or steps_per_epoch > batches:
+        raise ValueError(f"train.steps_per_epoch={steps_per_epoch} needs {steps_per_epoch * cfg.batch_size} "
+                         f"training samples per epoch; the training split has {len(train_set)}")
     optimizer = create_optimizer(network, cfg)
-    schedule = create_schedule(optimizer, cfg)
+    schedule = create_schedule(optimizer, cfg, total_steps=cfg.epochs * steps_per_epoch)
     scaler = precision.grad_scaler()
 
     start_epoch, step, run_id, history = 0, 0, None, []
@@ -271,14 +278,6 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
         ids = [precision.device.index] if precision.device.type == "cuda" else None
         model = DistributedDataParallel(model, device_ids=ids)
 
-    per_rank = cfg.batch_size // info.world_size
-    sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=params.seed, drop_last=True)
-    batches = len(sampler) // per_rank
-    steps_per_epoch = cfg.steps_per_epoch or batches
-    if batches == 0 or steps_per_epoch > batches:
-        raise ValueError(f"train.steps_per_epoch={steps_per_epoch} needs {steps_per_epoch * cfg.batch_size} "
-                         f"training samples per epoch; the training split has {len(train_set)}")
 
     tracker = None
     if info.is_main:

@@ -81,7 +81,19 @@ def test_add_supervision_predicts_the_sum_of_stacks():
         assert torch.allclose(model.predict(x), out.sum(dim=1))
 
 
+def test_stem_width_narrows_only_the_stem():
+    paper, narrow = create_model(stacks=2, features=32), create_model(stacks=2, features=32, stem_width=32)
+    assert narrow.stem[0].out_channels == 16 and paper.stem[0].out_channels == 64
+    stem_params = lambda m: sum(p.numel() for p in m.stem.parameters())  # noqa: E731
+    assert stem_params(narrow) < stem_params(paper) / 9
+    assert count_parameters(paper) - stem_params(paper) == count_parameters(narrow) - stem_params(narrow)
+    with torch.no_grad():
+        assert narrow.eval()(torch.rand(1, 3, 64, 64)).shape == (1, 2, 16, 16, 16)
+
+
 def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="stem_width"):
+        create_model(stem_width=30)
     with pytest.raises(ValueError, match="supervision"):
         create_model(supervision="int")
     with pytest.raises(ValueError, match="features"):

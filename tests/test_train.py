@@ -141,6 +141,21 @@ def test_step_schedule_and_adam_option():
     assert drops == [True, False, True, False] and schedule.lr_at(0) == pytest.approx(0.01)
 
 
+def test_cosine_schedule_falls_from_the_end_of_warmup_to_zero_at_the_last_step():
+    cfg = TrainConfig(lr=2.0, schedule="cosine", warmup_steps=2, min_lr=0.0)
+    schedule = create_schedule(create_optimizer(torch.nn.Linear(2, 2), cfg), cfg, total_steps=12)
+    rates = [schedule.lr_at(s) for s in range(13)]
+    assert rates[:2] == [1.0, 2.0]  # warm-up, then the cosine starts from the full rate
+    assert rates[7] == pytest.approx(1.0)  # halfway through the 10 decaying steps
+    assert rates[12] == pytest.approx(0.0, abs=1e-12)
+    assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
+    assert not schedule.end_epoch(99.0)  # per step, not per epoch: validation does not move it
+    floored = TrainConfig(lr=2.0, schedule="cosine", min_lr=0.1)
+    assert create_schedule(create_optimizer(torch.nn.Linear(2, 2), floored), floored, 10).lr_at(10) == 0.1
+    with pytest.raises(ValueError, match="total number of optimiser steps"):
+        create_schedule(create_optimizer(torch.nn.Linear(2, 2), cfg), cfg)
+
+
 def test_variant_overrides_model_and_unknown_variant_is_named():
     params = parse_params({"model": {"stacks": 8}, "train": {"variants": {"hg": {"stacks": 1, "modules": 2}}}})
     resolved = resolve_variant(params, "hg")
@@ -294,8 +309,8 @@ def test_flic_runs_follow_pck_for_the_schedule_and_the_best_epoch(tmp_path, monk
     seen = []
     original = train_module.create_schedule
 
-    def spy(optimizer, cfg):
-        schedule = original(optimizer, cfg)
+    def spy(optimizer, cfg, total_steps=None):
+        schedule = original(optimizer, cfg, total_steps)
         end_epoch = schedule.end_epoch
         schedule.end_epoch = lambda metric: seen.append(metric) or end_epoch(metric)
         return schedule
