@@ -26,7 +26,7 @@ def test_mpii_params_are_the_papers_recipe_with_every_ablation():
     assert params.dataset == "mpii"
     assert set(params.sweep) == FIGURE4 | {"s2m4", "s4m2", "s8m1"}
     m, t = params.model, params.train
-    assert (m.stacks, m.features, m.modules, m.input_res) == (8, 256, 1, 256)
+    assert (m.stacks, m.features, m.modules, m.input_res, m.stem_width) == (8, 256, 1, 256, 128)
     assert (t.optimizer, t.lr, t.batch_size, t.schedule, t.plateau_factor) == ("rmsprop", 2.5e-4, 6, "plateau", 0.2)
     assert (params.targets.sigma, params.targets.radius) == (1.75, 3)
     a = params.augment
