@@ -55,9 +55,9 @@ class LearningRateSchedule:
     * ``plateau``: the decay factor is multiplied by ``plateau_factor`` when the validation metric (higher is
       better) has not improved by ``plateau_threshold`` for more than ``plateau_patience`` epochs;
     * ``step``: multiplied by ``step_factor`` at each of ``milestones`` (epochs completed);
-    * ``cosine``: half a cosine from 1 after the warm-up to 0 at ``total_steps``, the run's last step. For a run
-      with a fixed budget it beats a step decay: the rate falls smoothly, so no part of the budget is spent at a
-      rate that is too high to settle or too low to move (NOTES.md);
+    * ``cosine``: half a cosine from 1 after the warm-up to 0 at ``total_steps``, the run's last step. It fits any
+      fixed budget without milestones to re-tune when the epoch count changes (NOTES.md compares it with a step
+      decay tuned for one budget);
     * ``constant``: no decay.
     """
 

@@ -1,12 +1,12 @@
 """Accuracy bars on the embedded synthetic dataset (slow: minutes of training; `make test-slow`).
 
-These train the real pipeline pieces (generator -> preprocessing -> ``hourglass.train``) on the default
-``params.yaml`` data and check what the issue promises:
+These train the real pipeline pieces (generator -> preprocessing -> ``hourglass.train`` -> ``pipeline.evaluate``) on
+the default ``params.yaml`` data and check what the issue promises:
 
-* a 2-stack model trained for at most ten minutes on two cores (``TEN_MINUTES``: the demo's configuration trained
-  twice as long; 587 s measured with two threads) reaches ``TEN_MINUTE_PCKH``. The issue asks for 60%; the best
-  ten-minute configuration found so far reaches 49.0% (NOTES.md has the study), so this guards what is reached,
-  not the bar;
+* a 2-stack model trained for at most ten minutes on two cores (``TEN_MINUTES``: the demo's recipe trained twice
+  as long) reaches ``TEN_MINUTE_PCKH``, scored by the evaluation stage (flip test). The issue asks for 60%; the best
+  ten-minute configuration found so far reaches less (NOTES.md has the study and the measured figures), so this
+  guards what is reached, not the bar;
 * a model trained in bf16 reaches the fp32 model's validation PCKh within one point (CPUs with native bf16 only:
   elsewhere ``auto`` never picks bf16 and emulated bf16 is slower than fp32).
 """
@@ -26,14 +26,15 @@ from hourglass.data.preprocess import preprocess
 from hourglass.data.synthetic import generate_dataset
 from hourglass.precision import cpu_supports_bf16
 from hourglass.train import train
+from pipeline.evaluate import evaluate
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
-# The ten-minute run: params.yaml's model and recipe for 14 epochs of 250 steps, the rate x0.2 after epochs 10, 12.
-TEN_MINUTES = {"mlflow.enabled": False, "train.epochs": 14, "train.milestones": [10, 12]}
-TEN_MINUTE_PCKH = 46.0  # measured 49.0 (validation without flip test)
-# bf16 against fp32: the demo's run of the same model. Measured: fp32 43.25 in 548 s, bf16 43.16 in 243 s.
+# The ten-minute run: params.yaml's model and recipe for 14 epochs of 250 steps (cosine decay over all 14).
+TEN_MINUTES = {"mlflow.enabled": False, "train.epochs": 14}
+TEN_MINUTE_PCKH = 51.0  # measured: see NOTES.md (evaluation stage, flip test)
+# bf16 against fp32: the demo's run of the same model.
 PRECISION_RUN = {"mlflow.enabled": False}
 
 
@@ -44,23 +45,27 @@ def synthetic(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic")
     generate_dataset(params.synthetic, root / "raw", progress=False)
     preprocess(root / "raw", root / "processed", params, progress=False)
-    return root / "processed"
+    return root
 
 
-def _train(data: Path, out: Path, overrides: dict) -> tuple[dict, float]:
+def _train(root: Path, out: Path, overrides: dict) -> tuple[dict, float]:
     params = load_params(REPO / "params.yaml", overrides)
-    train_set = create_dataset(data, "train", params, train=True)
-    val_set = create_dataset(data, "valid", params, train=False)
+    train_set = create_dataset(root / "processed", "train", params, train=True)
+    val_set = create_dataset(root / "processed", "valid", params, train=False)
     started = time.perf_counter()
     result = train(params, out, train_set=train_set, val_set=val_set, variant="hg_stacked_int")
     return result.final_metrics, time.perf_counter() - started
 
 
 def test_two_stacks_trained_for_ten_minutes(synthetic, tmp_path):
-    metrics, seconds = _train(synthetic, tmp_path, TEN_MINUTES)
-    record = {"seconds": round(seconds), "val/pckh/Mean": metrics["val/pckh/Mean"], "threads": torch.get_num_threads()}
-    print("short run:", json.dumps(record))
-    assert metrics["val/pckh/Mean"] >= TEN_MINUTE_PCKH, record
+    metrics, seconds = _train(synthetic, tmp_path / "model", TEN_MINUTES)
+    params = load_params(REPO / "params.yaml", TEN_MINUTES)
+    scored = evaluate(params, "hg_stacked_int", tmp_path / "model", synthetic / "processed",
+                      synthetic / "raw" / "annot" / "valid.h5", tmp_path / "eval", progress=False)
+    record = {"train_seconds": round(seconds), "threads": torch.get_num_threads(),
+              "val/pckh/Mean (no flip)": metrics["val/pckh/Mean"], "PCKh@0.5 Mean (flip test)": scored["final"]["Mean"]}
+    print("ten-minute run:", json.dumps(record))
+    assert scored["flip_test"] and scored["final"]["Mean"] >= TEN_MINUTE_PCKH, record
 
 
 @pytest.mark.skipif(not cpu_supports_bf16() and not torch.cuda.is_available(),
