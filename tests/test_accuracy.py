@@ -3,10 +3,9 @@
 These train the real pipeline pieces (generator -> preprocessing -> ``hourglass.train`` -> ``pipeline.evaluate``) on
 the default ``params.yaml`` data and check what the issue promises:
 
-* a 2-stack model trained for at most ten minutes on two cores (``TEN_MINUTES``: the demo's recipe trained twice
-  as long) reaches ``TEN_MINUTE_PCKH``, scored by the evaluation stage (flip test). The issue asks for 60%; the best
-  ten-minute configuration found so far reaches less (NOTES.md has the study and the measured figures), so this
-  guards what is reached, not the bar;
+* a 2-stack model trained for at most ten minutes on two cores (``TEN_MINUTES``: the demo's recipe for 15 epochs
+  instead of 7) reaches the issue's bar, 60% PCKh@0.5, scored by the evaluation stage (flip test). The time is the
+  training's, printed by the test; NOTES.md has the study and the measured figures;
 * a model trained in bf16 reaches the fp32 model's validation PCKh within one point (CPUs with native bf16 only:
   elsewhere ``auto`` never picks bf16 and emulated bf16 is slower than fp32).
 """
@@ -31,9 +30,9 @@ from pipeline.evaluate import evaluate
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
-# The ten-minute run: params.yaml's model and recipe for 14 epochs of 250 steps (cosine decay over all 14).
-TEN_MINUTES = {"mlflow.enabled": False, "train.epochs": 14}
-TEN_MINUTE_PCKH = 51.0  # measured 53.8 with flip test (53.2 without) after 523 s of training, two threads
+# The ten-minute run: params.yaml's model and recipe for 15 epochs of 250 steps (cosine decay over all 15).
+TEN_MINUTES = {"mlflow.enabled": False, "train.epochs": 15}
+TEN_MINUTE_PCKH = 60.0  # the issue's bar. Measured 62.56 with flip test (60.84 without) after 573 s, two threads
 # bf16 against fp32: the demo's run of the same model. Measured: fp32 49.09 in 448 s, bf16 49.13 in 269 s.
 PRECISION_RUN = {"mlflow.enabled": False}
 
