@@ -26,8 +26,9 @@ $(STAMP): pyproject.toml constraints.txt
 test: install
 	$(BIN)/python -m pytest -q
 
+# -rA: the report also shows what passing tests print (the measured accuracy and training time)
 test-slow: install
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m slow -rA
 
 demo: install
 	$(BIN)/python -m pipeline.demo
