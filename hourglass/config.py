@@ -186,7 +186,9 @@ class TrainConfig(Section):
 
     batch_size: int = Field(6, ge=1)  # global: split evenly over DDP processes
     epochs: int = Field(100, ge=1)
-    steps_per_epoch: int | None = Field(None, ge=1)  # None: one pass over the training split per epoch
+    # Global batches per epoch, as the original's trainIters: as many shuffled passes over the training people as
+    # they need (hourglass.data.sampler). None: one pass per epoch.
+    steps_per_epoch: int | None = Field(None, ge=1)
     val_batch_size: int = Field(16, ge=1)
     workers: int = Field(2, ge=0)  # data loader processes per training process
     optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
@@ -197,6 +199,7 @@ class TrainConfig(Section):
     plateau_factor: float = Field(0.2, gt=0, lt=1)  # the paper's "divided by 5"
     plateau_patience: int = Field(5, ge=0)  # epochs without improvement tolerated before dropping
     plateau_threshold: float = Field(0.1, ge=0)  # PCKh percentage points that count as an improvement
+    plateau_max_drops: int | None = Field(1, ge=0)  # the paper drops the rate once; null: at every plateau
     milestones: tuple[int, ...] = ()  # epochs at which "step" multiplies the rate by step_factor
     step_factor: float = Field(0.1, gt=0, lt=1)
     min_lr: float = Field(0.0, ge=0)

@@ -1,9 +1,10 @@
 """The training loop as one function of the config: ``train(params, out_dir, train_set=..., val_set=...)``.
 
 The same function runs as a single process or as one process of a ``torchrun`` job (the caller passes a
-:class:`DistInfo`; DistributedDataParallel over NCCL/gloo). Per epoch it trains on a ``DistributedSampler`` shard,
-validates with the official metric (per-joint PCKh and the Figure 4 accuracy), records both DVC files and MLflow
-through :mod:`hourglass.tracking`, and writes an atomic checkpoint from which a killed run resumes to exactly the
+:class:`DistInfo`; DistributedDataParallel over NCCL/gloo). Per epoch it trains on this rank's share of
+:class:`~hourglass.data.sampler.EpochSampler`'s order (``steps_per_epoch`` global batches, as many shuffled passes
+over the people as that takes), validates with the official metric (per-joint PCKh and the Figure 4 accuracy),
+records both DVC files and MLflow through :mod:`hourglass.tracking`, and writes an atomic checkpoint from which a killed run resumes to exactly the
 weights of an uninterrupted one (CPU, deterministic settings). Only rank 0 writes.
 
 Loss: the original ``nn.ParallelCriterion`` of per-stack ``MSECriterion``s with equal weights — the mean squared
@@ -23,7 +24,6 @@ import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +33,13 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hourglass.config import ParamsConfig
 from hourglass.data.dataset import worker_context
+from hourglass.data.sampler import EpochSampler
 from hourglass.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_buffers, gather_objects,
                                    process_group)
 from hourglass.inference import Predictions, predict_dataset
@@ -249,13 +250,13 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
         network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
     network = network.to(precision.device, memory_format=precision.memory_format)
     per_rank = cfg.batch_size // info.world_size
-    sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=params.seed, drop_last=True)
-    batches = len(sampler) // per_rank
-    steps_per_epoch = cfg.steps_per_epoch or batches
-    if batches == 0 or steps_per_epoch > batches:
-        raise ValueError(f"train.steps_per_epoch={steps_per_epoch} needs {steps_per_epoch * cfg.batch_size} "
-                         f"training samples per epoch; the training split has {len(train_set)}")
+    sampler = EpochSampler(len(train_set), cfg.batch_size, cfg.steps_per_epoch, seed=params.seed, rank=info.rank,
+                           world_size=info.world_size)
+    steps_per_epoch = sampler.steps
+    if info.is_main:
+        log.info("an epoch is %d steps of %d = %d samples, %.2f passes over the %d training people",
+                 steps_per_epoch, cfg.batch_size, sampler.samples_per_epoch, sampler.passes_per_epoch,
+                 len(train_set))
     optimizer = create_optimizer(network, cfg)
     schedule = create_schedule(optimizer, cfg, total_steps=cfg.epochs * steps_per_epoch)
     scaler = precision.grad_scaler()
@@ -306,7 +307,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
                                 generator=torch.Generator().manual_seed(params.seed * 100_003 + epoch))
             model.train()
             losses = []
-            bar = tqdm(islice(loader, steps_per_epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        disable=not info.is_main or None, leave=False)
             for batch in bar:
                 lr = schedule.apply(step)
@@ -338,7 +339,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
                     "model": network.state_dict(), "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
                     "epoch": epoch + 1, "step": step,
-                    "sampler": {"epoch": epoch + 1, "position": 0, "seed": params.seed},
+                    "sampler": {"epoch": epoch + 1, "position": 0, "seed": params.seed, "steps": steps_per_epoch},
                     "rng": rng_state(), "config": params.model_dump(mode="json"), "variant": variant,
                     "mlflow_run_id": tracker.run_id, "history": history,
                 }, ckpt_path)

@@ -132,6 +132,22 @@ def test_schedule_warmup_and_plateau_drop_by_five():
     assert restored.lr_at(10) == pytest.approx(0.2) and restored.best == 50.0
 
 
+def test_plateau_drops_at_most_plateau_max_drops_times():
+    """The paper divides the rate by 5 once; ``plateau_max_drops: null`` keeps dropping at every plateau."""
+    stalled = [50.0] + [50.0] * 12  # one improvement, then a flat metric: the rule fires every 3rd epoch
+    for limit, expected in ((1, [0.2]), (2, [0.2, 0.04]), (None, [0.2, 0.04, 0.008, 0.0016])):
+        cfg = TrainConfig(lr=1.0, plateau_patience=2, plateau_threshold=0.5, plateau_max_drops=limit)
+        schedule = create_schedule(create_optimizer(torch.nn.Linear(2, 2), cfg), cfg)
+        rates = []
+        for metric in stalled:
+            if schedule.end_epoch(metric):
+                rates.append(schedule.lr_at(0))
+        assert rates == pytest.approx(expected), limit
+        restored = create_schedule(create_optimizer(torch.nn.Linear(2, 2), cfg), cfg)
+        restored.load_state_dict(schedule.state_dict())
+        assert restored.drops == len(expected) and not restored.end_epoch(40.0)
+
+
 def test_step_schedule_and_adam_option():
     cfg = TrainConfig(lr=1.0, schedule="step", milestones=(1, 3), optimizer="adam")
     optimizer = create_optimizer(torch.nn.Linear(2, 2), cfg)
@@ -226,8 +242,9 @@ class Interrupted(RuntimeError):
 
 
 def test_kill_and_resume_ends_with_identical_weights(tmp_path, monkeypatch):
-    params = tiny_params(epochs=3, lr=1e-3, warmup_steps=3, optimizer="rmsprop")
-    data = ToyPoses(16), ToyPoses(8, seed=1)
+    """Epochs of 6 steps of 4 over 10 people (2.4 passes): the resumed run draws the uninterrupted run's order."""
+    params = tiny_params(epochs=3, lr=1e-3, warmup_steps=3, optimizer="rmsprop", steps_per_epoch=6)
+    data = ToyPoses(10), ToyPoses(8, seed=1)
     train(params, tmp_path / "full", train_set=data[0], val_set=data[1])
 
     calls = {"n": 0}
@@ -235,7 +252,7 @@ def test_kill_and_resume_ends_with_identical_weights(tmp_path, monkeypatch):
 
     def crash_in_epoch_two(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 6:  # epoch 2 (4 steps/epoch + 1 validation batch per epoch), mid-epoch
+        if calls["n"] == 10:  # epoch 2 (6 steps/epoch + 1 validation batch per epoch), mid-epoch
             raise Interrupted("simulated kill")
         return real(*args, **kwargs)
 
@@ -285,9 +302,16 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     assert not (tmp_path / "metrics.json").exists()
 
 
-def test_too_few_samples_for_an_epoch_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="steps_per_epoch=9 needs 36 training samples.*has 8"):
-        train(tiny_params(steps_per_epoch=9), tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4))
+def test_a_split_smaller_than_one_global_batch_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="train split has 3 people, fewer than one global batch of "
+                                         "train.batch_size=4"):
+        train(tiny_params(steps_per_epoch=9), tmp_path, train_set=ToyPoses(3), val_set=ToyPoses(4))
+
+
+def test_an_epoch_longer_than_the_split_concatenates_passes(tmp_path):
+    """The MPII recipe's case (8,000 steps x 6 > 22,246 people): 9 steps of 4 over 8 people train, 4.5 passes."""
+    result = train(tiny_params(epochs=1, steps_per_epoch=9), tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4))
+    assert result.steps == 9
 
 
 @pytest.mark.slow
