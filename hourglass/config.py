@@ -70,7 +70,7 @@ class ExtractConfig(Section):
 class SourceConfig(Section):
     """One file to fetch. ``path`` is relative to ``<root>/<dataset>/``; any pinned digest is verified."""
 
-    url: str = Field(pattern=r"^https?://\S+$")
+    url: str = Field(pattern=r"^(https?|file)://\S+$")  # file:///abs/path: a local copy (a lab's mirror)
     path: str
     sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     git_blob: str | None = Field(None, pattern=r"^[0-9a-f]{40}$")  # sha1 of b"blob <size>\0" + content

@@ -457,6 +457,31 @@ def test_download_dataset_writes_layout_and_manifest_and_is_idempotent(
     assert (base / "images/002.jpg").read_bytes() == b"j2"
 
 
+def test_a_local_copy_is_a_source_continued_verified_and_extracted(tmp_path: Path) -> None:
+    """A lab's own copy on disk (``file://``): the archive is copied, pinned by sha256, resumed from a partial
+    copy, extracted; a wrong pin keeps nothing, a missing file names its path."""
+    (tmp_path / "mirror").mkdir()
+    archive = make_tar(tmp_path / "mirror" / "mpii.tar.gz", [("images/001.jpg", b"jpeg-1"), ("images/002.jpg", b"2")])
+    data = archive.read_bytes()
+    base = tmp_path / "raw" / "mpii"
+    (base / "archives").mkdir(parents=True)
+    (base / "archives" / "mpii.tar.gz.part").write_bytes(data[:100])  # an earlier copy that was cut off
+    source = SourceConfig(url=archive.as_uri(), path="archives/mpii.tar.gz", sha256=sha256(data), size=len(data),
+                          extract=ExtractConfig(member_prefix="images/"))
+    download_dataset(DownloadConfig(mpii=(source,)), "mpii", root=tmp_path / "raw", progress=False)
+    assert (base / "archives" / "mpii.tar.gz").read_bytes() == data
+    assert sorted(p.name for p in (base / "images").iterdir()) == ["001.jpg", "002.jpg"]
+    assert leftovers(base / "archives") == ["mpii.tar.gz"]
+
+    wrong = source.model_copy(update={"sha256": "0" * 64, "path": "archives/other.tar.gz"})
+    with pytest.raises(DownloadError, match="verification failed"):
+        download_dataset(DownloadConfig(mpii=(wrong,)), "mpii", root=tmp_path / "raw", progress=False)
+    assert leftovers(base / "archives") == ["mpii.tar.gz"]
+    gone = source.model_copy(update={"url": (tmp_path / "nowhere.tar.gz").as_uri(), "path": "archives/x.tar.gz"})
+    with pytest.raises(DownloadError, match="nowhere.tar.gz"):
+        download_dataset(DownloadConfig(mpii=(gone,)), "mpii", root=tmp_path / "raw", progress=False)
+
+
 def test_wrong_member_prefix_is_a_clear_error(server: ServerState, tmp_path: Path) -> None:
     tar = make_tar(tmp_path / "f.tar.gz", [("images/1.jpg", b"1")])
     source = SourceConfig(url=server.add("/FLIC.zip", tar.read_bytes()), path="archives/FLIC.zip",

@@ -29,6 +29,7 @@ import tarfile
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import asdict, dataclass
@@ -132,6 +133,7 @@ def fetch(url: str, dest: str | Path, expected: Expected = Expected(),
           settings: HttpSettings = HttpSettings()) -> Digests:
     """Download ``url`` to ``dest``: resume ``dest.part`` if present, retry with backoff, verify, then rename.
 
+    ``url`` is ``http(s)://`` or ``file://`` (a local copy, e.g. a lab's mirror on a shared disk).
     Retries cover connection errors, timeouts, 5xx/408/429 and bodies shorter than announced;
     ``settings.retries`` counts consecutive failures, and an attempt that received bytes resets the count (a
     long download over a flaky link keeps going as long as it progresses). Any other HTTP error fails at once.
@@ -143,7 +145,9 @@ def fetch(url: str, dest: str | Path, expected: Expected = Expected(),
     part = dest.with_name(dest.name + ".part")
     meta = dest.with_name(dest.name + ".part.json")
     failures = 0
-    while True:
+    if url.startswith("file://"):
+        _copy_local(url, part, settings, dest.name)
+    while not url.startswith("file://"):
         before = _size(part)
         try:
             _attempt(url, part, meta, settings, dest.name)
@@ -165,6 +169,27 @@ def fetch(url: str, dest: str | Path, expected: Expected = Expected(),
     os.replace(part, dest)
     meta.unlink(missing_ok=True)
     return digests
+
+
+def _copy_local(url: str, part: Path, settings: HttpSettings, label: str) -> None:
+    """A ``file://`` source (a lab's own copy on a shared disk): copied into ``part``, continuing from the bytes
+    ``part`` already holds, so it takes the same verify-then-rename path as a download."""
+    source = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    try:
+        total = source.stat().st_size
+        offset = _size(part)
+        if offset > total:
+            part.unlink()
+            offset = 0
+        with open(source, "rb") as src, open(part, "ab") as out, tqdm(
+                total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024, desc=label,
+                disable=_tqdm_disable(settings.progress)) as bar:
+            src.seek(offset)
+            while chunk := src.read(settings.chunk_bytes):
+                out.write(chunk)
+                bar.update(len(chunk))
+    except OSError as err:
+        raise DownloadError(f"{url}: cannot copy the local file {source} ({err.strerror or err})") from None
 
 
 def _size(path: Path) -> int:
