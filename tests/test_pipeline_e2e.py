@@ -7,16 +7,14 @@ subprocess), a second ``dvc repro`` does nothing, and changing one variant's par
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from dvc_project import REPO, dvc, make_project, merge, run  # noqa: E402
 
 TINY = {
     "synthetic": {"train_images": 10, "valid_images": 5, "workers": 1},
@@ -31,38 +29,11 @@ TINY = {
 }
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("project")
-    for name in ("hourglass", "pipeline"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
-    params = _merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    (root / ".gitignore").write_text("mlflow.db\nmlruns/\n__pycache__/\n")
-    env = dict(os.environ)
-    env.update(PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-               MLFLOW_TRACKING_URI=f"sqlite:///{root / 'mlflow.db'}", DVC_NO_ANALYTICS="1",
-               GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t",
-               OMP_NUM_THREADS="1")
-    _run(["git", "init", "-q"], root, env)
-    _run([sys.executable, "-m", "dvc", "init", "-q"], root, env)
-    _run(["git", "add", "-A"], root, env)
-    _run(["git", "commit", "-qm", "tiny project"], root, env)
-    _run([sys.executable, "-m", "dvc", "repro"], root, env)
+    env = make_project(root, merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY))
+    dvc(["repro"], root, env)
     return root, env
 
 
@@ -82,19 +53,19 @@ def test_repro_produces_every_output(project):
 
 def test_metrics_show_reads_every_metrics_file(project):
     root, env = project
-    shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], root, env).stdout)
+    shown = json.loads(dvc(["metrics", "show", "--json"], root, env).stdout)
     files = {path for workspace in shown.values() for path in workspace.get("data", {})}
     assert {"models/hg_int/metrics.json", "models/hg_int/eval/metrics.json", "reports/summary.json"} <= files
 
 
 def test_second_repro_does_nothing_and_one_variant_change_reruns_only_it(project):
     root, env = project
-    status = json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], root, env).stdout)
+    status = json.loads(dvc(["status", "--json"], root, env).stdout)
     assert status == {}
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["train"]["variants"]["hg_int"]["modules"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    changed = set(json.loads(_run([sys.executable, "-m", "dvc", "status", "--json"], root, env).stdout))
+    changed = set(json.loads(dvc(["status", "--json"], root, env).stdout))
     assert changed == {"train@hg_int"}  # evaluate@hg_int and report follow once train@hg_int's outputs change
 
 
@@ -102,19 +73,18 @@ def test_experiments_and_metrics_diff(project):
     """``dvc exp run -S`` changes one param and reruns only what depends on it; ``dvc exp show`` lists the
     experiment with that param; ``dvc metrics diff`` compares its metrics with the committed ones."""
     root, env = project
-    _run(["git", "checkout", "--", "params.yaml"], root, env)  # undo the previous test's edit
-    _run(["git", "add", "-A"], root, env)
-    _run(["git", "commit", "-qm", "pipeline outputs"], root, env)
-    done = _run([sys.executable, "-m", "dvc", "exp", "run", "-n", "hgint-m1", "-S",
-                 "train.variants.hg_int.modules=1"], root, env)
+    run(["git", "checkout", "--", "params.yaml"], root, env)  # undo the previous test's edit
+    run(["git", "add", "-A"], root, env)
+    run(["git", "commit", "-qm", "pipeline outputs"], root, env)
+    done = dvc(["exp", "run", "-n", "hgint-m1", "-S", "train.variants.hg_int.modules=1"], root, env)
     ran = done.stdout + done.stderr
     assert "Running stage 'train@hg_int'" in ran and "Running stage 'report'" in ran
     assert "Running stage 'train@hg_stacked_int'" not in ran and "Running stage 'preprocess'" not in ran
-    shown = json.loads(_run([sys.executable, "-m", "dvc", "exp", "show", "--json"], root, env).stdout)
+    shown = json.loads(dvc(["exp", "show", "--json"], root, env).stdout)
     names = {exp["name"] for entry in shown for exp in (entry.get("experiments") or [])
              for exp in (exp.get("revs") or [exp])}
     assert "hgint-m1" in names, shown
-    diff = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "diff", "--json"], root, env).stdout)
+    diff = json.loads(dvc(["metrics", "diff", "--json"], root, env).stdout)
     assert "models/hg_int/metrics.json" in diff and "models/hg_stacked_int/metrics.json" not in diff, diff
 
 
