@@ -8,6 +8,7 @@ since emulated bf16 on an older CPU is slower than fp32. fp16 needs a gradient s
 from __future__ import annotations
 
 import contextlib
+import platform
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,37 @@ class Precision:
     def describe(self) -> str:
         fmt = "channels_last" if self.channels_last else "NCHW"
         return f"{self.device.type} {self.name} {fmt}"
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name as the kernel reports it (the processor architecture where it does not)."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "cpu model"):
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_name(device: torch.device) -> str:
+    """What the run computed on: the GPU's name, or the CPU's model."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def runtime_record(precision: Precision, requested: str, *, world_size: int = 1, compiled: bool = False
+                   ) -> dict[str, str | int | bool]:
+    """How a run ran, resolved: ``precision: auto`` gives bf16 on one machine and fp32 on the next from the same
+    params, so identical params are not identical runs. Kept with every run's outputs."""
+    return {
+        "device": str(precision.device), "device_name": device_name(precision.device),
+        "precision": precision.name, "precision_requested": requested, "channels_last": precision.channels_last,
+        "compile": compiled, "world_size": world_size, "threads": torch.get_num_threads(),
+        "torch": str(torch.__version__), "cuda": str(torch.version.cuda or "none"),
+    }
 
 
 def select_device(local_rank: int = 0) -> torch.device:

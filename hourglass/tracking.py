@@ -349,11 +349,16 @@ class RunTracker:
         epoch = state.get("epoch")
         return dict(state.get("config") or {}), state.get("variant"), int(epoch) if epoch is not None else None
 
-    def finish(self, final_metrics: Mapping[str, float], status: str = "FINISHED") -> None:
-        """Write ``metrics.json`` and log the same values to MLflow, then end the run with ``status``."""
+    def finish(self, final_metrics: Mapping[str, float], status: str = "FINISHED",
+               runtime: Mapping[str, str | int | bool] | None = None) -> None:
+        """Write ``metrics.json`` and log the same values to MLflow, then end the run with ``status``.
+        ``runtime`` (how the run ran: device, resolved precision, versions) goes into ``metrics.json`` under
+        ``runtime``; the MLflow run has it as ``runtime.*`` tags from its start."""
         values = {metric_name(k): float(v) for k, v in final_metrics.items()}
-        write_atomic(self.out_dir / METRICS_JSON,
-                     json.dumps({k: _finite(v) for k, v in values.items()}, indent=2, sort_keys=True) + "\n")
+        payload: dict[str, Any] = {k: _finite(v) for k, v in values.items()}
+        if runtime:
+            payload["runtime"] = dict(runtime)
+        write_atomic(self.out_dir / METRICS_JSON, json.dumps(payload, indent=2, sort_keys=True) + "\n")
         if self.mlflow_active:
             # Values equal to the last epoch's are already MLflow's latest; re-sending would add a duplicate point.
             fresh = {k: v for k, v in values.items() if self._last_values.get(k) != v}

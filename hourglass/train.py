@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from hourglass.atomic import write_atomic
 from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hourglass.config import ParamsConfig
 from hourglass.data.dataset import worker_context
@@ -46,7 +46,7 @@ from hourglass.inference import Predictions, predict_dataset
 from hourglass.metrics import PCKResult, figure4_accuracy, flic_pck, mpii_pckh
 from hourglass.model import StackedHourglass, create_model
 from hourglass.optim import create_optimizer, create_schedule
-from hourglass.precision import Precision, select_device, select_precision
+from hourglass.precision import Precision, runtime_record, select_device, select_precision
 from hourglass.tracking import RunTracker, git_commit
 
 log = logging.getLogger(__name__)
@@ -198,11 +198,10 @@ def _joints(dataset: Dataset) -> int:
     return int(sample["target"].shape[0])
 
 
-def _write_config(params: ParamsConfig, variant: str | None, path: Path) -> None:
-    """The resolved config beside the outputs, so every artefact says what made it (atomic)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(yaml.safe_dump({"variant": variant, **params.model_dump(mode="json")}, sort_keys=False))
-    os.replace(tmp, path)
+def _write_config(params: ParamsConfig, variant: str | None, runtime: Mapping[str, Any], path: Path) -> None:
+    """The resolved config and how the run ran, beside the outputs, so every artefact says what made it."""
+    write_atomic(path, yaml.safe_dump({"variant": variant, "runtime": dict(runtime),
+                                       **params.model_dump(mode="json")}, sort_keys=False))
 
 
 def _check_resumable(state: Mapping[str, Any], params: ParamsConfig, variant: str | None, path: Path) -> None:
@@ -281,12 +280,13 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
 
 
     tracker = None
+    runtime = runtime_record(precision, cfg.precision, world_size=info.world_size, compiled=cfg.compile)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(params, variant, out_dir / RESOLVED_CONFIG)
+        _write_config(params, variant, runtime, out_dir / RESOLVED_CONFIG)
         name = variant or "model"
         tags = {"variant": name, "dvc.stage": stage or f"train@{name}", "precision": precision.describe(),
-                "world_size": str(info.world_size)}
+                "world_size": str(info.world_size), **{f"runtime.{k}": str(v) for k, v in runtime.items()}}
         commit = git_commit()
         if commit:
             tags.update({"git.commit": commit, "mlflow.source.git.commit": commit})
@@ -353,7 +353,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
                                               config=params.model_dump(mode="json"), variant=variant,
                                               epoch=len(history))
             run_id = tracker.run_id
-            tracker.finish(final)
+            tracker.finish(final, runtime=runtime)
         status = "FINISHED"
         return TrainResult(out_dir, network, len(history), step, final, run_id, model_uri, history)
     finally:

@@ -190,5 +190,9 @@ def test_training_run_is_one_mlflow_run_with_steps_epochs_and_model(tmp_path, st
     assert [m.value for m in store.get_metric_history(run.info.run_id, "val/figure4")] == [
         float(r["val/figure4"]) for r in rows]
     final = json.loads((tmp_path / "out" / METRICS_JSON).read_text())
+    runtime = final.pop("runtime")
     assert {k: run.data.metrics[k] for k in final} == final  # MLflow's latest values are the DVC metrics
     assert [m.step for m in store.get_metric_history(run.info.run_id, "best/epoch")] == [2]
+    # How it ran: the same record in metrics.json and as the run's tags.
+    assert runtime["precision"] == "fp32" and runtime["device"] == "cpu" and runtime["world_size"] == 1
+    assert {k: run.data.tags[f"runtime.{k}"] for k in runtime} == {k: str(v) for k, v in runtime.items()}

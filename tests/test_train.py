@@ -14,6 +14,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch.utils.data import Dataset
 
 from hourglass import train as train_module
@@ -211,7 +212,20 @@ def test_training_writes_dvc_outputs_and_learns(tmp_path):
     assert losses[-1] < losses[0]
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert state["epoch"] == 3 and state["step"] == 18 and state["config"]["model"]["stacks"] == 1
-    assert (tmp_path / "config.yaml").exists()
+    # How the run ran, resolved (params say only what was asked for), in config.yaml and metrics.json alike.
+    resolved = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    assert resolved["runtime"] == metrics["runtime"]
+    runtime = metrics["runtime"]
+    assert runtime["precision"] == "fp32" and runtime["precision_requested"] == "fp32"
+    assert runtime["device"] == "cpu" and runtime["device_name"] and runtime["torch"] == torch.__version__
+    assert {"channels_last", "compile", "world_size", "cuda", "threads"} <= set(runtime)
+
+
+def test_auto_precision_is_recorded_as_what_it_resolved_to(tmp_path, monkeypatch):
+    monkeypatch.setattr("hourglass.precision.cpu_supports_bf16", lambda flags=None: False)
+    train(tiny_params(epochs=1, precision="auto"), tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1))
+    runtime = json.loads((tmp_path / "metrics.json").read_text())["runtime"]
+    assert runtime["precision_requested"] == "auto" and runtime["precision"] == "fp32"
 
 
 def test_hg_int_variant_trains_its_lower_resolution_heads(tmp_path, monkeypatch):
