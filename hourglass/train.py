@@ -40,6 +40,7 @@ from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, sa
 from hourglass.config import ParamsConfig
 from hourglass.data.dataset import worker_context
 from hourglass.data.sampler import EpochSampler
+from hourglass.fingerprint import mismatches, training_fingerprint
 from hourglass.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_buffers, gather_objects,
                                    process_group)
 from hourglass.inference import Predictions, predict_dataset
@@ -204,11 +205,18 @@ def _write_config(params: ParamsConfig, variant: str | None, runtime: Mapping[st
                                        **params.model_dump(mode="json")}, sort_keys=False))
 
 
-def _check_resumable(state: Mapping[str, Any], params: ParamsConfig, variant: str | None, path: Path) -> None:
-    saved_model = state["config"].get("model")
-    if saved_model != params.model.model_dump(mode="json") or state.get("variant") != variant:
-        raise ValueError(f"{path}: checkpoint is of variant {state.get('variant')!r} with model {saved_model}, "
-                         f"not {variant!r} with {params.model.model_dump(mode='json')}; use a new output directory")
+def _resumable_state(path: Path, fingerprint: Mapping[str, Any], device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` when it belongs to this run (same configuration, data and code), else None,
+    saying why it is not resumed."""
+    if not path.exists():
+        return None
+    state = load_checkpoint(path, map_location=device)
+    differ = mismatches(state.get("fingerprint"), fingerprint)
+    if differ:
+        log.warning("%s: starting fresh, not resuming: the checkpoint belongs to another run (%s differ%s); it "
+                    "is replaced after the first epoch", path, ", ".join(differ), "s" if len(differ) == 1 else "")
+        return None
+    return state
 
 
 # -- the loop -----------------------------------------------------------------------------------------------------
@@ -221,9 +229,11 @@ def train(
     variant: str | None = None,
     info: DistInfo = DistInfo(),
     stage: str | None = None,
+    data_fingerprint: str | None = None,
 ) -> TrainResult:
     """Train ``params.model`` (after ``variant``'s overrides) to ``params.train.epochs``; resume from
-    ``out_dir/checkpoint.pt`` when it exists. Rank 0 writes ``checkpoint.pt``, ``epochs.csv``, ``metrics.json`` and
+    ``out_dir/checkpoint.pt`` when it belongs to this run (:mod:`hourglass.fingerprint`: the same configuration,
+    ``data_fingerprint`` and code), else start fresh and say why. Rank 0 writes ``checkpoint.pt``, ``epochs.csv``, ``metrics.json`` and
     ``config.yaml`` to ``out_dir`` and logs the MLflow run; other ranks only compute."""
     params = resolve_variant(params, variant)
     cfg = params.train
@@ -236,11 +246,11 @@ def train(
         raise ValueError("train.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernels); "
                          "set it to false for CPU training")
     with process_group(info, device), _determinism(cfg.deterministic):
-        return _train(params, variant, out_dir, train_set, val_set, info, precision, stage)
+        return _train(params, variant, out_dir, train_set, val_set, info, precision, stage, data_fingerprint)
 
 
 def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: Dataset, val_set: Dataset,
-           info: DistInfo, precision: Precision, stage: str | None) -> TrainResult:
+           info: DistInfo, precision: Precision, stage: str | None, data_fingerprint: str | None) -> TrainResult:
     cfg = params.train
     ckpt_path = out_dir / CHECKPOINT_NAME
     torch.manual_seed(params.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
@@ -261,9 +271,9 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
     scaler = precision.grad_scaler()
 
     start_epoch, step, run_id, history = 0, 0, None, []
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, map_location=precision.device)
-        _check_resumable(state, params, variant, ckpt_path)
+    fingerprint = training_fingerprint(params, variant, data_fingerprint)
+    state = _resumable_state(ckpt_path, fingerprint, precision.device)
+    if state is not None:
         network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -291,7 +301,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
         if commit:
             tags.update({"git.commit": commit, "mlflow.source.git.commit": commit})
         tracker = RunTracker(out_dir, params.mlflow, run_name=name, params={"variant": name, **params.model_dump(
-            mode="json")}, tags=tags, resume_epoch=start_epoch if ckpt_path.exists() else None, run_id=run_id)
+            mode="json")}, tags=tags, resume_epoch=start_epoch if state is not None else None, run_id=run_id)
         log.info("training %s on %s, %d process(es)", name, precision.describe(), info.world_size)
 
     status = "FAILED"
@@ -341,7 +351,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
                     "epoch": epoch + 1, "step": step,
                     "sampler": {"epoch": epoch + 1, "position": 0, "seed": params.seed, "steps": steps_per_epoch},
                     "rng": rng_state(), "config": params.model_dump(mode="json"), "variant": variant,
-                    "mlflow_run_id": tracker.run_id, "history": history,
+                    "mlflow_run_id": tracker.run_id, "history": history, "fingerprint": fingerprint,
                 }, ckpt_path)
             barrier(info)
         final = _final_metrics(history, step, HEADLINE_METRIC[params.dataset])

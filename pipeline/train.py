@@ -4,7 +4,7 @@
 
 Runs as one process or under ``torchrun --standalone --nproc-per-node=N -m pipeline.train ...`` (DDP over NCCL on
 CUDA, gloo on CPU). Everything comes from params.yaml (``train``, ``model`` with the variant's overrides,
-``mlflow``). Outputs, written by rank 0 only, in ``--out``: ``checkpoint.pt`` (resumed from when present),
+``mlflow``). Outputs, written by rank 0 only, in ``--out``: ``checkpoint.pt`` (resumed from when it belongs to the same params, data and code),
 ``metrics.json``, ``epochs.csv``, ``config.yaml`` and, when ``mlflow.log_model`` is on, ``mlflow.json``. Exits 1
 with the reason on bad input or a diverged loss (the last good checkpoint is kept).
 """
@@ -24,6 +24,7 @@ from hourglass.config import ConfigError, load_params
 from hourglass.data.dataset import create_dataset
 from hourglass.data.preprocess import PreprocessError
 from hourglass.distributed import dist_info_from_env
+from hourglass.fingerprint import data_digest
 from hourglass.train import NonFiniteLossError, train
 
 log = logging.getLogger("pipeline.train")
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         train_set = create_dataset(data, "train", params, train=True)
         val_set = create_dataset(data, "valid", params, train=False)
         result = train(params, args.out, train_set=train_set, val_set=val_set, variant=args.variant, info=info,
-                       stage=f"train@{args.variant}")
+                       stage=f"train@{args.variant}", data_fingerprint=data_digest(data))
     except (ConfigError, PreprocessError, CheckpointError, NonFiniteLossError, ValueError) as err:
         log.error("%s", err)
         return 1

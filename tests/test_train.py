@@ -287,13 +287,43 @@ def test_kill_and_resume_ends_with_identical_weights(tmp_path, monkeypatch):
     assert [r["val/pckh/Mean"] for r in rows] == [r["val/pckh/Mean"] for r in full_rows]
 
 
-def test_resume_refuses_a_different_model(tmp_path):
+def test_a_checkpoint_of_another_configuration_data_or_code_is_not_resumed(tmp_path, caplog):
     params = tiny_params(epochs=1)
-    train(params, tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1))
-    other = parse_params({**params.model_dump(mode="json"), "model": {**params.model.model_dump(), "features": 32},
-                          "train": {**params.train.model_dump(mode="json"), "epochs": 2}})
-    with pytest.raises(ValueError, match="use a new output directory"):
-        train(other, tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1))
+    data = ToyPoses(8), ToyPoses(4, seed=1)
+    train(params, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-1")
+    longer = parse_params({**params.model_dump(mode="json"), "model": {**params.model.model_dump(), "features": 32},
+                           "train": {**params.train.model_dump(mode="json"), "epochs": 2}})
+    with caplog.at_level("INFO", logger="hourglass.train"):
+        result = train(longer, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-1")
+    assert "starting fresh, not resuming" in caplog.text and "(config differs)" in caplog.text
+    assert "resuming" not in caplog.text.replace("not resuming", "")
+    assert result.epochs == 2 and load_checkpoint(tmp_path / CHECKPOINT_NAME)["config"]["model"]["features"] == 32
+    caplog.clear()
+    with caplog.at_level("INFO", logger="hourglass.train"):
+        train(longer, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-2")
+    assert "(data differs)" in caplog.text
+    # Settings that change only speed or logging keep the checkpoint: the finished run is resumed at its end.
+    faster = parse_params({**longer.model_dump(mode="json"),
+                           "train": {**longer.train.model_dump(mode="json"), "workers": 1, "log_every": 5}})
+    caplog.clear()
+    with caplog.at_level("INFO", logger="hourglass.train"):
+        train(faster, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-2")
+    assert "resuming" in caplog.text and "starting fresh" not in caplog.text
+
+
+def test_code_digest_follows_the_loaded_project_sources(tmp_path):
+    from hourglass import fingerprint
+
+    files = fingerprint.loaded_project_files()
+    assert any(f.name == "train.py" and f.parent.name == "hourglass" for f in files)
+    copy = tmp_path / "hourglass"
+    copy.mkdir()
+    for f in files[:3]:
+        (copy / f.name).write_bytes(f.read_bytes())
+    copies = sorted(copy.iterdir())
+    before = fingerprint.code_digest(copies)
+    copies[0].write_text(copies[0].read_text() + "\n# edited\n")
+    assert fingerprint.code_digest(copies) != before
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
