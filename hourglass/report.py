@@ -754,8 +754,8 @@ def build_report(params: ParamsConfig, paths: ReportPaths) -> dict[str, Any]:
     Returns the summary written to ``summary.json`` plus ``missing``: the lines of the "Missing inputs" section.
     """
     cfg = params.report
-    # The sweep's variants (what dvc.yaml trains), then any other trained directory; all variants without a sweep.
-    runs = discover_variants(paths.models, list(params.sweep or params.train.variants))
+    # The sweep's variants (what dvc.yaml trains, trained or not), then any other trained directory.
+    runs = discover_variants(paths.models, list(params.sweep))
     builder = _Builder(params, paths, cfg)
     for run in runs:
         builder.missing.extend(run.missing)

@@ -58,6 +58,26 @@ def test_metrics_show_reads_every_metrics_file(project):
     assert {"models/hg_int/metrics.json", "models/hg_int/eval/metrics.json", "reports/summary.json"} <= files
 
 
+def test_touching_a_file_reruns_exactly_the_stages_that_import_it(project):
+    """Code deps are the import closures (tests/test_dvc_deps.py): metrics.py is imported by training, evaluation
+    and the report, not by download or preprocessing; the benchmarks are imported by no stage."""
+    root, env = project
+    for name, expected in (("hourglass/metrics.py", {"train@hg_int", "train@hg_stacked_int", "evaluate@hg_int",
+                                                      "evaluate@hg_stacked_int", "report"}),
+                           ("hourglass/data/augment.py", {"preprocess", "train@hg_int", "train@hg_stacked_int",
+                                                          "evaluate@hg_int", "evaluate@hg_stacked_int"}),
+                           ("hourglass/bench/model.py", set())):
+        path = root / name
+        original = path.read_text()
+        path.write_text(original + "\n# touched\n")
+        try:
+            changed = set(json.loads(dvc(["status", "--json"], root, env).stdout))
+        finally:
+            path.write_text(original)
+        assert changed == expected, name
+    assert json.loads(dvc(["status", "--json"], root, env).stdout) == {}
+
+
 def test_second_repro_does_nothing_and_one_variant_change_reruns_only_it(project):
     root, env = project
     status = json.loads(dvc(["status", "--json"], root, env).stdout)

@@ -44,7 +44,8 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _params(tmp: Path, raw: Path, joint_set: str = "mpii") -> Path:
-    params = {"dataset": "synthetic", "download": {"root": str(raw.parent)}, "synthetic": {"joint_set": joint_set},
+    params = {"dataset": "synthetic", "sweep": ["hg2", "hg1", "hg4"], "flows": {"champion_variant": "hg2"},
+              "download": {"root": str(raw.parent)}, "synthetic": {"joint_set": joint_set},
               "train": {"batch_size": 4, "variants": {"hg2": {"stacks": 2}, "hg1": {"stacks": 1},
                                                       "hg4": {"stacks": 4}}},
               "mlflow": {"enabled": False}, "report": {"examples": 4}}
