@@ -103,6 +103,10 @@ class DownloadConfig(Section):
                      git_blob="b9e088439064a351a24d0b2ecfc58fc86e5afe86"),
         SourceConfig(url=f"{_HG_TRAIN}/data/mpii/annot/test.h5", path="annot/test.h5",
                      git_blob="a72a6f875d2a95328ab9ea9ab97d0abd545ba808"),
+        # The annotation release (RELEASE.annolist / img_train): the test-set submission's layout.
+        SourceConfig(url="https://datasets.d2.mpi-inf.mpg.de/andriluka14cvpr/mpii_human_pose_v1_u12_2.zip",
+                     path="archives/mpii_human_pose_v1_u12_2.zip",
+                     extract=ExtractConfig(member_prefix="mpii_human_pose_v1_u12_2/", into="annot/release")),
     )
     flic: tuple[SourceConfig, ...] = (
         SourceConfig(url="http://vision.grasp.upenn.edu/video/FLIC.zip", path="archives/FLIC.zip",

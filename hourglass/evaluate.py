@@ -45,7 +45,9 @@ def score(preds: np.ndarray, gt: GroundTruth, threshold: float | None = None,
 
 def evaluate_files(pred_path: str | Path, gt_path: str | Path, threshold: float | None = None) -> PCKResult:
     """Read both files and score them (see :func:`score`)."""
-    return score(read_predictions(pred_path), read_ground_truth(gt_path), threshold, pred_path)
+    gt = read_ground_truth(gt_path)
+    preds = read_predictions(pred_path, joints=gt.joints.shape[1], people=len(gt))
+    return score(preds, gt, threshold, pred_path)
 
 
 def _pct(value: float | None) -> str:
@@ -93,8 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
                     f"(a joint is correct when its normalised error is {THRESHOLD_OPERATOR} the threshold).",
     )
     parser.add_argument("predictions", type=Path, metavar="PRED.h5",
-                        help="prediction h5 with dataset 'preds' (N, joints, 2) in 1-based image coordinates "
-                             "(the authors' pose-hg-demo layout)")
+                        help="prediction file with variable 'preds' in 1-based image coordinates: an h5 holding "
+                             "(N, joints, 2) (the authors' pose-hg-demo layout), or a MATLAB v5 / v7.3 .mat holding "
+                             "[n x J x 2] (pytorch-pose) or Tompson's [2 x J x n] (x/y, joint, person); the layout "
+                             "is chosen by shape")
     parser.add_argument("--gt", required=True, type=Path, metavar="GT_FILE",
                         help="ground truth: an annotation h5 (16 joints = MPII, 11 = FLIC) or Tompson's "
                              "detections_our_format.mat; rows must match the predictions")

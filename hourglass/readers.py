@@ -2,8 +2,15 @@
 
 Ground truth comes either as an annotation h5 in pose-hg-train's layout (MPII ``valid.h5``, FLIC ``valid.h5``) or as
 Tompson's ``detections_our_format.mat`` (float MPII ground truth and head boxes; the file behind every published
-validation PCKh). Predictions use the authors' layout (pose-hg-demo ``preds/valid-ours.h5``): one dataset ``preds``
-of shape (N, J, 2) in MATLAB 1-based original-image coordinates.
+validation PCKh). Predictions are one variable ``preds`` in MATLAB 1-based original-image coordinates, in any of
+these files:
+
+* HDF5 in the authors' layout (pose-hg-demo ``preds/valid-ours.h5``): (N, J, 2) in C order;
+* MATLAB v5 .mat (``scipy.io.savemat``, e.g. bearpaw/pytorch-pose) or v7.3 .mat (HDF5 behind a MATLAB userblock,
+  read back in MATLAB's dimension order), holding either ``[n x J x 2]`` or Tompson's ``[2 x J x n]``
+  (x/y, joint, person).
+
+J is 16 (MPII) or 11 (FLIC); the layout is chosen by shape, and a shape that fits both layouts or neither fails.
 """
 
 from __future__ import annotations
@@ -109,22 +116,94 @@ def read_ground_truth(path: str | Path) -> GroundTruth:
     raise ReaderError(f"{path}: unknown ground-truth format (neither an HDF5 annotation file nor a MATLAB v5 .mat)")
 
 
-def read_predictions(path: str | Path) -> np.ndarray:
-    """Read dataset ``preds`` (N, J, 2) in 1-based image coordinates and return it 0-based as float64."""
-    path = Path(path)
-    if not path.is_file():
-        raise ReaderError(f"{path}: prediction file not found")
+_PRED_LAYOUTS = ("[n x J x 2] = (N, joints, 2) (the authors' h5, pytorch-pose's .mat) or [2 x J x n] = (2, joints, N) "
+                 f"(Tompson's .mat), J = {MPII.count} (MPII) or {FLIC.count} (FLIC)")
+_MAT_META_KEYS = ("#refs#", "#subsystem#")
+
+
+def _as_float(path: Path, value: object) -> np.ndarray:
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ReaderError(f"{path}: variable 'preds' is not a numeric array ({type(value).__name__})") from None
+
+
+def _preds_from_mat5(path: Path) -> np.ndarray:
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as err:  # scipy raises a mix of ValueError/TypeError/MatReadError on corrupt files
+        raise ReaderError(f"{path}: not a readable MATLAB v5 file ({err})") from None
+    if "preds" not in mat:
+        found = sorted(k for k in mat if not k.startswith("__"))
+        raise ReaderError(f"{path}: missing variable 'preds'; found {found}")
+    return _as_float(path, mat["preds"])
+
+
+def _preds_from_h5(path: Path, matlab: bool) -> np.ndarray:
+    """Plain HDF5 (C order, as written by h5py/torch-hdf5) or MATLAB v7.3 (h5py shows dimensions reversed)."""
     try:
         h5 = h5py.File(path, "r")
     except OSError as err:
-        raise ReaderError(f"{path}: not a readable HDF5 file ({err})") from None
+        kind = "MATLAB v7.3 .mat" if matlab else "HDF5 file or MATLAB v5/v7.3 .mat"
+        raise ReaderError(f"{path}: not a readable {kind} ({err})") from None
     with h5:
         if "preds" not in h5:
-            raise ReaderError(f"{path}: missing dataset 'preds'; found {sorted(h5)}")
-        preds = np.asarray(h5["preds"][()], dtype=np.float64)
-    if preds.ndim != 3 or preds.shape[2] != 2:
-        raise ReaderError(f"{path}: 'preds' must be (N, joints, 2), got {preds.shape}")
-    return preds - 1.0
+            what = "variable" if matlab else "dataset"
+            raise ReaderError(f"{path}: missing {what} 'preds'; found {sorted(k for k in h5 if k not in _MAT_META_KEYS)}")
+        node = h5["preds"]
+        if not isinstance(node, h5py.Dataset):
+            raise ReaderError(f"{path}: 'preds' is a {type(node).__name__}, not a numeric array")
+        preds = _as_float(path, node[()])
+    return preds.T if matlab else preds
+
+
+def _choose_layout(path: Path, preds: np.ndarray, joints: int | None, people: int | None,
+                   tompson_ok: bool) -> np.ndarray:
+    """Return (N, J, 2) from an [n x J x 2] or (``tompson_ok``) [2 x J x n] array, chosen by shape."""
+    shape = preds.shape
+    allowed_j = (joints,) if joints is not None else (MPII.count, FLIC.count)
+    wanted = [f"{joints} joints"] * (joints is not None) + [f"{people} people"] * (people is not None)
+    expected = f" (expected {', '.join(wanted)})" if wanted else ""
+    if not tompson_ok:  # plain HDF5: the authors' layout only, as it always was
+        if preds.ndim != 3 or shape[2] != 2:
+            raise ReaderError(f"{path}: 'preds' must be (N, joints, 2), got {shape}")
+        return preds
+    fits = {}
+    if preds.ndim == 3 and shape[1] in allowed_j:
+        if shape[2] == 2:
+            fits["[n x J x 2]"] = (shape[0], preds)
+        if shape[0] == 2:
+            fits["[2 x J x n]"] = (shape[2], preds.transpose(2, 1, 0))
+    if len(fits) > 1 and people is not None:
+        fits = {name: fit for name, fit in fits.items() if fit[0] == people}
+    if len(fits) == 1:
+        return np.ascontiguousarray(next(iter(fits.values()))[1])
+    if fits:
+        raise ReaderError(f"{path}: 'preds' shape {shape} is ambiguous: it fits both accepted layouts {_PRED_LAYOUTS}"
+                          f"{expected}; pass the people count (the ground truth's rows) to choose")
+    raise ReaderError(f"{path}: 'preds' has shape {shape}, which fits neither accepted layout "
+                      f"{_PRED_LAYOUTS}{expected}")
+
+
+def read_predictions(path: str | Path, *, joints: int | None = None, people: int | None = None) -> np.ndarray:
+    """Read variable ``preds`` in 1-based image coordinates and return it 0-based as (N, J, 2) float64.
+
+    Plain HDF5 files hold (N, J, 2) in C order. MATLAB v5 .mat (scipy) and v7.3 .mat (HDF5 with a MATLAB userblock,
+    read in MATLAB's dimension order) may hold [n x J x 2] or Tompson's [2 x J x n]; the layout is chosen by shape,
+    with ``joints`` (J) and ``people`` (n), when given, narrowing the choice. A shape that fits both layouts or
+    neither is a :class:`ReaderError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ReaderError(f"{path}: prediction file not found")
+    head = _signature(path)
+    if head.startswith(_MAT5_SIGNATURE):
+        preds, is_mat = _preds_from_mat5(path), True
+    elif head.startswith(_MAT73_SIGNATURE):
+        preds, is_mat = _preds_from_h5(path, matlab=True), True
+    else:
+        preds, is_mat = _preds_from_h5(path, matlab=False), False
+    return _choose_layout(path, preds, joints, people, tompson_ok=is_mat) - 1.0
 
 
 def write_predictions(path: str | Path, preds0: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:

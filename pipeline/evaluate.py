@@ -14,6 +14,10 @@ Outputs in ``--out`` (default ``models/<variant>/eval/``), each written atomical
   ``stack_maxvals`` (N, S, J) and ``rows`` (N,) the annotation-file rows. A person whose image preprocessing had to
   drop has NaN predictions and counts as missed, as the official toolkit scores a missing prediction.
 * ``metrics.json``: the headline numbers, per-joint tables of the final prediction and of every stack, and speed.
+* ``test/``: for MPII with ``annot/test.h5``, the test people predicted the same way (``test_preds.h5``) and
+  ``pred_keypoints_mpii.mat`` for the benchmark's evaluation server (hourglass.mpii_submission), after checking
+  that the predicted thoraxes follow the annotated person centres; ``status.json`` says what is there (for other
+  datasets: why there is no test split).
 
 The scores are computed by the same function the evaluator CLI uses, against the same annotation file.
 """
@@ -41,11 +45,18 @@ from hourglass.inference import LoadedModel, Predictions, load_model, predict_da
 from hourglass.metrics import PCKResult, figure4_accuracy
 from hourglass.model import count_parameters
 from hourglass.precision import select_device, select_precision
+from hourglass.annotations import AnnotationError, read_annotations
+from hourglass.mpii_submission import (RELEASE_NAME, SUBMISSION_NAME, THORAX, SubmissionError, build_submission,
+                                       check_order, read_release, write_submission)
 from hourglass.readers import GroundTruth, ReaderError, read_ground_truth, write_predictions
 
 log = logging.getLogger("pipeline.evaluate")
 
 SPLIT = "valid"
+TEST_SPLIT = "test"
+TEST_DIR = "test"  # models/<variant>/eval/test/: the MPII test-set submission
+TEST_PREDICTIONS_NAME = "test_preds.h5"
+RELEASE_DIR = "release"  # data/raw/mpii/annot/release/: the annotation release's .mat, extracted by download
 PREDICTIONS_NAME = "preds.h5"
 METRICS_NAME = "metrics.json"
 METRIC_NAMES = {"mpii": "PCKh@0.5", "flic": "PCK@0.2"}
@@ -87,18 +98,18 @@ def _tables(result: PCKResult) -> tuple[dict[str, float | None], dict[str, float
     return headline, per_joint
 
 
-def source_rows(data_dir: Path, dataset_rows: np.ndarray) -> np.ndarray:
+def source_rows(data_dir: Path, dataset_rows: np.ndarray, split: str = SPLIT) -> np.ndarray:
     """The annotation-file row (``source_row``) of each dataset row (``row`` of annotations.parquet)."""
     table = read_table(data_dir / TABLE_NAME)
     rows = table.column("row").to_numpy()
     source = table.column("source_row").to_numpy()
-    split = np.asarray(table.column("split").to_pylist())
-    lookup = dict(zip(rows.tolist(), zip(source.tolist(), split.tolist())))
+    splits = np.asarray(table.column("split").to_pylist())
+    lookup = dict(zip(rows.tolist(), zip(source.tolist(), splits.tolist())))
     out = np.empty(len(dataset_rows), dtype=np.int64)
     for i, row in enumerate(dataset_rows.tolist()):
         src, name = lookup[row]
-        if name != SPLIT:
-            raise PreprocessError(f"{data_dir / TABLE_NAME}: row {row} belongs to split {name!r}, not {SPLIT!r}")
+        if name != split:
+            raise PreprocessError(f"{data_dir / TABLE_NAME}: row {row} belongs to split {name!r}, not {split!r}")
         out[i] = src
     return out
 
@@ -161,9 +172,7 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
     log.info("evaluating %s (%s) on %d people of %s, flip test %s, %s", variant, loaded.path, len(dataset), data_dir,
              "on" if flip else "off", precision.describe())
     started = time.perf_counter()
-    pred = predict_dataset(loaded.model, dataset, precision, flip_perm=dataset.joint_set.flip if flip else None,
-                           shift=params.targets.flip_shift, batch_size=params.train.val_batch_size,
-                           workers=params.train.workers, progress=progress)
+    pred = _predict(loaded, dataset, params, precision, progress)
     seconds = time.perf_counter() - started
     rows = source_rows(data_dir, pred.rows)
     arrays = align_to_ground_truth(pred, rows, gt, data_dir)
@@ -189,8 +198,63 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
     write_predictions(out_dir / PREDICTIONS_NAME, arrays["preds"], {
         "stack_preds": arrays["stack_preds"] + 1.0, "maxvals": arrays["maxvals"],
         "stack_maxvals": arrays["stack_maxvals"], "rows": np.arange(len(gt), dtype=np.int64)})
+    test = evaluate_test_split(params, loaded, precision, data_dir, gt_path.parent, out_dir / TEST_DIR, progress)
+    metrics["test_split"] = test
     _write_json(out_dir / METRICS_NAME, metrics)
     return metrics
+
+
+def _predict(loaded: LoadedModel, dataset: PoseDataset, params: ParamsConfig, precision: Any,
+             progress: bool) -> Predictions:
+    """The network over every person of ``dataset``, with the flip test when ``targets.flip_test`` is on."""
+    return predict_dataset(loaded.model, dataset, precision,
+                           flip_perm=dataset.joint_set.flip if params.targets.flip_test else None,
+                           shift=params.targets.flip_shift, batch_size=params.train.val_batch_size,
+                           workers=params.train.workers, progress=progress)
+
+
+def evaluate_test_split(params: ParamsConfig, loaded: LoadedModel, precision: Any, data_dir: Path, annot_dir: Path,
+                        out_dir: Path, progress: bool = True) -> dict[str, Any]:
+    """MPII's test people (``annot/test.h5``), predicted as validation is, for the evaluation server.
+
+    Writes into ``out_dir`` (always created, so the stage's declared output exists for every dataset):
+    ``status.json``; and when the dataset is MPII with a ``test.h5``, ``test_preds.h5`` (authors' layout, one row
+    per test.h5 row, plus its ``index``/``person``) and ``pred_keypoints_mpii.mat`` built from the annotation
+    release after the person-order guard. Returns the status.
+    """
+    test_h5 = annot_dir / "test.h5"
+    if params.dataset != "mpii" or not test_h5.is_file():
+        reason = (f"dataset {params.dataset!r} has no test server" if params.dataset != "mpii"
+                  else f"{test_h5} is absent")
+        status: dict[str, Any] = {"test_split": False, "reason": reason}
+        _write_status(out_dir, status)
+        return status
+    release = read_release(annot_dir / RELEASE_DIR / RELEASE_NAME)  # before the work: a missing file stops early
+    table = read_annotations(test_h5)
+    for key in ("index", "person"):
+        if key not in table.extra:
+            raise SubmissionError(f"{test_h5}: no '{key}' column; the submission needs each row's annolist/annorect")
+    dataset = create_dataset(data_dir, TEST_SPLIT, _dataset_params(params, loaded), train=False)
+    log.info("predicting %d MPII test people of %s for the evaluation server", len(dataset), data_dir)
+    pred = _predict(loaded, dataset, params, precision, progress)
+    rows = source_rows(data_dir, pred.rows, TEST_SPLIT)
+    preds = np.full((len(table), pred.coords.shape[1], 2), np.nan)
+    preds[rows] = pred.coords
+    index, person = table.extra["index"].astype(np.int64), table.extra["person"].astype(np.int64)
+    objpos = np.array([release.objpos(int(i), int(p)) for i, p in zip(index, person)]).reshape(-1, 2) - 1.0
+    correlation = check_order(objpos, preds[:, THORAX], str(test_h5))
+    write_predictions(out_dir / TEST_PREDICTIONS_NAME, preds, {"index": index, "person": person})
+    write_submission(out_dir / SUBMISSION_NAME, build_submission(release, index, person, preds))
+    status = {"test_split": True, "people": len(table), "people_missing": int(len(table) - len(rows)),
+              "order_check": correlation, "files": [TEST_PREDICTIONS_NAME, SUBMISSION_NAME],
+              "release": str(release.source)}
+    _write_status(out_dir, status)
+    return status
+
+
+def _write_status(out_dir: Path, status: dict[str, Any]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(out_dir / "status.json", status)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,7 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or Path("models") / args.variant / "eval"
         metrics = evaluate(params, args.variant, args.model or Path("models") / args.variant, data, gt_path, out,
                            progress=not args.no_progress)
-    except (ConfigError, CheckpointError, PreprocessError, ReaderError, ValueError) as err:
+    except (ConfigError, CheckpointError, PreprocessError, ReaderError, AnnotationError, SubmissionError,
+            ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     mean = metrics["final"]["Mean"]

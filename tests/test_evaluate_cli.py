@@ -11,8 +11,10 @@ import h5py
 import numpy as np
 import pytest
 
+import scipy.io
+
 from hourglass.evaluate import main
-from hourglass.readers import read_ground_truth, write_predictions
+from hourglass.readers import ReaderError, read_ground_truth, read_predictions, write_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 MPII_KEYS = ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean_unweighted", "Mean@0.1"]
@@ -119,3 +121,72 @@ def test_bad_threshold_and_missing_gt_option(files, capsys):
         main([str(files["preds"])])
     assert exc.value.code == 2
     assert "--gt" in capsys.readouterr().err
+
+
+def _write_mat73(path: Path, matlab_array: np.ndarray) -> None:
+    """A MATLAB v7.3 .mat as MATLAB writes it: HDF5 behind a 512-byte userblock, dimensions reversed for h5py."""
+    with h5py.File(path, "w", userblock_size=512) as h5:
+        h5["preds"] = matlab_array.T
+    with path.open("r+b") as fh:
+        fh.write(b"MATLAB 7.3 MAT-file".ljust(128, b" "))
+
+
+@pytest.fixture(scope="module")
+def authors_preds(files) -> np.ndarray:
+    with h5py.File(files["preds"], "r") as h5:
+        preds = h5["preds"][()]
+    assert preds.shape == (2958, 16, 2)
+    return preds
+
+
+@pytest.mark.parametrize("kind", ["mat5_nJ2", "mat5_2Jn", "mat73_nJ2", "mat73_2Jn"])
+def test_other_projects_prediction_files_score_like_the_h5(files, authors_preds, kind, tmp_path, capsys):
+    assert main([str(files["preds"]), "--gt", str(files["mpii_h5"]), "--json"]) == 0
+    reference = _json_out(capsys)
+    assert abs(reference["Mean"] - 88.04) < 0.005
+    layout = authors_preds if kind.endswith("nJ2") else authors_preds.transpose(2, 1, 0)  # (2, 16, n): Tompson's
+    path = tmp_path / f"{kind}.mat"
+    if kind.startswith("mat5"):
+        scipy.io.savemat(path, {"preds": layout})
+    else:
+        _write_mat73(path, layout)
+    assert np.array_equal(read_predictions(path), read_predictions(files["preds"]))
+    assert main([str(path), "--gt", str(files["mpii_h5"]), "--json"]) == 0
+    assert _json_out(capsys) == reference
+    assert main([str(path), "--gt", str(files["mat"]), "--json"]) == 0
+    assert abs(_json_out(capsys)["Mean"] - 88.04) < 0.005
+
+
+def test_ambiguous_prediction_shape(authors_preds, tmp_path):
+    path = tmp_path / "two_people.mat"
+    scipy.io.savemat(path, {"preds": authors_preds[:2]})  # (2, 16, 2): [n x J x 2] and [2 x J x n] both fit
+    with pytest.raises(ReaderError, match=r"two_people.mat: 'preds' shape \(2, 16, 2\) is ambiguous") as err:
+        read_predictions(path, joints=16)
+    assert "[n x J x 2]" in str(err.value) and "[2 x J x n]" in str(err.value)
+    with pytest.raises(ReaderError, match="ambiguous"):
+        read_predictions(path, joints=16, people=2)  # both layouts have 2 people: still ambiguous
+    three = tmp_path / "three_people.mat"
+    scipy.io.savemat(three, {"preds": authors_preds[:3].transpose(2, 1, 0)})  # (2, 16, 3): only [2 x J x n]
+    assert np.array_equal(read_predictions(three, joints=16, people=3), authors_preds[:3] - 1.0)
+
+
+def test_wrong_prediction_shape_through_the_cli(files, tmp_path, capsys):
+    path = tmp_path / "wrong.mat"
+    scipy.io.savemat(path, {"preds": np.zeros((2958, 14, 2))})
+    assert main([str(path), "--gt", str(files["mat"])]) == 2
+    err = capsys.readouterr().err
+    assert "wrong.mat: 'preds'" in err and "(2958, 14, 2)" in err
+    assert "fits neither accepted layout" in err and "[2 x J x n]" in err and "expected 16 joints" in err
+
+
+def test_mat_without_preds_lists_its_variables(files, tmp_path, capsys):
+    path = tmp_path / "other.mat"
+    scipy.io.savemat(path, {"pos_pred_src": np.zeros((16, 2, 3)), "scores": np.zeros(3)})
+    assert main([str(path), "--gt", str(files["mat"])]) == 2
+    assert "other.mat: missing variable 'preds'; found ['pos_pred_src', 'scores']" in capsys.readouterr().err
+    v73 = tmp_path / "other73.mat"
+    _write_mat73(v73, np.zeros((3, 16, 2)))
+    with h5py.File(v73, "r+") as h5:
+        h5.move("preds", "predictions")
+    with pytest.raises(ReaderError, match=r"other73.mat: missing variable 'preds'; found \['predictions'\]"):
+        read_predictions(v73)
