@@ -46,7 +46,10 @@ def test_no_parameter_goes_unused(supervision, stacks, k, levels):
     supervised = model.supervised(out)
     assert supervised.shape[1] == k and len(maps) == levels
     (supervised.square().mean() + sum(m.square().mean() for m in maps)).backward()
-    unused = [name for name, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    # Unused means outside the autograd graph (grad None), what DDP rejects. A value test would be wrong: a
+    # convolution bias followed by BatchNorm has a gradient of exactly zero in exact arithmetic (BatchNorm removes
+    # the mean), so whether rounding leaves it at 0.0 or 1e-10 depends on the CPU's kernels.
+    unused = [name for name, p in model.named_parameters() if p.grad is None]
     assert unused == []
 
 
