@@ -284,7 +284,8 @@ class FlowsConfig(Section):
     cron: str = "0 3 * * *"  # when the served deployment retrains: 5 cron fields or a macro such as @daily
     timezone: str = "UTC"  # IANA zone the cron is read in
     champion_variant: str = Field("hg_stacked_int", min_length=1)  # the train@<variant> that competes for `champion`
-    champion_metric: str = Field("val/pckh/Mean", min_length=1)  # as hourglass.train logs it to the run
+    # As hourglass.train logs it to the run; null: the dataset family's headline (val/pckh/Mean, val/pck/Mean).
+    champion_metric: str | None = Field(None, min_length=1)
     higher_is_better: bool = True
     download_retries: int = Field(3, ge=0, le=10)  # retries of the fetch-data task (downloads are flaky)
     download_retry_delay: float = Field(30.0, ge=0)  # seconds before the first retry; doubles each time

@@ -16,19 +16,10 @@ from typing import Sequence
 
 import numpy as np
 
-from hourglass.metrics import (
-    FLIC_THRESHOLD,
-    MPII_THRESHOLD,
-    THRESHOLD_OPERATOR,
-    PCKResult,
-    figure4_accuracy,
-    flic_pck,
-    mpii_pckh,
-)
+from hourglass.family import FAMILIES
+from hourglass.metrics import THRESHOLD_OPERATOR, PCKResult
 from hourglass.readers import GroundTruth, ReaderError, read_ground_truth, read_predictions
 
-DEFAULT_THRESHOLDS = {"mpii": MPII_THRESHOLD, "flic": FLIC_THRESHOLD}
-_SCORERS = {"mpii": mpii_pckh, "flic": flic_pck}
 
 
 def score(preds: np.ndarray, gt: GroundTruth, threshold: float | None = None,
@@ -38,9 +29,7 @@ def score(preds: np.ndarray, gt: GroundTruth, threshold: float | None = None,
     if preds.shape != expected:
         raise ReaderError(f"{pred_source}: 'preds' has shape {preds.shape} but the ground truth {gt.source} has "
                           f"{expected} (rows, joints, xy); they must describe the same people in the same order")
-    scorer = _SCORERS[gt.dataset]
-    return scorer(preds, gt.joints, gt.annotated, gt.normalize,
-                  DEFAULT_THRESHOLDS[gt.dataset] if threshold is None else threshold)
+    return FAMILIES[gt.dataset].score(preds, gt.joints, gt.annotated, gt.normalize, threshold)
 
 
 def evaluate_files(pred_path: str | Path, gt_path: str | Path, threshold: float | None = None) -> PCKResult:
@@ -78,8 +67,10 @@ def format_table(result: PCKResult, pred_path: str | Path, gt_path: str | Path) 
     if result.dataset == "mpii":
         lines += [
             f"{'PCKh@0.1 (weighted mean)':<40} {_pct(result.mean_at_0_1)} %",
-            f"{'wrists, elbows, knees, ankles':<40} {_pct(figure4_accuracy(result))} %",
         ]
+    family = FAMILIES[result.dataset]
+    lines.append(f"{'ablation joints (' + ', '.join(sorted({j[2:] for j in family.figure4_joints})) + ')':<40} "
+                 f"{_pct(family.figure4(result))} %")
     return "\n".join(lines)
 
 
@@ -103,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ground truth: an annotation h5 (16 joints = MPII, 11 = FLIC) or Tompson's "
                              "detections_our_format.mat; rows must match the predictions")
     parser.add_argument("--threshold", type=float, default=None, metavar="T",
-                        help=f"normalised-distance threshold (default {MPII_THRESHOLD} for MPII PCKh, "
-                             f"{FLIC_THRESHOLD} for FLIC PCK)")
+                        help=f"normalised-distance threshold (default {FAMILIES['mpii'].threshold} for MPII PCKh, "
+                             f"{FAMILIES['flic'].threshold} for FLIC PCK)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object of the headline percentages instead of the table")
     return parser

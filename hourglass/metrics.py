@@ -20,7 +20,7 @@ Percentages throughout. Coordinates may be in any frame as long as pred, gt and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -69,9 +69,6 @@ FLIC_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "Eye": ("l_eye", "r_eye"),
     "Nose": ("nose",),
 })
-
-# The paper's ablation accuracy: "average PCKh across wrists, elbows, knees and ankles" (the harder joints).
-FIGURE4_JOINTS = ("l_wrist", "r_wrist", "l_elbow", "r_elbow", "l_knee", "r_knee", "l_ankle", "r_ankle")
 
 
 def within(errors: np.ndarray, threshold: float) -> np.ndarray:
@@ -225,8 +222,9 @@ def flic_pck(pred: np.ndarray, gt: np.ndarray, annotated: np.ndarray, torso_size
                            mean_at_0_1=False)
 
 
-def figure4_accuracy(result: PCKResult) -> float:
-    """The paper's ablation accuracy: mean PCKh over wrists, elbows, knees and ankles (8 per-joint values, MPII)."""
-    if result.dataset != "mpii":
-        raise ValueError(f"figure4_accuracy is defined on MPII joints, got a {result.dataset!r} result")
-    return _nanmean(result.per_joint[[MPII.index(j) for j in FIGURE4_JOINTS]])
+def subset_accuracy(result: PCKResult, joint_set: JointSet, joints: Sequence[str]) -> float:
+    """Unweighted mean of ``result``'s per-joint accuracy over the named ``joints`` of ``joint_set`` (the ablation
+    figure's number: the paper's MPII ablations average wrists, elbows, knees and ankles)."""
+    if result.dataset != joint_set.name:
+        raise ValueError(f"a {result.dataset!r} result has no {joint_set.name!r} joints {list(joints)}")
+    return _nanmean(result.per_joint[[joint_set.index(j) for j in joints]])

@@ -31,9 +31,10 @@ import torch
 from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError
 from hourglass.data.augment import to_float_chw
 from hourglass.data.preprocess import CropSpec, crop_person
+from hourglass.family import family_for
 from hourglass.geometry import CROP_UNIT
 from hourglass.inference import LoadedModel, decode_to_image, load_model, predict_heatmaps
-from hourglass.joints import JOINT_SETS, JointSet, joint_set
+from hourglass.joints import JOINT_SETS, JointSet
 from hourglass.precision import Precision, select_precision
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -225,11 +226,12 @@ def resolve_checkpoint(source: str | Path, workdir: str | Path, tracking_uri: st
 def model_joint_set(loaded: LoadedModel) -> JointSet:
     """The joints the model predicts: named by its training config, else recognised by their count."""
     config = loaded.config
-    name = config.get("dataset")
-    if name == "synthetic":
-        name = (config.get("synthetic") or {}).get("joint_set", "mpii")
-    if name in JOINT_SETS and joint_set(name).count == loaded.model.joints:
-        return joint_set(name)
+    try:
+        named = family_for(config.get("dataset"), (config.get("synthetic") or {}).get("joint_set", "mpii")).joints
+    except ValueError:
+        named = None
+    if named is not None and named.count == loaded.model.joints:
+        return named
     by_count = [s for s in JOINT_SETS.values() if s.count == loaded.model.joints]
     if not by_count:
         raise CheckpointError(f"{loaded.path}: the model predicts {loaded.model.joints} joints, which is neither "

@@ -33,9 +33,8 @@ from hourglass.baselines import score_mean_pose
 from hourglass.config import ParamsConfig, ReportConfig
 from hourglass.draw import PRED_STYLE, TRUE_STYLE, draw_skeleton, save_figure, show_crop
 from hourglass.evaluate import evaluate_files
-from hourglass.joints import joint_set
-from hourglass.metrics import (FLIC_GROUPS, FLIC_THRESHOLD, MPII_GROUPS, MPII_THRESHOLD, PCKResult,
-                               figure4_accuracy, normalized_errors, within)
+from hourglass.family import FAMILIES, DatasetFamily, family_of
+from hourglass.metrics import PCKResult, normalized_errors, within
 from hourglass.readers import ReaderError, read_predictions
 
 # -- the paper's numbers ------------------------------------------------------------------------------------------
@@ -54,16 +53,6 @@ PAPER_FLIC_TABLE = {"Elbow": 99.0, "Wrist": 97.0}
 AUTHORS_PREDICTIONS = "pose-hg-demo/preds/valid-ours.h5"  # inside shared/anchor-data (reference section 5)
 AUTHORS_GROUND_TRUTH = "pose-hg-train/data/mpii/annot/valid.h5"
 
-FAMILY = {"mpii": {"metric": "PCKh@0.5", "prefix": "val/pckh", "groups": tuple(MPII_GROUPS), "threshold":
-                   MPII_THRESHOLD, "unit": "head sizes"},
-          "flic": {"metric": "PCK@0.2", "prefix": "val/pck", "groups": tuple(FLIC_GROUPS), "threshold":
-                   FLIC_THRESHOLD, "unit": "torso sizes"}}
-MEAN_NOTE = {"mpii": "left and right averaged; Mean over all joints except pelvis and thorax, weighted by joint count",
-             "flic": "left and right averaged; Mean over all 11 joints"}
-FIGURE4_NOTE = {"mpii": "PCKh@0.5 averaged over wrists, elbows, knees and ankles, as in the paper",
-                "flic": "mean PCK@0.2 over all joints"}
-
-
 @dataclass(frozen=True)
 class ScoreRow:
     """One row of the results table: group percentages (missing groups are blank), where it comes from."""
@@ -73,9 +62,9 @@ class ScoreRow:
     values: Mapping[str, float]
 
 
-def paper_rows(family: str) -> list[ScoreRow]:
+def paper_rows(family: DatasetFamily) -> list[ScoreRow]:
     """The paper's published numbers for ``family`` ('mpii' or 'flic'), each row naming its source."""
-    if family == "mpii":
+    if family.name == "mpii":
         return [ScoreRow("paper: 8-stack, final", "paper¹, MPII validation", PAPER_MPII_FINAL),
                 ScoreRow("paper: 8-stack, first hourglass", "paper¹, MPII validation", PAPER_MPII_INTERMEDIATE),
                 ScoreRow("paper: headline", "paper¹, MPII", PAPER_MPII_HEADLINE)]
@@ -83,10 +72,10 @@ def paper_rows(family: str) -> list[ScoreRow]:
             ScoreRow("paper: 8-stack (results table)", "paper², FLIC", PAPER_FLIC_TABLE)]
 
 
-def paper_footnote(family: str) -> str:
+def paper_footnote(family: DatasetFamily) -> str:
     """Where the paper rows come from, printed under every table that shows them."""
     text = f"¹ {PAPER}, as quoted in the project's report issue."
-    if family == "flic":
+    if family.name == "flic":
         text += (" ² The same paper's FLIC results as listed in the project's reference notes "
                  "(`shared/reference/paper-and-peers.md` section 5).")
     return text
@@ -200,13 +189,13 @@ def _finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def final_scores(run: VariantRun, family: str) -> tuple[dict[str, float], str] | None:
+def final_scores(run: VariantRun, family: DatasetFamily) -> tuple[dict[str, float], str] | None:
     """The variant's group scores and their source: the evaluate stage when present, else the last training epoch."""
     if run.eval and isinstance(run.eval.get("final"), Mapping):
         return {k: v for k, v in run.eval["final"].items() if _finite(v) is not None}, \
             "evaluate stage" + (" (flip test)" if run.eval.get("flip_test") else "")
     if run.train_metrics:
-        prefix = FAMILY[family]["prefix"] + "/"
+        prefix = family.prefix + "/"
         values = {k[len(prefix):].replace("_at_", "@"): v for k, v in run.train_metrics.items()
                   if k.startswith(prefix) and "/joint/" not in k and _finite(v) is not None}
         if values:
@@ -288,20 +277,18 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: 
     return "\n".join(lines)
 
 
-def scores_table(rows: Sequence[ScoreRow], family: str) -> str:
+def scores_table(rows: Sequence[ScoreRow], family: DatasetFamily) -> str:
     """Groups, Mean and (MPII) Mean@0.1, in %, one row per model, with a source column."""
-    metric = FAMILY[family]["metric"]
-    columns = [*FAMILY[family]["groups"], "Mean"] + (["Mean@0.1"] if family == "mpii" else [])
+    metric = family.metric
+    columns = [*family.groups, "Mean"] + (["Mean@0.1"] if family.name == "mpii" else [])
     header = ["Model", *(f"{c} {metric} (%)" if c != "Mean@0.1" else "Mean PCKh@0.1 (%)" for c in columns), "Source"]
     body = [[r.name, *(_cell(r.values.get(c)) for c in columns), r.source] for r in rows]
     return markdown_table(header, body, "l" + "r" * len(columns) + "l")
 
 
 def _result_values(result: PCKResult) -> dict[str, float]:
-    values = result.as_dict()
-    if result.dataset == "mpii":
-        values["figure4"] = figure4_accuracy(result)
-    return values
+    """The table's numbers of ``result``, with the ablation figure's accuracy as ``figure4``."""
+    return {**result.as_dict(), "figure4": FAMILIES[result.dataset].figure4(result)}
 
 
 # -- figures ------------------------------------------------------------------------------------------------------
@@ -315,11 +302,11 @@ def _message_figure(title: str, message: str) -> Figure:
     return fig
 
 
-def figure4(runs: Sequence[VariantRun], family: str) -> tuple[Figure, str | None]:
+def figure4(runs: Sequence[VariantRun], family: DatasetFamily) -> tuple[Figure, str | None]:
     """Validation accuracy against optimiser steps, one line per variant (the paper's Figure 4)."""
-    key = "val/figure4" if family == "mpii" else "val/pck/Mean"
-    label = ("validation PCKh@0.5 (%), mean of wrists, elbows, knees, ankles" if family == "mpii"
-             else "validation PCK@0.2 (%), mean of all joints")
+    key = "val/figure4"
+    label = f"validation {family.metric} (%), mean of " + ", ".join(
+        dict.fromkeys(j[2:] + "s" for j in family.figure4_joints))
     curves = [(r.name, r.epochs) for r in runs if r.epochs and any(math.isfinite(e.get(key, math.nan))
                                                                    for e in r.epochs)]
     if not curves:
@@ -341,10 +328,10 @@ def figure4(runs: Sequence[VariantRun], family: str) -> tuple[Figure, str | None
     return fig, None
 
 
-def figure5(series: Sequence[tuple[str, Mapping[str, float], Mapping[str, float]]], family: str
+def figure5(series: Sequence[tuple[str, Mapping[str, float], Mapping[str, float]]], family: DatasetFamily
             ) -> tuple[Figure, str | None]:
     """First-hourglass against final predictions per joint group: paired bars per model (the paper's Figure 5)."""
-    groups = FAMILY[family]["groups"]
+    groups = family.groups
     if not series:
         return _message_figure("Figure 5: intermediate against final predictions",
                                "No multi-stack variant has per-stack evaluation (models/<variant>/eval/metrics.json "
@@ -361,7 +348,7 @@ def figure5(series: Sequence[tuple[str, Mapping[str, float], Mapping[str, float]
         ax.bar(base + width, [final.get(g, np.nan) for g in groups], width, color=colours[i],
                label=f"{name}: final")
     ax.set_xticks(x, groups)
-    ax.set_ylabel(f"validation {FAMILY[family]['metric']} (%)")
+    ax.set_ylabel(f"validation {family.metric} (%)")
     ax.set_xlabel("joint group")
     ax.set_ylim(0, 105)
     ax.set_title("Figure 5: first-hourglass (intermediate) against final predictions per joint")
@@ -411,13 +398,13 @@ def _view(center: np.ndarray, side: float, *points: np.ndarray) -> tuple[np.ndar
 
 
 def examples_figure(title: str, chosen: Sequence[Example], pred: np.ndarray, gt: Annotations, images_dir: Path,
-                    family: str) -> tuple[Figure, int]:
+                    family: DatasetFamily) -> tuple[Figure, int]:
     """A grid of validation people with true and predicted skeletons; returns it and the count of missing images."""
     cols = min(3, len(chosen))
     rows = math.ceil(len(chosen) / cols)
     fig = Figure(figsize=(3.6 * cols, 3.9 * rows + 0.8), layout="constrained")
-    skeleton = joint_set(family)
-    metric = FAMILY[family]["metric"]
+    skeleton = family.joints
+    metric = family.metric
     missing = 0
     for i, ex in enumerate(chosen):
         ax = fig.add_subplot(rows, cols, i + 1)
@@ -430,7 +417,7 @@ def examples_figure(title: str, chosen: Sequence[Example], pred: np.ndarray, gt:
         ax.set_title(f"{gt.imgname[ex.row]} row {ex.row}{note}\n{metric} {ex.accuracy:.0f}% of "
                      f"{int(gt.annotated[ex.row].sum())} joints", fontsize=8)
     handles, labels = fig.axes[0].get_legend_handles_labels()
-    sides = ("filled markers: person-left joints, hollow: person-right" if family == "mpii" else
+    sides = ("filled markers: person-left joints, hollow: person-right" if family.name == "mpii" else
              "filled markers: joints labelled left, hollow: right (FLIC labels are observer-centric)")
     fig.legend(handles, labels, loc="outside lower center", ncol=2, title=sides)
     fig.suptitle(title)
@@ -494,18 +481,13 @@ class ReportPaths:
     anchor: Path | None
 
 
-def family_of(params: ParamsConfig) -> str:
-    """Scoring family: the synthetic people are scored as MPII or FLIC according to their joint set."""
-    return params.synthetic.joint_set if params.dataset == "synthetic" else params.dataset
-
-
 class _Builder:
     """Collects the report's sections, numbers and missing-input lines while it reads the inputs."""
 
     def __init__(self, params: ParamsConfig, paths: ReportPaths, cfg: ReportConfig) -> None:
         self.params, self.paths, self.cfg = params, paths, cfg
         self.family = family_of(params)
-        self.metric = FAMILY[self.family]["metric"]
+        self.metric = self.family.metric
         self.missing: list[str] = []
         self.summary: dict[str, Any] = {"dataset": params.dataset, "metric": self.metric, "variants": {}}
         self.figures = paths.out / "figures"
@@ -520,7 +502,7 @@ class _Builder:
             return None
 
     def authors(self) -> PCKResult | None:
-        if self.family != "mpii":
+        if self.family.name != "mpii":
             return None
         if self.paths.anchor is None:
             self.missing.append("authors' released predictions not scored: shared/anchor-data not found "
@@ -555,10 +537,10 @@ class _Builder:
         if self.params.dataset == "synthetic":
             whose = "the paper's and the authors' rows are" if authors is not None else "the paper's rows are"
             note = ("\n\nThe variants were trained and scored on the **synthetic** people (scored as "
-                    f"{self.family.upper()}); {whose} real {self.family.upper()} numbers, shown for scale, not as "
+                    f"{self.family.name.upper()}); {whose} real {self.family.name.upper()} numbers, shown for scale, not as "
                     "a like-for-like comparison.")
         return (f"## Results\n\nValidation {self.metric} per joint group, in % of annotated joints "
-                f"({MEAN_NOTE[self.family]}). "
+                f"({self.family.mean_note}). "
                 f"'–' marks a number the source does not give.{note}\n\n{scores_table(rows, self.family)}\n\n"
                 f"{paper_footnote(self.family)}\n")
 
@@ -573,7 +555,7 @@ class _Builder:
                 columns.append((name, dict(zip(result.joint_names, result.per_joint.tolist()))))
         if not columns:
             return "### Per joint\n\nNo per-joint scores: no variant has `eval/metrics.json`.\n"
-        names = joint_set(self.family).names
+        names = self.family.joints.names
         header = ["Joint", *(f"{c} {self.metric} (%)" for c, _ in columns)]
         body = [[j, *(_cell(values.get(j)) for _, values in columns)] for j in names]
         return f"### Per joint\n\nValidation {self.metric} of every joint, in %.\n\n{markdown_table(header, body)}\n"
@@ -599,7 +581,7 @@ class _Builder:
 
     def costs(self, runs: Sequence[VariantRun]) -> str:
         body = []
-        joints = joint_set(self.family).count
+        joints = self.family.joints.count
         for run in runs:
             params, how = parameter_count(run, joints)
             hours = training_hours(run)
@@ -607,13 +589,13 @@ class _Builder:
             ev = run.eval or {}
             tm = run.train_metrics or {}
             stacks = ((run.config or {}).get("model") or {}).get("stacks")
-            best_key = f"best/{FAMILY[self.family]['prefix']}/Mean"
+            best_key = f"best/{self.family.prefix}/Mean"
             body.append([run.name, str(stacks) if stacks is not None else "–",
                          _cell(None if params is None else params / 1e6, 2) + (" (from config)" if how == "config"
                                                                                  else ""),
                          _cell(len(run.epochs) if run.epochs else None, 0), _cell(tm.get("steps"), 0),
                          _duration(hours), _cell(rate), _cell(ev.get("images_per_s")), _cell(ev.get("seconds")),
-                         _cell(tm.get(best_key) if best_key in tm else tm.get("best/val/pckh/Mean")),
+                         _cell(tm.get(best_key)),
                          _cell(tm.get("best/epoch"), 0), f"`{run.mlflow_run}`" if run.mlflow_run else "–"])
             entry = self.summary["variants"].setdefault(run.name, {})
             entry.update({"parameters": params, "train_hours": hours, "train_img_per_s": rate,
@@ -643,16 +625,16 @@ class _Builder:
             table.append(ScoreRow(f"{run.name}: final", "evaluate stage", final[0]))
             self.summary["variants"].setdefault(run.name, {})["intermediate"] = {
                 k: _finite(v) for k, v in values.items()}
-        if self.family == "mpii":
+        if self.family.name == "mpii":
             series.append(("paper 8-stack", PAPER_MPII_INTERMEDIATE, PAPER_MPII_FINAL))
-            table += paper_rows("mpii")[:2]
+            table += paper_rows(self.family)[:2]
         fig5, problem = figure5(series, self.family)
         save_figure(fig5, self.figures / "figure5.png")
         if problem:
             self.missing.append(f"Figure 5 has no variant of ours: {problem}")
         return ("## Ablation\n\n![Figure 4: validation accuracy against training progress](figures/figure4.png)\n\n"
                 "Figure 4: validation accuracy of every variant at the end of each epoch "
-                f"({FIGURE4_NOTE[self.family]}; "
+                f"({self.family.figure4_label}; "
                 "single pass, no flip test).\n\n"
                 "![Figure 5: first-hourglass against final predictions](figures/figure5.png)\n\n"
                 f"Figure 5: validation {self.metric} of the first hourglass's predictions against the final ones "
@@ -679,7 +661,7 @@ class _Builder:
                                f"{gt.joints.shape}")
             except (ReaderError, AnnotationError) as err:
                 problem = str(err)
-        threshold = FAMILY[self.family]["threshold"]
+        threshold = self.family.threshold
         best = worst = []
         if problem is None:
             best, worst = rank_people(pred, gt, threshold)
@@ -702,7 +684,7 @@ class _Builder:
             self.missing.append(f"example figures not drawn: {problem}")
             return text + f"Not drawn: {problem}.\n"
         return (text + f"Validation people of variant `{chosen_run.name}` ranked by the share of joints within "
-                f"{threshold:g} {FAMILY[self.family]['unit']} of the truth (ties: lower mean error first). "
+                f"{threshold:g} {self.family.unit} of the truth (ties: lower mean error first). "
                 "Green solid: ground truth; red dashed: prediction.\n\n"
                 "![best cases](figures/examples_best.png)\n\n![worst cases](figures/examples_worst.png)\n")
 
@@ -738,7 +720,7 @@ class _Builder:
             self.summary["best_variant"] = best
         else:
             lines.append("- No variant has scores yet.")
-        if self.family == "mpii":
+        if self.family.name == "mpii":
             lines.append("- The paper's 8-stack network: elbow 88.5 %, wrist 83.3 % (final, MPII validation); "
                          "headline elbow 90 %, wrist 85.2 %.")
         else:

@@ -40,11 +40,11 @@ from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, sa
 from hourglass.config import ParamsConfig
 from hourglass.data.dataset import worker_context
 from hourglass.data.sampler import EpochSampler
+from hourglass.family import family_of
 from hourglass.fingerprint import mismatches, training_fingerprint
 from hourglass.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_buffers, gather_objects,
                                    process_group)
 from hourglass.inference import Predictions, predict_dataset
-from hourglass.metrics import PCKResult, figure4_accuracy, flic_pck, mpii_pckh
 from hourglass.model import StackedHourglass, create_model
 from hourglass.optim import create_optimizer, create_schedule
 from hourglass.precision import Precision, runtime_record, select_device, select_precision
@@ -52,9 +52,6 @@ from hourglass.tracking import RunTracker, git_commit
 
 log = logging.getLogger(__name__)
 RESOLVED_CONFIG = "config.yaml"
-# The validation accuracy the plateau schedule and "best" follow (higher is better): the paper's headline metric.
-HEADLINE_METRIC = {"mpii": "val/pckh/Mean", "synthetic": "val/pckh/Mean", "flic": "val/pck/Mean"}
-
 
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
@@ -113,28 +110,6 @@ def auxiliary_loss(maps: Sequence[Tensor], target: Tensor, target_scale: float =
 
 
 # -- validation ---------------------------------------------------------------------------------------------------
-def _mpii_metrics(pred: np.ndarray, gt: np.ndarray, annotated: np.ndarray, normalize: np.ndarray) -> dict[str, float]:
-    result = mpii_pckh(pred, gt, annotated, normalize)
-    out = _pck_dict("val/pckh", result)
-    out["val/figure4"] = figure4_accuracy(result)
-    return out
-
-
-def _flic_metrics(pred: np.ndarray, gt: np.ndarray, annotated: np.ndarray, normalize: np.ndarray) -> dict[str, float]:
-    return _pck_dict("val/pck", flic_pck(pred, gt, annotated, normalize))
-
-
-def _pck_dict(prefix: str, result: PCKResult) -> dict[str, float]:
-    """Headline groups and every joint, with names MLflow accepts ('@' is not one of its characters)."""
-    out = {f"{prefix}/{k.replace('@', '_at_')}": float(v) for k, v in result.as_dict().items()}
-    out.update({f"{prefix}/joint/{name}": float(v) for name, v in zip(result.joint_names, result.per_joint)})
-    return out
-
-
-# The synthetic people carry MPII's 16 joints and a head-size normaliser, so they are scored as MPII.
-VALIDATION_METRICS = {"mpii": _mpii_metrics, "synthetic": _mpii_metrics, "flic": _flic_metrics}
-
-
 @torch.no_grad()
 def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision: Precision,
              info: DistInfo = DistInfo()) -> dict[str, float]:
@@ -161,8 +136,8 @@ def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision
     if not parts:
         raise ValueError("validation set is empty")
     merged = Predictions.concatenate(parts).sorted_by_row()
-    metric = VALIDATION_METRICS[params.dataset]
-    out = metric(merged.coords, merged.joints, merged.annotated, merged.normalize)
+    family = family_of(params)
+    out = family.validation_metrics(family.score(merged.coords, merged.joints, merged.annotated, merged.normalize))
     out["val/loss"] = sum(g["loss_sum"] for g in gathered) / sum(g["count"] for g in gathered)
     return out
 
@@ -252,6 +227,7 @@ def train(
 def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: Dataset, val_set: Dataset,
            info: DistInfo, precision: Precision, stage: str | None, data_fingerprint: str | None) -> TrainResult:
     cfg = params.train
+    headline = family_of(params).headline  # what the plateau schedule and "best" follow
     ckpt_path = out_dir / CHECKPOINT_NAME
     torch.manual_seed(params.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
     network = create_model(**params.model.network_kwargs(), joints=_joints(train_set))
@@ -341,7 +317,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
             metrics = validate(network, val_set, params, precision, info)
             metrics.update({"train/loss": float(np.mean(losses)), "train/lr": schedule.lr_at(step - 1),
                             "train/img_s": steps_per_epoch * cfg.batch_size / seconds, "step": float(step)})
-            schedule.end_epoch(metrics.get(HEADLINE_METRIC[params.dataset]))
+            schedule.end_epoch(metrics.get(headline))
             history.append({"epoch": float(epoch + 1), **metrics})
             if tracker is not None:
                 tracker.log_epoch(epoch + 1, metrics)
@@ -354,7 +330,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
                     "mlflow_run_id": tracker.run_id, "history": history, "fingerprint": fingerprint,
                 }, ckpt_path)
             barrier(info)
-        final = _final_metrics(history, step, HEADLINE_METRIC[params.dataset])
+        final = _final_metrics(history, step, headline)
         model_uri = None
         if tracker is not None:
             if params.mlflow.log_model:

@@ -25,10 +25,8 @@ The scores are computed by the same function the evaluator CLI uses, against the
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -36,13 +34,15 @@ from typing import Any
 
 import numpy as np
 
+from hourglass.atomic import write_json_atomic
 from hourglass.checkpoint import CheckpointError
 from hourglass.config import ConfigError, ModelConfig, ParamsConfig, load_params
 from hourglass.data.dataset import PoseDataset, create_dataset
 from hourglass.data.preprocess import TABLE_NAME, PreprocessError, read_table
 from hourglass.evaluate import score
+from hourglass.family import DatasetFamily, family_of
 from hourglass.inference import LoadedModel, Predictions, load_model, predict_dataset
-from hourglass.metrics import PCKResult, figure4_accuracy
+from hourglass.metrics import PCKResult
 from hourglass.model import count_parameters
 from hourglass.precision import select_device, select_precision
 from hourglass.annotations import AnnotationError, read_annotations
@@ -59,7 +59,6 @@ TEST_PREDICTIONS_NAME = "test_preds.h5"
 RELEASE_DIR = "release"  # data/raw/mpii/annot/release/: the annotation release's .mat, extracted by download
 PREDICTIONS_NAME = "preds.h5"
 METRICS_NAME = "metrics.json"
-METRIC_NAMES = {"mpii": "PCKh@0.5", "flic": "PCK@0.2"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,11 +88,10 @@ def _number(value: float) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def _tables(result: PCKResult) -> tuple[dict[str, float | None], dict[str, float | None]]:
-    """(headline numbers + Figure 4 accuracy for MPII, per-joint percentages)."""
+def _tables(result: PCKResult, family: DatasetFamily) -> tuple[dict[str, float | None], dict[str, float | None]]:
+    """(headline numbers + the ablation figure's accuracy, per-joint percentages)."""
     headline = {k: _number(v) for k, v in result.as_dict().items()}
-    if result.dataset == "mpii":
-        headline["figure4"] = _number(figure4_accuracy(result))
+    headline["figure4"] = _number(family.figure4(result))
     per_joint = {name: _number(v) for name, v in zip(result.joint_names, result.per_joint)}
     return headline, per_joint
 
@@ -142,15 +140,6 @@ def align_to_ground_truth(pred: Predictions, rows: np.ndarray, gt: GroundTruth, 
 
 
 # -- the stage ----------------------------------------------------------------------------------------------------
-def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _dataset_params(params: ParamsConfig, loaded: LoadedModel) -> ParamsConfig:
     """The params with the checkpoint's model section: the input resolution must be the one trained on."""
     return params.model_copy(update={"model": ModelConfig.model_validate(loaded.model_config.model_dump())})
@@ -164,6 +153,10 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
     if loaded.variant is not None and loaded.variant != variant:
         raise CheckpointError(f"{loaded.path}: checkpoint is of variant {loaded.variant!r}, not {variant!r}")
     gt = read_ground_truth(gt_path)
+    family = family_of(params)
+    if gt.dataset != family.name:
+        raise ReaderError(f"{gt_path}: {gt.joints.shape[1]} joints per person ({gt.dataset.upper()}), but the params "
+                          f"(dataset {params.dataset!r}) are of the {family.name.upper()} family")
     dataset: PoseDataset = create_dataset(data_dir, SPLIT, _dataset_params(params, loaded), train=False)
     if dataset.num_joints != loaded.model.joints:
         raise CheckpointError(f"{loaded.path}: model predicts {loaded.model.joints} joints but {data_dir} has "
@@ -178,13 +171,14 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
     arrays = align_to_ground_truth(pred, rows, gt, data_dir)
 
     final = score(arrays["preds"], gt, pred_source=loaded.path)
-    headline, per_joint = _tables(final)
+    headline, per_joint = _tables(final, family)
     stacks = []
     for k in range(arrays["stack_preds"].shape[1]):
-        stack_headline, stack_joints = _tables(score(arrays["stack_preds"][:, k], gt, pred_source=loaded.path))
+        stack_score = score(arrays["stack_preds"][:, k], gt, pred_source=loaded.path)
+        stack_headline, stack_joints = _tables(stack_score, family)
         stacks.append({"stack": k + 1, "metrics": stack_headline, "per_joint": stack_joints})
     metrics = {
-        "variant": variant, "dataset": params.dataset, "metric": METRIC_NAMES[gt.dataset], "flip_test": flip,
+        "variant": variant, "dataset": params.dataset, "metric": family.metric, "flip_test": flip,
         "flip_shift": params.targets.flip_shift, "num_people": len(gt), "people_missing": len(gt) - len(rows),
         "parameters": count_parameters(loaded.model), "final": headline, "per_joint": per_joint, "stacks": stacks,
         "seconds": round(seconds, 3), "images_per_s": round(len(pred) / seconds, 2) if seconds > 0 else None,
@@ -200,7 +194,7 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
         "stack_maxvals": arrays["stack_maxvals"], "rows": np.arange(len(gt), dtype=np.int64)})
     test = evaluate_test_split(params, loaded, precision, data_dir, gt_path.parent, out_dir / TEST_DIR, progress)
     metrics["test_split"] = test
-    _write_json(out_dir / METRICS_NAME, metrics)
+    write_json_atomic(out_dir / METRICS_NAME, metrics)
     return metrics
 
 
@@ -254,7 +248,7 @@ def evaluate_test_split(params: ParamsConfig, loaded: LoadedModel, precision: An
 
 def _write_status(out_dir: Path, status: dict[str, Any]) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / "status.json", status)
+    write_json_atomic(out_dir / "status.json", status)
 
 
 def main(argv: list[str] | None = None) -> int:

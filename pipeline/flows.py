@@ -25,7 +25,6 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -42,7 +41,9 @@ from prefect.schedules import Cron
 from prefect.settings import get_current_settings
 from prefect.tasks import exponential_backoff
 
+from hourglass.atomic import write_json_atomic
 from hourglass.config import ConfigError, ParamsConfig, load_params
+from hourglass.family import champion_metric
 from hourglass.registry import Decision, RegistryError, promote_if_better, version_score
 
 DEPLOYMENT_NAME = "scheduled-retrain"
@@ -252,20 +253,6 @@ def file_metric(path: Path, metric: str) -> float | None:
     return float(node)
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write to a temporary file beside ``path`` and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=2, allow_nan=True)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _cell(score: float | None) -> str:
     return "—" if score is None else (f"{score:.4f}" if math.isfinite(score) else str(score))
 
@@ -308,7 +295,7 @@ def decide_champion(
         candidate_score=score,
     )
     record_json = {**decision.to_dict(), "variant": variant, "run_id": record.run_id}
-    write_json_atomic(repo / DECISION_FILE, record_json)
+    write_json_atomic(repo / DECISION_FILE, record_json, allow_nan=True)
     return decision
 
 
@@ -355,6 +342,7 @@ def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]
     root = Path(repo).resolve()
     config: ParamsConfig = load_params(_params_file(params_path, root))
     settings = config.flows
+    metric = champion_metric(config)  # a metric the runs cannot log fails here, not after the training
     stages = list_stages(root)
     plan = plan_stages(stages, config.dataset, settings.champion_variant)
     log = get_run_logger()
@@ -369,7 +357,7 @@ def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]
     )(plan.fetch, str(root))
     for stage in plan.stages()[1:]:
         run_stage(stage, str(root))
-    return promote(str(root), settings.champion_variant, settings.champion_metric, settings.higher_is_better)
+    return promote(str(root), settings.champion_variant, metric, settings.higher_is_better)
 
 
 # --------------------------------------------------------------------------------------------- serving
@@ -385,7 +373,9 @@ def build_deployment(
     """
     root = repo.resolve()
     params_file = _params_file(str(params_path), root).resolve()
-    settings = load_params(params_file).flows
+    config = load_params(params_file)
+    champion_metric(config)  # refuse to schedule a contest on a metric the runs never log
+    settings = config.flows
     return retrain.to_deployment(
         name=name,
         schedules=[Cron(cron or settings.cron, timezone=settings.timezone)],

@@ -24,6 +24,7 @@ from hourglass.config import ConfigError, load_params
 from hourglass.data.dataset import create_dataset
 from hourglass.data.preprocess import PreprocessError
 from hourglass.distributed import dist_info_from_env
+from hourglass.family import family_of
 from hourglass.fingerprint import data_digest
 from hourglass.train import NonFiniteLossError, train
 
@@ -74,9 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", err)
         return 1
     if info.is_main:
-        mean = result.final_metrics.get("val/pckh/Mean", result.final_metrics.get("val/pck/Mean"))
-        print(f"train@{args.variant}: {result.epochs} epochs, {result.steps} steps, validation mean {mean:.2f} "
-              f"-> {args.out}")
+        family = family_of(params)
+        mean = result.final_metrics[family.headline]
+        print(f"train@{args.variant}: {result.epochs} epochs, {result.steps} steps, validation {family.metric} Mean "
+              f"{mean:.2f} (no flip test) -> {args.out}")
     return 0
 
 

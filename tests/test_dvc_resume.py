@@ -7,7 +7,6 @@ Both go through ``dvc repro`` itself in a fresh git + DVC repository: DVC keeps 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import http.server
 import os

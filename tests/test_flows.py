@@ -74,12 +74,12 @@ def train(variant, score, log_metric):
     client = MlflowClient()
     run_id = client.create_run("0", run_name=f"train@{variant}").info.run_id
     if log_metric == "yes":
-        client.log_metric(run_id, "pckh_mean", float(score))
+        client.log_metric(run_id, "val/pckh/Mean", float(score))
     client.set_terminated(run_id)
     if not client.search_registered_models(filter_string="name = 'fake-hg'"):
         client.create_registered_model("fake-hg")
     mv = client.create_model_version("fake-hg", source=f"runs:/{run_id}/model", run_id=run_id)
-    write(f"models/{variant}/metrics.json", json.dumps({"pckh_mean": float(score)}))
+    write(f"models/{variant}/metrics.json", json.dumps({"val/pckh/Mean": float(score)}))
     write(f"models/{variant}/mlflow.json", json.dumps({
         "run_id": run_id, "model_uri": f"models:/fake-hg/{mv.version}", "registered_model": "fake-hg",
         "version": str(mv.version)}))
@@ -150,7 +150,7 @@ PARAMS_YAML = """
 dataset: mpii
 flows:
   champion_variant: b
-  champion_metric: pckh_mean
+  champion_metric: val/pckh/Mean
   download_retries: 2
   download_retry_delay: 0
 """
@@ -300,17 +300,17 @@ def test_promote_task_keeps_a_better_champion_using_metrics_json(
     for score in (0.99, None):  # v1: the champion; v2: a candidate whose run logged no metric
         run_id = client.create_run("0").info.run_id
         if score is not None:
-            client.log_metric(run_id, "pckh_mean", score)
+            client.log_metric(run_id, "val/pckh/Mean", score)
         client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id)
     client.set_registered_model_alias(MODEL, "champion", "1")
     model_dir = tmp_path / "models" / "b"
     model_dir.mkdir(parents=True)
-    (model_dir / "metrics.json").write_text(json.dumps({"pckh_mean": 0.7}))
+    (model_dir / "metrics.json").write_text(json.dumps({"val/pckh/Mean": 0.7}))
     (model_dir / "mlflow.json").write_text(json.dumps(
         {"run_id": run_id, "model_uri": f"models:/{MODEL}/2", "registered_model": MODEL, "version": "2"}
     ))
 
-    decision = promote(str(tmp_path), "b", "pckh_mean", True)
+    decision = promote(str(tmp_path), "b", "val/pckh/Mean", True)
     assert decision["promoted"] is False and decision["serving_version"] == "1"
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     tags = client.get_model_version(MODEL, "2").tags
@@ -334,8 +334,8 @@ def test_missing_metric_everywhere_is_a_clear_error(tmp_path: Path, mlflow_uri: 
     (model_dir / "mlflow.json").write_text(json.dumps(
         {"run_id": run_id, "model_uri": f"models:/{MODEL}/1", "registered_model": MODEL, "version": 1}
     ))
-    with pytest.raises(FlowSetupError, match=r"'pckh_mean' \(params flows.champion_metric\) is neither"):
-        decide_champion(tmp_path, "b", "pckh_mean", True, logging.getLogger("test-flows"))
+    with pytest.raises(FlowSetupError, match=r"'val/pckh/Mean' \(params flows.champion_metric\) is neither"):
+        decide_champion(tmp_path, "b", "val/pckh/Mean", True, logging.getLogger("test-flows"))
     assert not (tmp_path / "reports" / "champion.json").exists()
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from hourglass.family import MPII_FAMILY
 from hourglass.joints import FLIC, MPII
 from hourglass.metrics import (
     FLIC_CURVE_THRESHOLDS,
@@ -14,7 +15,6 @@ from hourglass.metrics import (
     MPII_CURVE_THRESHOLDS,
     MPII_MEAN_JOINTS,
     THRESHOLD_OPERATOR,
-    figure4_accuracy,
     flic_pck,
     mpii_pckh,
     normalized_errors,
@@ -122,10 +122,10 @@ def test_threshold_argument_and_figure4_accuracy():
     errors_px[[MPII.index("l_wrist"), MPII.index("r_knee")]] = 3.0  # error 0.3
     result = mpii_pckh(*_mpii_case(errors_px), threshold=0.2)
     assert result.threshold == 0.2 and result.per_joint[MPII.index("l_wrist")] == 0.0
-    assert figure4_accuracy(result) == pytest.approx(100.0 * 6 / 8)
+    assert MPII_FAMILY.figure4(result) == pytest.approx(100.0 * 6 / 8)
     assert mpii_pckh(*_mpii_case(errors_px), threshold=0.3).mean == 100.0
-    with pytest.raises(ValueError, match="MPII"):
-        figure4_accuracy(flic_pck(np.zeros((1, 11, 2)), np.zeros((1, 11, 2)), np.ones((1, 11), bool), np.ones(1)))
+    with pytest.raises(ValueError, match="a .flic. result has no .mpii. joints"):
+        MPII_FAMILY.figure4(flic_pck(np.zeros((1, 11, 2)), np.zeros((1, 11, 2)), np.ones((1, 11), bool), np.ones(1)))
 
 
 def test_as_dict_keys():
@@ -186,7 +186,7 @@ def test_golden_authors_predictions_vs_tompson_ground_truth(authors_preds, tomps
     # HRNet's index bug would have reported the curve at 0.11 as "Mean@0.1" (reference: 32.81).
     assert result.curve[11] == pytest.approx(32.81, abs=0.005)
     assert int(result.counts.sum()) == 44240
-    assert figure4_accuracy(result) == pytest.approx(83.514, abs=0.001)
+    assert MPII_FAMILY.figure4(result) == pytest.approx(83.514, abs=0.001)
 
 
 def test_strict_operator_gives_the_same_golden_numbers(authors_preds, tompson_gt):

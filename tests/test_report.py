@@ -25,7 +25,7 @@ from hourglass.data.synthetic import generate_dataset
 from hourglass.draw import draw_skeleton
 from hourglass.evaluate import score
 from hourglass.joints import MPII
-from hourglass.metrics import figure4_accuracy
+from hourglass.family import FAMILIES
 from hourglass.readers import read_ground_truth, write_predictions
 from hourglass.report import (PAPER_MPII_FINAL, PAPER_MPII_INTERMEDIATE, data_version, discover_variants,
                               rank_people)
@@ -63,9 +63,7 @@ def _noisy(gt: Annotations, sigma: float, seed: int) -> np.ndarray:
 
 def _eval_block(preds: np.ndarray, valid: Path) -> tuple[dict, dict]:
     result = score(preds, read_ground_truth(valid))
-    final = result.as_dict()
-    if result.dataset == "mpii":
-        final["figure4"] = figure4_accuracy(result)
+    final = {**result.as_dict(), "figure4": FAMILIES[result.dataset].figure4(result)}
     return final, dict(zip(result.joint_names, result.per_joint.tolist()))
 
 
@@ -95,7 +93,7 @@ def _fake_variant(models: Path, raw: Path, params: Path, name: str, stacks: int,
     (out / "config.yaml").write_text(yaml.safe_dump({"variant": name, **resolved}))
     (out / "mlflow.json").write_text(json.dumps({"run_id": f"run-{name}"}))
     prefix = "val/pckh" if "Mean@0.1" in final else "val/pck"
-    columns = ["epoch", f"{prefix}/Mean", "val/figure4" if prefix == "val/pckh" else f"{prefix}/Wrist",
+    columns = ["epoch", f"{prefix}/Mean", "val/figure4",
                "val/loss", "train/loss", "train/lr", "train/img_s", "step"]
     with open(out / "epochs.csv", "w", newline="") as fh:
         writer = csv.writer(fh)

@@ -34,6 +34,7 @@ from hourglass.data.augment import (IDENTITY, AugmentParams, apply_affine, requi
                                     stored_to_input, to_float_chw)
 from hourglass.data.preprocess import (CROPS_KEY, SUMMARY_NAME, TABLE_NAME, PreprocessError, column_array, read_table,
                                        shard_name)
+from hourglass.family import family_of
 from hourglass.heatmaps import DEFAULT_RADIUS, DEFAULT_SIGMA, gaussian_heatmaps
 from hourglass.joints import FLIC, MPII, JointSet
 
@@ -96,8 +97,10 @@ class PoseDataset(Dataset):
         count = self.joints.shape[1]
         self.joint_set = joint_set or _BY_COUNT.get(count)
         if self.joint_set is None or self.joint_set.count != count:
+            expected = "" if self.joint_set is None else f" ({self.joint_set.count} joints)"
             raise ValueError(f"{self.processed_dir}: {count} joints per person do not match joint set "
-                             f"{getattr(self.joint_set, 'name', None)!r}")
+                             f"{getattr(self.joint_set, 'name', None)!r}{expected}; was the data preprocessed "
+                             "for another dataset or synthetic.joint_set?")
         self._flip_index = np.argsort(np.asarray(self.joint_set.flip))  # out[flip[j]] = in[j]
         self._owner: int | None = None
         self._files: dict[int, tuple[h5py.Dataset, bool]] = {}
@@ -205,4 +208,5 @@ def worker_context(workers: int) -> str | None:
 def create_dataset(processed_dir: str | Path, split: str, params: ParamsConfig, train: bool) -> PoseDataset:
     """The dataset of ``split`` configured from ``params``: augmented with ``params.augment`` when ``train``."""
     return PoseDataset(processed_dir, split, input_res=params.model.input_res, output_res=params.model.input_res // 4,
-                       sigma=params.targets.sigma, radius=params.targets.radius, augment=params.augment if train else None)
+                       sigma=params.targets.sigma, radius=params.targets.radius, augment=params.augment if train else None,
+                       joint_set=family_of(params).joints)

@@ -38,7 +38,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from hourglass.atomic import write_atomic
+from hourglass.atomic import write_json_atomic
 from hourglass.config import DownloadConfig, SourceConfig
 
 log = logging.getLogger(__name__)
@@ -297,13 +297,9 @@ def _write_validator(meta: Path, url: str, headers: Any) -> None:
     etag = headers.get("ETag")
     validator = etag if etag and not etag.startswith("W/") else headers.get("Last-Modified")
     if validator:
-        _write_json(meta, {"url": url, "validator": validator})
+        write_json_atomic(meta, {"url": url, "validator": validator})
     else:
         meta.unlink(missing_ok=True)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 # ------------------------------------------------------------------------------------------------- archives
@@ -504,7 +500,7 @@ def download_dataset(config: DownloadConfig, dataset: str, root: str | Path | No
         entries.append(entry)
         if source.extract is not None:
             extracted.append(_ensure_extracted(source, base, entry, old["extracted"].get(source.path)))
-        _write_json(manifest_path, {"dataset": dataset, "sources": entries, "extracted": extracted})
+        write_json_atomic(manifest_path, {"dataset": dataset, "sources": entries, "extracted": extracted})
     log.info("%s: %d source(s) verified; manifest %s", dataset, len(entries), manifest_path)
     return manifest_path
 

@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from hourglass.atomic import write_json_atomic
 from hourglass import geometry
 from hourglass.annotations import Annotations, read_annotations
 from hourglass.config import ParamsConfig, PreprocessConfig
@@ -434,15 +435,6 @@ def _is_current(out_dir: Path, print_: str) -> dict | None:
     return summary
 
 
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def preprocess(raw_dir: str | Path, out_dir: str | Path, params: ParamsConfig, dataset: str | None = None,
                progress: bool = True) -> dict:
     """Run the stage: crops of every person of ``raw_dir`` into shards + table in ``out_dir``; returns the summary.
@@ -535,4 +527,4 @@ def _install(tmp_dir: Path, out_dir: Path, table: pa.Table, summary: dict) -> No
     for entry in summary["shards"]:
         os.replace(tmp_dir / entry["name"], out_dir / entry["name"])
     write_parquet(table, out_dir / TABLE_NAME)
-    _write_json(out_dir / SUMMARY_NAME, summary)
+    write_json_atomic(out_dir / SUMMARY_NAME, summary, sort_keys=True)

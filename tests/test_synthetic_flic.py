@@ -1,0 +1,83 @@
+"""Synthetic people with FLIC's joints run the whole pipeline as FLIC: one dataset family, decided from the params,
+reaches training, evaluation, the report and the champion contest (``dvc repro`` in a fresh repository)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from dvc_project import REPO, dvc, make_project, merge  # noqa: E402
+
+from hourglass.config import load_params
+from hourglass.family import champion_metric
+
+TINY_FLIC = {
+    "synthetic": {"train_images": 10, "valid_images": 5, "workers": 1, "joint_set": "flic"},
+    "preprocess": {"workers": 1},
+    "model": {"features": 16, "input_res": 64},
+    "train": {"epochs": 1, "steps_per_epoch": None, "batch_size": 4, "val_batch_size": 8, "workers": 0, "log_every": 1,
+              "optimizer": "adam", "lr": 1e-3, "precision": "fp32"},
+    "mlflow": {"system_metrics": False, "sweep": "flic-e2e"},
+    "report": {"examples": 2},
+    "sweep": ["hg_stacked_int"],
+    "flows": {"champion_variant": "hg_stacked_int"},
+}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    root = tmp_path_factory.mktemp("flic-project")
+    env = make_project(root, merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_FLIC))
+    dvc(["repro"], root, env)
+    return root, env
+
+
+def test_training_validates_with_flic_pck(project):
+    root, _ = project
+    final = json.loads((root / "models/hg_stacked_int/metrics.json").read_text())
+    assert "val/pck/Mean" in final and "val/pck/joint/nose" in final and "val/figure4" in final
+    assert not any("pckh" in key for key in final)
+    with open(root / "models/hg_stacked_int/epochs.csv", newline="") as fh:
+        header = next(csv.reader(fh))
+    assert "val/figure4" in header  # the column dvc.yaml plots, on either family
+
+
+def test_evaluation_scores_pck_at_0_2_on_eleven_joints(project):
+    root, _ = project
+    metrics = json.loads((root / "models/hg_stacked_int/eval/metrics.json").read_text())
+    assert metrics["metric"] == "PCK@0.2"
+    assert set(metrics["per_joint"]) == {"l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",
+                                         "l_hip", "r_hip", "l_eye", "r_eye", "nose"}
+    assert "Mean@0.1" not in metrics["final"] and "figure4" in metrics["final"]
+    assert [s["stack"] for s in metrics["stacks"]] == [1, 2]
+
+
+def test_report_is_in_flic_form(project):
+    root, _ = project
+    text = (root / "reports/results.md").read_text()
+    body = text.split("## Provenance")[0]
+    assert "Wrist PCK@0.2 (%)" in body and "PCKh" not in body
+    assert "| 99.0 |" in body  # the paper's FLIC elbow, beside ours
+    assert "scored as FLIC" in body
+
+
+def test_champion_contest_compares_the_flic_headline(project):
+    from pipeline.flows import decide_champion
+
+    root, env = project
+    params = load_params(root / "params.yaml")
+    metric = champion_metric(params)
+    assert metric == "val/pck/Mean"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+        decision = decide_champion(root, "hg_stacked_int", metric, True, logging.getLogger("test"))
+    final = json.loads((root / "models/hg_stacked_int/metrics.json").read_text())
+    assert decision.promoted and decision.metric == "val/pck/Mean"
+    assert decision.candidate_score == pytest.approx(final["val/pck/Mean"])
