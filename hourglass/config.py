@@ -1,6 +1,9 @@
 """The params.yaml schema: one validated config object, built once and passed down.
 
-Nothing else reads params.yaml. Every section forbids unknown keys, so a typo fails loudly with the dotted key
+Nothing else reads params.yaml. The schema holds types, bounds and meanings, never values: every key is required,
+so each setting has one home (params.yaml, the CPU preset; the recipes in ``recipes/`` hold only what differs from
+it, see :mod:`hourglass.recipes`) and a key left out is an error naming it, not a silent default.
+Every section forbids unknown keys, so a typo fails loudly with the dotted key
 path and, for choices, the allowed values (pydantic's messages), e.g.::
 
     params.yaml: model.supervision: Input should be 'intermediate', 'final', 'add' or 'resolutions' (got 'inter')
@@ -24,12 +27,12 @@ class Section(BaseModel):
 class ModelConfig(Section):
     """The network (hourglass.model.create_model); joints come from the dataset."""
 
-    stacks: int = Field(8, ge=1)
-    features: int = Field(256, ge=4, multiple_of=4)
-    modules: int = Field(1, ge=1)
-    supervision: Literal["intermediate", "final", "add", "resolutions"] = "intermediate"  # see hourglass.model
-    input_res: int = Field(256, ge=64, multiple_of=64)
-    stem_width: int = Field(128, ge=4, multiple_of=4)  # the stem's channels (the original's 128)
+    stacks: int = Field(ge=1)
+    features: int = Field(ge=4, multiple_of=4)
+    modules: int = Field(ge=1)
+    supervision: Literal["intermediate", "final", "add", "resolutions"]  # see hourglass.model
+    input_res: int = Field(ge=64, multiple_of=64)
+    stem_width: int = Field(ge=4, multiple_of=4)  # the stem's channels (the original's 128)
 
     def network_kwargs(self) -> dict[str, Any]:
         """The arguments of ``hourglass.model.create_model`` this section fixes (joints come from the data)."""
@@ -40,10 +43,10 @@ class ModelConfig(Section):
 class TargetConfig(Section):
     """Heatmap targets and decoding (hourglass.heatmaps)."""
 
-    sigma: float = Field(1.75, gt=0)
-    radius: int = Field(3, ge=0)  # Gaussian cut off this many px from its peak: the original's 7x7 patch
-    flip_test: bool = True
-    flip_shift: bool = False  # HRNet's 1-px shift of the flipped heatmap; not in the original
+    sigma: float = Field(gt=0)
+    radius: int = Field(ge=0)  # Gaussian cut off this many px from its peak: the original's 7x7 patch
+    flip_test: bool
+    flip_shift: bool  # HRNet's 1-px shift of the flipped heatmap; not in the original
 
 
 def _relative_posix(value: str) -> str:
@@ -62,7 +65,7 @@ class ExtractConfig(Section):
     """
 
     member_prefix: str
-    into: str = "images"
+    into: str
 
     _check_into = field_validator("into")(_relative_posix)
 
@@ -80,42 +83,17 @@ class SourceConfig(Section):
     _check_path = field_validator("path")(_relative_posix)
 
 
-_HG_TRAIN = ("https://raw.githubusercontent.com/princeton-vl/pose-hg-train/"
-             "2fef6915fbd836a5d218a5d2f0c87c463532f1a6")
-
-
 class DownloadConfig(Section):
     """The download stage (pipeline.download): sources per dataset and the HTTP retry policy."""
 
-    root: str = "data/raw"
-    retries: int = Field(5, ge=0)  # consecutive failed attempts retried (an attempt with progress resets it)
-    backoff: float = Field(2.0, ge=0)  # seconds before the first retry, doubled for each further one
-    timeout: float = Field(60.0, gt=0)  # seconds without a byte before a connection counts as failed
-    chunk_bytes: int = Field(1 << 20, ge=1024)
-    rehash_existing: bool = False  # re-hash present files instead of trusting manifest size + mtime
-    mpii: tuple[SourceConfig, ...] = (
-        SourceConfig(url="https://datasets.d2.mpi-inf.mpg.de/andriluka14cvpr/mpii_human_pose_v1.tar.gz",
-                     path="archives/mpii_human_pose_v1.tar.gz",
-                     extract=ExtractConfig(member_prefix="images/")),
-        SourceConfig(url=f"{_HG_TRAIN}/data/mpii/annot/train.h5", path="annot/train.h5",
-                     git_blob="50cb99ed82aa1873fda3f419e7dc71208931db9a"),
-        SourceConfig(url=f"{_HG_TRAIN}/data/mpii/annot/valid.h5", path="annot/valid.h5", size=1350310,
-                     git_blob="b9e088439064a351a24d0b2ecfc58fc86e5afe86"),
-        SourceConfig(url=f"{_HG_TRAIN}/data/mpii/annot/test.h5", path="annot/test.h5",
-                     git_blob="a72a6f875d2a95328ab9ea9ab97d0abd545ba808"),
-        # The annotation release (RELEASE.annolist / img_train): the test-set submission's layout.
-        SourceConfig(url="https://datasets.d2.mpi-inf.mpg.de/andriluka14cvpr/mpii_human_pose_v1_u12_2.zip",
-                     path="archives/mpii_human_pose_v1_u12_2.zip",
-                     extract=ExtractConfig(member_prefix="mpii_human_pose_v1_u12_2/", into="annot/release")),
-    )
-    flic: tuple[SourceConfig, ...] = (
-        SourceConfig(url="http://vision.grasp.upenn.edu/video/FLIC.zip", path="archives/FLIC.zip",
-                     extract=ExtractConfig(member_prefix="FLIC/images/")),
-        SourceConfig(url=f"{_HG_TRAIN}/data/flic/annot/train.h5", path="annot/train.h5", size=1419577,
-                     git_blob="e67b59b70ff3e7793316d59d96c8fc6c66970865"),
-        SourceConfig(url=f"{_HG_TRAIN}/data/flic/annot/valid.h5", path="annot/valid.h5", size=364872,
-                     git_blob="526ac9e4a6c17039d4cbd48796e54c81d0ba21cd"),
-    )
+    root: str
+    retries: int = Field(ge=0)  # consecutive failed attempts retried (an attempt with progress resets it)
+    backoff: float = Field(ge=0)  # seconds before the first retry, doubled for each further one
+    timeout: float = Field(gt=0)  # seconds without a byte before a connection counts as failed
+    chunk_bytes: int = Field(ge=1024)
+    rehash_existing: bool  # re-hash present files instead of trusting manifest size + mtime
+    mpii: tuple[SourceConfig, ...]
+    flic: tuple[SourceConfig, ...]
 
     @model_validator(mode="after")
     def _unique_paths(self) -> "DownloadConfig":
@@ -141,15 +119,15 @@ class AugmentConfig(Section):
     and a per-channel colour multiplier ``U(colour_low, colour_high)`` with the result clamped to [0, 1].
     """
 
-    enabled: bool = True
-    scale_sigma: float = Field(0.25, ge=0, le=2)  # log2 units
-    scale_clip: float = Field(2.0, ge=0, le=10)  # in sigmas
-    rotation_sigma: float = Field(30.0, ge=0, le=180)  # degrees
-    rotation_clip: float = Field(60.0, ge=0, le=180)  # degrees
-    rotation_prob: float = Field(0.4, ge=0, le=1)
-    flip_prob: float = Field(0.5, ge=0, le=1)
-    colour_low: float = Field(0.6, ge=0)
-    colour_high: float = Field(1.4, ge=0)
+    enabled: bool
+    scale_sigma: float = Field(ge=0, le=2)  # log2 units
+    scale_clip: float = Field(ge=0, le=10)  # in sigmas
+    rotation_sigma: float = Field(ge=0, le=180)  # degrees
+    rotation_clip: float = Field(ge=0, le=180)  # degrees
+    rotation_prob: float = Field(ge=0, le=1)
+    flip_prob: float = Field(ge=0, le=1)
+    colour_low: float = Field(ge=0)
+    colour_high: float = Field(ge=0)
 
     @model_validator(mode="after")
     def _colour_range(self) -> "AugmentConfig":
@@ -161,17 +139,17 @@ class AugmentConfig(Section):
 class PreprocessConfig(Section):
     """Crop preprocessing into HDF5 shards + annotations.parquet (hourglass.data.preprocess).
 
-    ``margin`` and ``crop_res`` default to values derived from ``augment`` and ``model.input_res`` (null = derive).
+    ``margin`` and ``crop_res`` null: values derived from ``augment`` and ``model.input_res`` (null = derive).
     """
 
-    margin: float | None = Field(None, ge=1, le=8)  # stored crop side / (200 * scale)
-    crop_res: int | None = Field(None, ge=16, le=4096)  # stored crop side in px
-    shard_rows: int = Field(2048, ge=1)  # people per HDF5 shard
-    workers: int = Field(0, ge=0)  # 0 = every core
-    chunk_images: int = Field(4, ge=1)  # images per worker task (Pool.imap chunksize)
-    antialias: bool = True  # INTER_AREA pre-shrink before large downscales
-    max_bad_fraction: float = Field(0.01, ge=0, le=1)  # fail when more images than this are missing/corrupt
-    jpeg_eoi_check: bool = True  # a JPEG without its end marker counts as corrupt (truncated download)
+    margin: float | None = Field(ge=1, le=8)  # stored crop side / (200 * scale)
+    crop_res: int | None = Field(ge=16, le=4096)  # stored crop side in px
+    shard_rows: int = Field(ge=1)  # people per HDF5 shard
+    workers: int = Field(ge=0)  # 0 = every core
+    chunk_images: int = Field(ge=1)  # images per worker task (Pool.imap chunksize)
+    antialias: bool  # INTER_AREA pre-shrink before large downscales
+    max_bad_fraction: float = Field(ge=0, le=1)  # fail when more images than this are missing/corrupt
+    jpeg_eoi_check: bool  # a JPEG without its end marker counts as corrupt (truncated download)
 
 
 class VariantConfig(Section):
@@ -185,37 +163,37 @@ class VariantConfig(Section):
 
 
 class TrainConfig(Section):
-    """The training loop (hourglass.train). Defaults are the paper's recipe (reference §2.1): RMSprop 2.5e-4,
-    learning rate divided by 5 when validation accuracy plateaus, the original code's batch of 6."""
+    """The training loop (hourglass.train). The paper's recipe (recipes/mpii.yaml): RMSprop 2.5e-4, learning rate
+    divided by 5 when validation accuracy plateaus, the original code's batch of 6."""
 
-    batch_size: int = Field(6, ge=1)  # global: split evenly over DDP processes
-    epochs: int = Field(100, ge=1)
+    batch_size: int = Field(ge=1)  # global: split evenly over DDP processes
+    epochs: int = Field(ge=1)
     # Global batches per epoch, as the original's trainIters: as many shuffled passes over the training people as
     # they need (hourglass.data.sampler). None: one pass per epoch.
-    steps_per_epoch: int | None = Field(None, ge=1)
-    val_batch_size: int = Field(16, ge=1)
-    workers: int = Field(2, ge=0)  # data loader processes per training process
-    optimizer: Literal["rmsprop", "adam", "sgd"] = "rmsprop"
-    sgd_momentum: float = Field(0.9, ge=0, lt=1)  # optimizer: sgd only
-    lr: float = Field(2.5e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    schedule: Literal["plateau", "step", "cosine", "constant"] = "plateau"
-    plateau_factor: float = Field(0.2, gt=0, lt=1)  # the paper's "divided by 5"
-    plateau_patience: int = Field(5, ge=0)  # epochs without improvement tolerated before dropping
-    plateau_threshold: float = Field(0.1, ge=0)  # PCKh percentage points that count as an improvement
-    plateau_max_drops: int | None = Field(1, ge=0)  # the paper drops the rate once; null: at every plateau
-    milestones: tuple[int, ...] = ()  # epochs at which "step" multiplies the rate by step_factor
-    step_factor: float = Field(0.1, gt=0, lt=1)
-    min_lr: float = Field(0.0, ge=0)
-    warmup_steps: int = Field(0, ge=0)  # linear warm-up from lr/warmup_steps to lr over these optimiser steps
-    target_scale: float = Field(1.0, gt=0)  # heatmap targets are multiplied by this in the loss
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 where supported, else fp32
-    channels_last: bool = True
-    compile: bool = False  # torch.compile the training model
-    sync_batchnorm: bool = False  # DDP only; default is plain per-process BatchNorm, as data-parallel Torch did
-    deterministic: bool = False  # deterministic kernels (CPU resume is then bitwise identical)
-    log_every: int = Field(10, ge=1)  # optimiser steps between loss/lr records
-    variants: dict[str, VariantConfig] = {}
+    steps_per_epoch: int | None = Field(ge=1)
+    val_batch_size: int = Field(ge=1)
+    workers: int = Field(ge=0)  # data loader processes per training process
+    optimizer: Literal["rmsprop", "adam", "sgd"]
+    sgd_momentum: float = Field(ge=0, lt=1)  # optimizer: sgd only
+    lr: float = Field(gt=0)
+    weight_decay: float = Field(ge=0)
+    schedule: Literal["plateau", "step", "cosine", "constant"]
+    plateau_factor: float = Field(gt=0, lt=1)  # the paper's "divided by 5"
+    plateau_patience: int = Field(ge=0)  # epochs without improvement tolerated before dropping
+    plateau_threshold: float = Field(ge=0)  # PCKh percentage points that count as an improvement
+    plateau_max_drops: int | None = Field(ge=0)  # the paper drops the rate once; null: at every plateau
+    milestones: tuple[int, ...]  # epochs at which "step" multiplies the rate by step_factor
+    step_factor: float = Field(gt=0, lt=1)
+    min_lr: float = Field(ge=0)
+    warmup_steps: int = Field(ge=0)  # linear warm-up from lr/warmup_steps to lr over these optimiser steps
+    target_scale: float = Field(gt=0)  # heatmap targets are multiplied by this in the loss
+    precision: Literal["auto", "fp32", "bf16", "fp16"]  # auto: bf16 where supported, else fp32
+    channels_last: bool
+    compile: bool  # torch.compile the training model
+    sync_batchnorm: bool  # DDP only; false: plain per-process BatchNorm, as data-parallel Torch did
+    deterministic: bool  # deterministic kernels (CPU resume is then bitwise identical)
+    log_every: int = Field(ge=1)  # optimiser steps between loss/lr records
+    variants: dict[str, VariantConfig]
 
     @field_validator("variants")
     @classmethod
@@ -237,12 +215,12 @@ class MlflowConfig(Section):
     """MLflow tracking of training runs (hourglass.tracking). The store is ``MLFLOW_TRACKING_URI`` when set, else
     ``sqlite:///<working directory>/mlflow.db``."""
 
-    enabled: bool = True  # False: DVC files only (tests, quick experiments)
-    experiment: str = Field("hourglass", min_length=1)
-    registered_model: str | None = "hourglass"  # None: log the model without registering it
-    log_model: bool = True
-    system_metrics: bool = True
-    sweep: str | None = None  # runs with the same sweep name nest under one parent (HOURGLASS_PARENT_RUN_ID wins)
+    enabled: bool  # False: DVC files only (tests, quick experiments)
+    experiment: str = Field(min_length=1)
+    registered_model: str | None  # None: log the model without registering it
+    log_model: bool
+    system_metrics: bool
+    sweep: str | None  # runs with the same sweep name nest under one parent (HOURGLASS_PARENT_RUN_ID wins)
 
 
 class SyntheticConfig(Section):
@@ -252,18 +230,18 @@ class SyntheticConfig(Section):
     or on the training ``seed``.
     """
 
-    seed: int = Field(0, ge=0)
-    train_images: int = Field(1500, ge=1)
-    valid_images: int = Field(200, ge=1)
-    joint_set: Literal["mpii", "flic"] = "mpii"
-    width: tuple[int, int] = (320, 480)  # image width range, px
-    height: tuple[int, int] = (240, 360)  # image height range, px
-    person_height: tuple[int, int] = (100, 250)  # standing height of the main person, px (capped by the image)
-    distractors: tuple[int, int] = (1, 3)  # other people per image
-    occluders: tuple[int, int] = (0, 2)  # objects drawn in front of people
-    annotate_distractors: bool = True  # other people that are mostly inside the image get their own rows, as in MPII
-    jpeg_quality: int = Field(90, ge=30, le=100)
-    workers: int = Field(2, ge=0)  # 0 = every core
+    seed: int = Field(ge=0)
+    train_images: int = Field(ge=1)
+    valid_images: int = Field(ge=1)
+    joint_set: Literal["mpii", "flic"]
+    width: tuple[int, int]  # image width range, px
+    height: tuple[int, int]  # image height range, px
+    person_height: tuple[int, int]  # standing height of the main person, px (capped by the image)
+    distractors: tuple[int, int]  # other people per image
+    occluders: tuple[int, int]  # objects drawn in front of people
+    annotate_distractors: bool  # other people that are mostly inside the image get their own rows, as in MPII
+    jpeg_quality: int = Field(ge=30, le=100)
+    workers: int = Field(ge=0)  # 0 = every core
 
     @model_validator(mode="after")
     def _ranges(self) -> "SyntheticConfig":
@@ -281,14 +259,14 @@ class SyntheticConfig(Section):
 class FlowsConfig(Section):
     """Scheduled retraining (pipeline.flows) and the champion policy (hourglass.registry)."""
 
-    cron: str = "0 3 * * *"  # when the served deployment retrains: 5 cron fields or a macro such as @daily
-    timezone: str = "UTC"  # IANA zone the cron is read in
-    champion_variant: str = Field("hg_stacked_int", min_length=1)  # the train@<variant> that competes for `champion`
+    cron: str  # when the served deployment retrains: 5 cron fields or a macro such as @daily
+    timezone: str  # IANA zone the cron is read in
+    champion_variant: str = Field(min_length=1)  # the train@<variant> that competes for `champion`
     # As hourglass.train logs it to the run; null: the dataset family's headline (val/pckh/Mean, val/pck/Mean).
-    champion_metric: str | None = Field(None, min_length=1)
-    higher_is_better: bool = True
-    download_retries: int = Field(3, ge=0, le=10)  # retries of the fetch-data task (downloads are flaky)
-    download_retry_delay: float = Field(30.0, ge=0)  # seconds before the first retry; doubles each time
+    champion_metric: str | None = Field(min_length=1)
+    higher_is_better: bool
+    download_retries: int = Field(ge=0, le=10)  # retries of the fetch-data task (downloads are flaky)
+    download_retry_delay: float = Field(ge=0)  # seconds before the first retry; doubles each time
 
     @field_validator("cron")
     @classmethod
@@ -313,27 +291,27 @@ class FlowsConfig(Section):
 class ReportConfig(Section):
     """The results report (hourglass.report, pipeline.report)."""
 
-    examples: int = Field(6, ge=1, le=24)  # people in each of the best-cases and worst-cases figures
-    example_variant: str | None = None  # whose predictions the examples show; None: the variant with the best Mean
+    examples: int = Field(ge=1, le=24)  # people in each of the best-cases and worst-cases figures
+    example_variant: str | None  # whose predictions the examples show; None: the variant with the best Mean
 
 
 class ParamsConfig(Section):
     """The whole params.yaml: one section per stage, plus the dataset choice and the ablation sweep."""
 
-    dataset: Literal["synthetic", "mpii", "flic"] = "synthetic"
-    seed: int = 0
+    dataset: Literal["synthetic", "mpii", "flic"]
+    seed: int
     # The variants (names in train.variants) that dvc.yaml trains, evaluates and reports: its foreach list.
-    sweep: tuple[str, ...] = ()
-    model: ModelConfig = ModelConfig()
-    targets: TargetConfig = TargetConfig()
-    download: DownloadConfig = DownloadConfig()
-    augment: AugmentConfig = AugmentConfig()
-    preprocess: PreprocessConfig = PreprocessConfig()
-    train: TrainConfig = TrainConfig()
-    synthetic: SyntheticConfig = SyntheticConfig()
-    mlflow: MlflowConfig = MlflowConfig()
-    flows: FlowsConfig = FlowsConfig()
-    report: ReportConfig = ReportConfig()
+    sweep: tuple[str, ...]
+    model: ModelConfig
+    targets: TargetConfig
+    download: DownloadConfig
+    augment: AugmentConfig
+    preprocess: PreprocessConfig
+    train: TrainConfig
+    synthetic: SyntheticConfig
+    mlflow: MlflowConfig
+    flows: FlowsConfig
+    report: ReportConfig
 
     @model_validator(mode="after")
     def _sweep_names_variants(self) -> "ParamsConfig":
@@ -357,7 +335,11 @@ def _format(path: Path, err: ValidationError) -> str:
     lines = [f"{path}: {len(err.errors())} invalid value(s)"]
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "<top level>"
-        got = f" (got {e['input']!r})" if e["type"] not in ("missing",) and not isinstance(e["input"], dict) else ""
+        if e["type"] == "missing":
+            lines.append(f"  {key}: missing; every setting must be written in the params file (there are no "
+                         "defaults: see params.yaml)")
+            continue
+        got = f" (got {e['input']!r})" if not isinstance(e["input"], dict) else ""
         lines.append(f"  {key}: {e['msg']}{got}")
     return "\n".join(lines)
 

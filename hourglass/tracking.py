@@ -129,7 +129,7 @@ def serving_checkpoint(network: nn.Module, input_res: int, config: Mapping[str, 
                for k, v in network.state_dict().items()}
     model = {"stacks": int(network.stacks), "features": int(network.heatmaps[0].in_channels),
              "modules": len(network.heads[0][0]), "supervision": str(network.supervision),
-             "input_res": int(input_res)}
+             "stem_width": 2 * int(network.stem[0].out_channels), "input_res": int(input_res)}
     full = copy.deepcopy(dict(config or {}))
     full["model"] = {**dict(full.get("model") or {}), **model}
     return {"model": weights, "config": full, "variant": variant, "epoch": epoch}

@@ -15,15 +15,7 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def merge(base: dict, extra: dict) -> dict:
-    """``base`` with ``extra``'s keys replaced, recursing into mappings present in both."""
-    out = dict(base)
-    for key, value in extra.items():
-        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
+from shipped import REPO, merge  # noqa: F401  (merge: re-exported for the end-to-end tests)
 
 
 def run(cmd: list[str], cwd: Path, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess:
@@ -42,7 +34,7 @@ def make_project(root: Path, params: dict[str, Any], mlflow_db: Path | None = No
 
     ``mlflow_db``: an already migrated SQLite store to start from (copying it is much faster than migrating).
     """
-    for name in ("hourglass", "pipeline"):
+    for name in ("hourglass", "pipeline", "recipes"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -13,13 +13,14 @@ from torch.utils.data import DataLoader
 
 from hourglass.annotations import read_annotations
 from hourglass.bench.loader import make_raw_set
-from hourglass.config import AugmentConfig, ConfigError, ParamsConfig, parse_params
+from hourglass.config import ConfigError, parse_params
 from hourglass.data.augment import AugmentParams, sample_augmentation
 from hourglass.data.dataset import PoseDataset, create_dataset, worker_init
 from hourglass.data.preprocess import preprocess
 from hourglass.geometry import crop_image, flip_image, transform_points
 from hourglass.heatmaps import decode, heatmaps_to_image
 from hourglass.joints import MPII
+from shipped import paper, preset_raw, recipe
 
 RES, OUT = 128, 32
 
@@ -29,7 +30,7 @@ def processed(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("set")
     raw, out = root / "raw", root / "processed"
     make_raw_set(raw, 12, np.random.default_rng(3))
-    params = ParamsConfig.model_validate({"model": {"input_res": RES}, "preprocess": {"workers": 1}})
+    params = recipe("mpii", {"model": {"input_res": RES}, "preprocess": {"workers": 1}})
     preprocess(raw, out, params, dataset="synthetic", progress=False)
     return raw, out
 
@@ -39,7 +40,7 @@ def original_image(raw: Path, name: str) -> np.ndarray:
 
 
 def test_augmentation_draws_follow_the_original_distribution():
-    config = AugmentConfig()
+    config = paper("augment")
     rng = np.random.default_rng(0)
     draws = [sample_augmentation(config, rng) for _ in range(4000)]
     scales = np.array([d.scale for d in draws])
@@ -51,15 +52,15 @@ def test_augmentation_draws_follow_the_original_distribution():
     assert np.mean(rotations != 0) == pytest.approx(0.4, abs=0.04)
     assert np.mean([d.flip for d in draws]) == pytest.approx(0.5, abs=0.04)
     assert colours.min() >= 0.6 and colours.max() <= 1.4 and colours.std(axis=0).min() > 0.2
-    off = sample_augmentation(AugmentConfig(enabled=False), rng)
+    off = sample_augmentation(paper("augment", enabled=False), rng)
     assert off == AugmentParams()
 
 
 def test_augment_config_rejects_bad_ranges():
     with pytest.raises(ConfigError, match="colour_low"):
-        parse_params({"augment": {"colour_low": 1.5, "colour_high": 1.0}})
+        parse_params(preset_raw({"augment": {"colour_low": 1.5, "colour_high": 1.0}}))
     with pytest.raises(ConfigError, match="rotation_prob"):
-        parse_params({"augment": {"rotation_prob": 1.5}})
+        parse_params(preset_raw({"augment": {"rotation_prob": 1.5}}))
 
 
 @pytest.mark.parametrize("draw", [AugmentParams(1.3, 25.0, False, (1.0, 1.0, 1.0)),
@@ -68,7 +69,7 @@ def test_targets_peak_at_the_augmented_joints_and_pixels_agree(processed, draw: 
     """Joints and image of a sample rendered from the stored crop equal an independent crop of the ORIGINAL image
     with the same scale, rotation and flip (geometry.crop_image + transform_points + flip)."""
     raw, out = processed
-    ds = PoseDataset(out, "train", input_res=RES, augment=AugmentConfig())
+    ds = PoseDataset(out, "train", input_res=RES, augment=paper("augment"))
     for index in range(len(ds)):
         image, target, mask = ds.render(index, ds.read_crop(index), draw)
         center, scale = ds.center[index], ds.scale[index] * draw.scale
@@ -105,7 +106,7 @@ def read_names(out: Path) -> list[str]:
 
 def test_flip_swaps_left_and_right(processed):
     _, out = processed
-    ds = PoseDataset(out, "train", input_res=RES, augment=AugmentConfig())
+    ds = PoseDataset(out, "train", input_res=RES, augment=paper("augment"))
     plain = AugmentParams()
     mirrored = AugmentParams(flip=True)
     image, target, _ = ds.render(0, ds.read_crop(0), plain)
@@ -119,7 +120,7 @@ def test_flip_swaps_left_and_right(processed):
 
 def test_validation_samples_are_the_plain_crop_and_decode_to_the_original(processed):
     raw, out = processed
-    params = ParamsConfig.model_validate({"model": {"input_res": RES}})
+    params = recipe("mpii", {"model": {"input_res": RES}})
     ds = create_dataset(out, "train", params, train=False)  # the synthetic set only has a train split
     names = read_names(out)
     for index in range(len(ds)):
@@ -140,14 +141,14 @@ def test_validation_samples_are_the_plain_crop_and_decode_to_the_original(proces
 def test_augmentation_larger_than_the_stored_margin_is_refused(processed):
     _, out = processed
     with pytest.raises(ValueError, match="margin"):
-        PoseDataset(out, "train", input_res=RES, augment=AugmentConfig(scale_sigma=0.5))
+        PoseDataset(out, "train", input_res=RES, augment=paper("augment", scale_sigma=0.5))
     with pytest.raises(ValueError, match="split 'valid'"):
         PoseDataset(out, "valid", input_res=RES)
 
 
 def test_pickles_without_open_files_and_loads_with_spawn_workers(processed):
     _, out = processed
-    ds = PoseDataset(out, "train", input_res=RES, augment=AugmentConfig())
+    ds = PoseDataset(out, "train", input_res=RES, augment=paper("augment"))
     ds[0]
     assert ds._files
     clone = pickle.loads(pickle.dumps(ds))
@@ -167,7 +168,7 @@ def test_pickles_without_open_files_and_loads_with_spawn_workers(processed):
 def test_augmentation_is_a_function_of_the_torch_seed_and_index(processed):
     """Resumed runs must augment like uninterrupted ones: no process id or call order enters the draw."""
     _, out = processed
-    ds = PoseDataset(out, "train", input_res=RES, augment=AugmentConfig())
+    ds = PoseDataset(out, "train", input_res=RES, augment=paper("augment"))
     torch.manual_seed(7)
     first = [ds.draw(i) for i in (0, 1, 2)]
     torch.manual_seed(7)
@@ -180,11 +181,10 @@ def test_augmentation_is_a_function_of_the_torch_seed_and_index(processed):
 
 
 def test_target_sigma_and_radius_come_from_params(processed):
-    from hourglass.config import ParamsConfig
     from hourglass.data.dataset import create_dataset
 
     _, out = processed
-    params = ParamsConfig.model_validate({"model": {"input_res": RES}, "targets": {"sigma": 3.0, "radius": 9}})
+    params = recipe("mpii", {"model": {"input_res": RES}, "targets": {"sigma": 3.0, "radius": 9}})
     ds = create_dataset(out, "train", params, train=False)
     assert (ds.sigma, ds.radius) == (3.0, 9)
     target = ds[0]["target"].numpy()

@@ -31,6 +31,7 @@ from hourglass.distributed import DistInfo
 from hourglass.model import create_model
 from hourglass.precision import Precision
 from hourglass.train import heatmap_loss, train, validate
+from shipped import write_params
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import ToyPoses, tiny_params  # noqa: E402  (the shared dataset)
@@ -122,7 +123,7 @@ seed: 0
 model: {stacks: 1, features: 16, input_res: 64}
 synthetic: {train_images: 6, valid_images: 3, workers: 1}
 preprocess: {workers: 1}
-train: {batch_size: 4, epochs: 2, val_batch_size: 4, workers: 1, precision: fp32, variants: {tiny: {}}}
+train: {batch_size: 4, epochs: 2, steps_per_epoch: null, val_batch_size: 4, workers: 1, precision: fp32, variants: {tiny: {}}}
 mlflow: {enabled: false}
 """
 
@@ -136,7 +137,7 @@ def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     root = tmp_path_factory.mktemp("tiny-data")
     params_path = root / "params.yaml"
-    params_path.write_text(TINY_PARAMS)
+    write_params(params_path, TINY_PARAMS)
     params = load_params(params_path)
     generate_dataset(params.synthetic, root / "raw", progress=False)
     preprocess(root / "raw", root / "processed", params, progress=False)

@@ -20,10 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hourglass.config import DownloadConfig, ExtractConfig, ParamsConfig, SourceConfig, load_params
+from hourglass.config import DownloadConfig, ExtractConfig, SourceConfig, load_params
 from hourglass.data.download import (DownloadError, Expected, HttpSettings, UnsafeArchiveError,
                                      download_dataset, fetch, file_digests, git_blob_id, safe_extract)
 from pipeline.download import main
+from shipped import paper, recipe
+from shipped import write_params as write_full_params
 
 FAST = HttpSettings(retries=2, backoff=0.01, timeout=5.0, chunk_bytes=4096, progress=False)
 VALID_BLOB = "b9e088439064a351a24d0b2ecfc58fc86e5afe86"
@@ -415,9 +417,9 @@ def local_config(server: ServerState, anchor_dir: Path, **extra: object) -> Down
     tar = make_tar(Path(extra.pop("tmp")) / "src.tar.gz",
                    [("images/001.jpg", b"jpeg-1"), ("images/002.jpg", b"j2")])
     valid = (anchor_dir / "pose-hg-train/data/mpii/annot/valid.h5").read_bytes()
-    return DownloadConfig(retries=1, backoff=0.01, timeout=5.0, mpii=(
+    return paper("download", retries=1, backoff=0.01, timeout=5.0, mpii=(
         SourceConfig(url=server.add("/mpii.tar.gz", tar.read_bytes()), path="archives/mpii.tar.gz",
-                     extract=ExtractConfig(member_prefix="images/")),
+                     extract=ExtractConfig(member_prefix="images/", into="images")),
         SourceConfig(url=server.add("/valid.h5", valid), path="annot/valid.h5", git_blob=VALID_BLOB,
                      size=len(valid)),
     ), **extra)
@@ -467,26 +469,26 @@ def test_a_local_copy_is_a_source_continued_verified_and_extracted(tmp_path: Pat
     (base / "archives").mkdir(parents=True)
     (base / "archives" / "mpii.tar.gz.part").write_bytes(data[:100])  # an earlier copy that was cut off
     source = SourceConfig(url=archive.as_uri(), path="archives/mpii.tar.gz", sha256=sha256(data), size=len(data),
-                          extract=ExtractConfig(member_prefix="images/"))
-    download_dataset(DownloadConfig(mpii=(source,)), "mpii", root=tmp_path / "raw", progress=False)
+                          extract=ExtractConfig(member_prefix="images/", into="images"))
+    download_dataset(paper("download", mpii=(source,)), "mpii", root=tmp_path / "raw", progress=False)
     assert (base / "archives" / "mpii.tar.gz").read_bytes() == data
     assert sorted(p.name for p in (base / "images").iterdir()) == ["001.jpg", "002.jpg"]
     assert leftovers(base / "archives") == ["mpii.tar.gz"]
 
     wrong = source.model_copy(update={"sha256": "0" * 64, "path": "archives/other.tar.gz"})
     with pytest.raises(DownloadError, match="verification failed"):
-        download_dataset(DownloadConfig(mpii=(wrong,)), "mpii", root=tmp_path / "raw", progress=False)
+        download_dataset(paper("download", mpii=(wrong,)), "mpii", root=tmp_path / "raw", progress=False)
     assert leftovers(base / "archives") == ["mpii.tar.gz"]
     gone = source.model_copy(update={"url": (tmp_path / "nowhere.tar.gz").as_uri(), "path": "archives/x.tar.gz"})
     with pytest.raises(DownloadError, match="nowhere.tar.gz"):
-        download_dataset(DownloadConfig(mpii=(gone,)), "mpii", root=tmp_path / "raw", progress=False)
+        download_dataset(paper("download", mpii=(gone,)), "mpii", root=tmp_path / "raw", progress=False)
 
 
 def test_wrong_member_prefix_is_a_clear_error(server: ServerState, tmp_path: Path) -> None:
     tar = make_tar(tmp_path / "f.tar.gz", [("images/1.jpg", b"1")])
     source = SourceConfig(url=server.add("/FLIC.zip", tar.read_bytes()), path="archives/FLIC.zip",
-                          extract=ExtractConfig(member_prefix="FLIC/images/"))
-    config = DownloadConfig(backoff=0.01, flic=(source,))
+                          extract=ExtractConfig(member_prefix="FLIC/images/", into="images"))
+    config = paper("download", backoff=0.01, flic=(source,))
     with pytest.raises(UnsafeArchiveError, match="no member under 'FLIC/images/'"):
         download_dataset(config, "flic", root=tmp_path / "raw", progress=False)
 
@@ -494,17 +496,17 @@ def test_wrong_member_prefix_is_a_clear_error(server: ServerState, tmp_path: Pat
 # --------------------------------------------------------------------------------------------- stage + config
 def write_params(tmp_path: Path, config: DownloadConfig, dataset: str) -> Path:
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"dataset": dataset, "download": config.model_dump(mode="json")}))
+    write_full_params(params, {"dataset": dataset, "download": config.model_dump(mode="json")})
     return params
 
 
 def test_stage_synthetic_generates_the_same_layout(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({
+    write_full_params(params, {
         "dataset": "synthetic",
-        "download": DownloadConfig(root=str(tmp_path / "raw")).model_dump(mode="json"),
+        "download": paper("download", root=str(tmp_path / "raw")).model_dump(mode="json"),
         "synthetic": {"train_images": 3, "valid_images": 2, "workers": 1},
-    }))
+    })
     assert main(["--params", str(params)]) == 0
     out = tmp_path / "raw" / "synthetic"
     assert (out / "annot" / "train.h5").is_file() and (out / "annot" / "valid.h5").is_file()
@@ -526,13 +528,16 @@ def test_stage_downloads_and_reports_failures(server: ServerState, tmp_path: Pat
     assert main(["--params", str(tmp_path / "absent.yaml")]) == 2
 
 
-def test_params_yaml_section_matches_schema_defaults() -> None:
-    repo_params = Path(__file__).resolve().parents[1] / "params.yaml"
-    assert load_params(repo_params).download == ParamsConfig().download
-    mpii = {s.path: s for s in ParamsConfig().download.sources("mpii")}
+def test_download_sources_live_in_params_yaml_only() -> None:
+    """One home: the schema has no sources and the recipes do not repeat them."""
+    repo = Path(__file__).resolve().parents[1]
+    mpii = {s.path: s for s in load_params(repo / "params.yaml").download.sources("mpii")}
     assert mpii["annot/valid.h5"].git_blob == VALID_BLOB
     pinned_commit = "2fef6915fbd836a5d218a5d2f0c87c463532f1a6"
     assert all(pinned_commit in s.url for p, s in mpii.items() if p.startswith("annot"))
+    assert recipe("mpii").download == recipe("flic").download == load_params(repo / "params.yaml").download
+    for path in (repo / "recipes").glob("*.yaml"):
+        assert "download" not in yaml.safe_load(path.read_text()), path
 
 
 @pytest.mark.parametrize("bad", [{"path": "../x"}, {"path": "/etc/x"}, {"sha256": "abc"},

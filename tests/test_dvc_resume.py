@@ -24,6 +24,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dvc_project import REPO, dvc, make_project, merge, run  # noqa: E402
+from shipped import recipe_raw  # noqa: E402
 
 TINY_TRAINING = {
     "synthetic": {"train_images": 10, "valid_images": 4, "workers": 1},
@@ -144,7 +145,7 @@ def test_killed_download_continues_from_its_bytes_under_dvc_repro(tmp_path, slow
     build_flic_mirror(mirror, anchor_dir)
     for path in mirror.iterdir():
         handler.files[f"/flic/{path.name}"] = path.read_bytes()
-    shipped = yaml.safe_load((REPO / "params-flic.yaml").read_text())
+    shipped = recipe_raw("flic")
     params = merge(shipped, {"download": {"flic": mirrored_sources(shipped["download"]["flic"], mirror, base_url),
                                           "chunk_bytes": 4096}})
     root = tmp_path / "project"

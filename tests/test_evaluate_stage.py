@@ -27,6 +27,7 @@ from hourglass.joints import MPII
 from hourglass.model import StackedHourglass, create_model
 from hourglass.precision import select_precision
 from pipeline.evaluate import main
+from shipped import write_params
 
 TINY_PARAMS = """\
 dataset: synthetic
@@ -35,7 +36,7 @@ model: {stacks: 2, features: 16, input_res: 64}
 targets: {flip_test: %(flip)s}
 synthetic: {train_images: 1, valid_images: 6, workers: 1}
 preprocess: {workers: 1}
-train: {val_batch_size: 4, workers: 0, precision: fp32, channels_last: false, variants: {tiny: {}}}
+train: {steps_per_epoch: null, val_batch_size: 4, workers: 0, precision: fp32, channels_last: false, variants: {tiny: {}}}
 mlflow: {enabled: false}
 """
 
@@ -50,8 +51,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from hourglass.data.synthetic import generate_dataset
 
     root = tmp_path_factory.mktemp("eval-stage")
-    (root / "params.yaml").write_text(TINY_PARAMS % {"flip": "true"})
-    (root / "params-noflip.yaml").write_text(TINY_PARAMS % {"flip": "false"})
+    write_params(root / "params.yaml", TINY_PARAMS % {"flip": "true"})
+    write_params(root / "params-noflip.yaml", TINY_PARAMS % {"flip": "false"})
     params = load_params(root / "params.yaml")
     generate_dataset(params.synthetic, root / "raw", progress=False)
     preprocess(root / "raw", root / "processed", params, progress=False)

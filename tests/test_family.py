@@ -8,6 +8,7 @@ import pytest
 from hourglass.config import parse_params
 from hourglass.family import FLIC_FAMILY, MPII_FAMILY, champion_metric, family_for, family_of
 from hourglass.joints import FLIC, MPII
+from shipped import preset_raw
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -19,7 +20,7 @@ from hourglass.joints import FLIC, MPII
     ({"dataset": "mpii", "synthetic": {"joint_set": "flic"}}, MPII_FAMILY),
 ])
 def test_family_of_the_params(raw, expected):
-    assert family_of(parse_params(raw)) is expected
+    assert family_of(parse_params(preset_raw(raw))) is expected
 
 
 def test_families_carry_their_joints_metric_and_headline():
@@ -44,10 +45,10 @@ def test_flic_validation_metrics_are_pck_with_the_ablation_joints():
 
 
 def test_champion_metric_defaults_to_the_headline_and_must_be_logged_by_the_family():
-    assert champion_metric(parse_params({"dataset": "flic"})) == "val/pck/Mean"
-    assert champion_metric(parse_params({"dataset": "synthetic"})) == "val/pckh/Mean"
-    assert champion_metric(parse_params({"flows": {"champion_metric": "val/figure4"}})) == "val/figure4"
-    wrong = parse_params({"dataset": "synthetic", "synthetic": {"joint_set": "flic"},
-                          "flows": {"champion_metric": "val/pckh/Mean"}})
+    assert champion_metric(parse_params(preset_raw({"dataset": "flic"}))) == "val/pck/Mean"
+    assert champion_metric(parse_params(preset_raw({"dataset": "synthetic"}))) == "val/pckh/Mean"
+    assert champion_metric(parse_params(preset_raw({"flows": {"champion_metric": "val/figure4"}}))) == "val/figure4"
+    wrong = parse_params(preset_raw({"dataset": "synthetic", "synthetic": {"joint_set": "flic"},
+                          "flows": {"champion_metric": "val/pckh/Mean"}}))
     with pytest.raises(ValueError, match=r"flows.champion_metric: 'val/pckh/Mean' is not logged by FLIC"):
         champion_metric(wrong)

@@ -47,6 +47,7 @@ from pipeline.flows import (
     run_dvc_repro,
     server_problem,
 )
+from shipped import write_params
 
 MODEL = "fake-hg"
 STAGES_PY = '''
@@ -148,6 +149,9 @@ stages:
 
 PARAMS_YAML = """
 dataset: mpii
+sweep: [a, b]
+train:
+  variants: {a: {}, b: {}}
 flows:
   champion_variant: b
   champion_metric: val/pckh/Mean
@@ -197,7 +201,7 @@ def make_repo(root: Path, *, log_metric: bool = True, download_fails_once: bool 
     (repo / "dvc.yaml").write_text(
         DVC_YAML.format(attempts=attempts, log_metric="yes" if log_metric else "no")
     )
-    (repo / "params.yaml").write_text(PARAMS_YAML)
+    write_params(repo / "params.yaml", PARAMS_YAML)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=repo, check=True)
     return repo
@@ -348,7 +352,7 @@ def test_serve_refuses_without_a_server(prefect_server: None, tmp_path: Path, ca
 
 
 def test_deployment_schedule_comes_from_params(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text("flows:\n  cron: '15 2 * * 1'\n  timezone: Europe/Berlin\n")
+    write_params(tmp_path / "params.yaml", "flows:\n  cron: '15 2 * * 1'\n  timezone: Europe/Berlin\n")
     deployment = build_deployment(Path("params.yaml"), tmp_path)
     assert deployment.name == "scheduled-retrain" and deployment.flow_name == "retrain"
     assert deployment.entrypoint == "pipeline.flows.retrain"

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from hourglass import create_model
-from hourglass.config import TargetConfig
 from hourglass.geometry import flip_points, transform_points
 from hourglass.heatmaps import (
     DEFAULT_RADIUS,
@@ -21,11 +20,12 @@ from hourglass.heatmaps import (
     heatmaps_to_image,
 )
 from hourglass.joints import FLIC, MPII
+from shipped import paper
 
 
 def test_defaults_match_the_config_schema() -> None:
-    assert DEFAULT_SIGMA == TargetConfig().sigma == 1.75
-    assert DEFAULT_RADIUS == TargetConfig().radius == 3
+    assert DEFAULT_SIGMA == paper("targets").sigma == 1.75
+    assert DEFAULT_RADIUS == paper("targets").radius == 3
 
 
 def test_target_peak_value_and_shape_match_a_direct_2d_formula() -> None:

@@ -26,6 +26,7 @@ from hourglass.geometry import flip_points
 from hourglass.joints import MPII
 from hourglass.model import create_model
 from hourglass.predict import Person, PosePredictor, PredictError, as_rgb_array
+from shipped import recipe_raw
 
 MPII_IMAGE = "mmpose/tests/data/mpii/004645041.jpg"  # 1280 x 720
 BOX = (440, 160, 840, 560)  # the crop (1.25 x 400 px around the box centre) lies inside that image
@@ -33,8 +34,8 @@ BOX = (440, 160, 840, 560)  # the crop (1.25 x 400 px around the box centre) lie
 
 def make_checkpoint(path: Path, stacks: int = 1, features: int = 32, input_res: int = 64, seed: int = 0) -> Path:
     """A small untrained network saved as training saves one (weights + resolved params); returns the path."""
-    params = parse_params({"dataset": "mpii", "model": {"stacks": stacks, "features": features,
-                                                        "input_res": input_res}})
+    params = parse_params(recipe_raw("mpii", {"model": {"stacks": stacks, "features": features,
+                                                                 "input_res": input_res}}))
     torch.manual_seed(seed)
     model = create_model(stacks=stacks, features=features)
     save_checkpoint({"model": model.state_dict(), "config": params.model_dump(mode="json"), "variant": "tiny",

@@ -19,13 +19,14 @@ from hourglass.data.preprocess import (PreprocessError, build_table, column_arra
                                        table_annotations, write_parquet)
 from hourglass.geometry import crop_image, transform_points
 from pipeline.preprocess import main as stage_main
+from shipped import recipe
 
 MPII_VALID = "pose-hg-train/data/mpii/annot/valid.h5"
 MMPOSE = "mmpose/tests/data/mpii"
 
 
 def params(**preprocess) -> ParamsConfig:
-    return ParamsConfig.model_validate({"preprocess": {"workers": 1, **preprocess}})
+    return recipe("mpii", {"preprocess": {"workers": 1, **preprocess}})
 
 
 def assert_same_annotations(a, b) -> None:
@@ -41,11 +42,11 @@ def assert_same_annotations(a, b) -> None:
 
 
 def test_default_crop_geometry_covers_worst_augmentation():
-    spec = crop_spec(ParamsConfig())
+    spec = crop_spec(recipe("mpii"))
     assert spec.margin == pytest.approx(2.0) and spec.crop_res == 512
     assert required_margin(None) == 1.0
     # Rotation clipped below 45 degrees needs only cos + sin of the clip.
-    narrow = ParamsConfig.model_validate({"augment": {"rotation_clip": 30.0, "scale_sigma": 0.0}}).augment
+    narrow = recipe("mpii", {"augment": {"rotation_clip": 30.0, "scale_sigma": 0.0}}).augment
     assert required_margin(narrow) == pytest.approx(np.cos(np.pi / 6) + np.sin(np.pi / 6))
 
 
@@ -114,7 +115,7 @@ def test_real_mpii_stored_pixels_align_with_the_crop_transform(real_mpii):
                                        ("pose-hg-train/data/flic/annot/valid.h5", 1016)])
 def test_annotation_files_load_into_the_table_intact(anchor_dir: Path, tmp_path: Path, path: str, rows: int):
     original = read_annotations(anchor_dir / path)
-    table = build_table({"valid": original}, "x", crop_spec(ParamsConfig()))
+    table = build_table({"valid": original}, "x", crop_spec(recipe("mpii")))
     write_parquet(table, tmp_path / "annotations.parquet")
     loaded = read_table(tmp_path / "annotations.parquet")
     assert loaded.num_rows == rows
@@ -171,7 +172,7 @@ def test_rerun_is_a_no_op_and_a_param_change_rebuilds(raw_set: Path, tmp_path: P
 
 
 def test_stage_cli_uses_a_worker_pool_and_reports_failure(raw_set: Path, tmp_path: Path):
-    config = ParamsConfig().model_dump(mode="json")
+    config = recipe("mpii").model_dump(mode="json")
     config["preprocess"].update(workers=2, chunk_images=2, max_bad_fraction=0.25)
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump(config))

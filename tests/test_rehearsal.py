@@ -1,8 +1,8 @@
-"""Real-data rehearsals: the shipped ``params-mpii.yaml`` and ``params-flic.yaml`` through ``dvc repro``.
+"""Real-data rehearsals: the shipped recipes ``recipes/mpii.yaml`` and ``recipes/flic.yaml`` through ``dvc repro``.
 
-A user reproduces the paper with ``cp params-mpii.yaml params.yaml && dvc repro``. These tests take that path in
+A user reproduces the paper with ``python -m pipeline.recipe mpii && dvc repro``. These tests take that path in
 a fresh git + DVC repository, against a mirror served from 127.0.0.1 in the datasets' real layouts, with every key
-of the recipe file as shipped except the size knobs (``SIZE``), the worker counts, the MLflow store (an SQLite
+of params.yaml as the recipe makes it except the size knobs (``SIZE``), the worker counts, the MLflow store (an SQLite
 file of the test's own) and the download URLs (pointed at the mirror, pinned by sha256 and size). So a recipe that
 cannot run cannot land.
 
@@ -42,7 +42,10 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dvc_project import REPO, dvc, make_project, merge  # noqa: E402
+from dvc_project import dvc, make_project, merge  # noqa: E402
+from shipped import recipe_raw  # noqa: E402
+
+from hourglass.recipes import changed_keys  # noqa: E402
 
 MPII_IMAGES = ("004645041.jpg", "005808361.jpg", "051423444.jpg", "052475643.jpg", "060754485.jpg")
 MPII_ANNOT = "pose-hg-train/data/mpii/annot/valid.h5"
@@ -169,19 +172,11 @@ def mirrored_sources(shipped: list[dict[str, Any]], folder: Path, base_url: str)
 
 
 def recipe_params(dataset: str, folder: Path, base_url: str) -> dict[str, Any]:
-    """The shipped recipe file with only the rehearsal's overrides."""
-    shipped = yaml.safe_load((REPO / f"params-{dataset}.yaml").read_text())
+    """params.yaml with the shipped recipe applied, and only the rehearsal's overrides."""
+    shipped = recipe_raw(dataset)
     overrides = merge(SIZE, {"sweep": SWEEP[dataset]})
     overrides["download"] = {dataset: mirrored_sources(shipped["download"][dataset], folder, base_url)}
     return merge(shipped, overrides)
-
-
-def changed_keys(shipped: Any, used: Any, prefix: str = "") -> set[str]:
-    """Dotted keys whose values differ between two params trees."""
-    if isinstance(shipped, dict) and isinstance(used, dict):
-        return {k for key in shipped.keys() | used.keys()
-                for k in changed_keys(shipped.get(key), used.get(key), f"{prefix}{key}.")}
-    return set() if shipped == used else {prefix.rstrip(".")}
 
 
 @pytest.fixture(scope="module", params=["mpii", "flic"])
@@ -200,7 +195,7 @@ def rehearsal(request, mirror_root, anchor_dir, tmp_path_factory, _migrated_db):
 
 def test_only_the_allowed_keys_differ_from_the_shipped_recipe(rehearsal):
     dataset, root, _, _ = rehearsal
-    shipped = yaml.safe_load((REPO / f"params-{dataset}.yaml").read_text())
+    shipped = recipe_raw(dataset)
     used = yaml.safe_load((root / "params.yaml").read_text())
     allowed = {"model.stacks", "model.features", "model.input_res", "model.stem_width", "train.epochs",
                "train.steps_per_epoch", "train.val_batch_size", "train.workers", "preprocess.workers",

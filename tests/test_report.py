@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 
 from hourglass.annotations import Annotations, read_annotations
 from hourglass.baselines import mean_pose, mean_pose_predictions, place_pose, score_mean_pose
-from hourglass.config import SyntheticConfig, parse_params
+from hourglass.config import parse_params
 from hourglass.data.synthetic import generate_dataset
 from hourglass.draw import draw_skeleton
 from hourglass.evaluate import score
@@ -30,6 +30,7 @@ from hourglass.readers import read_ground_truth, write_predictions
 from hourglass.report import (PAPER_MPII_FINAL, PAPER_MPII_INTERMEDIATE, data_version, discover_variants,
                               rank_people)
 from pipeline.report import main
+from shipped import paper, write_params
 
 FIGURES = ("figure4.png", "figure5.png", "examples_best.png", "examples_worst.png")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -39,7 +40,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """data/raw/synthetic with a few images: real JPEGs and annotation files in the download layout."""
     out = tmp_path_factory.mktemp("data") / "raw" / "synthetic"
-    generate_dataset(SyntheticConfig(train_images=16, valid_images=8, workers=1), out, progress=False)
+    generate_dataset(paper("synthetic", train_images=16, valid_images=8, workers=1), out, progress=False)
     return out
 
 
@@ -49,9 +50,7 @@ def _params(tmp: Path, raw: Path, joint_set: str = "mpii") -> Path:
               "train": {"batch_size": 4, "variants": {"hg2": {"stacks": 2}, "hg1": {"stacks": 1},
                                                       "hg4": {"stacks": 4}}},
               "mlflow": {"enabled": False}, "report": {"examples": 4}}
-    path = tmp / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
-    return path
+    return write_params(tmp / "params.yaml", params)
 
 
 def _noisy(gt: Annotations, sigma: float, seed: int) -> np.ndarray:
@@ -202,7 +201,7 @@ def test_empty_project_degrades_to_a_report(tmp_path: Path, raw: Path) -> None:
 
 def test_flic_family_uses_pck_and_its_paper_rows(tmp_path: Path) -> None:
     raw = tmp_path / "raw" / "synthetic"
-    generate_dataset(SyntheticConfig(train_images=6, valid_images=4, joint_set="flic", workers=1), raw,
+    generate_dataset(paper("synthetic", train_images=6, valid_images=4, joint_set="flic", workers=1), raw,
                      progress=False)
     params = _params(tmp_path, raw, joint_set="flic")
     final = _fake_variant(tmp_path / "models", raw, params, "hg2", 2, 0.02)
@@ -217,7 +216,7 @@ def test_flic_family_uses_pck_and_its_paper_rows(tmp_path: Path) -> None:
 
 
 def test_bad_params_exit_1(tmp_path: Path) -> None:
-    (tmp_path / "params.yaml").write_text("report: {examples: 0}\n")
+    write_params(tmp_path / "params.yaml", {"report": {"examples": 0}})
     assert main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "r")]) == 1
     assert not (tmp_path / "r").exists()
 
@@ -299,7 +298,7 @@ def test_report_covers_the_sweep_and_other_trained_variants_only(tmp_path: Path,
     params = yaml.safe_load(path.read_text())
     params["train"]["variants"]["hg8"] = {"stacks": 8}
     params["sweep"] = ["hg2", "hg4"]
-    params["flows"] = {"champion_variant": "hg2"}
+    params["flows"]["champion_variant"] = "hg2"
     path.write_text(yaml.safe_dump(params))
     models = tmp_path / "models"
     _fake_variant(models, raw, path, "hg2", 2, 0.12)

@@ -31,10 +31,10 @@ from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from hourglass.checkpoint import CheckpointError
 from hourglass.cli import main
-from hourglass.config import MlflowConfig
 from hourglass.model import create_model
 from hourglass.predict import Person, PosePredictor, as_rgb_array, checkpoint_in_mlflow_model
 from hourglass.tracking import PARENT_RUN_ENV, RunTracker
+from shipped import paper, recipe_raw
 
 MPII_IMAGE = "mmpose/tests/data/mpii/004645041.jpg"  # 1280 x 720
 NAME = "hg-serve"
@@ -52,7 +52,7 @@ def store(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
     monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)
     monkeypatch.chdir(tmp_path)  # artifacts land beside the store
-    tracker = RunTracker(tmp_path / "out", MlflowConfig(experiment="test", registered_model=NAME,
+    tracker = RunTracker(tmp_path / "out", paper("mlflow", sweep=None, experiment="test", registered_model=NAME,
                                                         system_metrics=False), run_name="hg", params={})
     torch.manual_seed(0)
     tracker.log_model(create_model(stacks=1, features=32).eval(), 64, NAME, config={"dataset": "mpii"})
@@ -171,13 +171,14 @@ def test_logged_model_takes_joint_set_and_flip_test_from_the_runs_checkpoint(sto
     from hourglass.config import parse_params
 
     out = tmp_path / "run"
-    params = parse_params({"dataset": "synthetic", "model": {"stacks": 1, "features": 16, "input_res": 64},
-                           "targets": {"flip_test": False}})
+    params = parse_params(recipe_raw("mpii", {"dataset": "synthetic",
+                                              "model": {"stacks": 1, "features": 16, "input_res": 64},
+                                              "targets": {"flip_test": False}}))
     torch.manual_seed(1)
     network = create_model(stacks=1, features=16).eval()
     save_checkpoint({"model": network.state_dict(), "config": params.model_dump(mode="json"), "variant": "hg",
                      "epoch": 3, "optimizer": {}}, out / "checkpoint.pt")
-    tracker = RunTracker(out, MlflowConfig(experiment="test", registered_model=NAME, system_metrics=False),
+    tracker = RunTracker(out, paper("mlflow", sweep=None, experiment="test", registered_model=NAME, system_metrics=False),
                          run_name="hg", params={})
     tracker.log_model(network, 64, NAME)
     tracker.finish({"x": 1.0})

@@ -11,17 +11,16 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-import yaml
-from pydantic import ValidationError
 
 from hourglass.annotations import read_annotations
-from hourglass.config import SyntheticConfig
+from hourglass.config import ConfigError
 from hourglass.data.synthetic import (
     OCCLUDER, Canvas, Outfit, draw_person, generate_dataset, label_person, place, sample_skeleton,
 )
 from hourglass.joints import FLIC, MPII
 from hourglass.metrics import mpii_pckh
 from pipeline.synthesize import main as synthesize_main
+from shipped import paper, write_params
 
 FIELDS = {"center", "scale", "part", "visible", "normalize", "imgname", "index", "person", "torsoangle"}
 
@@ -29,7 +28,7 @@ FIELDS = {"center", "scale", "part", "visible", "normalize", "imgname", "index",
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
-    generate_dataset(SyntheticConfig(train_images=160, valid_images=60, workers=2), out, progress=False)
+    generate_dataset(paper("synthetic", train_images=160, valid_images=60, workers=2), out, progress=False)
     return out
 
 
@@ -81,7 +80,7 @@ def _tables(out: Path) -> dict[str, dict[str, np.ndarray]]:
 
 
 def test_same_seed_gives_identical_files_regardless_of_workers(tmp_path: Path) -> None:
-    cfg = SyntheticConfig(train_images=6, valid_images=3, workers=1)
+    cfg = paper("synthetic", train_images=6, valid_images=3, workers=1)
     generate_dataset(cfg, tmp_path / "a", progress=False)
     generate_dataset(cfg.model_copy(update={"workers": 2}), tmp_path / "b", progress=False)
     generate_dataset(cfg.model_copy(update={"seed": 1}), tmp_path / "c", progress=False)
@@ -111,7 +110,7 @@ def test_occluded_joints_stay_annotated_but_not_visible() -> None:
 
 
 def test_flic_variant_is_observer_centric_with_torso_normalisation(tmp_path: Path) -> None:
-    generate_dataset(SyntheticConfig(train_images=8, valid_images=2, joint_set="flic", workers=1), tmp_path,
+    generate_dataset(paper("synthetic", train_images=8, valid_images=2, joint_set="flic", workers=1), tmp_path,
                      progress=False)
     with h5py.File(tmp_path / "annot" / "train.h5", "r") as h5:
         assert h5.attrs["name"] == "flic"
@@ -125,18 +124,18 @@ def test_flic_variant_is_observer_centric_with_torso_normalisation(tmp_path: Pat
 
 def test_cli_writes_dataset_and_rejects_bad_params(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"synthetic": {"train_images": 3, "valid_images": 2, "workers": 1}}))
+    write_params(params, {"synthetic": {"train_images": 3, "valid_images": 2, "workers": 1}}, base="preset")
     out = tmp_path / "out"
     (out / "images").mkdir(parents=True)
     (out / "images" / "train_999999.jpg").write_bytes(b"stale")
     assert synthesize_main(["--params", str(params), "--out", str(out)]) == 0
     assert not (out / "images" / "train_999999.jpg").exists(), "stale images of an earlier run are removed"
     assert len(read_annotations(out / "annot" / "valid.h5")) >= 2
-    params.write_text(yaml.safe_dump({"synthetic": {"width": [500, 300]}}))
+    write_params(params, {"synthetic": {"width": [500, 300]}}, base="preset")
     assert synthesize_main(["--params", str(params), "--out", str(out)]) == 2
-    assert "synthetic" in capsys.readouterr().err
+    assert "synthetic: Value error, width must be [low, high]" in capsys.readouterr().err
 
 
 def test_config_rejects_inverted_ranges() -> None:
-    with pytest.raises(ValidationError, match="person_height"):
-        SyntheticConfig(person_height=(200, 100))
+    with pytest.raises(ConfigError, match=r"person_height must be \[low, high\]"):
+        paper("synthetic", person_height=(200, 100))

@@ -31,13 +31,14 @@ from hourglass.predict import PosePredictor, checkpoint_in_mlflow_model
 from hourglass.tracking import (EPOCHS_CSV, METRICS_JSON, MLFLOW_JSON, PARENT_RUN_ENV, RunTracker, TrackingWarning,
                                 default_tracking_uri, ensure_parent_run, flatten_params, metric_name)
 from hourglass.train import train
+from shipped import paper
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import ToyPoses, tiny_params  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-CFG = MlflowConfig(experiment="test", registered_model="hg-test", system_metrics=False)
+CFG = paper("mlflow", sweep=None, experiment="test", registered_model="hg-test", system_metrics=False)
 
 
 @pytest.fixture
@@ -180,7 +181,8 @@ def test_metric_names_and_params_helpers(monkeypatch, tmp_path):
 
 def test_training_run_is_one_mlflow_run_with_steps_epochs_and_model(tmp_path, store):
     raw = tiny_params(epochs=2).model_dump(mode="json")
-    raw["mlflow"] = {"experiment": "test", "log_model": False, "system_metrics": False}  # model: test above
+    raw["mlflow"] = {**raw["mlflow"], "enabled": True, "experiment": "test", "log_model": False,
+                     "system_metrics": False, "sweep": None}  # model: test above
     params = parse_params(raw)
     result = train(params, tmp_path / "out", train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1), variant=None)
     run = store.get_run(result.mlflow_run_id)

@@ -19,12 +19,13 @@ from torch.utils.data import Dataset
 
 from hourglass import train as train_module
 from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from hourglass.config import TrainConfig, parse_params
+from hourglass.config import parse_params
 from hourglass.heatmaps import gaussian_heatmaps, heatmaps_to_image
 from hourglass.model import create_model
 from hourglass.optim import create_optimizer, create_schedule
 from hourglass.precision import select_precision
 from hourglass.train import NonFiniteLossError, auxiliary_loss, heatmap_loss, resolve_variant, train
+from shipped import paper, preset_raw, recipe_raw
 
 RES = 64  # input pixels; heatmaps are RES / 4
 
@@ -64,11 +65,11 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny_params(**train_overrides):
     """A 1-stack, 16-feature network on 64 px inputs, fp32, deterministic, MLflow off."""
-    train = {"batch_size": 4, "epochs": 3, "val_batch_size": 8, "workers": 0, "precision": "fp32",
+    train = {"batch_size": 4, "epochs": 3, "steps_per_epoch": None, "val_batch_size": 8, "workers": 0, "precision": "fp32",
              "deterministic": True, "log_every": 1, **train_overrides}
-    return parse_params({"dataset": "synthetic", "seed": 3,
+    return parse_params(recipe_raw("mpii", {"dataset": "synthetic", "seed": 3,
                          "model": {"stacks": 1, "features": 16, "input_res": RES},
-                         "train": train, "mlflow": {"enabled": False}})
+                         "train": train, "mlflow": {"enabled": False}}))
 
 
 def test_heatmap_loss_sums_per_output_mse():
@@ -119,7 +120,7 @@ def test_training_loss_of_hg_int_adds_the_lower_resolution_terms():
 
 
 def test_schedule_warmup_and_plateau_drop_by_five():
-    cfg = TrainConfig(lr=1.0, warmup_steps=4, plateau_patience=1, plateau_threshold=0.5)
+    cfg = paper("train", lr=1.0, warmup_steps=4, plateau_patience=1, plateau_threshold=0.5)
     optimizer = create_optimizer(torch.nn.Linear(2, 2), cfg)
     schedule = create_schedule(optimizer, cfg)
     assert [schedule.apply(s) for s in range(5)] == [0.25, 0.5, 0.75, 1.0, 1.0]
@@ -137,7 +138,7 @@ def test_plateau_drops_at_most_plateau_max_drops_times():
     """The paper divides the rate by 5 once; ``plateau_max_drops: null`` keeps dropping at every plateau."""
     stalled = [50.0] + [50.0] * 12  # one improvement, then a flat metric: the rule fires every 3rd epoch
     for limit, expected in ((1, [0.2]), (2, [0.2, 0.04]), (None, [0.2, 0.04, 0.008, 0.0016])):
-        cfg = TrainConfig(lr=1.0, plateau_patience=2, plateau_threshold=0.5, plateau_max_drops=limit)
+        cfg = paper("train", lr=1.0, plateau_patience=2, plateau_threshold=0.5, plateau_max_drops=limit)
         schedule = create_schedule(create_optimizer(torch.nn.Linear(2, 2), cfg), cfg)
         rates = []
         for metric in stalled:
@@ -150,7 +151,7 @@ def test_plateau_drops_at_most_plateau_max_drops_times():
 
 
 def test_step_schedule_and_adam_option():
-    cfg = TrainConfig(lr=1.0, schedule="step", milestones=(1, 3), optimizer="adam")
+    cfg = paper("train", lr=1.0, schedule="step", milestones=(1, 3), step_factor=0.1, optimizer="adam")
     optimizer = create_optimizer(torch.nn.Linear(2, 2), cfg)
     assert isinstance(optimizer, torch.optim.Adam)
     schedule = create_schedule(optimizer, cfg)
@@ -159,7 +160,7 @@ def test_step_schedule_and_adam_option():
 
 
 def test_cosine_schedule_falls_from_the_end_of_warmup_to_zero_at_the_last_step():
-    cfg = TrainConfig(lr=2.0, schedule="cosine", warmup_steps=2, min_lr=0.0)
+    cfg = paper("train", lr=2.0, schedule="cosine", warmup_steps=2, min_lr=0.0)
     schedule = create_schedule(create_optimizer(torch.nn.Linear(2, 2), cfg), cfg, total_steps=12)
     rates = [schedule.lr_at(s) for s in range(13)]
     assert rates[:2] == [1.0, 2.0]  # warm-up, then the cosine starts from the full rate
@@ -167,20 +168,21 @@ def test_cosine_schedule_falls_from_the_end_of_warmup_to_zero_at_the_last_step()
     assert rates[12] == pytest.approx(0.0, abs=1e-12)
     assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
     assert not schedule.end_epoch(99.0)  # per step, not per epoch: validation does not move it
-    floored = TrainConfig(lr=2.0, schedule="cosine", min_lr=0.1)
+    floored = paper("train", lr=2.0, schedule="cosine", min_lr=0.1)
     assert create_schedule(create_optimizer(torch.nn.Linear(2, 2), floored), floored, 10).lr_at(10) == 0.1
     with pytest.raises(ValueError, match="total number of optimiser steps"):
         create_schedule(create_optimizer(torch.nn.Linear(2, 2), cfg), cfg)
 
 
 def test_variant_overrides_model_and_unknown_variant_is_named():
-    params = parse_params({"model": {"stacks": 8}, "train": {"variants": {"hg": {"stacks": 1, "modules": 2}}}})
+    params = parse_params(recipe_raw("mpii", {"model": {"stacks": 8},
+                                              "train": {"variants": {"hg": {"stacks": 1, "modules": 2}}}}))
     resolved = resolve_variant(params, "hg")
     assert (resolved.model.stacks, resolved.model.modules, resolved.model.features) == (1, 2, 256)
     with pytest.raises(ValueError, match="no variant 'nope'.*known: hg"):
         resolve_variant(params, "nope")
     with pytest.raises(ValueError, match="variant name"):
-        parse_params({"train": {"variants": {"a/b": {}}}})
+        parse_params(preset_raw({"train": {"variants": {"a/b": {}}}}))
 
 
 def test_checkpoint_is_atomic_and_weights_only(tmp_path):

@@ -21,12 +21,12 @@ from torch.utils.data import default_collate
 
 from hourglass.annotations import Annotations, write_annotations
 from hourglass.bench.preprocess import random_people, write_jpegs
-from hourglass.config import ParamsConfig
 from hourglass.data.augment import stored_to_input, to_float_chw
 from hourglass.data.dataset import create_dataset
 from hourglass.data.preprocess import preprocess
 from hourglass.heatmaps import gaussian_heatmaps
 from hourglass.joints import MPII
+from hourglass.recipes import load_with_recipe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=16, help="batch size for the collation figure "
                         "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+                        help="params file the settings come from (default: %(default)s)")
+    parser.add_argument("--recipe", default="mpii",
+                        help="recipe applied to --params first, 'none' for none (default: %(default)s: the paper's "
+                             "settings)")
 
 
 def make_raw_set(root: Path, people: int, rng: np.random.Generator, height: int = 480, width: int = 640) -> None:
@@ -64,8 +69,8 @@ def run(args: argparse.Namespace) -> dict:
     cv2.setNumThreads(1)
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
-    params = ParamsConfig.model_validate({"model": {"input_res": args.input_res},
-                                          "preprocess": {"workers": 1}})
+    params = load_with_recipe(args.params, None if args.recipe == "none" else args.recipe,
+                              {"model.input_res": args.input_res, "preprocess.workers": 1})
     with tempfile.TemporaryDirectory(prefix="hourglass-bench-") as tmp:
         raw, out = Path(tmp) / "raw", Path(tmp) / "processed"
         make_raw_set(raw, args.people, rng)

@@ -13,14 +13,15 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
-from hourglass.config import TrainConfig
 from hourglass.model import create_model
 from hourglass.optim import create_optimizer
 from hourglass.precision import Precision, select_device, select_precision
+from hourglass.recipes import load_with_recipe
 from hourglass.train import heatmap_loss
 
 
@@ -35,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-channels-last", dest="channels_last", action="store_false",
                         help="measure the fast path in NCHW instead of channels_last")
     parser.add_argument("--compile", action="store_true", help="torch.compile the fast path (slow to warm up)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+                        help="params file the settings come from (default: %(default)s)")
+    parser.add_argument("--recipe", default="mpii",
+                        help="recipe applied to --params first, 'none' for none (default: %(default)s: the paper's "
+                             "settings)")
     parser.add_argument("--matmul-size", type=int, default=2048, help="square matmul size for the peaks (default 2048)")
 
 
@@ -76,7 +82,8 @@ def measure(stacks: int, precision: Precision, args: argparse.Namespace, compile
     torch.manual_seed(0)
     network = create_model(stacks=stacks).to(device, memory_format=precision.memory_format)
     model = torch.compile(network) if compile_model else network
-    optimizer = create_optimizer(network, TrainConfig())
+    settings = load_with_recipe(args.params, None if args.recipe == "none" else args.recipe)
+    optimizer = create_optimizer(network, settings.train)
     scaler = precision.grad_scaler()
     images = torch.rand(args.batch, 3, args.res, args.res, device=device).to(memory_format=precision.memory_format)
     target = torch.rand(args.batch, network.joints, args.res // 4, args.res // 4, device=device)

@@ -16,7 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from hourglass.config import ParamsConfig
+from hourglass.recipes import load_with_recipe
 from hourglass.data.preprocess import ImageTask, crop_spec, decode_image, process_image
 
 
@@ -26,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=1280, help="image width in px (default: %(default)s)")
     parser.add_argument("--input-res", type=int, default=256, help="network input resolution that sets the stored "
                         "crop size (default: %(default)s)")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"),
+                        help="params file the settings come from (default: %(default)s)")
+    parser.add_argument("--recipe", default="mpii",
+                        help="recipe applied to --params first, 'none' for none (default: %(default)s: the paper's "
+                             "settings)")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes over the images; the best counts "
                         "(default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
@@ -74,7 +79,8 @@ def _best_rate(work, items: list, repeats: int) -> float:
 def run(args: argparse.Namespace) -> dict:
     cv2.setNumThreads(1)
     rng = np.random.default_rng(args.seed)
-    params = ParamsConfig.model_validate({"model": {"input_res": args.input_res}})
+    params = load_with_recipe(args.params, None if args.recipe == "none" else args.recipe,
+                              {"model.input_res": args.input_res})
     spec = crop_spec(params)
     with tempfile.TemporaryDirectory(prefix="hourglass-bench-") as tmp:
         images = Path(tmp)
