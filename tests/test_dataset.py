@@ -190,3 +190,31 @@ def test_target_sigma_and_radius_come_from_params(processed):
     target = ds[0]["target"].numpy()
     wide = (target > 0).sum(axis=(1, 2))
     assert wide.max() > (2 * 3 + 1) ** 2  # wider than the default 7x7 patch
+
+
+def test_sampled_augmentation_does_not_depend_on_loader_workers_and_repeats_differ(processed):
+    """A sampler's Draw carries its stream (seed, epoch, position): the batches are the same with 0, 1 or 2 spawned
+    workers, and a person met twice in one epoch of several passes is augmented twice, differently."""
+    from torch.utils.data import DataLoader
+
+    from hourglass.data.dataset import worker_context
+    from hourglass.data.sampler import EpochSampler
+
+    _, out = processed
+    ds = PoseDataset(out, "train", input_res=RES, augment=paper("augment"))
+    sampler = EpochSampler(len(ds), 4, steps=2 * len(ds) // 4 + 1, seed=5)  # more than two passes
+    sampler.set_epoch(3)
+    images = {}
+    for workers in (0, 1, 2):
+        torch.manual_seed(workers)  # torch's seed (and so each worker's) must play no part
+        loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=workers,
+                            multiprocessing_context=worker_context(workers))
+        images[workers] = torch.cat([batch["image"] for batch in loader])
+    torch.testing.assert_close(images[1], images[0], rtol=0, atol=0)
+    torch.testing.assert_close(images[2], images[0], rtol=0, atol=0)
+    order = [int(i) for i in sampler]
+    first, second = order.index(order[0]), order.index(order[0], len(ds))
+    assert not torch.equal(images[0][first], images[0][second])
+    draws = list(sampler)
+    assert draws[0].stream == (5, 3, 0) and draws[5].stream == (5, 3, 5)
+    assert ds.draw(draws[first]) != ds.draw(draws[second])

@@ -77,6 +77,18 @@ UNDECLARED: dict[str, dict[str, str]] = {
         # hourglass.train: used only as `step % log_every` before tracker.log_step, which sends step/loss and step/lr
         # to MLflow and writes nothing DVC tracks (epochs.csv and metrics.json are written per epoch).
         "train.log_every": "spacing of the MLflow per-step loss/lr records only",
+        # hourglass.data.sampler.Draw: a sample's augmentation comes from (seed, epoch, position), not from the
+        # loader worker that loads it (tests/test_dataset.py checks 0, 1 and 2 workers give the same batches).
+        "train.workers": "data loader processes: the same batches, faster",
+    },
+    "download": {
+        # hourglass.data.synthetic: image i of a split is drawn from SeedSequence([seed, split, i]).
+        "synthetic.workers": "generator processes: the same images, faster",
+    },
+    "preprocess": {
+        # hourglass.data.preprocess: each image is cropped on its own; results are collected in image order.
+        "preprocess.workers": "processes cropping images: the same shards, faster",
+        "preprocess.chunk_images": "images per worker task: the same shards",
     },
     "evaluate": {
         # The network and the input resolution come from the checkpoint's own config, never from params.yaml:
@@ -85,6 +97,7 @@ UNDECLARED: dict[str, dict[str, str]] = {
         # reads are of that ModelConfig (named by its class, "model"); params.yaml's model section reaches this stage
         # through its dep models/<variant>/checkpoint.pt.
         "model": "the checkpoint's stored model section, not params.yaml's (dep: the checkpoint)",
+        "train.workers": "data loader processes: validation samples are not augmented, the same predictions",
     },
 }
 # Allowed keys that must never be read from a section of the config parsed from params.yaml (only from copies and
@@ -216,7 +229,12 @@ class Recorder:
         def model_dump(self: Section, *args: Any, **kwargs: Any) -> dict[str, Any]:
             if not recorder._validating:
                 path, parsed = recorder.path_of(self)
-                if path:
+                exclude = kwargs.get("exclude")
+                if path and isinstance(exclude, (set, frozenset, list, tuple)):  # a dump of some fields: those
+                    for name in type(self).model_fields:
+                        if name not in exclude:
+                            recorder.add(f"{path}.{name}", parsed)
+                elif path:
                     recorder.add(path, parsed)
                 else:
                     recorder.whole_dumps += 1

@@ -14,21 +14,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dvc_project import REPO, dvc, make_project, merge  # noqa: E402
+from test_pipeline_e2e import TINY  # noqa: E402
 
 from hourglass.config import load_params
 from hourglass.family import champion_metric
 
-TINY_FLIC = {
-    "synthetic": {"train_images": 10, "valid_images": 5, "workers": 1, "joint_set": "flic"},
-    "preprocess": {"workers": 1},
-    "model": {"features": 16, "input_res": 64},
-    "train": {"epochs": 1, "steps_per_epoch": None, "batch_size": 4, "val_batch_size": 8, "workers": 0, "log_every": 1,
-              "optimizer": "adam", "lr": 1e-3, "precision": "fp32"},
-    "mlflow": {"system_metrics": False, "sweep": "flic-e2e"},
-    "report": {"examples": 2},
-    "sweep": ["hg_stacked_int"],
-    "flows": {"champion_variant": "hg_stacked_int"},
-}
+# The end-to-end test's tiny configuration, with FLIC's joints and one variant.
+TINY_FLIC = merge(TINY, {"synthetic": {"joint_set": "flic"}, "mlflow": {"sweep": "flic-e2e"},
+                         "sweep": ["hg_stacked_int"]})
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,10 @@ occluded ones); ``visible_only=True`` restricts them to visible joints.
 
 HDF5 files are opened lazily, per process, on first use (never in ``__init__``) and dropped when pickled, so the
 dataset is safe with DataLoader workers under ``fork`` and ``spawn``. A sample's augmentation is drawn from a generator
-seeded with ``(torch.initial_seed(), index)``: the trainer seeds torch per (seed, rank, epoch) and DataLoader derives
-each worker's seed from its per-epoch generator, so the draws are a pure function of where the run is, and a run
-resumed from a checkpoint augments exactly as an uninterrupted one (process ids play no part).
+seeded with the ``stream`` of the :class:`hourglass.data.sampler.Draw` it is asked for (seed, epoch and position in
+the epoch's global order) and its index: a pure function of where the run is, whatever the number of loader workers
+or processes, so a run resumed from a checkpoint augments exactly as an uninterrupted one. A plain integer index
+(direct use, benchmarks) draws from ``(torch.initial_seed(), index)`` instead.
 """
 
 from __future__ import annotations
@@ -157,10 +158,13 @@ class PoseDataset(Dataset):
         return crops[row]
 
     def draw(self, index: int) -> AugmentParams:
-        """The augmentation of sample ``index`` in the current epoch (the identity for unaugmented splits)."""
+        """The augmentation of sample ``index`` (the identity for unaugmented splits): from its ``stream`` when it
+        is a sampler's :class:`~hourglass.data.sampler.Draw`, else from torch's current seed."""
         if self.augment is None:
             return IDENTITY
-        return sample_augmentation(self.augment, np.random.default_rng([torch.initial_seed(), index]))
+        stream = getattr(index, "stream", None)
+        seed = [*stream, int(index)] if stream is not None else [torch.initial_seed(), int(index)]
+        return sample_augmentation(self.augment, np.random.default_rng(seed))
 
     def render(self, index: int, crop: np.ndarray, params: AugmentParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image float32 (3, R, R), targets (J, R/4, R/4) and target mask for ``crop`` under ``params``."""
@@ -180,7 +184,9 @@ class PoseDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not 0 <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} samples of split {self.split!r}")
-        image, target, mask = self.render(index, self.read_crop(index), self.draw(index))
+        augmentation = self.draw(index)
+        index = int(index)
+        image, target, mask = self.render(index, self.read_crop(index), augmentation)
         return {
             "image": torch.from_numpy(image),
             "target": torch.from_numpy(target),

@@ -402,6 +402,11 @@ def _sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+# How the work is spread over processes, not what it computes: left out of the fingerprint and the summary, so
+# changing them neither rebuilds the shards nor changes an output (dvc.yaml does not declare them either).
+SPEED_ONLY_KEYS = ("workers", "chunk_images")
+
+
 def fingerprint(raw_dir: Path, dataset: str, spec: CropSpec, config: PreprocessConfig) -> str:
     """Digest of everything that determines the output: parameters, annotation files, this code and the geometry.
 
@@ -497,7 +502,7 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, params: ParamsConfig, d
             "joints": splits[next(iter(splits))].num_joints,
             "margin": spec.margin,
             "crop_res": spec.crop_res,
-            "params": config.model_dump(mode="json"),
+            "params": config.model_dump(mode="json", exclude=set(SPEED_ONLY_KEYS)),
             "rows": int(len(table)),
             "rows_dropped": int((~kept).sum()),
             "split_rows": {s: int((split_names == s).sum()) for s in splits},

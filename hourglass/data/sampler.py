@@ -13,6 +13,12 @@ passes over the 22,246 training people). :class:`EpochSampler` does the same, as
 * since the order depends on nothing but the seed and the epoch, a run resumed at an epoch boundary draws the
   order an uninterrupted run would have drawn.
 
+Each index comes as a :class:`Draw`: an ``int`` that also carries ``(seed, epoch, position)``, its place in the
+epoch's global order, from which :class:`hourglass.data.dataset.PoseDataset` draws the sample's augmentation. So the
+augmentation depends on where a sample is in the run, never on which process or loader worker loads it: the same
+weights for any ``train.workers`` or number of processes at a given global batch, and a person met twice in one
+epoch is augmented twice, differently.
+
 The first pass of every epoch is ``torch.randperm(n)`` seeded with ``seed + epoch``, exactly torch's
 ``DistributedSampler(shuffle=True, drop_last=True)``: a run that fits in one pass visits people in the same order
 as before this sampler existed. Later passes are seeded from ``SeedSequence([seed, epoch, pass])``.
@@ -28,7 +34,25 @@ import torch
 from torch.utils.data import Sampler
 
 
-class EpochSampler(Sampler[int]):
+class Draw(int):
+    """A sample index (usable wherever an ``int`` is) with ``stream``: ``(seed, epoch, position)``, the random
+    stream of its augmentation."""
+
+    stream: tuple[int, int, int]
+
+    def __new__(cls, index: int, stream: tuple[int, int, int]) -> "Draw":
+        draw = super().__new__(cls, index)
+        draw.stream = stream
+        return draw
+
+    def __reduce__(self) -> tuple[type, tuple[int, tuple[int, int, int]]]:
+        return Draw, (int(self), self.stream)  # to loader workers with its stream
+
+    def __repr__(self) -> str:
+        return f"Draw({int(self)}, stream={self.stream})"
+
+
+class EpochSampler(Sampler[Draw]):
     """This rank's indices for one epoch of ``steps`` global batches of ``batch_size`` over ``num_people``.
 
     ``steps=None`` means one pass: as many whole global batches as the split holds (the remainder is dropped).
@@ -82,8 +106,10 @@ class EpochSampler(Sampler[int]):
         passes = [self._pass(i) for i in range(math.ceil(total / self.num_people))]
         return torch.cat(passes)[:total]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.global_order()[self.rank::self.world_size].tolist())
+    def __iter__(self) -> Iterator[Draw]:
+        order = self.global_order().tolist()
+        for position in range(self.rank, len(order), self.world_size):
+            yield Draw(order[position], (self.seed, self.epoch, position))
 
     def __len__(self) -> int:
         return self.samples_per_epoch // self.world_size
