@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,20 @@ def test_a_recipe_may_add_variants():
     out = compose(raw, [(Path("extra.yaml"), {"train": {"variants": {"s16": {"stacks": 16}}}, "sweep": ["s16"]})])
     assert out["train"]["variants"]["s16"] == {"stacks": 16}
     assert out["train"]["variants"]["hg"] == raw["train"]["variants"]["hg"]
+
+
+def test_dvc_params_diff_shows_what_a_recipe_changed(tmp_path):
+    """The user's path: a fresh repository on the preset, the recipe applied, DVC sees an ordinary params change."""
+    import json
+
+    from dvc_project import dvc, make_project, run
+
+    env = make_project(tmp_path, preset_raw())
+    run([sys.executable, "-m", "pipeline.recipe", "flic"], tmp_path, env)
+    diff = json.loads(dvc(["params", "diff", "--json"], tmp_path, env).stdout)["params.yaml"]
+    assert (diff["dataset"]["old"], diff["dataset"]["new"]) == ("synthetic", "flic")
+    assert (diff["train.lr"]["old"], diff["train.lr"]["new"]) == (7.0e-3, 2.5e-4)
+    assert (diff["model.stacks"]["old"], diff["model.stacks"]["new"]) == (2, 8)
+    assert set(diff) == changed_keys(preset_raw(), recipe_raw("flic"))  # exactly the recipe's settings
+    status = dvc(["status", "--json"], tmp_path, env).stdout
+    assert "download" in status  # nothing has run yet: every stage is out of date, none refuses the params
