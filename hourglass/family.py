@@ -38,8 +38,39 @@ class DatasetFamily:
 
     @property
     def headline(self) -> str:
-        """The validation number that the plateau schedule, "best" and the champion follow by default."""
+        """The per-epoch validation number (no flip test) that the plateau schedule and "best" follow."""
         return f"{self.prefix}/Mean"
+
+    @property
+    def eval_prefix(self) -> str:
+        """Names of the evaluate stage's scores (flip test, every stack) in MLflow: ``eval/pckh/...``."""
+        return "eval/" + self.prefix.split("/", 1)[1]
+
+    @property
+    def eval_headline(self) -> str:
+        """The evaluate stage's Mean (flip test): the number the report shows and the champion contest compares."""
+        return f"{self.eval_prefix}/Mean"
+
+    def eval_metrics(self, final: Mapping[str, float | None],
+                     stacks: list[Mapping[str, float | None]] = ()) -> dict[str, float]:
+        """The evaluate stage's headline numbers as MLflow metric names: ``eval/pckh/Mean``, ``eval/figure4``,
+        ``eval/stack1/pckh/Mean`` ... (null values, groups without annotated joints, are left out)."""
+        tail = self.prefix.split("/", 1)[1]  # 'pckh'
+
+        def names(values: Mapping[str, float | None]) -> dict[str, float]:
+            return {("figure4" if key == "figure4" else f"{tail}/{key.replace('@', '_at_')}"): float(value)
+                    for key, value in values.items() if value is not None}
+
+        out = {f"eval/{name}": value for name, value in names(final).items()}
+        for k, values in enumerate(stacks, start=1):
+            out.update({f"eval/stack{k}/{name}": value for name, value in names(values).items()})
+        return out
+
+        out = names(self.eval_prefix, final)
+        for k, values in enumerate(stacks, start=1):
+            out.update({f"eval/stack{k}/{name[len('eval/'):]}": v for name, v in names(self.eval_prefix,
+                                                                                        values).items()})
+        return out
 
     def score(self, pred: np.ndarray, gt: np.ndarray, annotated: np.ndarray, normalize: np.ndarray,
               threshold: float | None = None) -> PCKResult:
@@ -60,7 +91,8 @@ class DatasetFamily:
     def check_metric(self, name: str) -> None:
         """A champion metric must be one this family's runs log (``val/figure4``, ``val/loss`` or ``<prefix>/...``);
         ``val/pckh/Mean`` on a FLIC run would compare nothing."""
-        if name in ("val/figure4", "val/loss") or name.startswith(self.prefix + "/"):
+        if name in ("val/figure4", "val/loss", "eval/figure4") or name.startswith(
+                (self.prefix + "/", self.eval_prefix + "/")):
             return
         raise ValueError(f"flows.champion_metric: {name!r} is not logged by {self.name.upper()}-family runs "
                          f"(their headline is {self.headline!r}; others start with {self.prefix + '/'!r})")
@@ -107,9 +139,9 @@ def family_of(params: ParamsConfig) -> DatasetFamily:
 
 
 def champion_metric(params: ParamsConfig) -> str:
-    """The metric the champion contest compares: ``flows.champion_metric``, else the family's headline; one that
-    the family's runs do not log is an error naming the key."""
+    """The metric the champion contest compares: ``flows.champion_metric``, else the evaluate stage's flip-test Mean
+    (the report's number); one that the family's runs do not log is an error naming the key."""
     family = family_of(params)
-    name = params.flows.champion_metric or family.headline
+    name = params.flows.champion_metric or family.eval_headline
     family.check_metric(name)
     return name

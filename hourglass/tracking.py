@@ -15,9 +15,7 @@ import copy
 import csv
 import io
 import json
-import math
 import os
-import re
 import subprocess
 import time
 import warnings
@@ -31,41 +29,16 @@ from torch import nn
 from hourglass.atomic import write_atomic
 from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from hourglass.config import MlflowConfig
+from hourglass.mlflow_store import (MLFLOW_JSON, TrackingWarning, _finite, default_tracking_uri, ensure_experiment,
+                                    metric_name, version_tags)
 
 EPOCHS_CSV = "epochs.csv"
 METRICS_JSON = "metrics.json"
-MLFLOW_JSON = "mlflow.json"
 PARENT_RUN_ENV = "HOURGLASS_PARENT_RUN_ID"
 SWEEP_TAG = "hourglass.sweep"
-_METRIC_NAME = re.compile(r"^[A-Za-z0-9_\-./ ]+$")  # MLflow's rule minus ':' (invalid on Windows stores)
 _STEP_FLUSH = 50  # buffered per-step records per MLflow request
 
 T = TypeVar("T")
-
-
-class TrackingWarning(RuntimeWarning):
-    """MLflow could not be reached or refused a call; the DVC outputs are still written."""
-
-
-def default_tracking_uri(project_dir: str | Path | None = None) -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else SQLite in the project directory (MLflow's own default since 3.7)."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env:
-        return env
-    root = Path(project_dir) if project_dir is not None else Path.cwd()
-    return f"sqlite:///{root.resolve() / 'mlflow.db'}"
-
-
-def metric_name(name: str) -> str:
-    """``name`` if MLflow and a CSV header both accept it; a clear error otherwise."""
-    if not _METRIC_NAME.match(name) or name.startswith("/") or ".." in name:
-        raise ValueError(f"metric name {name!r}: use letters, digits, '_', '-', '.', '/' or spaces")
-    return name
-
-
-def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
 
 
 def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -140,8 +113,7 @@ def ensure_parent_run(experiment: str, sweep: str, tracking_uri: str | None = No
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri or default_tracking_uri())
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp is not None else client.create_experiment(experiment)
+    exp_id = ensure_experiment(client, experiment)
     found = client.search_runs([exp_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1,
                                order_by=["attributes.start_time ASC"])
     if found:
@@ -233,8 +205,7 @@ class RunTracker:
 
             mlflow.set_tracking_uri(self.tracking_uri)
             client = MlflowClient(self.tracking_uri)
-            exp = client.get_experiment_by_name(self.cfg.experiment)
-            exp_id = exp.experiment_id if exp is not None else client.create_experiment(self.cfg.experiment)
+            exp_id = ensure_experiment(client, self.cfg.experiment)
             if run_id is not None:
                 run = mlflow.start_run(run_id=run_id, log_system_metrics=self.cfg.system_metrics)
             else:
@@ -315,6 +286,7 @@ class RunTracker:
             import tempfile
 
             import mlflow
+            from mlflow.tracking import MlflowClient
 
             from hourglass import serving
 
@@ -331,6 +303,10 @@ class RunTracker:
                 )
             version = info.registered_model_version
             record.update(model_uri=info.model_uri, version=str(version) if version is not None else None)
+            if version is not None:  # one registered name, many architectures: each version says what it is
+                client = self._client or MlflowClient(self.tracking_uri)
+                for key, value in version_tags(base, name, trained).items():
+                    client.set_model_version_tag(registered_model, str(version), key, value)
             return info.model_uri
 
         uri = self._mlflow("logging the model", log) if self.mlflow_active else None

@@ -84,6 +84,18 @@ def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
     return params.model_copy(update={"model": type(params.model).model_validate(model.model_dump())})
 
 
+def run_params(params: ParamsConfig, name: str) -> dict[str, Any]:
+    """The MLflow run's params: what this run was (its data, resolved network, targets, augmentation and training
+    recipe), not every variant's definition, the download URLs or other stages' settings."""
+    dumped = params.model_dump(mode="json")
+    out: dict[str, Any] = {"variant": name, "dataset": params.dataset, "seed": params.seed}
+    out.update({key: dumped[key] for key in ("model", "targets", "augment")})
+    out["train"] = {k: v for k, v in dumped["train"].items() if k != "variants"}
+    if params.dataset == "synthetic":
+        out["synthetic"] = dumped["synthetic"]
+    return out
+
+
 def heatmap_loss(supervised: Tensor, target: Tensor, target_scale: float = 1.0) -> Tensor:
     """Sum over supervised outputs (N, K, J, H, W) of the mean squared error against ``target`` (N, J, H, W)."""
     if supervised.shape[0] != target.shape[0] or supervised.shape[2:] != target.shape[1:]:
@@ -276,8 +288,8 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
         commit = git_commit()
         if commit:
             tags.update({"git.commit": commit, "mlflow.source.git.commit": commit})
-        tracker = RunTracker(out_dir, params.mlflow, run_name=name, params={"variant": name, **params.model_dump(
-            mode="json")}, tags=tags, resume_epoch=start_epoch if state is not None else None, run_id=run_id)
+        tracker = RunTracker(out_dir, params.mlflow, run_name=name, params=run_params(params, name), tags=tags,
+                             resume_epoch=start_epoch if state is not None else None, run_id=run_id)
         log.info("training %s on %s, %d process(es)", name, precision.describe(), info.world_size)
 
     status = "FAILED"

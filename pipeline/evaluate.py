@@ -43,6 +43,7 @@ from hourglass.evaluate import score
 from hourglass.family import DatasetFamily, family_of
 from hourglass.inference import LoadedModel, Predictions, load_model, predict_dataset
 from hourglass.metrics import PCKResult
+from hourglass.mlflow_store import log_evaluation
 from hourglass.model import count_parameters
 from hourglass.precision import select_device, select_precision
 from hourglass.annotations import AnnotationError, read_annotations
@@ -194,7 +195,15 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
         "stack_maxvals": arrays["stack_maxvals"], "rows": np.arange(len(gt), dtype=np.int64)})
     test = evaluate_test_split(params, loaded, precision, data_dir, gt_path.parent, out_dir / TEST_DIR, progress)
     metrics["test_split"] = test
+    # The same numbers under the names MLflow shows them by (the champion contest reads them here when the store
+    # lacks them), then into the training run: one set of numbers, flip test, on every surface.
+    metrics["mlflow_metrics"] = family.eval_metrics(headline, [s["metrics"] for s in stacks])
     write_json_atomic(out_dir / METRICS_NAME, metrics)
+    mean = headline.get("Mean")
+    tags = {"eval.metric": f"{family.metric}, {'flip test' if flip else 'no flip test'} (evaluate stage)",
+            "eval.mean": "n/a" if mean is None else f"{mean:.2f}"}
+    if log_evaluation(loaded.path.parent, metrics["mlflow_metrics"], tags):
+        log.info("logged %d eval/ metrics to the training run in MLflow", len(metrics["mlflow_metrics"]))
     return metrics
 
 

@@ -239,13 +239,13 @@ def file_metric(path: Path, metric: str) -> float | None:
         node: Any = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise FlowSetupError(f"{path}: not valid JSON: {err}") from None
-    if isinstance(node, dict) and metric in node:
-        node = node[metric]
-    else:
-        for key in metric.split("."):
-            if not isinstance(node, dict) or key not in node:
-                return None
-            node = node[key]
+    rest = metric
+    while not (isinstance(node, dict) and rest in node):  # a key may itself hold dots: Mean_at_0.1
+        head, dot, rest = rest.partition(".")
+        if not dot or not isinstance(node, dict) or head not in node:
+            return None
+        node = node[head]
+    node = node[rest]
     if node is None:  # how metrics.json spells a non-finite value; such a candidate never wins
         return math.nan
     if isinstance(node, bool) or not isinstance(node, (int, float)):
@@ -283,13 +283,20 @@ def decide_champion(
     client = MlflowClient(tracking_uri=tracking_uri_for(repo, record))
     score = version_score(client, record.registered_model, record.version, metric)
     if score is None:
-        score = file_metric(model_dir / "metrics.json", metric)
-        if score is None:
+        # The files the stages wrote: training's metrics.json (val/...), the evaluate stage's names (eval/...).
+        sources = [(model_dir / "metrics.json", metric),
+                   (model_dir / "eval" / "metrics.json", f"mlflow_metrics.{metric}")]
+        for path, key in sources:
+            score = file_metric(path, key)
+            if score is not None:
+                log.info("run %s has no %r metric; using %s", record.run_id, metric, path)
+                break
+        else:
             raise FlowSetupError(
                 f"metric {metric!r} (params flows.champion_metric) is neither in MLflow run {record.run_id} "
-                f"of {record.registered_model!r} version {record.version} nor in {model_dir / 'metrics.json'}"
+                f"of {record.registered_model!r} version {record.version} nor in "
+                f"{' or '.join(str(path) for path, _ in sources)}"
             )
-        log.info("run %s has no %r metric; using %s", record.run_id, metric, model_dir / "metrics.json")
     decision = promote_if_better(
         client, record.registered_model, record.version, metric, higher_is_better=higher_is_better,
         candidate_score=score,
@@ -406,12 +413,15 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m pipeline.flows",
         description="Run the DVC pipeline as a Prefect flow once, or serve it as a scheduled deployment.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,serve}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,serve,promote}")
     run = commands.add_parser("run", help="run the retrain flow once, now, in this process")
+    promote_cmd = commands.add_parser(
+        "promote", help="only the champion contest, on what the pipeline has already produced (no Prefect, no DVC): "
+                        "flows.champion_variant's registered version takes @champion if it beats the incumbent")
     serve = commands.add_parser(
         "serve", help=f"serve the deployment retrain/{DEPLOYMENT_NAME} on flows.cron (needs PREFECT_API_URL)"
     )
-    for sub in (run, serve):
+    for sub in (run, serve, promote_cmd):
         sub.add_argument("--repo", type=Path, default=Path("."), help="the DVC repository (default: .)")
         sub.add_argument(
             "--params", type=Path, default=Path("params.yaml"),
@@ -434,8 +444,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             deployment = build_deployment(args.params, args.repo, args.name, args.cron)
             serve(deployment, limit=1)  # one run at a time: DVC's repo lock allows no more
             return 0
-        decision = retrain(params_path=str(args.params), repo=str(args.repo))
-    except (ConfigError, FlowSetupError, RegistryError, StageFailed) as err:
+        if args.command == "promote":
+            root = args.repo.resolve()
+            config = load_params(_params_file(str(args.params), root))
+            decision = decide_champion(root, config.flows.champion_variant, champion_metric(config),
+                                       config.flows.higher_is_better, logging.getLogger("pipeline.flows")).to_dict()
+        else:
+            decision = retrain(params_path=str(args.params), repo=str(args.repo))
+    except (ConfigError, FlowSetupError, RegistryError, StageFailed, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     verdict = "promoted" if decision["promoted"] else "kept"

@@ -44,9 +44,9 @@ def test_flic_validation_metrics_are_pck_with_the_ablation_joints():
     assert not any(k.startswith("val/pckh") for k in metrics)
 
 
-def test_champion_metric_defaults_to_the_headline_and_must_be_logged_by_the_family():
-    assert champion_metric(parse_params(preset_raw({"dataset": "flic"}))) == "val/pck/Mean"
-    assert champion_metric(parse_params(preset_raw({"dataset": "synthetic"}))) == "val/pckh/Mean"
+def test_champion_metric_defaults_to_the_evaluate_stages_mean_and_must_be_logged_by_the_family():
+    assert champion_metric(parse_params(preset_raw({"dataset": "flic"}))) == "eval/pck/Mean"
+    assert champion_metric(parse_params(preset_raw({"dataset": "synthetic"}))) == "eval/pckh/Mean"
     assert champion_metric(parse_params(preset_raw({"flows": {"champion_metric": "val/figure4"}}))) == "val/figure4"
     wrong = parse_params(preset_raw({"dataset": "synthetic", "synthetic": {"joint_set": "flic"},
                           "flows": {"champion_metric": "val/pckh/Mean"}}))

@@ -33,7 +33,9 @@ TINY = {
 def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     root = tmp_path_factory.mktemp("project")
     env = make_project(root, merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY))
-    dvc(["repro"], root, env)
+    # `make demo`'s command: dvc repro, dvc metrics show, the champion contest, the summary
+    done = run([sys.executable, "-m", "pipeline.demo"], root, env)
+    (root / "demo.log").write_text(done.stdout + done.stderr)
     return root, env
 
 
@@ -115,3 +117,20 @@ def test_demo_summary_lists_every_variant_beside_the_mean_pose(project):
     table = summary_table(root / "reports" / "summary.json").splitlines()
     assert [line.split()[0] for line in table[1:-1]] == sorted(TINY["sweep"])
     assert table[-1].startswith("mean-pose baseline")
+
+
+def test_demo_ends_with_the_champion_alias_in_place(project):
+    """README: `models:/hourglass@champion` works right after `make demo`."""
+    from mlflow.tracking import MlflowClient
+
+    root, env = project
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    version = client.get_model_version_by_alias("hourglass", "champion")
+    record = json.loads((root / "models" / "hg_stacked_int" / "mlflow.json").read_text())
+    assert str(version.version) == record["version"] and version.tags["variant"] == "hg_stacked_int"
+    champion = json.loads((root / "reports" / "champion.json").read_text())
+    assert champion["metric"] == "eval/pckh/Mean" and champion["promoted"]
+    assert "hourglass@champion: promoted" in (root / "demo.log").read_text()
+    run_ = client.get_run(record["run_id"])
+    assert "download.mpii" not in " ".join(run_.data.params)  # params: the run's own config, not every setting
+    assert run_.data.params["model.stacks"] == "2" and "train.variants" not in " ".join(run_.data.params)

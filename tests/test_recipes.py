@@ -69,7 +69,7 @@ def test_mpii_recipe_is_the_papers_with_every_ablation():
     s8 = t.variants["s8m1"]  # the paper's network: exactly hg.lua's 25,434,112 parameters with 16 joints
     net = create_model(stacks=s8.stacks, features=m.features, modules=s8.modules, stem_width=m.stem_width, joints=16)
     assert sum(p.numel() for p in net.parameters()) == 25_434_112
-    assert champion_metric(params) == "val/pckh/Mean"
+    assert champion_metric(params) == "eval/pckh/Mean"
 
 
 def test_flic_recipe_extends_mpii_with_one_hourglass_and_its_schedule():
@@ -80,7 +80,7 @@ def test_flic_recipe_extends_mpii_with_one_hourglass_and_its_schedule():
     assert hg.stacks == 1 and hg.supervision == "final"
     assert (params.train.epochs, params.train.steps_per_epoch) == (50, 2000)
     assert params.model == mpii.model and params.augment == mpii.augment and params.train.lr == mpii.train.lr
-    assert champion_metric(params) == "val/pck/Mean"
+    assert champion_metric(params) == "eval/pck/Mean"
 
 
 def test_applying_a_recipe_rewrites_params_yaml_in_place_keeping_comments(tmp_path):

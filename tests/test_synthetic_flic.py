@@ -67,10 +67,29 @@ def test_champion_contest_compares_the_flic_headline(project):
     root, env = project
     params = load_params(root / "params.yaml")
     metric = champion_metric(params)
-    assert metric == "val/pck/Mean"
+    assert metric == "eval/pck/Mean"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
         decision = decide_champion(root, "hg_stacked_int", metric, True, logging.getLogger("test"))
-    final = json.loads((root / "models/hg_stacked_int/metrics.json").read_text())
-    assert decision.promoted and decision.metric == "val/pck/Mean"
-    assert decision.candidate_score == pytest.approx(final["val/pck/Mean"])
+    evaluation = json.loads((root / "models/hg_stacked_int/eval/metrics.json").read_text())
+    assert decision.promoted and decision.metric == "eval/pck/Mean"
+    assert decision.candidate_score == pytest.approx(evaluation["final"]["Mean"])  # the flip-test score
+
+
+def test_mlflow_run_carries_the_evaluate_stages_scores_and_the_experiment_kind(project):
+    from mlflow.tracking import MlflowClient
+
+    root, env = project
+    record = json.loads((root / "models/hg_stacked_int/mlflow.json").read_text())
+    evaluation = json.loads((root / "models/hg_stacked_int/eval/metrics.json").read_text())
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    run = client.get_run(record["run_id"])
+    assert run.data.metrics["eval/pck/Mean"] == pytest.approx(evaluation["final"]["Mean"])
+    assert run.data.metrics["eval/pck/Wrist"] == pytest.approx(evaluation["final"]["Wrist"])
+    assert run.data.metrics["eval/stack1/pck/Mean"] == pytest.approx(evaluation["stacks"][0]["metrics"]["Mean"])
+    assert run.data.tags["eval.metric"] == "PCK@0.2, flip test (evaluate stage)"
+    assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
+    version = client.get_model_version(record["registered_model"], record["version"])
+    assert version.tags["variant"] == "hg_stacked_int" and version.tags["dataset"] == "synthetic"
+    assert version.tags["metric"] == "PCK@0.2" and "stacks=2" in version.tags["architecture"]
+    assert version.tags["eval.mean"] == f"{evaluation['final']['Mean']:.2f}"

@@ -1,0 +1,113 @@
+"""MLflow outside a training run: naming rules, the experiment's set-up, registered versions' tags, and the evaluate
+stage's scores added to the training run. Kept apart from :mod:`hourglass.tracking` (which also logs and serves the
+model) so that a stage needing only these small calls imports nothing else; both are the project's one way to MLflow.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+MLFLOW_JSON = "mlflow.json"  # models/<variant>/mlflow.json: the training run, model URI, registered version, store
+# The UI's kind for model training ("machine learning"): without it MLflow 3 opens a new experiment in GenAI mode
+# (traces, no run charts).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+_METRIC_NAME = re.compile(r"^[A-Za-z0-9_\-./ ]+$")  # MLflow's rule minus ':' (invalid on Windows stores)
+
+
+class TrackingWarning(RuntimeWarning):
+    """MLflow could not be reached or refused a call; the DVC outputs are still written."""
+
+
+def default_tracking_uri(project_dir: str | Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else SQLite in the project directory (MLflow's own default since 3.7)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    root = Path(project_dir) if project_dir is not None else Path.cwd()
+    return f"sqlite:///{root.resolve() / 'mlflow.db'}"
+
+
+def metric_name(name: str) -> str:
+    """``name`` if MLflow and a CSV header both accept it; a clear error otherwise."""
+    if not _METRIC_NAME.match(name) or name.startswith("/") or ".." in name:
+        raise ValueError(f"metric name {name!r}: use letters, digits, '_', '-', '.', '/' or spaces")
+    return name
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def version_tags(config: Mapping[str, Any], variant: str | None, epoch: int | None) -> dict[str, str]:
+    """Tags of a registered model version: which variant, data and architecture it is (the registry keeps one name
+    for every variant, so the versions must say it themselves)."""
+    from hourglass.family import family_for
+
+    model = dict(config.get("model") or {})
+    synthetic = dict(config.get("synthetic") or {})
+    tags = {"variant": variant or "", "dataset": str(config.get("dataset", "")),
+            "architecture": ", ".join(f"{k}={model[k]}" for k in ("stacks", "modules", "features", "supervision",
+                                                                   "stem_width", "input_res") if k in model)}
+    try:
+        tags["metric"] = family_for(str(config.get("dataset")), str(synthetic.get("joint_set", "mpii"))).metric
+    except ValueError:
+        pass
+    if epoch is not None:
+        tags["epochs"] = str(epoch)
+    return {k: v for k, v in tags.items() if v}
+
+
+def ensure_experiment(client: Any, name: str) -> str:
+    """The id of experiment ``name``, created on first use, with the model-training kind set (see
+    ``EXPERIMENT_KIND``) so the MLflow UI opens on its runs and charts."""
+    exp = client.get_experiment_by_name(name)
+    if exp is None:
+        return client.create_experiment(name, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+    if EXPERIMENT_KIND_TAG not in (exp.tags or {}):
+        client.set_experiment_tag(exp.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return exp.experiment_id
+
+
+def log_evaluation(model_dir: str | Path, metrics: Mapping[str, float], tags: Mapping[str, str]) -> str | None:
+    """Add the evaluate stage's scores (``eval/...``) and ``tags`` to the training run named by
+    ``model_dir/mlflow.json``, and the headline scores as tags of its registered version, so MLflow shows the same
+    flip-test numbers as the report. Returns the run id; None when training logged no MLflow run. A failing store
+    is a warning, never an error: the stage's files are its outputs."""
+    path = Path(model_dir) / MLFLOW_JSON
+    try:
+        record = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    run_id = record.get("run_id") if isinstance(record, dict) else None
+    if not run_id:
+        return None
+    uri = record.get("tracking_uri") or default_tracking_uri()
+    try:
+        from mlflow.entities import Metric, RunTag
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        now = int(time.time() * 1000)
+        batch = [Metric(metric_name(k), float(v), now, 0) for k, v in metrics.items() if _finite(v) is not None]
+        run_tags = [RunTag(k, str(v)) for k, v in tags.items()]
+        for i in range(0, len(batch), 500):  # log_batch caps a request at 1000 entries
+            client.log_batch(run_id, metrics=batch[i:i + 500], tags=run_tags if i == 0 else [])
+        if record.get("registered_model") and record.get("version"):
+            for key, value in tags.items():
+                client.set_model_version_tag(record["registered_model"], str(record["version"]), key, str(value))
+    except Exception as err:  # the store is optional to this stage
+        warnings.warn(f"MLflow at {uri} failed while logging the evaluation to run {run_id} "
+                      f"({type(err).__name__}: {err}); the evaluate stage's files are written", TrackingWarning,
+                      stacklevel=2)
+        return None
+    return run_id
