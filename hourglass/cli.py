@@ -25,8 +25,9 @@ from tqdm import tqdm
 
 from hourglass.checkpoint import CheckpointError
 from hourglass.atomic import write_atomic
-from hourglass.predict import (PoseResult, PosePredictor, PredictError, expand_inputs, is_video, parse_numbers,
-                               people_for, read_image, result_record, video_frames, video_info)
+from hourglass.predict import (CONFIDENCE_NOTE, PoseResult, PosePredictor, PredictError, expand_inputs, is_video,
+                               parse_numbers, people_for, read_image, result_record, video_frames, video_info,
+                               whole_image_warning)
 
 DESCRIPTION = """\
 Keypoints of people in images, folders of images, or a video, with a trained stacked hourglass.
@@ -34,7 +35,19 @@ Keypoints of people in images, folders of images, or a video, with a trained sta
 Each person is cropped as in training and run with the flip test; keypoints come back in the original image's
 pixels. A folder run reports every image that failed (unreadable, not an image, a box outside it) on stderr and in
 the JSON, goes on with the rest, and exits 1 when any failed; a bad model or bad arguments stop the run (exit 1/2).
-Outputs are written under a temporary name and renamed, so a reader never sees half a file."""
+Outputs are written under a temporary name and renamed, so a reader never sees half a file; they get the usual
+mode of a new file (0666 less the umask).
+
+What the model is, on stderr before any prediction (and under "trained_on" in an image run's JSON):
+  model: <checkpoint or URI> (stacks, features, input size, joints), precision, flip test
+  trained on: <dataset>, variant, epoch; validation <metric> (<key>) <score> % at epoch N
+    -- from the checkpoint's stored config and per-epoch metrics: the family's headline (PCKh@0.5 Mean for
+    MPII, PCK@0.2 Mean for FLIC) of the latest validated epoch; "validation score unknown" when the checkpoint
+    stores no metrics (serving checkpoints, such as those of models:/ URIs, store none)
+  warning: trained on the synthetic people, not on real photos: expect poor results on real images
+    -- only for a model trained on the synthetic people
+Without --box or --center/--scale the whole image is assumed to be one centred person; every such image (or the
+video) gets a "warning: <image>: no --box or --center/--scale given ..." line on stderr."""
 
 EXAMPLES = """\
 examples:
@@ -44,8 +57,14 @@ examples:
   hourglass predict photo.jpg --model ckpt.pt --center 250,330 --scale 2.8 --json -
   hourglass predict clip.mp4 --model models/hg_stacked_int --json frames.jsonl --overlay out/
 
-Keypoints are [x, y, confidence] in 0-based pixels of the original image (as displayed); the confidence is the
-heatmap peak (about 0..1). Joint order: the model's joint set (MPII: r_ankle ... l_wrist, 16 joints)."""
+Keypoints are [x, y, confidence] in 0-based pixels of the original image (as displayed). The confidence is the
+final heatmap's peak (flip-averaged with the flip test) divided by the checkpoint's train.target_scale (1 when its
+config has none), the factor training multiplied the targets by (10 in the CPU preset, 1 in the recipes): about
+1 for a perfect peak, 0 for no evidence; a heatmap value, not a probability (it can be slightly above 1 or below
+0). The JSON states it under "confidence" with the target_scale used. Joint order: the model's joint set (MPII:
+r_ankle ... l_wrist, 16 joints). Overlays draw the l_* joints and limbs in blue (filled markers), the r_* ones in
+orange (hollow markers) and the centre in white, with a legend: l_* is the person's left for MPII models; FLIC's
+labels are observer-centric (l_* = the image's right side)."""
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,9 +93,11 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                      help="keypoints as CSV, one row per joint: image (or frame), person, joint, x, y, confidence")
     out.add_argument("--overlay", metavar="DIR",
                      help="write each image with the skeleton drawn as DIR/<name>_pose.png, a video as "
-                          "DIR/<name>_pose.mp4")
+                          "DIR/<name>_pose.mp4; left and right in two colours with a legend (none on images "
+                          "under 160 px)")
     out.add_argument("--min-confidence", type=float, default=0.0, metavar="C",
-                     help="leave joints below this confidence out of the overlay (default: %(default)s, draw all)")
+                     help="leave joints below this confidence (heatmap peak / train.target_scale: about 1 for a "
+                          "perfect peak) out of the overlay (default: %(default)s, draw all)")
     run = parser.add_argument_group("how to run")
     run.add_argument("--device", default="auto",
                      help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: %(default)s)")
@@ -165,6 +186,7 @@ def run_images(predictor: PosePredictor, paths: list[Path], args: argparse.Names
     from hourglass.draw import pose_overlay
 
     boxes, center = _boxes(args)
+    guessed = not boxes and center is None  # the whole image as one centred person
     names = predictor.joints.names
     records: list[dict[str, Any]] = []
     rows: list[list[Any]] = []
@@ -177,6 +199,8 @@ def run_images(predictor: PosePredictor, paths: list[Path], args: argparse.Names
             try:
                 image = read_image(path)
                 batch.append((path, image, people_for(image, boxes, center, args.scale)))
+                if guessed:
+                    print(f"warning: {whole_image_warning(str(path))}", file=sys.stderr)
             except PredictError as err:
                 failed.append(str(err))
                 records.append(result_record(str(path), None, None, str(err)))
@@ -193,8 +217,10 @@ def run_images(predictor: PosePredictor, paths: list[Path], args: argparse.Names
     bar.close()
     order = {str(p): i for i, p in enumerate(paths)}
     records.sort(key=lambda r: order.get(r["image"], 0))
-    document = {"model": predictor.describe(), "joint_names": list(names),
-                "keypoint_format": ["x", "y", "confidence"], "images": records}
+    document = {"model": predictor.describe(), "trained_on": predictor.trained_on.to_dict(),
+                "joint_names": list(names), "keypoint_format": ["x", "y", "confidence"],
+                "confidence": {"target_scale": predictor.target_scale, "meaning": CONFIDENCE_NOTE},
+                "images": records}
     if args.json or not (args.csv or args.overlay):
         _write_text(args.json or "-", dumps(document) + "\n")
     if args.csv:
@@ -240,6 +266,8 @@ def run_video(predictor: PosePredictor, path: Path, args: argparse.Namespace) ->
     from hourglass.draw import pose_overlay
 
     boxes, center = _boxes(args)
+    if not boxes and center is None:
+        print(f"warning: {whole_image_warning(str(path))}", file=sys.stderr)
     fps, count, width, height = video_info(path)
     names = predictor.joints.names
     outputs: list[_StreamedText] = []
@@ -325,6 +353,9 @@ def run_predict(args: argparse.Namespace) -> int:
                                               flip=args.flip, batch_size=args.batch_size,
                                               tracking_uri=args.tracking_uri)
         print(f"model: {predictor.describe()}", file=sys.stderr)
+        print(f"trained on: {predictor.trained_on.summary()}", file=sys.stderr)
+        for line in predictor.trained_on.warnings():
+            print(f"warning: {line}", file=sys.stderr)
         if videos:
             run_video(predictor, videos[0], args)
             return 0

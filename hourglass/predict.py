@@ -5,8 +5,19 @@ default as the whole image with the person assumed centred (what pose-hg-demo ex
 training preprocessing's own warp (``hourglass.data.preprocess.crop_person``: the ``hourglass.geometry`` crop matrix,
 anti-aliased for large downscales), run through the network with the flip test as in evaluation
 (``hourglass.inference.predict_heatmaps``), and decoded with the quarter-pixel step back to the original image
-(``decode_to_image``). Keypoints are ``(x, y, confidence)`` in 0-based pixels of the image as displayed, the
-confidence being the heatmap's peak value.
+(``decode_to_image``). Keypoints are ``(x, y, confidence)`` in 0-based pixels of the image as displayed.
+
+The confidence is on the training target's scale: the peak value of the final (flip-averaged) heatmap divided by
+the checkpoint config's ``train.target_scale`` (1 when the config has none). Training multiplies the Gaussian
+targets, whose peak is 1, by that factor (10 in the CPU preset, 1 in the recipes), so a raw peak runs to about
+``target_scale``; divided by it, a perfect peak is about 1 and 0 means no evidence at all. It is a heatmap value,
+not a probability: it can be a little above 1 or below 0. The served model (``hourglass.serving``) runs through
+:meth:`PosePredictor.predict_crops` too, so it reports the same numbers (:data:`CONFIDENCE_NOTE`).
+
+What the model was trained on travels with it (:class:`TrainedOn`, from the checkpoint's stored config and,
+where present, its per-epoch ``history`` or ``metrics``): the dataset, and the family's headline validation score
+(``hourglass.family``) of the epoch the weights are from. A model trained on the synthetic people is flagged, since
+it does poorly on real photos; a checkpoint without metrics (a serving checkpoint) has its score "unknown".
 
 Models come from a checkpoint (a file, or a ``models/<variant>/`` directory holding ``checkpoint.pt``) or from an
 MLflow model URI (``models:/<name>@champion``, ``runs:/<id>/model``) whose pose pyfunc carries such a checkpoint as
@@ -19,7 +30,7 @@ import base64
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +39,7 @@ import cv2
 import numpy as np
 import torch
 
-from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError
+from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from hourglass.data.augment import to_float_chw
 from hourglass.data.preprocess import CropSpec, crop_person
 from hourglass.family import family_for
@@ -44,6 +55,11 @@ MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 # loader) move the centre down by 15 * s px and enlarge the box by 1.25, so user-given MPII values get the same.
 MPII_SCALE_FACTOR = 1.25
 MPII_CENTER_SHIFT = 15.0
+SYNTHETIC_WARNING = ("trained on the synthetic people, not on real photos: expect poor results on real images")
+CONFIDENCE_NOTE = ("the final heatmap's peak (flip-averaged with the flip test) divided by the checkpoint's "
+                   "train.target_scale, the factor training multiplied the targets by: about 1 for a perfect "
+                   "peak, 0 for no evidence; a heatmap value, not a probability (can be slightly above 1 or "
+                   "below 0)")
 
 
 class PredictError(ValueError):
@@ -239,6 +255,143 @@ def model_joint_set(loaded: LoadedModel) -> JointSet:
     return by_count[0]
 
 
+def confidence_divisor(config: Mapping[str, Any], path: str | Path) -> float:
+    """What raw heatmap peaks are divided by: the config's ``train.target_scale`` (1 when absent). A value that is
+    not a positive number is a :class:`CheckpointError` naming the file."""
+    value = (config.get("train") or {}).get("target_scale", 1.0)
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        scale = float("nan")
+    if not (math.isfinite(scale) and scale > 0):
+        raise CheckpointError(f"{path}: train.target_scale {value!r} in the checkpoint's config is not a positive "
+                              "number")
+    return scale
+
+
+def _finite_number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _epoch(value: Any) -> int | None:
+    number = _finite_number(value)
+    return int(number) if number is not None else None
+
+
+@dataclass(frozen=True)
+class TrainedOn:
+    """What a checkpoint says about how its model was made: the data, and the validation score of its weights.
+
+    ``score`` is the family's headline (``metric``, e.g. ``val/pckh/Mean``: a percentage) of the latest epoch
+    with one, ``score_epoch``; None when the checkpoint stores no metrics. ``dataset`` is None when its config
+    names none."""
+
+    dataset: str | None  # mpii, flic or synthetic
+    joint_set: str | None  # the joints of the family: mpii or flic
+    metric: str | None  # the headline key, e.g. val/pckh/Mean
+    metric_name: str | None  # as people write it, e.g. PCKh@0.5
+    score: float | None
+    score_epoch: int | None
+    epoch: int | None  # the epoch the weights are from
+    variant: str | None
+    target_scale: float  # raw heatmap peaks are divided by this (CONFIDENCE_NOTE)
+
+    @property
+    def synthetic(self) -> bool:
+        return self.dataset == "synthetic"
+
+    @classmethod
+    def from_checkpoint(cls, state: Mapping[str, Any], path: str | Path) -> TrainedOn:
+        """From a checkpoint's entries: ``config`` (``dataset``, ``synthetic.joint_set``, ``train.target_scale``),
+        ``history`` (per-epoch metric dicts, as train.py saves them) or else ``metrics`` (one dict), ``epoch`` and
+        ``variant``. Anything missing is left unknown."""
+        config = state.get("config")
+        config = config if isinstance(config, Mapping) else {}
+        dataset = config.get("dataset") if isinstance(config.get("dataset"), str) else None
+        synthetic = config.get("synthetic") if isinstance(config.get("synthetic"), Mapping) else {}
+        family = None
+        if dataset is not None:
+            try:
+                family = family_for(dataset, synthetic.get("joint_set", "mpii"))
+            except ValueError:
+                family = None
+        score = score_epoch = None
+        if family is not None:
+            score, score_epoch = _headline_score(state, family.headline)
+        variant = state.get("variant")
+        return cls(dataset=dataset, joint_set=family.name if family else None,
+                   metric=family.headline if family else None, metric_name=family.metric if family else None,
+                   score=score, score_epoch=score_epoch, epoch=_epoch(state.get("epoch")),
+                   variant=variant if isinstance(variant, str) else None,
+                   target_scale=confidence_divisor(config, path))
+
+    def summary(self) -> str:
+        """One line: the data and the score, e.g. ``MPII (real photos), variant hg, epoch 100; validation
+        PCKh@0.5 (val/pckh/Mean) 88.12 % at epoch 100 (per-epoch validation, no flip test)``."""
+        if self.dataset is None:
+            data = "unknown (the checkpoint's config names no dataset)"
+        elif self.synthetic:
+            data = f"the synthetic people ({(self.joint_set or '?').upper()} joints), not real photos"
+        elif self.joint_set is not None:
+            data = f"{self.dataset.upper()} (real photos)"
+        else:
+            data = f"{self.dataset!r} (not a dataset this code knows)"
+        made = ", ".join(p for p in (f"variant {self.variant}" if self.variant else "",
+                                     f"epoch {self.epoch}" if self.epoch is not None else "") if p)
+        if self.score is None:
+            why = ("the checkpoint stores no validation metrics" if self.metric else "no known dataset to score")
+            score = f"validation score unknown ({why})"
+        else:
+            where = " on the synthetic validation split" if self.synthetic else ""
+            at = f" at epoch {self.score_epoch}" if self.score_epoch is not None else ""
+            score = (f"validation {self.metric_name} ({self.metric}) {self.score:.2f} %{at}{where} "
+                     "(per-epoch validation, no flip test)")
+        return f"{data}{', ' + made if made else ''}; {score}"
+
+    def warnings(self) -> list[str]:
+        """Lines to warn with (a synthetic-trained model)."""
+        return [SYNTHETIC_WARNING] if self.synthetic else []
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, with the summary line and any warning."""
+        return {"dataset": self.dataset, "joint_set": self.joint_set, "synthetic": self.synthetic,
+                "metric": self.metric, "metric_name": self.metric_name,
+                "score": None if self.score is None else round(self.score, 4), "score_epoch": self.score_epoch,
+                "epoch": self.epoch, "variant": self.variant, "target_scale": self.target_scale,
+                "summary": self.summary(), "warnings": self.warnings()}
+
+
+def _headline_score(state: Mapping[str, Any], headline: str) -> tuple[float | None, int | None]:
+    """(score, its epoch) from the latest ``history`` entry holding a finite ``headline``, else ``metrics``."""
+    history = state.get("history")
+    if isinstance(history, (list, tuple)):
+        for entry in reversed(history):
+            if isinstance(entry, Mapping) and _finite_number(entry.get(headline)) is not None:
+                return float(entry[headline]), _epoch(entry.get("epoch"))
+    metrics = state.get("metrics")
+    if isinstance(metrics, Mapping) and _finite_number(metrics.get(headline)) is not None:
+        return float(metrics[headline]), _epoch(metrics.get("epoch", state.get("epoch")))
+    return None, None
+
+
+def read_trained_on(loaded: LoadedModel) -> TrainedOn:
+    """:class:`TrainedOn` of a loaded model, reading its checkpoint's history and metrics again (memory-mapped:
+    the weights are not read a second time); the config and epoch of ``loaded`` when that read fails."""
+    try:
+        state = torch.load(loaded.path, map_location="cpu", weights_only=True, mmap=True)
+    except (RuntimeError, OSError, ValueError):  # not a zip-format file: no mmap, read it plainly
+        try:
+            state = load_checkpoint(loaded.path)
+        except CheckpointError:
+            state = {}
+    if not isinstance(state, Mapping):
+        state = {}
+    return TrainedOn.from_checkpoint({**state, "config": loaded.config, "variant": loaded.variant,
+                                      "epoch": loaded.epoch}, loaded.path)
+
+
 @dataclass(frozen=True)
 class PoseResult:
     """One person's prediction: ``keypoints`` (J, 3) = x, y, confidence in original-image pixels."""
@@ -264,10 +417,15 @@ class PosePredictor:
     shift: bool = False
     batch_size: int = 8
     source: str | None = None  # what the user named (a path or an MLflow URI), for messages
+    trained_on: TrainedOn | None = None  # None: from the loaded config alone (no history, score unknown)
     joints: JointSet = field(init=False)
 
     def __post_init__(self) -> None:
         self.joints = model_joint_set(self.loaded)
+        if self.trained_on is None:
+            self.trained_on = TrainedOn.from_checkpoint({"config": self.loaded.config, "variant": self.loaded.variant,
+                                                         "epoch": self.loaded.epoch}, self.loaded.path)
+        self.target_scale = self.trained_on.target_scale
         self.model = self.loaded.model.to(self.precision.device, memory_format=self.precision.memory_format).eval()
         self.input_res = int(self.loaded.model_config.input_res)
         self.spec = CropSpec(margin=1.0, crop_res=self.input_res, antialias=True)
@@ -284,7 +442,8 @@ class PosePredictor:
         except ValueError as err:
             raise PredictError(f"--precision {precision}: {err}") from None
         return cls(loaded, chosen, flip=bool(targets.get("flip_test", True)) if flip is None else flip,
-                   shift=bool(targets.get("flip_shift", False)), batch_size=batch_size, source=str(path))
+                   shift=bool(targets.get("flip_shift", False)), batch_size=batch_size, source=str(path),
+                   trained_on=read_trained_on(loaded))
 
     @classmethod
     def from_source(cls, source: str | Path, device: str = "cpu", precision: str = "auto",
@@ -310,7 +469,9 @@ class PosePredictor:
         return to_float_chw(crop_person(image, np.asarray(person.center, np.float64), person.scale, self.spec))
 
     def predict_crops(self, crops: np.ndarray, people: Sequence[Person]) -> np.ndarray:
-        """Keypoints (N, J, 3) of prepared crops (N, 3, R, R), in the batches of ``batch_size``."""
+        """Keypoints (N, J, 3) of prepared crops (N, 3, R, R), in the batches of ``batch_size``; the confidence is
+        the heatmap peak divided by ``target_scale`` (the one place it is scaled, for the CLI and the served
+        model alike: see :data:`CONFIDENCE_NOTE`)."""
         out = np.empty((len(people), self.joints.count, 3), dtype=np.float64)
         flip_perm = self.joints.flip if self.flip else None
         for start in range(0, len(people), self.batch_size):
@@ -321,7 +482,7 @@ class PosePredictor:
             scale = np.array([p.scale for p in people[start:stop]], dtype=np.float64)
             coords, maxvals, _, _ = decode_to_image(final, stacks[:, -1:], center, scale)
             out[start:stop, :, :2] = coords
-            out[start:stop, :, 2] = maxvals
+            out[start:stop, :, 2] = maxvals / self.target_scale
         return out
 
     def predict(self, items: Sequence[tuple[np.ndarray, Sequence[Person]]]) -> list[list[PoseResult]]:
@@ -426,6 +587,12 @@ def people_for(image: np.ndarray, boxes: Sequence[Sequence[float]] = (), center:
             raise PredictError("--center and --scale go together (MPII's objpos and person height / 200 px)")
         people.append(Person.from_mpii(center, scale, width, height))
     return people or [Person.whole_image(width, height)]
+
+
+def whole_image_warning(name: str) -> str:
+    """The warning for an input predicted without a person box or centre/scale (``name``: the image or video)."""
+    return (f"{name}: no --box or --center/--scale given, so the whole image is taken as one person, centred and "
+            "filling it; a smaller or off-centre person gets a skeleton on the background: give --box")
 
 
 def result_record(name: str, image: np.ndarray | None, poses: Sequence[PoseResult] | None,

@@ -14,7 +14,10 @@ Input, one row per person (any number of rows):
   null or absent: the whole image with the person centred.
 
 Output, one row per input row: ``keypoints`` ``[[x, y, confidence], ...]`` (16 joints for MPII models, 0-based
-pixels of the image), ``center`` and ``scale`` of the crop used. A bad row (undecodable image, box outside the
+pixels of the image), ``center`` and ``scale`` of the crop used. The confidence is on the training target's
+scale, exactly as ``hourglass predict`` reports it (the same ``PosePredictor.predict_crops`` computes both): the
+heatmap peak divided by the checkpoint config's ``train.target_scale``, about 1 for a perfect peak
+(``hourglass.predict.CONFIDENCE_NOTE``). A bad row (undecodable image, box outside the
 image) fails the request (HTTP 400) with a message naming the row. ``HOURGLASS_DEVICE`` and
 ``HOURGLASS_PRECISION`` in the server's environment choose where and in what it computes (CPU, ``auto``).
 """

@@ -186,3 +186,35 @@ def test_logged_model_takes_joint_set_and_flip_test_from_the_runs_checkpoint(sto
     predictor = PosePredictor.from_source(f"models:/{NAME}/2", precision="fp32")
     assert (predictor.loaded.variant, predictor.loaded.epoch, predictor.flip) == ("hg", 3, False)
     assert predictor.joints.name == "mpii" and predictor.loaded.model_config.features == 16
+
+
+def test_served_confidences_are_scaled_as_the_command_scales_them(anchor_dir, store, tmp_path):
+    """The served model divides heatmap peaks by the training config's ``train.target_scale``, in the same place
+    as ``hourglass predict``: a model trained with targets x10 answers a tenth of the raw peaks."""
+    import pandas as pd
+
+    from hourglass.checkpoint import save_checkpoint
+    from hourglass.config import parse_params
+
+    def config(target_scale: float) -> dict:
+        return parse_params(recipe_raw("mpii", {"model": {"stacks": 1, "features": 16, "input_res": 64},
+                                                "train": {"target_scale": target_scale}})).model_dump(mode="json")
+
+    torch.manual_seed(2)
+    network = create_model(stacks=1, features=16).eval()
+    tracker = RunTracker(tmp_path / "run", paper("mlflow", sweep=None, experiment="test", registered_model=NAME,
+                                                 system_metrics=False), run_name="hg", params={})
+    tracker.log_model(network, 64, NAME, config=config(10.0))
+    tracker.finish({"x": 1.0})
+    save_checkpoint({"model": network.state_dict(), "config": config(1.0)}, tmp_path / "raw.pt")
+
+    data = (anchor_dir / MPII_IMAGE).read_bytes()
+    served = mlflow.pyfunc.load_model(f"models:/{NAME}/2").predict(pd.DataFrame({"image": [data], "box": [BOX]}))
+    raw = PosePredictor.from_checkpoint(tmp_path / "raw.pt", precision="fp32").predict_image(
+        as_rgb_array(data), [Person.from_box(BOX, 1280, 720)])[0].keypoints
+    keypoints = np.array(served["keypoints"][0])
+    assert np.allclose(keypoints[:, :2], raw[:, :2], atol=0.01)
+    assert np.allclose(keypoints[:, 2] * 10.0, raw[:, 2], atol=2e-3)
+    assert np.abs(raw[:, 2]).max() > 0.05  # not vacuous: the raw peaks are not all about 0
+    local = PosePredictor.from_source(f"models:/{NAME}/2", precision="fp32")
+    assert local.target_scale == 10.0
