@@ -293,6 +293,10 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
         log.info("training %s on %s, %d process(es)", name, precision.describe(), info.world_size)
 
     status = "FAILED"
+    family = family_of(params)
+    # "[hg_int 2/5]": where this variant is in the sweep, so a log of many stages says how far the sweep is
+    where = f"[{variant} {params.sweep.index(variant) + 1}/{len(params.sweep)}] " if variant in params.sweep else ""
+    run_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, cfg.epochs):
             started = time.perf_counter()
@@ -331,6 +335,12 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
                             "train/img_s": steps_per_epoch * cfg.batch_size / seconds, "step": float(step)})
             schedule.end_epoch(metrics.get(headline))
             history.append({"epoch": float(epoch + 1), **metrics})
+            if info.is_main:  # one line per epoch, terminal or not (DVC pipes the stage's output)
+                elapsed = time.perf_counter() - run_started
+                eta = elapsed / (epoch + 1 - start_epoch) * (cfg.epochs - epoch - 1)
+                log.info("%sepoch %d/%d  loss %.4g  validation %s Mean %.2f (no flip test)  %s elapsed, ETA %s",
+                         where, epoch + 1, cfg.epochs, metrics["train/loss"], family.metric,
+                         metrics.get(headline, math.nan), _clock(elapsed), _clock(eta))
             if tracker is not None:
                 tracker.log_epoch(epoch + 1, metrics)
                 save_checkpoint({
@@ -371,6 +381,13 @@ def _forward_loss(model: nn.Module, network: StackedHourglass, batch: Mapping[st
     if maps:
         loss = loss + auxiliary_loss(maps, target, target_scale)
     return loss
+
+
+def _clock(seconds: float) -> str:
+    """1:02:03 / 4:05 for a log line."""
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def _final_metrics(history: list[dict[str, float]], steps: int, headline: str) -> dict[str, float]:

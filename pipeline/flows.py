@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -29,7 +30,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Sequence
+from typing import IO, Any, Mapping, Sequence
 
 from mlflow import MlflowClient
 from prefect import flow, get_run_logger, serve, task
@@ -39,6 +40,7 @@ from prefect.client.orchestration import get_client
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
 from prefect.schedules import Cron
 from prefect.settings import get_current_settings
+from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
 from hourglass.atomic import write_json_atomic
@@ -52,9 +54,23 @@ ARTIFACT_KEY = "champion-decision"
 STDERR_TAIL_LINES = 30
 SERVER_HELP = (
     "Start a Prefect server and point this shell at it:\n"
-    "  prefect server start --host 127.0.0.1 --port 4299      # in another terminal\n"
+    "  python -m pipeline.flows server --host 127.0.0.1 --port 4299      # in another terminal\n"
     "  export PREFECT_API_URL=http://127.0.0.1:4299/api"
 )
+
+
+def server_env(host: str, port: int, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a Prefect server on ``host:port`` whose UI calls that same API.
+
+    ``prefect server start --port P`` alone moves the API but not the UI's idea of it (PREFECT_UI_API_URL defaults
+    to the configured host and port, 4200), so its page says "Can't connect to Server API". Setting the server's
+    host, port and the UI's API URL together keeps them one address."""
+    env = dict(os.environ if base is None else base)
+    env.update(PREFECT_SERVER_API_HOST=host, PREFECT_SERVER_API_PORT=str(port),
+               PREFECT_UI_API_URL=f"http://{host}:{port}/api", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               DO_NOT_TRACK="1")
+    env.pop("PREFECT_API_URL", None)  # the server itself must not try to reach another one
+    return env
 
 
 class StageFailed(RuntimeError):
@@ -87,22 +103,38 @@ def _stage_env() -> dict[str, str]:
     return env
 
 
+# How DVC says it did not run a stage: "Stage 'train@hg' didn't change, skipping".
+SKIPPED = re.compile(r"Stage '[^']+' didn't change, skipping")
+
+
+def _stage_state(stage: str, ran: bool) -> Any:
+    """The task's final state: Completed when DVC ran the stage, Completed named "Skipped" when it was up to date,
+    so the Prefect UI shows at a glance that nothing was retrained."""
+    if ran:
+        return Completed(message=f"dvc ran {stage}", data=stage)
+    return Completed(name="Skipped", message=f"dvc: {stage} is up to date, nothing ran", data=stage)
+
+
 def _last_frame(line: str) -> str:
     """A progress bar redraws with carriage returns; keep what the terminal would finally show."""
     return line.rstrip("\n").rsplit("\r", 1)[-1].rstrip()
 
 
-def _pump(stream: IO[str], log: logging.Logger | logging.LoggerAdapter, tail: deque[str] | None) -> None:
+def _pump(stream: IO[str], log: logging.Logger | logging.LoggerAdapter, tail: deque[str] | None,
+          seen: list[str] | None = None) -> None:
     for raw in stream:
         line = _last_frame(raw)
         if line:
             log.info("%s", line)
+            if seen is not None:
+                seen.append(line)
             if tail is not None:
                 tail.append(line)
 
 
-def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAdapter) -> None:
-    """Run ``dvc repro --single-item stage`` in ``repo``, streaming its output into ``log``.
+def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAdapter) -> bool:
+    """Run ``dvc repro --single-item stage`` in ``repo``, streaming its output into ``log``; True when the stage
+    ran, False when DVC found it up to date and skipped it.
 
     ``--single-item`` because the flow has already brought every upstream stage up to date, in order; DVC
     still skips the stage when nothing it depends on changed. Raises StageFailed on a non-zero exit.
@@ -116,8 +148,9 @@ def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAd
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
     stderr_reader = threading.Thread(target=_pump, args=(proc.stderr, log, tail), daemon=True)
     stderr_reader.start()
+    output: list[str] = []
     try:
-        _pump(proc.stdout, log, None)
+        _pump(proc.stdout, log, None, output)
         returncode = proc.wait()
     finally:
         if proc.poll() is None:  # interrupted or cancelled: do not leave DVC running and holding its lock
@@ -126,6 +159,7 @@ def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAd
         stderr_reader.join()
     if returncode != 0:
         raise StageFailed(stage, returncode, tail)
+    return not any(SKIPPED.search(line) for line in [*output, *tail])
 
 
 def list_stages(repo: Path) -> list[str]:
@@ -257,8 +291,24 @@ def _cell(score: float | None) -> str:
     return "—" if score is None else (f"{score:.4f}" if math.isfinite(score) else str(score))
 
 
-def decision_markdown(decision: Decision, variant: str) -> str:
-    """The Prefect artifact: both scores side by side and the verdict."""
+def mlflow_links(decision: Decision, run_id: str | None, tracking_uri: str | None,
+                 experiment_id: str | None = None) -> str:
+    """Where the candidate lives in MLflow: links into the UI when the store is a server, else the ids and the
+    UI's routes for ``mlflow ui`` on that store."""
+    model = f"models:/{decision.model}/{decision.candidate_version}"
+    run_route = f"#/experiments/{experiment_id or 0}/runs/{run_id}" if run_id else None
+    version_route = f"#/models/{decision.model}/versions/{decision.candidate_version}"
+    if tracking_uri and tracking_uri.startswith(("http://", "https://")):
+        base = tracking_uri.rstrip("/")
+        run = f"[run {run_id}]({base}/{run_route})" if run_id else "run unknown"
+        return f"**MLflow:** {run}, [model version `{model}`]({base}/{version_route})"
+    return (f"**MLflow:** run `{run_id or 'unknown'}`, model version `{model}` in `{tracking_uri}` "
+            f"(`mlflow ui --backend-store-uri {tracking_uri}`, then `{version_route}`)")
+
+
+def decision_markdown(decision: Decision, variant: str, run_id: str | None = None,
+                      tracking_uri: str | None = None, experiment_id: str | None = None) -> str:
+    """The Prefect artifact: both scores side by side, the verdict, and where the candidate is in MLflow."""
     verdict = "promoted" if decision.promoted else "kept the current champion"
     return "\n".join([
         f"## `{decision.model}@{decision.alias}`: {verdict}",
@@ -271,6 +321,8 @@ def decision_markdown(decision: Decision, variant: str) -> str:
         f"**Reason:** {decision.reason}. ",
         f"**Serving now:** version {decision.serving_version or '—'} "
         f"({'higher' if decision.higher_is_better else 'lower'} is better; decided {decision.decided_at}).",
+        "",
+        mlflow_links(decision, run_id, tracking_uri, experiment_id),
     ])
 
 
@@ -312,15 +364,13 @@ def decide_champion(
 @task(name="fetch-data", task_run_name="fetch-data-{stage}", cache_policy=NO_CACHE)
 def fetch_data(stage: str, repo: str) -> str:
     """Download (or synthesize) the dataset; the flow gives this task its retries with exponential backoff."""
-    run_dvc_repro(stage, Path(repo), get_run_logger())
-    return stage
+    return _stage_state(stage, run_dvc_repro(stage, Path(repo), get_run_logger()))
 
 
 @task(name="dvc-stage", task_run_name="repro-{stage}", cache_policy=NO_CACHE)
 def run_stage(stage: str, repo: str) -> str:
-    """One DVC stage; DVC itself decides whether it is up to date."""
-    run_dvc_repro(stage, Path(repo), get_run_logger())
-    return stage
+    """One DVC stage; DVC itself decides whether it is up to date (the task is then named "Skipped")."""
+    return _stage_state(stage, run_dvc_repro(stage, Path(repo), get_run_logger()))
 
 
 @task(name="promote", task_run_name="promote-{variant}", cache_policy=NO_CACHE)
@@ -328,8 +378,12 @@ def promote(repo: str, variant: str, metric: str, higher_is_better: bool) -> dic
     """Champion contest for ``variant``; the decision becomes a markdown artifact and champion.json."""
     log = get_run_logger()
     decision = decide_champion(Path(repo), variant, metric, higher_is_better, log)
+    record = read_training_record(Path(repo) / "models" / variant / "mlflow.json")
+    uri = tracking_uri_for(Path(repo), record)
+    experiment = MlflowClient(tracking_uri=uri).get_run(record.run_id).info.experiment_id
     create_markdown_artifact(
-        markdown=decision_markdown(decision, variant), key=ARTIFACT_KEY,
+        markdown=decision_markdown(decision, variant, record.run_id, uri, experiment),
+        key=ARTIFACT_KEY,
         description=f"Did {decision.model} v{decision.candidate_version} take @{decision.alias}?",
     )
     log.info("%s v%s: %s (%s)", decision.model, decision.candidate_version,
@@ -413,7 +467,11 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m pipeline.flows",
         description="Run the DVC pipeline as a Prefect flow once, or serve it as a scheduled deployment.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,serve,promote}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,serve,promote,server}")
+    server = commands.add_parser(
+        "server", help="start a Prefect server (API + UI, SQLite under PREFECT_HOME) whose UI talks to its own API")
+    server.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    server.add_argument("--port", type=int, default=4299, help="port of the API and the UI (default: %(default)s)")
     run = commands.add_parser("run", help="run the retrain flow once, now, in this process")
     promote_cmd = commands.add_parser(
         "promote", help="only the champion contest, on what the pipeline has already produced (no Prefect, no DVC): "
@@ -435,6 +493,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; returns the process exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "server":
+        print(f"Prefect UI: http://{args.host}:{args.port}   (in other shells: export "
+              f"PREFECT_API_URL=http://{args.host}:{args.port}/api)", flush=True)
+        return subprocess.call([sys.executable, "-m", "prefect", "server", "start"],
+                               env=server_env(args.host, args.port))
     try:
         if args.command == "serve":
             problem = server_problem()

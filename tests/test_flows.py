@@ -8,6 +8,7 @@ retries, the registry decision, the artifact and reports/champion.json.
 from __future__ import annotations
 
 import json
+import os
 import logging
 import math
 import shutil
@@ -294,6 +295,14 @@ def test_cli_run_reproduces_in_order_retries_download_and_promotes(
     assert record["candidate_score"] == pytest.approx(0.7) and record["variant"] == "b"
     artifact = Artifact.get(ARTIFACT_KEY)
     assert artifact is not None and "promoted" in artifact.data and "0.7000" in artifact.data
+    assert f"run `{record['run_id']}`" in artifact.data and f"models:/{MODEL}/2" in artifact.data
+    assert all(run.state.name == "Completed" for run in runs[:-1])  # every stage ran: nothing was up to date
+
+    # Nothing changed: DVC skips every stage, and the task runs say so.
+    assert main(["run", "--repo", str(repo)]) == 0
+    again = _task_runs(_latest_flow_run_id(), len(EXPECTED_TASKS))
+    assert [run.state.name for run in again[:-1]] == ["Skipped"] * (len(EXPECTED_TASKS) - 1)
+    assert again[-1].name == "promote-b" and again[-1].state.is_completed()
 
 
 def test_promote_task_keeps_a_better_champion_using_metrics_json(
@@ -348,7 +357,7 @@ def test_serve_refuses_without_a_server(prefect_server: None, tmp_path: Path, ca
         assert "PREFECT_API_URL is not set" in (server_problem() or "")
         assert main(["serve", "--repo", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert "prefect server start" in err and "export PREFECT_API_URL=" in err
+    assert "python -m pipeline.flows server" in err and "export PREFECT_API_URL=" in err
 
 
 def test_deployment_schedule_comes_from_params(tmp_path: Path) -> None:
@@ -361,3 +370,35 @@ def test_deployment_schedule_comes_from_params(tmp_path: Path) -> None:
     assert deployment.parameters == {"params_path": str(tmp_path / "params.yaml"), "repo": str(tmp_path)}
     override = build_deployment(tmp_path / "params.yaml", tmp_path, cron="* * * * *")
     assert override.schedules[0].schedule.cron == "* * * * *"
+
+
+def test_server_command_gives_a_ui_that_calls_its_own_api(tmp_path: Path) -> None:
+    """README's Prefect server: its UI settings must name the API it serves (not the default port 4200)."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home")}
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.flows", "server", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline, settings = time.monotonic() + 90, None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=2) as response:
+                    settings = json.loads(response.read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert settings is not None, f"no Prefect server on port {port}: {proc.poll()}"
+        assert settings["api_url"] == f"http://127.0.0.1:{port}/api"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=5) as response:
+            assert json.loads(response.read()) is True
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

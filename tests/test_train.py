@@ -393,3 +393,15 @@ def test_flic_runs_follow_pck_for_the_schedule_and_the_best_epoch(tmp_path, monk
     assert result.final_metrics["best/val/pck/Mean"] == max(pck)
     assert "best/val/pckh/Mean" not in result.final_metrics
     assert not any(k.startswith("val/pckh") for k in result.history[-1])
+
+
+def test_each_epoch_logs_one_line_with_progress_score_and_eta(tmp_path, caplog):
+    raw = tiny_params(epochs=2).model_dump(mode="json")
+    params = parse_params({**raw, "sweep": ["hg", "hg_int"], "flows": {**raw["flows"], "champion_variant": "hg"}})
+    data = (ToyPoses(8), ToyPoses(4, seed=1))
+    with caplog.at_level("INFO", logger="hourglass.train"):
+        train(params, tmp_path, train_set=data[0], val_set=data[1], variant="hg_int")
+    lines = [r.getMessage() for r in caplog.records if "elapsed, ETA" in r.getMessage()]
+    assert len(lines) == 2
+    assert lines[0].startswith("[hg_int 2/2] epoch 1/2  loss ") and "validation PCKh@0.5 Mean" in lines[0]
+    assert lines[1].startswith("[hg_int 2/2] epoch 2/2") and lines[1].endswith("ETA 0:00")
