@@ -5,6 +5,11 @@ Reads what training and evaluation leave under ``models/<variant>/`` and writes 
 except the params is optional: a missing or unreadable file becomes a line under "Missing inputs" and an "n/a" cell,
 and every declared output is still written, so a half-finished pipeline still gets a report that says what is absent.
 
+Every variant's Mean and Figure-4 accuracy come with a 95 % bootstrap interval over the validation people, and its
+difference from the reference variant (HG-Stacked-Int, else the sweep's first) with a paired one, all
+recomputed from ``models/<variant>/eval/preds.h5`` against the validation annotation file (see "uncertainty" below);
+the summary crowns a best variant only when its interval against the runner-up excludes 0.
+
 Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas (no pyplot, no global state): DVC's
 HTML plots load Vega from a CDN and stay blank offline, PNGs do not.
 """
@@ -52,6 +57,11 @@ PAPER_FLIC_ISSUE = {"Wrist": 95.2}
 PAPER_FLIC_TABLE = {"Elbow": 99.0, "Wrist": 97.0}
 AUTHORS_PREDICTIONS = "pose-hg-demo/preds/valid-ours.h5"  # inside shared/anchor-data (reference section 5)
 AUTHORS_GROUND_TRUTH = "pose-hg-train/data/mpii/annot/valid.h5"
+# The paper's Figure 4 has HG-Stacked-Int best: the variant every other one is compared with (paired intervals),
+# when the sweep has it; otherwise the sweep's first variant.
+REFERENCE_VARIANT = "hg_stacked_int"
+# The paper's Figure-4 variants by their params.yaml names: the report checks its ordering of them.
+PAPER_FIGURE4_VARIANTS = ("hg", "hg_int", "hg_stacked", "hg_stacked_int", "hg_stacked_add")
 
 @dataclass(frozen=True)
 class ScoreRow:
@@ -60,6 +70,7 @@ class ScoreRow:
     name: str
     source: str
     values: Mapping[str, float]
+    notes: Mapping[str, str] = field(default_factory=dict)  # text cells of extra columns (scores_table's extra)
 
 
 def paper_rows(family: DatasetFamily) -> list[ScoreRow]:
@@ -255,6 +266,150 @@ def parameter_count(run: VariantRun, joints: int) -> tuple[int | None, str]:
     return count_parameters(network), "config"
 
 
+# -- uncertainty: a bootstrap over validation people --------------------------------------------------------------
+# A variant's Mean and Figure-4 accuracy are statistics of the validation people it was scored on; another draw of
+# people would give other numbers. :class:`PeopleBootstrap` resamples the people with replacement (a fixed seed, so
+# the report is reproducible) and recomputes both statistics for every resample, giving a percentile interval.
+#
+# The resampled people are drawn once and shared by every variant, so the difference between two variants is
+# computed on the same people in each resample: a *paired* interval, much narrower than the two single intervals
+# suggest when the variants succeed and fail on the same people.
+#
+# Each resample is cheap: a person contributes, per joint, one "correct" count (0 or 1) and one "annotated" count
+# (0 or 1). Resample ``b`` takes person ``i`` ``w[b, i]`` times, so its per-joint totals are ``w @ counts``; the
+# statistics follow from those totals exactly as :mod:`hourglass.metrics` computes them from the full set:
+#
+# * ``Mean``: correct over annotated, pooled over the family's mean joints (joint-count weighted; MPII leaves out
+#   pelvis and thorax);
+# * ``figure4``: the unweighted mean of the per-joint accuracies over the family's Figure-4 joints.
+#
+# The contract, relied on by tests that recompute an interval independently: the scored people are the rows with at
+# least one annotated joint, in file order; resample ``b`` is row ``b`` of
+# ``numpy.random.default_rng(seed).integers(0, people, size=(resamples, people))`` (indices into the scored people);
+# an interval is ``numpy.percentile`` of the resampled statistic at ``(100 - confidence) / 2`` and
+# ``(100 + confidence) / 2`` (linear interpolation, resamples with an undefined statistic left out).
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_CONFIDENCE = 95.0
+BOOTSTRAP_STATISTICS = ("Mean", "figure4")  # the names the report's tables and summary.json use
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A point estimate (on all people) and its bootstrap interval, in the statistic's unit (%, or points)."""
+
+    estimate: float
+    low: float
+    high: float
+
+    @property
+    def excludes_zero(self) -> bool:
+        """True when the whole interval lies on one side of 0 (for a difference: the two are distinguishable)."""
+        return bool(self.low > 0 or self.high < 0)
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {k: (v if math.isfinite(v) else None) for k, v in
+                (("estimate", self.estimate), ("low", self.low), ("high", self.high))}
+
+
+def mean_joints(family: DatasetFamily) -> tuple[int, ...]:
+    """The joints the family's Mean pools, as its scorer reports them (asked once of a one-person score)."""
+    count = family.joints.count
+    probe = family.score(np.zeros((1, count, 2)), np.zeros((1, count, 2)), np.ones((1, count), bool), np.ones(1))
+    return tuple(int(j) for j in probe.mean_joints)
+
+
+def correct_joints(pred: np.ndarray, gt: np.ndarray, annotated: np.ndarray, normalize: np.ndarray,
+                   threshold: float) -> np.ndarray:
+    """(N, J) bool: annotated and within ``threshold`` (a NaN prediction, a missed person, is wrong)."""
+    return within(normalized_errors(pred, gt, annotated, normalize), threshold)
+
+
+def resample_weights(people: int, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, people) float64: how often each person is drawn in each resample (rows sum to ``people``)."""
+    if people < 1 or resamples < 1:
+        raise ValueError(f"need at least one person and one resample, got {people} and {resamples}")
+    draws = np.random.default_rng(seed).integers(0, people, size=(resamples, people))
+    offsets = (np.arange(resamples) * people)[:, None]
+    counts = np.bincount((draws + offsets).ravel(), minlength=resamples * people)
+    return counts.reshape(resamples, people).astype(np.float64)
+
+
+class PeopleBootstrap:
+    """Resampled statistics of several variants scored on the same validation people (see the module notes).
+
+    ``annotated`` is the ground truth's (N, J) mask; each variant's :meth:`add` gives its (N, J) ``correct`` mask.
+    """
+
+    def __init__(self, family: DatasetFamily, annotated: np.ndarray, *, resamples: int = BOOTSTRAP_RESAMPLES,
+                 seed: int = BOOTSTRAP_SEED, confidence: float = BOOTSTRAP_CONFIDENCE) -> None:
+        annotated = np.asarray(annotated, dtype=bool)
+        if annotated.ndim != 2 or annotated.shape[1] != family.joints.count:
+            raise ValueError(f"annotated mask must be (N, {family.joints.count}), got {annotated.shape}")
+        if not 0.0 < confidence < 100.0:
+            raise ValueError(f"confidence must be a percentage in (0, 100), got {confidence!r}")
+        self.family, self.resamples, self.seed, self.confidence = family, resamples, seed, confidence
+        self.shape = annotated.shape
+        self.rows = np.flatnonzero(annotated.any(axis=1))  # the scored people
+        if not self.rows.size:
+            raise ValueError("no validation person has an annotated joint")
+        self.mean_joints = list(mean_joints(family))
+        self.figure4_joints = [family.joints.index(j) for j in family.figure4_joints]
+        self._annotated = annotated[self.rows].astype(np.float64)
+        self._weights = resample_weights(len(self.rows), resamples, seed)
+        self._annotated_draws = self._weights @ self._annotated  # (B, J)
+        self._annotated_all = self._annotated.sum(axis=0)  # (J,)
+        self.estimates: dict[str, dict[str, float]] = {}
+        self.draws: dict[str, dict[str, np.ndarray]] = {}
+
+    @property
+    def people(self) -> int:
+        return len(self.rows)
+
+    def _statistics(self, correct: np.ndarray, annotated: np.ndarray) -> dict[str, np.ndarray]:
+        """Both statistics from per-joint totals (..., J); NaN where nothing was annotated."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            pooled = annotated[..., self.mean_joints].sum(axis=-1)
+            mean = np.where(pooled > 0, 100.0 * correct[..., self.mean_joints].sum(axis=-1) / pooled, np.nan)
+            sub = annotated[..., self.figure4_joints]
+            per_joint = np.where(sub > 0, 100.0 * correct[..., self.figure4_joints] / np.where(sub > 0, sub, 1.0),
+                                 np.nan)
+            scored = (sub > 0).sum(axis=-1)
+            figure4 = np.where(scored > 0, np.nansum(per_joint, axis=-1) / np.maximum(scored, 1), np.nan)
+        return {"Mean": mean, "figure4": figure4}
+
+    def add(self, name: str, correct: np.ndarray) -> dict[str, float]:
+        """Score variant ``name`` from its (N, J) ``correct`` mask; returns its point estimates."""
+        correct = np.asarray(correct, dtype=bool)
+        if correct.shape != self.shape:
+            raise ValueError(f"{name}: correct mask is {correct.shape}, the ground truth's people {self.shape}")
+        sub = (correct[self.rows] & (self._annotated > 0)).astype(np.float64)
+        self.estimates[name] = {k: float(v) for k, v in self._statistics(sub.sum(axis=0),
+                                                                         self._annotated_all).items()}
+        self.draws[name] = self._statistics(self._weights @ sub, self._annotated_draws)
+        return self.estimates[name]
+
+    def _interval(self, estimate: float, draws: np.ndarray) -> Interval:
+        finite = draws[np.isfinite(draws)]
+        if not finite.size or not math.isfinite(estimate):
+            return Interval(estimate, math.nan, math.nan)
+        tail = (100.0 - self.confidence) / 2.0
+        low, high = np.percentile(finite, [tail, 100.0 - tail])
+        return Interval(estimate, float(low), float(high))
+
+    def interval(self, name: str, statistic: str) -> Interval:
+        """The variant's ``statistic`` ('Mean' or 'figure4') on all people and its bootstrap interval."""
+        return self._interval(self.estimates[name][statistic], self.draws[name][statistic])
+
+    def difference(self, name: str, reference: str, statistic: str) -> Interval:
+        """``name`` minus ``reference``, paired: both scored on the same resampled people."""
+        return self._interval(self.estimates[name][statistic] - self.estimates[reference][statistic],
+                              self.draws[name][statistic] - self.draws[reference][statistic])
+
+    def intervals(self, name: str) -> Mapping[str, Interval]:
+        return {s: self.interval(name, s) for s in BOOTSTRAP_STATISTICS}
+
+
 # -- markdown -----------------------------------------------------------------------------------------------------
 def _cell(value: Any, digits: int = 1) -> str:
     number = _finite(value)
@@ -277,13 +432,34 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]], align: 
     return "\n".join(lines)
 
 
-def scores_table(rows: Sequence[ScoreRow], family: DatasetFamily) -> str:
-    """Groups, Mean and (MPII) Mean@0.1, in %, one row per model, with a source column."""
+def scores_table(rows: Sequence[ScoreRow], family: DatasetFamily,
+                 extra: Sequence[tuple[str, str]] = ()) -> str:
+    """Groups, Mean and (MPII) Mean@0.1, in %, one row per model, then ``extra`` columns (header, key of the rows'
+    ``notes``; '–' where a row has none), then a source column."""
     metric = family.metric
     columns = [*family.groups, "Mean"] + (["Mean@0.1"] if family.name == "mpii" else [])
-    header = ["Model", *(f"{c} {metric} (%)" if c != "Mean@0.1" else "Mean PCKh@0.1 (%)" for c in columns), "Source"]
-    body = [[r.name, *(_cell(r.values.get(c)) for c in columns), r.source] for r in rows]
-    return markdown_table(header, body, "l" + "r" * len(columns) + "l")
+    header = ["Model", *(f"{c} {metric} (%)" if c != "Mean@0.1" else "Mean PCKh@0.1 (%)" for c in columns),
+              *(h for h, _ in extra), "Source"]
+    body = [[r.name, *(_cell(r.values.get(c)) for c in columns), *(r.notes.get(k, "–") for _, k in extra), r.source]
+            for r in rows]
+    return markdown_table(header, body, "l" + "r" * (len(columns) + len(extra)) + "l")
+
+
+def _bounds(interval: Interval | None, signed: bool = False) -> str:
+    """'[58.3, 64.0]' for a score, '[-1.23, +0.08]' for a difference (``signed``: two decimals, so that an interval
+    that just excludes 0 does not print as ending at 0.0); '–' without an interval."""
+    if interval is None or not (math.isfinite(interval.low) and math.isfinite(interval.high)):
+        return "–"
+    form = "+.2f" if signed else ".1f"
+    return f"[{interval.low:{form}}, {interval.high:{form}}]"
+
+
+def _with_bounds(interval: Interval | None, signed: bool = False) -> str:
+    """'61.2 [58.3, 64.0]' (a difference: '+1.25 [+0.31, +2.20]'): the estimate and its interval."""
+    if interval is None or not math.isfinite(interval.estimate):
+        return "–"
+    form = "+.2f" if signed else ".1f"
+    return f"{interval.estimate:{form}} {_bounds(interval, signed)}".rstrip(" –")
 
 
 def _result_values(result: PCKResult) -> dict[str, float]:
@@ -302,59 +478,122 @@ def _message_figure(title: str, message: str) -> Figure:
     return fig
 
 
-def figure4(runs: Sequence[VariantRun], family: DatasetFamily) -> tuple[Figure, str | None]:
-    """Validation accuracy against optimiser steps, one line per variant (the paper's Figure 4)."""
+def _evaluated_step(run: VariantRun, x: Sequence[float]) -> float:
+    """Where on ``run``'s curve the evaluated checkpoint lies: the row of its epoch, else the last point."""
+    epoch = _finite((run.eval or {}).get("epoch"))
+    for row, value in zip(run.epochs or [], x):
+        if epoch is not None and row.get("epoch") == epoch:
+            return value
+    return x[-1]
+
+
+def figure4(runs: Sequence[VariantRun], family: DatasetFamily,
+            finals: Mapping[str, Interval] | None = None) -> tuple[Figure, str | None]:
+    """Validation accuracy against optimiser steps, one line per variant (the paper's Figure 4).
+
+    ``finals``: the evaluated model's Figure-4 accuracy (flip test) with its 95 % bootstrap interval per variant,
+    drawn as a diamond with an error bar at the evaluated checkpoint's step and quoted in the legend.
+    """
     key = "val/figure4"
+    finals = finals or {}
     label = f"validation {family.metric} (%), mean of " + ", ".join(
         dict.fromkeys(j[2:] + "s" for j in family.figure4_joints))
-    curves = [(r.name, r.epochs) for r in runs if r.epochs and any(math.isfinite(e.get(key, math.nan))
-                                                                   for e in r.epochs)]
+    curves = [r for r in runs if r.epochs and any(math.isfinite(e.get(key, math.nan)) for e in r.epochs)]
     if not curves:
         return _message_figure("Figure 4: validation accuracy during training",
                                f"No variant has per-epoch validation ({key} in models/<variant>/epochs.csv)."), \
             f"no variant has `{key}` in its epochs.csv"
-    fig = Figure(figsize=(7.5, 4.5))
+    by_step = all(all(math.isfinite(e.get("step", math.nan)) for e in r.epochs) for r in curves)
+    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
     ax = fig.add_subplot()
-    for name, rows in curves:
-        steps = [e.get("step", math.nan) for e in rows]
-        x = steps if all(math.isfinite(s) for s in steps) else [e["epoch"] for e in rows]
-        ax.plot(x, [e.get(key, math.nan) for e in rows], marker="o", markersize=3, label=name)
-    by_step = all(all(math.isfinite(e.get("step", math.nan)) for e in rows) for _, rows in curves)
+    xs = {r.name: [e["step"] if by_step else e["epoch"] for e in r.epochs] for r in curves}
+    span = max(max(x) for x in xs.values()) - min(min(x) for x in xs.values()) or 1.0
+    with_bar = [r.name for r in curves if r.name in finals and math.isfinite(finals[r.name].low)]
+    for i, run in enumerate(curves):
+        colour = f"C{i % 10}"
+        x = xs[run.name]
+        name = run.name
+        interval = finals.get(run.name)
+        if run.name in with_bar:
+            name += f" (final {_with_bounds(interval)})"
+        ax.plot(x, [e.get(key, math.nan) for e in run.epochs], marker="o", markersize=3, color=colour, label=name)
+        if run.name in with_bar:
+            # Side by side at the evaluated step, so that the bars of variants trained equally long do not overlap.
+            offset = (with_bar.index(run.name) - (len(with_bar) - 1) / 2) * 0.012 * span
+            ax.errorbar([_evaluated_step(run, x) + offset], [interval.estimate],
+                        yerr=[[interval.estimate - interval.low], [interval.high - interval.estimate]],
+                        fmt="D", markersize=5, color=colour, capsize=3, elinewidth=1.2)
     ax.set_xlabel("training progress (optimiser steps)" if by_step else "training progress (epochs)")
     ax.set_ylabel(label)
     ax.set_title("Figure 4: validation accuracy during training, all variants")
     ax.grid(alpha=0.3)
-    ax.legend(title="variant")
+    title = "variant" + (" (final: evaluated, flip test, 95 % interval)" if with_bar else "")
+    ax.legend(title=title, fontsize=8, title_fontsize=8)
     return fig, None
 
 
-def figure5(series: Sequence[tuple[str, Mapping[str, float], Mapping[str, float]]], family: DatasetFamily
-            ) -> tuple[Figure, str | None]:
-    """First-hourglass against final predictions per joint group: paired bars per model (the paper's Figure 5)."""
-    groups = family.groups
+FIRST_COLOUR, FINAL_COLOUR = "#9ecae1", "#08519c"
+
+
+def _panel_grid(panels: int, width: float = 8.6, max_aspect: float = 2.0) -> tuple[int, int, float, float]:
+    """(rows, columns, panel width, panel height) in inches: about square panels, at most ``width`` wide in all
+    (so the PNG is read at page width without shrinking its text), and never wider than ``max_aspect`` : 1."""
+    cols = max(1, math.ceil(math.sqrt(panels)))
+    while True:
+        rows = math.ceil(panels / cols)
+        panel_w = min(4.3, width / cols)
+        panel_h = 0.75 * panel_w + 0.4
+        if cols == 1 or cols * panel_w <= max_aspect * (rows * panel_h + 0.8):
+            return rows, cols, panel_w, panel_h
+        cols -= 1
+
+
+def figure5(series: Sequence[tuple[str, Mapping[str, float], Mapping[str, float]]], family: DatasetFamily,
+            paper: tuple[str, Mapping[str, float], Mapping[str, float]] | None = None) -> tuple[Figure, str | None]:
+    """First-hourglass against final predictions per joint group (the paper's Figure 5), as small multiples: one
+    panel per variant, and the paper's published numbers (``paper``) in a panel of their own. Bars too short to
+    see are labelled with their value ("0")."""
+    groups = list(family.groups)
     if not series:
         return _message_figure("Figure 5: intermediate against final predictions",
                                "No multi-stack variant has per-stack evaluation (models/<variant>/eval/metrics.json "
                                "'stacks')."), "no multi-stack variant has per-stack evaluation scores"
-    fig = Figure(figsize=(max(8.0, 1.4 * len(groups) * max(1, len(series)) / 1.5), 5.4), layout="constrained")
-    ax = fig.add_subplot()
+    panels = [*series, *([paper] if paper is not None else [])]
+    rows, cols, panel_w, panel_h = _panel_grid(len(panels))
+    fig = Figure(figsize=(cols * panel_w, rows * panel_h + 0.8), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
     x = np.arange(len(groups))
-    width = 0.8 / (2 * len(series))
-    colours = [f"C{i}" for i in range(len(series))]
-    for i, (name, inter, final) in enumerate(series):
-        base = x - 0.4 + width * (2 * i + 0.5)
-        ax.bar(base, [inter.get(g, np.nan) for g in groups], width, color=colours[i], alpha=0.45,
-               label=f"{name}: first hourglass")
-        ax.bar(base + width, [final.get(g, np.nan) for g in groups], width, color=colours[i],
-               label=f"{name}: final")
-    ax.set_xticks(x, groups)
-    ax.set_ylabel(f"validation {family.metric} (%)")
-    ax.set_xlabel("joint group")
-    ax.set_ylim(0, 105)
-    ax.set_title("Figure 5: first-hourglass (intermediate) against final predictions per joint")
-    ax.grid(axis="y", alpha=0.3)
-    # Below the axes: inside, the legend would hide the low bars it is meant to explain.
-    fig.legend(fontsize=8, ncol=len(series), loc="outside lower center")
+    width = 0.4
+    small = 8 if cols < 3 else 7
+    for i, (ax, (name, inter, final)) in enumerate(zip(axes.flat, panels)):
+        is_paper = paper is not None and i == len(panels) - 1
+        for shift, values, colour, what in ((-width / 2, inter, FIRST_COLOUR, "first hourglass"),
+                                            (width / 2, final, FINAL_COLOUR, "final")):
+            heights = [_finite(values.get(g)) for g in groups]
+            ax.bar(x + shift, [np.nan if h is None else h for h in heights], width, color=colour, label=what,
+                   hatch="//" if is_paper else None, edgecolor="white" if is_paper else None, linewidth=0)
+            for xi, h in zip(x + shift, heights):
+                if h is not None and h < 3.0:  # invisible at this scale: say what it is
+                    ax.text(xi, h + 1.0, "0" if round(h, 1) == 0 else f"{h:.1f}", ha="center", va="bottom",
+                            fontsize=small - 1, color="#333333")
+        title = f"{name} (published)" if is_paper else name
+        means = (_finite(inter.get("Mean")), _finite(final.get("Mean")))
+        if None not in means:
+            title += f"\nMean {means[0]:.1f} → {means[1]:.1f}"
+        ax.set_title(title, fontsize=small + 1)
+        ax.set_xticks(x, groups, rotation=40 if cols > 1 else 0, ha="right" if cols > 1 else "center",
+                      fontsize=small, rotation_mode="anchor")
+        ax.tick_params(axis="y", labelsize=small)
+        ax.set_ylim(0, 105)
+        ax.grid(axis="y", alpha=0.3)
+        if is_paper:
+            ax.set_facecolor("#f4f4f4")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_axis_off()
+    fig.supylabel(f"validation {family.metric} (%)", fontsize=small + 1)
+    fig.suptitle("Figure 5: first hourglass against final predictions, per joint group", fontsize=small + 3)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=small + 1, frameon=False)
     return fig, None
 
 
@@ -481,6 +720,16 @@ class ReportPaths:
     anchor: Path | None
 
 
+def reference_variant(params: ParamsConfig) -> tuple[str, str]:
+    """The variant the others are compared with, and how the report names it: HG-Stacked-Int when the sweep has
+    it, else the sweep's first variant (the report stage reads ``sweep``, which it declares, nothing else)."""
+    if REFERENCE_VARIANT in params.sweep:
+        return REFERENCE_VARIANT, f"`{REFERENCE_VARIANT}` (HG-Stacked-Int, the paper's best Figure-4 variant)"
+    first = params.sweep[0] if params.sweep else REFERENCE_VARIANT
+    return first, (f"`{first}`, the first variant of the sweep: `{REFERENCE_VARIANT}` (HG-Stacked-Int, the "
+                   "paper's best Figure-4 variant) is not in the sweep")
+
+
 class _Builder:
     """Collects the report's sections, numbers and missing-input lines while it reads the inputs."""
 
@@ -491,6 +740,155 @@ class _Builder:
         self.missing: list[str] = []
         self.summary: dict[str, Any] = {"dataset": params.dataset, "metric": self.metric, "variants": {}}
         self.figures = paths.out / "figures"
+        self.boot: PeopleBootstrap | None = None
+        self.reference, self.reference_note = reference_variant(params)
+        self._valid: Annotations | None = None
+        self.runs: dict[str, VariantRun] = {}
+
+    def valid_people(self) -> Annotations:
+        """The validation annotation file the predictions' rows follow (read once)."""
+        if self._valid is None:
+            self._valid = read_annotations(self.paths.raw / "annot" / "valid.h5")
+        return self._valid
+
+    def interval(self, name: str, statistic: str) -> Interval | None:
+        boot = self.boot
+        return boot.interval(name, statistic) if boot is not None and name in boot.estimates else None
+
+    def difference(self, name: str, other: str, statistic: str) -> Interval | None:
+        boot = self.boot
+        if boot is None or name not in boot.estimates or other not in boot.estimates:
+            return None
+        return boot.difference(name, other, statistic)
+
+    # uncertainty --------------------------------------------------------------------------------------------
+    def bootstrap(self, runs: Sequence[VariantRun]) -> None:
+        """Score every variant's ``preds.h5`` on the validation people and resample them (see "uncertainty" below)."""
+        self.runs = {r.name: r for r in runs}
+        with_preds = [r for r in runs if r.preds_path.is_file()]
+        for run in runs:
+            if run.eval is not None and not run.preds_path.is_file():
+                self.missing.append(f"variant `{run.name}`: no 95 % interval, `{run.preds_path}` not found")
+        if not with_preds:
+            return
+        valid = self.paths.raw / "annot" / "valid.h5"
+        try:
+            gt = self.valid_people()
+            boot = PeopleBootstrap(self.family, gt.annotated)
+        except (AnnotationError, ValueError) as err:
+            self.missing.append(f"no 95 % intervals: `{valid}`: {err}")
+            return
+        for run in with_preds:
+            try:
+                pred = read_predictions(run.preds_path, joints=gt.num_joints, people=len(gt))
+                if pred.shape != gt.joints.shape:
+                    raise ReaderError(f"`{run.preds_path}` has shape {pred.shape}, the validation annotations "
+                                      f"{gt.joints.shape}")
+                estimates = boot.add(run.name, correct_joints(pred, gt.joints, gt.annotated, gt.normalize,
+                                                              self.family.threshold))
+            except (ReaderError, ValueError) as err:
+                self.missing.append(f"variant `{run.name}`: no 95 % interval: {err}")
+                continue
+            final = (run.eval or {}).get("final")
+            for statistic, value in (final.items() if isinstance(final, Mapping) else ()):
+                value = _finite(value)
+                if statistic in estimates and value is not None and abs(value - estimates[statistic]) > 0.05:
+                    self.missing.append(
+                        f"variant `{run.name}`: `{run.preds_path}` scores {statistic} {estimates[statistic]:.2f} %, "
+                        f"its eval/metrics.json {value:.2f} %; the intervals are of the predictions")
+        self.boot = boot if boot.estimates else None
+
+    def uncertainty(self) -> str:
+        head = "## Uncertainty\n\n"
+        boot = self.boot
+        if boot is None:
+            return head + "No 95 % intervals: no variant's predictions could be scored (see Missing inputs).\n"
+        ref = self.reference if self.reference in boot.estimates else None
+        if ref is None:
+            self.missing.append(f"no paired intervals: the reference variant `{self.reference}` has no scored "
+                                "predictions")
+        self.summary["bootstrap"] = {
+            "people": boot.people, "resamples": boot.resamples, "seed": boot.seed, "confidence": boot.confidence,
+            "reference": self.reference, "reference_is_first_in_sweep": self.reference != REFERENCE_VARIANT}
+        rows = []
+        for name in boot.estimates:
+            intervals = boot.intervals(name)
+            entry = self.summary["variants"].setdefault(name, {})
+            entry["interval"] = {k: v.as_dict() for k, v in intervals.items()}
+            cells = [f"`{name}`", _with_bounds(intervals["Mean"]), _with_bounds(intervals["figure4"])]
+            if ref is not None and name == ref:
+                cells += ["–", "–", "(reference)"]
+            elif ref is not None:
+                diffs = {k: boot.difference(name, ref, k) for k in intervals}
+                entry["difference_from_reference"] = {
+                    k: {**d.as_dict(), "distinguishable": d.excludes_zero} for k, d in diffs.items()}
+                which = [label for k, label in (("Mean", "Mean"), ("figure4", "Figure-4")) if diffs[k].excludes_zero]
+                cells += [_with_bounds(diffs["Mean"], True), _with_bounds(diffs["figure4"], True),
+                          ", ".join(which) or "neither (not distinguishable on one seed)"]
+            rows.append(cells)
+        header = ["Variant", f"Mean {self.metric} (%) [95 % interval]", "Figure-4 accuracy (%) [95 % interval]"]
+        if ref is not None:
+            header += [f"Mean − `{ref}` (points)", f"Figure-4 − `{ref}` (points)", f"distinguishable from `{ref}`"]
+        text = (head + f"95 % percentile-bootstrap intervals over the {boot.people} validation people with an "
+                f"annotated joint: {boot.resamples} resamples of the people drawn with replacement (seed "
+                f"{boot.seed}), each scored from the variant's `eval/preds.h5` against "
+                f"`{self.paths.raw / 'annot' / 'valid.h5'}` (a missed person counts as wrong). Figure-4 accuracy: "
+                f"{self.family.figure4_label}. Differences from the reference are paired: in every resample both "
+                "variants are scored on the same people. A difference is distinguishable when its interval "
+                "excludes 0. The intervals cover the choice of validation people only, not training noise: each "
+                f"variant was trained once, on one seed.\n\nReference: {self.reference_note}.\n\n"
+                + markdown_table(header, rows))
+        ordering = self.paper_ordering()
+        if ordering:
+            text += "\n\nAgainst the paper's Figure 4:\n\n" + "\n".join(f"- {line}" for line in ordering)
+        return text + "\n"
+
+    def paper_ordering(self) -> list[str]:
+        """Where the Figure-4 ordering of the paper's variants differs from the paper's (HG-Stacked-Int best; the
+        stacked network above the single hourglass); empty when the sweep holds fewer than two of them."""
+        boot = self.boot
+        have = [v for v in PAPER_FIGURE4_VARIANTS if boot is not None and v in boot.estimates]
+        if len(have) < 2:
+            return []
+
+        def versus(a: str, b: str) -> str:
+            diff = boot.difference(a, b, "figure4")
+            verdict = "distinguishable" if diff.excludes_zero else "not distinguishable on one seed"
+            return f"{_with_bounds(diff, True)} points, {verdict}"
+
+        score = {v: boot.estimates[v]["figure4"] for v in have}
+        lines, agree = [], []
+        if "hg_stacked_int" in have:
+            above = [v for v in have if v != "hg_stacked_int" and score[v] > score["hg_stacked_int"]]
+            for v in above:
+                lines.append(f"`{v}` scores above `hg_stacked_int` ({versus(v, 'hg_stacked_int')}), where the "
+                             "paper has HG-Stacked-Int best.")
+            if not above:
+                agree.append("`hg_stacked_int` is best, as in the paper")
+        if "hg" in have and "hg_stacked" in have:
+            if score["hg"] > score["hg_stacked"]:
+                line = (f"The single hourglass `hg` scores above the two-stack `hg_stacked` "
+                        f"({versus('hg', 'hg_stacked')}), where the paper's stacked network beats the single one.")
+                if self.supervision("hg_stacked") == "final":
+                    first = intermediate_scores(self.runs["hg_stacked"]) if "hg_stacked" in self.runs else None
+                    first_mean = _finite(first[1].get("Mean")) if first is not None else None
+                    line += " `hg_stacked` has one loss, on its last stack: its first stack gets none, " + (
+                        f"which is why its first-hourglass score in Figure 5 is {first_mean:.1f} %, not a bug."
+                        if first_mean is not None and first_mean < 5.0 else
+                        "so its first-hourglass score in Figure 5 says nothing about the network.")
+                lines.append(line)
+            else:
+                agree.append("`hg_stacked` scores above `hg`, as the paper's stacked network beats the single one")
+        if agree and not lines:
+            lines.append("Our ordering agrees with the paper's: " + "; ".join(agree) + ".")
+        return lines
+
+    def supervision(self, name: str) -> str | None:
+        """The supervision the variant was trained with, from its resolved config (``models/<variant>/config.yaml``;
+        the params' variant table is not read: the report stage does not declare it, and the record is the truth)."""
+        run = self.runs.get(name)
+        model = ((run.config if run is not None else None) or {}).get("model")
+        return str(model["supervision"]) if isinstance(model, Mapping) and model.get("supervision") else None
 
     # sections -----------------------------------------------------------------------------------------------
     def baseline(self) -> PCKResult | None:
@@ -526,7 +924,8 @@ class _Builder:
                     self.missing.append(f"variant `{run.name}`: no scores (neither eval/metrics.json nor metrics.json)")
                 continue
             values, source = scores
-            rows.append(ScoreRow(f"**{run.name}**", source, values))
+            rows.append(ScoreRow(f"**{run.name}**", source, values,
+                                 {"ci": _bounds(self.interval(run.name, "Mean"))}))
             entry = self.summary["variants"].setdefault(run.name, {})
             entry["final"] = {k: _finite(v) for k, v in values.items()}
             entry["source"] = source
@@ -541,7 +940,9 @@ class _Builder:
                     "a like-for-like comparison.")
         return (f"## Results\n\nValidation {self.metric} per joint group, in % of annotated joints "
                 f"({self.family.mean_note}). "
-                f"'–' marks a number the source does not give.{note}\n\n{scores_table(rows, self.family)}\n\n"
+                f"'–' marks a number the source does not give; the 95 % intervals of our variants' Means are "
+                f"explained under Uncertainty.{note}\n\n"
+                f"{scores_table(rows, self.family, [('Mean 95 % interval', 'ci')])}\n\n"
                 f"{paper_footnote(self.family)}\n")
 
     def per_joint(self, runs: Sequence[VariantRun], baseline: PCKResult | None, authors: PCKResult | None) -> str:
@@ -572,10 +973,11 @@ class _Builder:
             values = (self.summary["variants"].get(run.name) or {}).get("final") or {}
             mean = values.get("Mean")
             margin = None if mean is None else mean - baseline.mean
-            body.append([run.name, _cell(mean), _cell(baseline.mean), _cell(margin)])
+            body.append([run.name, _cell(mean), _bounds(self.interval(run.name, "Mean")), _cell(baseline.mean),
+                         _cell(margin)])
             if margin is not None:
                 self.summary["variants"][run.name]["margin_over_mean_pose"] = margin
-        header = ["Variant", f"Mean {self.metric} (%)", f"mean pose Mean {self.metric} (%)",
+        header = ["Variant", f"Mean {self.metric} (%)", "95 % interval", f"mean pose Mean {self.metric} (%)",
                   "margin (percentage points)"]
         return text + markdown_table(header, body) + "\n"
 
@@ -609,37 +1011,54 @@ class _Builder:
                 + markdown_table(header, body) + "\n")
 
     def ablation(self, runs: Sequence[VariantRun]) -> str:
-        fig, problem = figure4(runs, self.family)
+        finals = {r.name: iv for r in runs if (iv := self.interval(r.name, "figure4")) is not None}
+        fig, problem = figure4(runs, self.family, finals)
         save_figure(fig, self.figures / "figure4.png")
         if problem:
             self.missing.append(f"Figure 4 is empty: {problem}")
-        series, table = [], []
+        series, table, unsupervised = [], [], []
         for run in runs:
             inter = intermediate_scores(run)
             final = final_scores(run, self.family)
             if inter is None or final is None:
                 continue
             stack, values = inter
-            series.append((run.name, values, final[0]))
-            table.append(ScoreRow(f"{run.name}: stack {stack} (first hourglass)", "evaluate stage", values))
-            table.append(ScoreRow(f"{run.name}: final", "evaluate stage", final[0]))
+            loss_free = self.supervision(run.name) == "final"
+            series.append((run.name + (" (no loss on stack 1)" if loss_free else ""), values, final[0]))
+            table.append(ScoreRow(f"{run.name}: stack {stack} (first hourglass)", "evaluate stage", values,
+                                  {"fig4": _cell(values.get("figure4"))}))
+            bounds = f"{_bounds(self.interval(run.name, 'Mean'))}; {_bounds(self.interval(run.name, 'figure4'))}"
+            table.append(ScoreRow(f"{run.name}: final", "evaluate stage", final[0],
+                                  {"fig4": _cell(final[0].get("figure4")),
+                                   "ci": "–" if bounds == "–; –" else bounds}))
             self.summary["variants"].setdefault(run.name, {})["intermediate"] = {
                 k: _finite(v) for k, v in values.items()}
+            if loss_free:
+                unsupervised.append(run.name)
+        paper = None
         if self.family.name == "mpii":
-            series.append(("paper 8-stack", PAPER_MPII_INTERMEDIATE, PAPER_MPII_FINAL))
+            paper = ("paper: 8-stack", PAPER_MPII_INTERMEDIATE, PAPER_MPII_FINAL)
             table += paper_rows(self.family)[:2]
-        fig5, problem = figure5(series, self.family)
+        fig5, problem = figure5(series, self.family, paper)
         save_figure(fig5, self.figures / "figure5.png")
         if problem:
             self.missing.append(f"Figure 5 has no variant of ours: {problem}")
         return ("## Ablation\n\n![Figure 4: validation accuracy against training progress](figures/figure4.png)\n\n"
                 "Figure 4: validation accuracy of every variant at the end of each epoch "
                 f"({self.family.figure4_label}; "
-                "single pass, no flip test).\n\n"
+                "single pass, no flip test). Diamonds with error bars: the evaluated model's accuracy (evaluate "
+                "stage, flip test) with its 95 % bootstrap interval over validation people, also quoted in the "
+                "legend.\n\n"
                 "![Figure 5: first-hourglass against final predictions](figures/figure5.png)\n\n"
-                f"Figure 5: validation {self.metric} of the first hourglass's predictions against the final ones "
-                "(light bars: first hourglass, dark: final).\n\n" + scores_table(table, self.family) + "\n\n"
-                + paper_footnote(self.family) + "\n")
+                f"Figure 5: validation {self.metric} of the first hourglass's predictions against the final ones, "
+                "one panel per multi-stack variant" + (" and one for the paper's published 8-stack numbers"
+                                                       if paper is not None else "")
+                + " (light bars: first hourglass, dark: final; a bar too short to see is labelled with its value)."
+                + "".join(f" `{n}` has one loss, on its last stack (supervision `final`): its first stack gets none, "
+                          "so a near-0 first-hourglass score is expected, not a bug." for n in unsupervised)
+                + "\n\n" + scores_table(table, self.family, [("Figure-4 accuracy (%)", "fig4"),
+                                                            ("95 % intervals (Mean; Figure-4)", "ci")])
+                + "\n\n" + paper_footnote(self.family) + "\n")
 
     def examples(self, runs: Sequence[VariantRun]) -> str:
         text = "## Examples\n\n"
@@ -655,7 +1074,7 @@ class _Builder:
         else:
             try:
                 pred = read_predictions(chosen_run.preds_path)
-                gt = read_annotations(self.paths.raw / "annot" / "valid.h5")
+                gt = self.valid_people()
                 if pred.shape != gt.joints.shape:
                     problem = (f"`{chosen_run.preds_path}` has shape {pred.shape}, the validation annotations "
                                f"{gt.joints.shape}")
@@ -705,19 +1124,65 @@ class _Builder:
                 + f"\n\n<details><summary>params.yaml used for this report</summary>\n\n```yaml\n"
                 f"{params_text.rstrip()}\n```\n\n</details>\n")
 
+    def best_line(self, scored: Mapping[str, float], baseline: PCKResult | None) -> str:
+        """The best variant, crowned only when its paired interval against the runner-up excludes 0."""
+        order = sorted(scored, key=lambda n: -scored[n])
+        leader = order[0]
+        interval = self.interval(leader, "Mean")
+        mean = f"Mean {self.metric} {scored[leader]:.1f} %" + ("" if interval is None else
+                                                              f" [95 % interval {_bounds(interval)[1:]}")
+        over = "" if baseline is None else (f", {scored[leader] - baseline.mean:+.1f} points over the mean-pose "
+                                            f"baseline ({baseline.mean:.1f} %)")
+        self.summary["leading_variant"] = leader
+        if len(order) == 1:
+            self.summary["best_variant"] = leader
+            return f"- Best variant: `{leader}` (the only one scored) with {mean}{over}."
+        runner = order[1]
+        diff = self.difference(leader, runner, "Mean")
+        if diff is not None:
+            self.summary["best_variant_margin"] = {**diff.as_dict(), "runner_up": runner,
+                                                   "distinguishable": diff.excludes_zero}
+        gap = (f"{scored[leader] - scored[runner]:+.2f} points (no interval: predictions missing)" if diff is None
+               else f"{_with_bounds(diff, True)} points (paired 95 % interval)")
+        if diff is not None and diff.excludes_zero:
+            self.summary["best_variant"] = leader
+            return f"- Best variant: `{leader}` with {mean}{over}; ahead of the runner-up `{runner}` by {gap}."
+        self.summary["best_variant"] = None
+        return (f"- Best variant: not distinguishable on one seed. `{leader}` ({mean}) leads the runner-up "
+                f"`{runner}` by {gap}" + (", an interval that includes 0." if diff is not None else "."))
+
+    def reference_lines(self) -> list[str]:
+        """Which paired differences from the reference exclude 0, per statistic."""
+        ref = self.reference
+        variants = self.summary["variants"]
+        diffs = {n: v["difference_from_reference"] for n, v in variants.items() if "difference_from_reference" in v}
+        if not diffs:
+            return []
+        lines = []
+        for statistic, label in (("Mean", f"Mean {self.metric}"), ("figure4", "Figure-4 accuracy")):
+            groups: dict[bool, list[str]] = {True: [], False: []}
+            for name, entry in diffs.items():
+                d = entry[statistic]
+                if d["estimate"] is None or d["low"] is None:
+                    continue
+                groups[d["distinguishable"]].append(
+                    f"`{name}` {d['estimate']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]")
+            lines.append(f"- {label} minus the reference `{ref}` (points, paired 95 % intervals): distinguishable: "
+                         f"{', '.join(groups[True]) or 'none'}; not distinguishable on one seed: "
+                         f"{', '.join(groups[False]) or 'none'}.")
+        return lines
+
     def summary_section(self, runs: Sequence[VariantRun], baseline: PCKResult | None) -> str:
         lines = [f"- Dataset: **{self.params.dataset}**, metric: validation **{self.metric}**.",
                  f"- Variants: {', '.join(f'`{r.name}`' for r in runs) or 'none'}."]
         scored = {n: v["final"]["Mean"] for n, v in self.summary["variants"].items()
                   if (v.get("final") or {}).get("Mean") is not None}
         if scored:
-            best = max(scored, key=scored.get)
-            line = f"- Best variant: `{best}` with Mean {self.metric} {scored[best]:.1f} %"
-            if baseline is not None:
-                line += (f", {scored[best] - baseline.mean:+.1f} points over the mean-pose baseline "
-                         f"({baseline.mean:.1f} %)")
-            lines.append(line + ".")
-            self.summary["best_variant"] = best
+            lines.append(self.best_line(scored, baseline))
+            lines += self.reference_lines()
+            ordering = self.paper_ordering()
+            if ordering:
+                lines.append("- Against the paper's Figure 4: " + " ".join(ordering))
         else:
             lines.append("- No variant has scores yet.")
         if self.family.name == "mpii":
@@ -741,11 +1206,13 @@ def build_report(params: ParamsConfig, paths: ReportPaths) -> dict[str, Any]:
     builder = _Builder(params, paths, cfg)
     for run in runs:
         builder.missing.extend(run.missing)
+    builder.bootstrap(runs)
+    uncertainty = builder.uncertainty()
     baseline = builder.baseline()
     authors = builder.authors()
     if authors is not None:
         builder.summary["authors_released"] = {k: _finite(v) for k, v in _result_values(authors).items()}
-    body = [builder.results(runs, baseline, authors), builder.per_joint(runs, baseline, authors),
+    body = [builder.results(runs, baseline, authors), builder.per_joint(runs, baseline, authors), uncertainty,
             builder.margins(runs, baseline), builder.costs(runs), builder.ablation(runs), builder.examples(runs),
             builder.provenance(runs)]
     head = f"# Stacked hourglass reproduction: results ({params.dataset})\n\n"

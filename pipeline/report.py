@@ -2,8 +2,9 @@
 
 ``python -m pipeline.report [--params params.yaml] [--models models] [--out reports]``
 
-Writes ``<out>/results.md`` (summary, results beside the paper's numbers and the mean-pose baseline, model size and
-speed, Figures 4 and 5, best and worst examples, provenance), ``<out>/summary.json`` (the table's numbers, for
+Writes ``<out>/results.md`` (summary, results beside the paper's numbers and the mean-pose baseline, 95 % bootstrap
+intervals over validation people with paired differences from the reference variant, model size and speed,
+Figures 4 and 5, best and worst examples, provenance), ``<out>/summary.json`` (the table's numbers and intervals, for
 ``dvc metrics``) and ``<out>/figures/{figure4,figure5,examples_best,examples_worst}.png``. Missing optional inputs
 (an untrained variant, no evaluation yet, no images, no anchor data) are listed in the report, not fatal. Exits 1
 with the reason when the params file is invalid.

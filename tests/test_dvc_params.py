@@ -80,6 +80,9 @@ UNDECLARED: dict[str, dict[str, str]] = {
         # hourglass.data.sampler.Draw: a sample's augmentation comes from (seed, epoch, position), not from the
         # loader worker that loads it (tests/test_dataset.py checks 0, 1 and 2 workers give the same batches).
         "train.workers": "data loader processes: the same batches, faster",
+        # hourglass.train: only the "[variant k/N]" prefix of the per-epoch log line; declaring it would retrain
+        # every variant when one is added to the sweep.
+        "sweep": "the log line's 'variant k/N' only",
     },
     "download": {
         # hourglass.data.synthetic: image i of a split is drawn from SeedSequence([seed, split, i]).

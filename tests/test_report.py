@@ -1,4 +1,5 @@
-"""The report stage on a fabricated models/ tree over a tiny synthetic dataset (budget: under 60 s).
+"""The report stage on a fabricated models/ tree over a tiny synthetic dataset (budget: under 60 s), and the
+bootstrap intervals it prints.
 
 Predictions are the ground truth plus noise, scored with the real metric, so every number the report prints can be
 checked against an independent computation; a second tree with nothing in it checks that absent inputs are named
@@ -25,10 +26,12 @@ from hourglass.data.synthetic import generate_dataset
 from hourglass.draw import draw_skeleton
 from hourglass.evaluate import score
 from hourglass.joints import MPII
-from hourglass.family import FAMILIES
-from hourglass.readers import read_ground_truth, write_predictions
-from hourglass.report import (PAPER_MPII_FINAL, PAPER_MPII_INTERMEDIATE, data_version, discover_variants,
-                              rank_people)
+from hourglass.family import FAMILIES, FLIC_FAMILY, MPII_FAMILY
+from hourglass.metrics import MPII_MEAN_JOINTS
+from hourglass.readers import read_ground_truth, read_predictions, write_predictions
+from hourglass.report import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PAPER_MPII_FINAL, PAPER_MPII_INTERMEDIATE,
+                              Interval, PeopleBootstrap, correct_joints, data_version, discover_variants,
+                              mean_joints, rank_people, resample_weights)
 from pipeline.report import main
 from shipped import paper, write_params
 
@@ -175,6 +178,103 @@ def test_figures_are_written_and_linked(report: tuple[Path, dict]) -> None:
     assert sorted(p.name for p in out.iterdir()) == ["champion.json", "figures", "results.md", "summary.json"]
     assert (out / "champion.json").read_text() == "{}"
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(FIGURES)
+    height, width = matplotlib.image.imread(out / "figures" / "figure5.png").shape[:2]
+    assert width <= 2 * height and width <= 1000, (width, height)  # small multiples, readable at page width
+
+
+def _resampled_scores(preds: Path, valid: Path) -> dict[str, np.ndarray]:
+    """Mean and Figure-4 accuracy of ``preds`` on every resample of the validation people, each scored from
+    scratch by the evaluator (the report's documented draws: rows with an annotated joint, resample b = row b of
+    ``default_rng(BOOTSTRAP_SEED).integers(0, people, (BOOTSTRAP_RESAMPLES, people))``)."""
+    gt = read_ground_truth(valid)
+    pred = read_predictions(preds, joints=gt.joints.shape[1], people=len(gt))
+    scored = np.flatnonzero(gt.annotated.any(axis=1))
+    people = len(scored)
+    draws = np.random.default_rng(BOOTSTRAP_SEED).integers(0, people, size=(BOOTSTRAP_RESAMPLES, people))
+    family = FAMILIES[gt.dataset]
+    out: dict[str, list[float]] = {"Mean": [], "figure4": []}
+    for rows in scored[draws]:
+        result = family.score(pred[rows], gt.joints[rows], gt.annotated[rows], gt.normalize[rows])
+        out["Mean"].append(result.mean)
+        out["figure4"].append(family.figure4(result))
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def test_intervals_are_recomputed_from_the_predictions(report: tuple[Path, dict], raw: Path) -> None:
+    """The issue's bar: the report's intervals come from the predictions. One interval and one paired difference
+    are recomputed here from preds.h5 and valid.h5, scoring every resample with the evaluator itself."""
+    out, finals = report
+    summary = json.loads((out / "summary.json").read_text())
+    models = out.parent / "models"
+    valid = raw / "annot" / "valid.h5"
+    hg1 = _resampled_scores(models / "hg1" / "eval" / "preds.h5", valid)
+    hg2 = _resampled_scores(models / "hg2" / "eval" / "preds.h5", valid)
+    mean = summary["variants"]["hg1"]["interval"]["Mean"]
+    assert mean["estimate"] == pytest.approx(finals["hg1"]["Mean"])
+    assert [mean["low"], mean["high"]] == pytest.approx(np.percentile(hg1["Mean"], [2.5, 97.5]).tolist())
+    assert mean["low"] < finals["hg1"]["Mean"] < mean["high"]
+    # hg2 is the reference here: the sweep's first variant, since the sweep has no hg_stacked_int
+    diff = summary["variants"]["hg1"]["difference_from_reference"]["figure4"]
+    assert diff["estimate"] == pytest.approx(finals["hg1"]["figure4"] - finals["hg2"]["figure4"])
+    assert [diff["low"], diff["high"]] == pytest.approx(
+        np.percentile(hg1["figure4"] - hg2["figure4"], [2.5, 97.5]).tolist())
+    assert diff["distinguishable"] is (diff["high"] < 0)
+    assert "difference_from_reference" not in summary["variants"]["hg2"]
+    assert summary["bootstrap"] == {"people": len(read_ground_truth(valid)), "resamples": BOOTSTRAP_RESAMPLES,
+                                    "seed": BOOTSTRAP_SEED, "confidence": 95.0, "reference": "hg2",
+                                    "reference_is_first_in_sweep": True}
+    text = (out / "results.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| **hg1** |"))
+    assert f"| [{mean['low']:.1f}, {mean['high']:.1f}] |" in row
+    uncertainty = text.split("## Uncertainty")[1].split("\n## ")[0]
+    assert "`hg2`, the first variant of the sweep: `hg_stacked_int`" in uncertainty
+    row = next(line for line in uncertainty.splitlines() if line.startswith("| `hg1` |"))
+    assert f"{diff['estimate']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}]" in row
+    assert "Best variant: `hg2`" in text and "ahead of the runner-up `hg1`" in text
+
+
+def test_best_variant_is_not_crowned_within_the_noise(tmp_path: Path, raw: Path) -> None:
+    """Two variants with identical predictions: their paired difference is exactly 0, so neither is "best"."""
+    params = _params(tmp_path, raw)
+    models = tmp_path / "models"
+    _fake_variant(models, raw, params, "hg2", 2, 0.12)
+    _fake_variant(models, raw, params, "hg4", 2, 0.12)  # the same noise draw as hg2 (seeded by the stack count)
+    out = _run(tmp_path, params, models, tmp_path / "none")
+    text = (out / "results.md").read_text()
+    assert "Best variant: not distinguishable on one seed. `hg2`" in text
+    assert "leads the runner-up `hg4` by +0.00 [+0.00, +0.00] points" in text
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_variant"] is None and summary["leading_variant"] == "hg2"
+    assert summary["best_variant_margin"]["distinguishable"] is False
+    assert "neither (not distinguishable on one seed)" in text
+
+
+def test_ordering_against_the_paper_and_the_unsupervised_first_stack(tmp_path: Path, raw: Path) -> None:
+    """`hg` above `hg_stacked` contradicts the paper's Figure 4: the report says so, and that hg_stacked's first
+    stack has no loss (its first-hourglass score of 0 is expected)."""
+    params = write_params(tmp_path / "params.yaml", {
+        "dataset": "synthetic", "sweep": ["hg", "hg_stacked"], "flows": {"champion_variant": "hg_stacked"},
+        "download": {"root": str(raw.parent)}, "mlflow": {"enabled": False}, "report": {"examples": 2},
+        "train": {"batch_size": 4, "variants": {"hg": {"stacks": 1, "supervision": "final"},
+                                                 "hg_stacked": {"stacks": 2, "supervision": "final"}}}})
+    models = tmp_path / "models"
+    _fake_variant(models, raw, params, "hg", 1, 0.12)
+    _fake_variant(models, raw, params, "hg_stacked", 2, 0.3)
+    evaluation = json.loads((models / "hg_stacked" / "eval" / "metrics.json").read_text())
+    evaluation["stacks"][0]["metrics"] = {k: 0.0 for k in evaluation["stacks"][0]["metrics"]}
+    (models / "hg_stacked" / "eval" / "metrics.json").write_text(json.dumps(evaluation))
+    config = yaml.safe_load((models / "hg_stacked" / "config.yaml").read_text())
+    config["model"]["supervision"] = "final"
+    (models / "hg_stacked" / "config.yaml").write_text(yaml.safe_dump(config))
+    out = _run(tmp_path, params, models, tmp_path / "none")
+    text = (out / "results.md").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("- Against the paper's Figure 4:"))
+    assert "The single hourglass `hg` scores above the two-stack `hg_stacked`" in line
+    assert "points, distinguishable)" in line and "first stack gets none" in line
+    assert "first-hourglass score in Figure 5 is 0.0 %, not a bug" in line
+    assert "`hg_stacked` has one loss, on its last stack (supervision `final`)" in text.split("## Ablation")[1]
+    assert "`hg`, the first variant of the sweep" in text
+    _assert_pngs(out / "figures")
 
 
 def test_absent_optional_inputs_are_named(report: tuple[Path, dict]) -> None:
@@ -307,3 +407,131 @@ def test_report_covers_the_sweep_and_other_trained_variants_only(tmp_path: Path,
     assert "| **hg2** |" in text and "| **hg1** |" in text
     assert "variant `hg4` has not been trained" in text
     assert "hg8" not in text.split("<details>")[0]  # (the params dump at the end lists every variant)
+
+
+# -- the bootstrap itself: hand-built cases with known answers, and the vectorised resampling against the real
+# metric recomputed on every resampled set of people
+def _bootstrap_people(family, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ground truth (n, J, 2) with some joints and one whole person unannotated, and normalisers."""
+    rng = np.random.default_rng(seed)
+    joints = rng.uniform(0, 200, (n, family.joints.count, 2))
+    annotated = rng.random((n, family.joints.count)) > 0.2
+    annotated[3] = False  # a person without any annotated joint is not one of the scored people
+    joints[~annotated] = np.nan
+    return joints, annotated, rng.uniform(5.0, 15.0, n)
+
+
+def _bootstrap_predictions(joints: np.ndarray, normalize: np.ndarray, sigma: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    pred = np.nan_to_num(joints, nan=50.0) + rng.normal(0, sigma, joints.shape) * normalize[:, None, None]
+    pred[1] = np.nan  # a missed person: every joint wrong
+    return pred
+
+
+def test_two_people_one_right_one_wrong_gives_the_binomial_answer() -> None:
+    """Resampling 2 people: both the good one (Mean 100) with probability 1/4, both the bad one (0) with 1/4,
+    one of each (50) otherwise; the 95 % interval therefore spans 0 to 100 around the estimate 50."""
+    count = MPII_FAMILY.joints.count
+    annotated = np.ones((2, count), bool)
+    correct = np.zeros((2, count), bool)
+    correct[0] = True
+    boot = PeopleBootstrap(MPII_FAMILY, annotated, resamples=4000, seed=1)
+    boot.add("a", correct)
+    for statistic in ("Mean", "figure4"):
+        interval = boot.interval("a", statistic)
+        assert (interval.estimate, interval.low, interval.high) == (50.0, 0.0, 100.0)
+        values, frequency = np.unique(boot.draws["a"][statistic], return_counts=True)
+        assert values.tolist() == [0.0, 50.0, 100.0]
+        np.testing.assert_allclose(frequency / 4000, [0.25, 0.5, 0.25], atol=0.03)
+
+
+def test_all_correct_and_identical_variants() -> None:
+    annotated = np.ones((5, FLIC_FAMILY.joints.count), bool)
+    boot = PeopleBootstrap(FLIC_FAMILY, annotated, resamples=50)
+    boot.add("a", annotated)
+    boot.add("b", annotated)
+    assert boot.interval("a", "Mean") == Interval(100.0, 100.0, 100.0)
+    same = boot.difference("a", "b", "figure4")
+    assert same == Interval(0.0, 0.0, 0.0) and not same.excludes_zero
+    boot.add("c", np.zeros_like(annotated))
+    worse = boot.difference("c", "a", "Mean")
+    assert worse == Interval(-100.0, -100.0, -100.0) and worse.excludes_zero
+
+
+def test_pooled_mean_weights_by_joint_count_and_skips_pelvis_and_thorax() -> None:
+    """One person with only the pelvis and thorax wrong scores Mean 100 on MPII; a person with one annotated
+    (correct) joint counts once in the pooled Mean but as a whole joint's accuracy in the Figure-4 average."""
+    count = MPII_FAMILY.joints.count
+    names = MPII_FAMILY.joints.names
+    annotated = np.ones((2, count), bool)
+    annotated[1] = False
+    annotated[1, names.index("l_wrist")] = True
+    correct = annotated.copy()
+    correct[0, [names.index("pelvis"), names.index("thorax")]] = False
+    correct[0, names.index("l_wrist")] = False
+    boot = PeopleBootstrap(MPII_FAMILY, annotated, resamples=10)
+    estimates = boot.add("a", correct)
+    assert estimates["Mean"] == pytest.approx(100.0 * 14 / 15)  # 15 pooled joints, the first wrist wrong
+    assert estimates["figure4"] == pytest.approx((50.0 + 7 * 100.0) / 8)  # l_wrist: 1 of 2 people
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_intervals_match_the_metric_recomputed_on_each_resample(name: str) -> None:
+    """The module's contract (resample b = row b of default_rng(seed).integers(0, people, (resamples, people)) over
+    the people with an annotated joint, numpy.percentile at 2.5 and 97.5), recomputed with the family's own
+    scorer on the resampled rows, one resample at a time."""
+    family = FAMILIES[name]
+    joints, annotated, normalize = _bootstrap_people(family, 30, seed=3)
+    pred_a = _bootstrap_predictions(joints, normalize, 0.25 if name == "mpii" else 0.1, seed=4)
+    pred_b = _bootstrap_predictions(joints, normalize, 0.3 if name == "mpii" else 0.12, seed=5)
+    resamples, seed = 300, 7
+    boot = PeopleBootstrap(family, annotated, resamples=resamples, seed=seed)
+    for label, pred in (("a", pred_a), ("b", pred_b)):
+        boot.add(label, correct_joints(pred, joints, annotated, normalize, family.threshold))
+
+    scored = np.flatnonzero(annotated.any(axis=1))
+    assert boot.people == len(scored) == 29
+    draws = np.random.default_rng(seed).integers(0, len(scored), size=(resamples, len(scored)))
+    stats = {"a": {"Mean": [], "figure4": []}, "b": {"Mean": [], "figure4": []}}
+    for rows in scored[draws]:
+        for label, pred in (("a", pred_a), ("b", pred_b)):
+            result = family.score(pred[rows], joints[rows], annotated[rows], normalize[rows])
+            stats[label]["Mean"].append(result.mean)
+            stats[label]["figure4"].append(family.figure4(result))
+    full = {label: family.score(pred, joints, annotated, normalize) for label, pred in (("a", pred_a),
+                                                                                       ("b", pred_b))}
+    for statistic in ("Mean", "figure4"):
+        interval = boot.interval("a", statistic)
+        low, high = np.percentile(stats["a"][statistic], [2.5, 97.5])
+        estimate = full["a"].mean if statistic == "Mean" else family.figure4(full["a"])
+        assert (interval.estimate, interval.low, interval.high) == pytest.approx((estimate, low, high), abs=1e-9)
+        paired = np.subtract(stats["b"][statistic], stats["a"][statistic])
+        diff = boot.difference("b", "a", statistic)
+        assert (diff.low, diff.high) == pytest.approx(tuple(np.percentile(paired, [2.5, 97.5])), abs=1e-9)
+    assert 0 < boot.interval("a", "Mean").low < boot.interval("a", "Mean").high < 100
+
+
+def test_resample_weights_follow_the_documented_draws() -> None:
+    weights = resample_weights(7, 5, seed=11)
+    draws = np.random.default_rng(11).integers(0, 7, size=(5, 7))
+    assert weights.shape == (5, 7) and (weights.sum(axis=1) == 7).all()
+    for row, drawn in zip(weights, draws):
+        assert row.tolist() == np.bincount(drawn, minlength=7).tolist()
+    with pytest.raises(ValueError, match="at least one person"):
+        resample_weights(0, 5, seed=0)
+
+
+def test_mean_joints_are_the_scorers() -> None:
+    assert mean_joints(MPII_FAMILY) == MPII_MEAN_JOINTS
+    assert mean_joints(FLIC_FAMILY) == tuple(range(FLIC_FAMILY.joints.count))
+
+
+def test_bad_shapes_are_refused() -> None:
+    annotated = np.ones((4, MPII_FAMILY.joints.count), bool)
+    with pytest.raises(ValueError, match=r"\(N, 11\)"):
+        PeopleBootstrap(FLIC_FAMILY, annotated)
+    boot = PeopleBootstrap(MPII_FAMILY, annotated, resamples=10)
+    with pytest.raises(ValueError, match="ground truth's people"):
+        boot.add("a", annotated[:3])
+    with pytest.raises(ValueError, match="no validation person"):
+        PeopleBootstrap(MPII_FAMILY, np.zeros_like(annotated))
