@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 MLFLOW_JSON = "mlflow.json"  # models/<variant>/mlflow.json: the training run, model URI, registered version, store
+SWEEP_TAG = "hourglass.sweep"  # the tag that finds a sweep's parent run
 # The UI's kind for model training ("machine learning"): without it MLflow 3 opens a new experiment in GenAI mode
 # (traces, no run charts).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
@@ -111,3 +112,37 @@ def log_evaluation(model_dir: str | Path, metrics: Mapping[str, float], tags: Ma
                       stacklevel=2)
         return None
     return run_id
+
+
+def log_sweep_summary(experiment: str, sweep: str, scores: Mapping[str, float | None], tags: Mapping[str, str],
+                      files: list[Path], tracking_uri: str | None = None) -> str | None:
+    """Give the sweep's parent run the report: each variant's evaluated Mean (``<variant>/eval_mean``), ``tags``
+    (the best variant, or why there is none), ``files`` as artifacts (results.md, the figures), and an end time
+    after its children's. Returns the parent's run id; a failing store is a warning (the report is written)."""
+    uri = tracking_uri or default_tracking_uri()
+    try:
+        from mlflow.entities import Metric, RunTag
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(uri)
+        exp_id = ensure_experiment(client, experiment)
+        found = client.search_runs([exp_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1,
+                                   order_by=["attributes.start_time ASC"])
+        if not found:
+            return None  # no child was ever logged to MLflow: nothing to summarise there
+        run_id = found[0].info.run_id
+        now = int(time.time() * 1000)
+        metrics = [Metric(metric_name(f"{name}/eval_mean"), float(v), now, 0) for name, v in scores.items()
+                   if v is not None and _finite(v) is not None]
+        client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        for path in files:
+            if path.is_dir():
+                client.log_artifacts(run_id, str(path), artifact_path=path.name)
+            elif path.is_file():
+                client.log_artifact(run_id, str(path))
+        client.set_terminated(run_id, "FINISHED", end_time=now)
+        return run_id
+    except Exception as err:  # the store is optional to the report
+        warnings.warn(f"MLflow at {uri} failed while summarising sweep {sweep!r} ({type(err).__name__}: {err}); "
+                      "the report's files are written", TrackingWarning, stacklevel=2)
+        return None

@@ -1195,8 +1195,41 @@ class _Builder:
         return "## Summary\n\n" + "\n".join(lines) + f"\n\n### Missing inputs\n\n{missing}\n"
 
 
+SCORES_NAME = "scores.json"  # the one file `dvc metrics show` lists: variant -> evaluated Mean
+CURVES_NAME = "curves.csv"  # every variant's validation curve in one table: dvc.yaml's top-level plot
+
+
+def compact_scores(runs: Sequence[VariantRun]) -> dict[str, float | None]:
+    """Each evaluated variant's Mean (evaluate stage, flip test), two decimals: small enough for a terminal."""
+    out: dict[str, float | None] = {}
+    for run in runs:
+        final = (run.eval or {}).get("final")
+        if isinstance(final, Mapping):
+            mean = _finite(final.get("Mean"))
+            out[run.name] = None if mean is None else round(mean, 2)
+    return out
+
+
+def curves_table(runs: Sequence[VariantRun], sweep: Sequence[str]) -> str:
+    """CSV: ``step`` and one column per sweep variant of its per-epoch ``val/figure4`` (blank where a variant has
+    no epoch at that step, or was not trained), so one DVC plot overlays the whole sweep."""
+    by_name = {run.name: run for run in runs}
+    curves: dict[str, dict[float, float]] = {}
+    for name in sweep:
+        epochs = (by_name[name].epochs if name in by_name else None) or []
+        curves[name] = {e["step"]: e["val/figure4"] for e in epochs
+                        if math.isfinite(e.get("step", math.nan)) and math.isfinite(e.get("val/figure4", math.nan))}
+    steps = sorted({step for curve in curves.values() for step in curve})
+    lines = [",".join(["step", *sweep])]
+    for step in steps:
+        cells = [f"{curves[name][step]:.4f}" if step in curves[name] else "" for name in sweep]
+        lines.append(",".join([f"{step:g}", *cells]))
+    return "\n".join(lines) + "\n"
+
+
 def build_report(params: ParamsConfig, paths: ReportPaths) -> dict[str, Any]:
-    """Write ``results.md``, ``summary.json`` and the four figures under ``paths.out``.
+    """Write ``results.md``, ``summary.json``, ``scores.json``, ``curves.csv`` and the four figures under
+    ``paths.out``.
 
     Returns the summary written to ``summary.json`` plus ``missing``: the lines of the "Missing inputs" section.
     """
@@ -1219,5 +1252,7 @@ def build_report(params: ParamsConfig, paths: ReportPaths) -> dict[str, Any]:
     text = head + builder.summary_section(runs, baseline) + "\n" + "\n".join(body)
     builder.summary["missing_inputs"] = len(builder.missing)  # a count: DVC metrics drop lists
     write_atomic(paths.out / "summary.json", json.dumps(builder.summary, indent=2, sort_keys=True) + "\n")
+    write_atomic(paths.out / SCORES_NAME, json.dumps(compact_scores(runs), indent=2) + "\n")
+    write_atomic(paths.out / CURVES_NAME, curves_table(runs, params.sweep))
     write_atomic(paths.out / "results.md", text)
     return {**builder.summary, "missing": list(builder.missing)}

@@ -29,13 +29,12 @@ from torch import nn
 from hourglass.atomic import write_atomic
 from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from hourglass.config import MlflowConfig
-from hourglass.mlflow_store import (MLFLOW_JSON, TrackingWarning, _finite, default_tracking_uri, ensure_experiment,
-                                    metric_name, version_tags)
+from hourglass.mlflow_store import (MLFLOW_JSON, SWEEP_TAG, TrackingWarning, _finite, default_tracking_uri,
+                                    ensure_experiment, metric_name, version_tags)
 
 EPOCHS_CSV = "epochs.csv"
 METRICS_JSON = "metrics.json"
 PARENT_RUN_ENV = "HOURGLASS_PARENT_RUN_ID"
-SWEEP_TAG = "hourglass.sweep"
 _STEP_FLUSH = 50  # buffered per-step records per MLflow request
 
 T = TypeVar("T")

@@ -13,12 +13,14 @@ with the reason when the params file is invalid.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
 from hourglass.config import ConfigError, load_params
-from hourglass.report import ReportPaths, build_report, find_anchor_data
+from hourglass.mlflow_store import log_sweep_summary
+from hourglass.report import SCORES_NAME, ReportPaths, build_report, find_anchor_data
 
 log = logging.getLogger("pipeline.report")
 
@@ -62,6 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     summary = build_report(params, paths)
     for line in summary["missing"]:
         log.warning("missing input: %s", line)
+    mlflow_cfg = params.mlflow
+    experiment, sweep = mlflow_cfg.experiment, mlflow_cfg.sweep  # where the summary goes, when MLflow is on
+    if mlflow_cfg.enabled and sweep:
+        best = summary.get("best_variant")
+        tags = {"report.best_variant": best or "none: the leader is not distinguishable from the runner-up",
+                "report.metric": f"{summary.get('metric', '')}, evaluate stage, flip test"}
+        scores = json.loads((args.out / SCORES_NAME).read_text())  # the evaluate stage's Means, as DVC shows them
+        if log_sweep_summary(experiment, sweep, scores, tags,
+                             [args.out / "results.md", args.out / "summary.json", args.out / "figures"]):
+            log.info("summary and report logged to the parent run of sweep %r", sweep)
     print(f"report: {len(summary['variants'])} variant(s), {len(summary['missing'])} missing input(s) "
           f"-> {args.out / 'results.md'}")
     return 0

@@ -53,11 +53,28 @@ def test_repro_produces_every_output(project):
     assert (root / "dvc.lock").is_file()
 
 
-def test_metrics_show_reads_every_metrics_file(project):
+def test_metrics_show_lists_one_compact_file_that_fits_a_terminal(project):
+    """`dvc metrics show` is reports/scores.json alone: variant -> evaluated Mean, under 200 characters wide."""
     root, env = project
     shown = json.loads(dvc(["metrics", "show", "--json"], root, env).stdout)
     files = {path for workspace in shown.values() for path in workspace.get("data", {})}
-    assert {"models/hg_int/metrics.json", "models/hg_int/eval/metrics.json", "reports/summary.json"} <= files
+    assert files == {"reports/scores.json"}
+    scores = json.loads((root / "reports" / "scores.json").read_text())
+    for variant in TINY["sweep"]:
+        evaluation = json.loads((root / "models" / variant / "eval" / "metrics.json").read_text())
+        assert scores[variant] == round(evaluation["final"]["Mean"], 2)
+    table = dvc(["metrics", "show"], root, env).stdout
+    assert max(len(line) for line in table.splitlines()) < 200, table
+
+
+def test_one_plot_overlays_every_variants_validation_curve(project):
+    root, env = project
+    plots = json.loads(dvc(["plots", "show", "--json"], root, env).stdout)
+    assert not plots.get("errors"), plots
+    assert set(plots["data"]) == {"validation-curves"}
+    values = plots["data"]["validation-curves"][0]["content"]["data"]["values"]
+    assert {v["field"] for v in values} == set(TINY["sweep"])
+    assert "dvc_plots/" in (REPO / ".gitignore").read_text()
 
 
 def test_touching_a_file_reruns_exactly_the_stages_that_import_it(project):
@@ -106,8 +123,8 @@ def test_experiments_and_metrics_diff(project):
     names = {exp["name"] for entry in shown for exp in (entry.get("experiments") or [])
              for exp in (exp.get("revs") or [exp])}
     assert "hgint-m1" in names, shown
-    diff = json.loads(dvc(["metrics", "diff", "--json"], root, env).stdout)
-    assert "models/hg_int/metrics.json" in diff and "models/hg_stacked_int/metrics.json" not in diff, diff
+    diff = json.loads(dvc(["metrics", "diff", "--json"], root, env).stdout)["reports/scores.json"]
+    assert "hg_int" in diff and "hg_stacked_int" not in diff, diff  # only the changed variant's score moved
 
 
 def test_demo_summary_lists_every_variant_beside_the_mean_pose(project):
@@ -134,3 +151,23 @@ def test_demo_ends_with_the_champion_alias_in_place(project):
     run_ = client.get_run(record["run_id"])
     assert "download.mpii" not in " ".join(run_.data.params)  # params: the run's own config, not every setting
     assert run_.data.params["model.stacks"] == "2" and "train.variants" not in " ".join(run_.data.params)
+
+
+def test_sweep_parent_run_carries_the_summary_and_ends_after_its_children(project):
+    from mlflow.tracking import MlflowClient
+
+    root, env = project
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("hourglass")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    parent = client.search_runs([experiment.experiment_id], filter_string="tags.`hourglass.sweep` = 'e2e'")[0]
+    scores = json.loads((root / "reports" / "scores.json").read_text())
+    for variant in TINY["sweep"]:
+        assert parent.data.metrics[f"{variant}/eval_mean"] == pytest.approx(scores[variant])
+    assert parent.data.tags["report.best_variant"]
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"results.md", "summary.json", "figures"} <= artifacts
+    children = client.search_runs([experiment.experiment_id],
+                                  filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
+    assert {child.data.tags["variant"] for child in children} == set(TINY["sweep"])  # (+ the experiment's)
+    assert parent.info.end_time >= max(child.info.end_time for child in children)

@@ -175,7 +175,8 @@ def test_figures_are_written_and_linked(report: tuple[Path, dict]) -> None:
     for name in FIGURES:
         assert f"](figures/{name})" in text
     assert "hg2: stack 1 (first hourglass)" in text and "hg1: stack 1" not in text
-    assert sorted(p.name for p in out.iterdir()) == ["champion.json", "figures", "results.md", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["champion.json", "curves.csv", "figures", "results.md",
+                                                    "scores.json", "summary.json"]
     assert (out / "champion.json").read_text() == "{}"
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(FIGURES)
     height, width = matplotlib.image.imread(out / "figures" / "figure5.png").shape[:2]
