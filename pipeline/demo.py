@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     if _run([sys.executable, "-m", "pipeline.flows", "promote", "--repo", str(repo)], repo, env):
         print("warning: no champion alias was set (the message is above); the pipeline's outputs are complete",
               file=sys.stderr)
-    print(f"\ndvc repro took {(time.monotonic() - started) / 60:.1f} min. Validation scores (reports/results.md):")
+    print(f"\ndvc repro took {(time.monotonic() - started) / 60:.1f} min. Validation scores of the evaluate stage "
+          "(flip test; 95 % intervals and paired differences in reports/results.md):")
     print(summary_table(repo / "reports" / "summary.json"))
     print(OUTPUTS)
     return 0

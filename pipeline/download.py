@@ -17,6 +17,7 @@ from pathlib import Path
 
 from hourglass.config import ConfigError, load_params
 from hourglass.data.download import DownloadError, UnsafeArchiveError, download_dataset
+from pipeline import logs
 from pipeline import synthesize
 
 
@@ -38,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the stage; returns the exit code (0 done, 1 download/verification failure, 2 bad params)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    logs.configure(logging.INFO, "%(levelname)s %(message)s")
     try:
         config = load_params(args.params)
     except ConfigError as err:
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     dataset = args.dataset or config.dataset
     if dataset == "synthetic":
         root = Path(args.root or config.download.root)
-        return synthesize.main(["--params", str(args.params), "--out", str(root / "synthetic")])
+        return synthesize.main(["--params", str(args.params), "--out", str(root / "synthetic")]
+                               + (["--no-progress"] if args.no_progress else []))
     try:
         manifest = download_dataset(config.download, dataset, root=args.root,
                                     progress=False if args.no_progress else None)

@@ -50,6 +50,7 @@ from hourglass.annotations import AnnotationError, read_annotations
 from hourglass.mpii_submission import (RELEASE_NAME, SUBMISSION_NAME, THORAX, SubmissionError, build_submission,
                                        check_order, read_release, write_submission)
 from hourglass.readers import GroundTruth, ReaderError, read_ground_truth, write_predictions
+from pipeline import logs
 
 log = logging.getLogger("pipeline.evaluate")
 
@@ -263,7 +264,7 @@ def _write_status(out_dir: Path, status: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the stage; 0 on success, 1 with the reason on stderr on bad input."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(logging.INFO)
     try:
         params = load_params(args.params)
         data = args.data or Path("data/processed") / params.dataset

@@ -14,6 +14,7 @@ from pathlib import Path
 from hourglass.annotations import AnnotationError
 from hourglass.config import ConfigError, load_params
 from hourglass.data.preprocess import PreprocessError, preprocess
+from pipeline import logs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(logging.INFO)
     try:
         params = load_params(args.params)
         raw = Path(args.raw) if args.raw else Path("data/raw") / params.dataset

@@ -21,6 +21,7 @@ from pathlib import Path
 from hourglass.config import ConfigError, load_params
 from hourglass.mlflow_store import log_sweep_summary
 from hourglass.report import SCORES_NAME, ReportPaths, build_report, find_anchor_data
+from pipeline import logs
 
 log = logging.getLogger("pipeline.report")
 
@@ -51,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the stage; returns the process exit code (0 ok, 1 bad params)."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(logging.INFO)
     try:
         params = load_params(args.params)
     except ConfigError as err:

@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="params.yaml to read the 'synthetic' section from (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("data/raw/synthetic"),
                         help="output directory; images/ and annot/ are created inside (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (DVC pipes the output)")
     return parser
 
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    tables = generate_dataset(params.synthetic, args.out)
+    tables = generate_dataset(params.synthetic, args.out, progress=not args.no_progress)
     seconds = time.perf_counter() - start
     images = params.synthetic.train_images + params.synthetic.valid_images
     people = {split: len(table) for split, table in tables.items()}

@@ -27,6 +27,7 @@ from hourglass.distributed import dist_info_from_env
 from hourglass.family import family_of
 from hourglass.fingerprint import data_digest
 from hourglass.train import NonFiniteLossError, train
+from pipeline import logs
 
 log = logging.getLogger("pipeline.train")
 
@@ -62,8 +63,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     info = dist_info_from_env()
-    logging.basicConfig(level=logging.INFO if info.is_main else logging.WARNING,
-                        format=f"%(asctime)s rank{info.rank} %(levelname)s %(name)s: %(message)s")
+    logs.configure(logging.INFO if info.is_main else logging.WARNING,
+                   fmt=f"%(asctime)s rank{info.rank} %(levelname)s %(name)s: %(message)s")
     try:
         params = load_params(args.params, parse_overrides(args.overrides))
         data = args.data or Path("data/processed") / params.dataset
