@@ -1,0 +1,412 @@
+"""Import a checkpoint of princeton-vl/pytorch_stacked_hourglass (the official PyTorch port) as one of ours.
+
+``hourglass import CHECKPOINT --out models/<name>`` (or :func:`import_port_checkpoint`) reads the port's file with
+``torch.load(weights_only=True)`` -- its ``train.py`` dict ``{'state_dict', 'optimizer', 'epoch'}`` whose keys start
+with ``model.module.`` (a ``Trainer`` around ``DataParallel(PoseNet)``), or a bare state dict with or without that
+prefix -- and writes ``<out>/checkpoint.pt`` in our format: the weights of a :class:`~hourglass.model.StackedHourglass`
+and a config that ``hourglass predict --model``, the evaluate stage and the served model read
+(:func:`hourglass.inference.load_model`).
+
+The two networks are the same network (hg.lua's), so the import is a renaming, written out layer by layer in
+:func:`port_key_map` and checked both ways: every tensor of our network must come from exactly one tensor of the
+port's, with the same shape, and every tensor of the port's must be used -- except the ``skip_layer`` of each
+``Residual`` whose input and output widths are equal, which the port registers but never runs (it adds the input
+itself); those are dropped and counted. Anything else (a missing or left-over tensor, a shape that does not fit)
+raises :class:`PortImportError` naming the first such key, and nothing is written -- save BatchNorm's
+``num_batches_tracked`` counters, which files written by PyTorch before 0.4.1 lack and which no evaluation reads:
+those are set to 0 and counted.
+
+What is read from the tensors' shapes: ``stacks`` (the number of ``hgs``), ``features`` (the port's ``inp_dim``),
+``joints`` (``oup_dim``) and the stem width (twice the 7x7 convolution's 64 channels, our ``stem_width=128``). The
+port's hourglass always has one residual per location (our ``modules: 1``) and depth 4 (ours is fixed at 4); its
+``increase`` option (wider lower branches) has no counterpart here and fails on the first mis-shaped tensor.
+
+Layer by layer (port key below ``model.module.`` -> ours; a port ``Conv`` is ``conv`` (+ ``bn``) (+ ReLU)):
+
+* ``pre.0.conv`` / ``pre.0.bn`` -> ``stem.0`` / ``stem.1`` (7x7/2 conv, BN; ReLU ``stem.2``); ``pre.2`` and
+  ``stem.4`` are the max-pool; the residuals ``pre.1``, ``pre.3``, ``pre.4`` -> ``stem.3``, ``stem.5``, ``stem.6``;
+* a port ``Residual`` ``bn1, conv1.conv, bn2, conv2.conv, bn3, conv3.conv`` -> our ``body.0, body.2, body.3, body.5,
+  body.6, body.8`` (the ReLUs are ``body.1/4/7``), ``skip_layer.conv`` -> ``skip`` where the widths differ;
+* ``hgs.<i>.0`` (a one-hourglass ``Sequential``) -> ``hourglasses.<i>``; in each level ``up1``, ``low1``, ``low3``
+  -> ``up1.0``, ``low1.0``, ``low3.0`` (our locations are ``Sequential`` s of ``modules`` residuals), the inner
+  hourglass ``low2`` -> ``low2``, and the bottom level's residual ``low2`` -> ``low2.0``;
+* ``features.<i>.0`` (residual) -> ``heads.<i>.0.0``; ``features.<i>.1.conv`` / ``.bn`` -> ``heads.<i>.1`` /
+  ``heads.<i>.2`` (1x1 conv, BN, ReLU ``heads.<i>.3``);
+* ``outs.<i>.conv`` -> ``heatmaps.<i>``; ``merge_features.<i>.conv.conv`` -> ``remap_features.<i>``;
+  ``merge_preds.<i>.conv.conv`` -> ``remap_heatmaps.<i>``.
+
+Input convention: the port's ``PoseNet.forward`` takes NHWC tensors and permutes them to NCHW itself; ours takes
+NCHW. Both take RGB scaled to [0, 1] with no mean or std subtracted (the port's ``test.py`` feeds ``img / 255`` of an
+RGB crop; ours ``hourglass.data.augment.to_float_chw``). So ``ours(x.permute(0, 3, 1, 2))`` equals ``port(x)``; that
+layout is the only difference. Both return every stack's heatmaps as ``(N, stacks, joints, 64, 64)``. The port's
+stacks add ``merge_preds`` before ``merge_features`` and ours the other way round, which only moves float32 rounding.
+
+The written config: ``dataset: mpii`` (the port's released models are MPII's 16 joints), the complete ``model``
+section (``supervision: intermediate`` -- the port sums every stack's loss -- and ``input_res`` 256 by default),
+``targets`` with the flip test on and no shift (the port's ``test.py`` flip-averages, unshifted), ``train`` with
+``target_scale: 1`` (its Gaussian targets peak at 1), and ``imported_from``: the file, its sha256, the source
+project, its commit when given, the epoch and the dropped tensors. There is no training history, so ``hourglass
+predict`` reports the validation score as unknown until the evaluate stage has scored the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
+from hourglass.model import HOURGLASS_DEPTH, count_parameters, create_model
+
+PORT_PROJECT = "princeton-vl/pytorch_stacked_hourglass"
+PORT_PREFIXES = ("model.module.", "module.")  # Trainer(DataParallel(PoseNet)), DataParallel(PoseNet)
+PORT_STEM_CHANNELS = 64  # the port's 7x7 convolution: Conv(3, 64, 7, 2, bn=True, relu=True)
+SUPERVISION = "intermediate"  # the port's loss sums every stack's (PoseNet.calc_loss)
+BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
+CONV_TENSORS = ("weight", "bias")
+
+
+class PortImportError(CheckpointError):
+    """A file is not a pytorch_stacked_hourglass checkpoint this importer can map; the message names the file and
+    the first key or shape that does not fit."""
+
+
+@dataclass(frozen=True)
+class PortArchitecture:
+    """The port's ``PoseNet`` as its tensors describe it, in our terms."""
+
+    stacks: int
+    features: int  # the port's inp_dim
+    joints: int  # the port's oup_dim
+    stem_width: int  # 2 x the 7x7 convolution's channels
+
+    def network_kwargs(self) -> dict[str, Any]:
+        return {"stacks": self.stacks, "features": self.features, "modules": 1, "joints": self.joints,
+                "stem_width": self.stem_width}
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What :func:`import_port_checkpoint` wrote and how."""
+
+    path: Path  # the checkpoint written
+    source: Path
+    sha256: str
+    epoch: int | None
+    architecture: PortArchitecture
+    prefix: str  # the key prefix stripped ("" for a bare PoseNet state dict)
+    mapped: int  # tensors copied
+    dropped: tuple[str, ...]  # the port's unused skip_layer tensors (keys without the prefix)
+    filled: tuple[str, ...]  # our BN num_batches_tracked absent from the file (PyTorch < 0.4.1), set to 0
+    parameters: int  # trainable parameters of our network
+
+    @property
+    def dropped_layers(self) -> int:
+        """Unused ``skip_layer`` convolutions dropped (each a weight and a bias)."""
+        return len({key.rsplit(".", 2)[0] for key in self.dropped})
+
+    def summary(self) -> str:
+        arch = self.architecture
+        epoch = f", epoch {self.epoch}" if self.epoch is not None else ""
+        return (f"imported {self.source} ({PORT_PROJECT}{epoch}; sha256 {self.sha256[:12]}) -> {self.path}: "
+                f"{arch.stacks} stacks, {arch.features} features, {arch.joints} joints, stem width "
+                f"{arch.stem_width}; {self.mapped} tensors mapped, {self.dropped_layers} unused skip_layer "
+                f"convolutions ({len(self.dropped)} tensors) dropped; "
+                + (f"{len(self.filled)} missing BatchNorm num_batches_tracked set to 0; " if self.filled else "")
+                + f"{self.parameters:,} parameters")
+
+
+# -- the mapping, layer by layer -------------------------------------------------------------------------------------
+def _conv(ours: str, port: str) -> Iterator[tuple[str, str]]:
+    for name in CONV_TENSORS:
+        yield f"{ours}.{name}", f"{port}.{name}"
+
+
+def _bn(ours: str, port: str) -> Iterator[tuple[str, str]]:
+    for name in BN_TENSORS:
+        yield f"{ours}.{name}", f"{port}.{name}"
+
+
+def _residual(ours: str, port: str, in_channels: int, out_channels: int,
+              unused: list[str]) -> Iterator[tuple[str, str]]:
+    """Our ``Residual`` (``body`` = BN, ReLU, conv1x1, BN, ReLU, conv3x3, BN, ReLU, conv1x1; ``skip``) from the
+    port's (``bn1, conv1, bn2, conv2, bn3, conv3, skip_layer``; each ``conv<k>`` a ``Conv`` holding ``.conv``)."""
+    yield from _bn(f"{ours}.body.0", f"{port}.bn1")
+    yield from _conv(f"{ours}.body.2", f"{port}.conv1.conv")
+    yield from _bn(f"{ours}.body.3", f"{port}.bn2")
+    yield from _conv(f"{ours}.body.5", f"{port}.conv2.conv")
+    yield from _bn(f"{ours}.body.6", f"{port}.bn3")
+    yield from _conv(f"{ours}.body.8", f"{port}.conv3.conv")
+    if in_channels != out_channels:
+        yield from _conv(f"{ours}.skip", f"{port}.skip_layer.conv")
+    else:  # registered by the port, never run: its forward adds x itself when need_skip is False
+        unused.extend(f"{port}.skip_layer.conv.{name}" for name in CONV_TENSORS)
+
+
+def _hourglass(ours: str, port: str, depth: int, features: int, unused: list[str]) -> Iterator[tuple[str, str]]:
+    """One level of the recursive hourglass (ours: ``residuals`` of one module at each location)."""
+    yield from _residual(f"{ours}.up1.0", f"{port}.up1", features, features, unused)
+    yield from _residual(f"{ours}.low1.0", f"{port}.low1", features, features, unused)
+    if depth > 1:
+        yield from _hourglass(f"{ours}.low2", f"{port}.low2", depth - 1, features, unused)
+    else:
+        yield from _residual(f"{ours}.low2.0", f"{port}.low2", features, features, unused)
+    yield from _residual(f"{ours}.low3.0", f"{port}.low3", features, features, unused)
+
+
+def port_key_map(arch: PortArchitecture) -> tuple[dict[str, str], list[str]]:
+    """``({our key: port key}, [unused port keys])`` for the port's ``PoseNet`` of ``arch`` (keys without prefix),
+    in the order of the port's own state dict."""
+    pairs: list[tuple[str, str]] = []
+    unused: list[str] = []
+    half, width, features = arch.stem_width // 2, arch.stem_width, arch.features
+    pairs += _conv("stem.0", "pre.0.conv")
+    pairs += _bn("stem.1", "pre.0.bn")
+    pairs += _residual("stem.3", "pre.1", half, width, unused)
+    pairs += _residual("stem.5", "pre.3", width, width, unused)
+    pairs += _residual("stem.6", "pre.4", width, features, unused)
+    for i in range(arch.stacks):
+        pairs += _hourglass(f"hourglasses.{i}", f"hgs.{i}.0", HOURGLASS_DEPTH, features, unused)
+    for i in range(arch.stacks):
+        pairs += _residual(f"heads.{i}.0.0", f"features.{i}.0", features, features, unused)
+        pairs += _conv(f"heads.{i}.1", f"features.{i}.1.conv")
+        pairs += _bn(f"heads.{i}.2", f"features.{i}.1.bn")
+    for i in range(arch.stacks):
+        pairs += _conv(f"heatmaps.{i}", f"outs.{i}.conv")
+    for i in range(arch.stacks - 1):
+        pairs += _conv(f"remap_features.{i}", f"merge_features.{i}.conv.conv")
+    for i in range(arch.stacks - 1):
+        pairs += _conv(f"remap_heatmaps.{i}", f"merge_preds.{i}.conv.conv")
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs) or len(set(mapping.values())) != len(pairs):
+        raise AssertionError("port_key_map maps a key twice")  # a bug here, not in the file
+    return mapping, unused
+
+
+# -- reading the port's file ---------------------------------------------------------------------------------------
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_port_state(path: str | Path) -> tuple[dict[str, Tensor], str, int | None]:
+    """``(state dict without its prefix, the prefix, epoch)`` of a port checkpoint, read with ``weights_only``."""
+    path = Path(path)
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise PortImportError(f"{path}: checkpoint not found") from None
+    except Exception as err:  # truncated, not a torch file, or holding objects weights_only refuses
+        raise PortImportError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(raw, Mapping):
+        raise PortImportError(f"{path}: holds a {type(raw).__name__}, not a state dict or a dict with 'state_dict'")
+    if "format_version" in raw and "model" in raw:
+        raise PortImportError(f"{path}: already a stacked-hourglass checkpoint of this project; use it directly")
+    epoch = None
+    if "state_dict" in raw:
+        state, epoch_value = raw["state_dict"], raw.get("epoch")
+        if not isinstance(state, Mapping):
+            raise PortImportError(f"{path}: 'state_dict' is a {type(state).__name__}, not a state dict")
+        if isinstance(epoch_value, (int, float)) and not isinstance(epoch_value, bool):
+            epoch = int(epoch_value)
+    else:
+        state = raw
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, Tensor):
+            raise PortImportError(f"{path}: entry {key!r} of the state dict is a {type(value).__name__}, "
+                                  "not a tensor")
+    if not state:
+        raise PortImportError(f"{path}: the state dict is empty")
+    first = next(iter(state))
+    prefix = next((p for p in PORT_PREFIXES if first.startswith(p)), "")
+    stripped: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if not key.startswith(prefix):
+            raise PortImportError(f"{path}: key {key!r} lacks the prefix {prefix!r} of the first key {first!r}")
+        stripped[key[len(prefix):]] = value
+    return stripped, prefix, epoch
+
+
+def _shape_of(state: Mapping[str, Tensor], key: str, ndim: int, where: str) -> tuple[int, ...]:
+    tensor = state.get(key)
+    if tensor is None:
+        raise PortImportError(f"{where}: no tensor {key!r}; not a pytorch_stacked_hourglass PoseNet")
+    if tensor.ndim != ndim:
+        raise PortImportError(f"{where}: {key!r} has shape {tuple(tensor.shape)}, expected {ndim} dimensions")
+    return tuple(tensor.shape)
+
+
+def infer_architecture(state: Mapping[str, Tensor], where: str = "checkpoint") -> PortArchitecture:
+    """Stacks, features, joints and stem width from the tensors' shapes (keys without prefix); also checks the
+    hourglass depth, which ours fixes at 4."""
+    stacks = len({m.group(1) for key in state if (m := re.match(r"hgs\.(\d+)\.", key))})
+    if stacks == 0:
+        raise PortImportError(f"{where}: no 'hgs.<i>.' tensors; not a pytorch_stacked_hourglass PoseNet")
+    stem = _shape_of(state, "pre.0.conv.weight", 4, where)
+    features = _shape_of(state, "pre.4.conv3.conv.weight", 4, where)[0]
+    joints = _shape_of(state, "outs.0.conv.weight", 4, where)[0]
+    # the deepest 'low2.' chain of the first hourglass: depth - 1 nested hourglasses, then the bottom residual
+    chain = max((len(re.match(r"hgs\.0\.0\.((?:low2\.)*)", key).group(1)) // len("low2.")
+                 for key in state if key.startswith("hgs.0.0.")), default=0)
+    if chain != HOURGLASS_DEPTH:
+        raise PortImportError(f"{where}: the port's hourglass has depth {chain} (nested 'low2'), ours "
+                              f"{HOURGLASS_DEPTH}")
+    arch = PortArchitecture(stacks=stacks, features=features, joints=joints, stem_width=2 * stem[0])
+    if features < 4 or features % 4:
+        raise PortImportError(f"{where}: features {features} (from 'pre.4.conv3.conv.weight') is not a positive "
+                              "multiple of 4, which our network needs")
+    if stem[0] < 2 or stem[0] % 2:  # the port's is 64 (stem_width 128); ours needs a multiple of 4
+        raise PortImportError(f"{where}: 'pre.0.conv.weight' has shape {stem}; its {stem[0]} output channels give "
+                              f"no stem width our network takes (the port's has {PORT_STEM_CHANNELS})")
+    return arch
+
+
+def convert_state_dict(state: Mapping[str, Tensor], arch: PortArchitecture, where: str = "checkpoint",
+                       prefix: str = "") -> tuple[dict[str, Tensor], list[str], list[str]]:
+    """``(our network's state dict, the unused port keys dropped, our BN counters filled)`` from the port's state
+    dict (keys without prefix). Every tensor must be present with our shape and every port tensor used; the first
+    that is not raises. The one exception: BatchNorm's ``num_batches_tracked``, which PyTorch before 0.4.1 did not
+    save (the port's README says its models were made with 0.4) and which no forward pass reads unless BN momentum
+    is None (ours is 0.1); missing ones are set to 0 and listed. Errors name keys as the file has them (with
+    ``prefix``)."""
+    network = create_model(**arch.network_kwargs())
+    target = network.state_dict()
+    mapping, unused = port_key_map(arch)
+    if set(mapping) != set(target):  # the map must cover our network exactly: a check of this code
+        stray = sorted(set(mapping) ^ set(target))
+        raise AssertionError(f"port_key_map does not cover StackedHourglass: {stray[:5]}")
+    converted: dict[str, Tensor] = {}
+    filled: list[str] = []
+    for ours in target:
+        port = mapping[ours]
+        tensor = state.get(port)
+        if tensor is None and ours.endswith(".num_batches_tracked"):
+            converted[ours] = torch.zeros_like(target[ours])
+            filled.append(ours)
+            continue
+        if tensor is None:
+            raise PortImportError(f"{where}: missing tensor {prefix + port!r} (for our {ours!r}); the file is not a complete "
+                                  f"{arch.stacks}-stack PoseNet")
+        if tuple(tensor.shape) != tuple(target[ours].shape):
+            raise PortImportError(f"{where}: {prefix + port!r} has shape {tuple(tensor.shape)}, but our {ours!r} needs "
+                                  f"{tuple(target[ours].shape)} ({arch.stacks} stacks, {arch.features} features, "
+                                  f"{arch.joints} joints)")
+        if tensor.is_floating_point() != target[ours].is_floating_point():
+            raise PortImportError(f"{where}: {prefix + port!r} is {tensor.dtype}, our {ours!r} {target[ours].dtype}")
+        converted[ours] = tensor.detach().to(dtype=target[ours].dtype).contiguous().clone()
+    used = set(mapping.values())
+    dropped = [key for key in unused if key in state]
+    for key in state:
+        if key not in used and key not in unused:
+            raise PortImportError(f"{where}: left-over tensor {prefix + key!r} has no place in our network (shape "
+                                  f"{tuple(state[key].shape)})")
+    # the unused skip layers are not required: a state dict saved without them imports the same
+    network.load_state_dict(converted)  # strict: one more check that every key and shape fits
+    return converted, dropped, filled
+
+
+def import_port_checkpoint(
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    input_res: int = 256,
+    dataset: str = "mpii",
+    variant: str | None = None,
+    source_commit: str | None = None,
+    overwrite: bool = False,
+) -> ImportResult:
+    """Convert the port checkpoint ``path`` into ``out_dir/checkpoint.pt`` (``out_dir`` may also name the ``.pt``
+    file itself), atomically; nothing is written when it fails (:class:`PortImportError`). ``variant`` defaults to
+    the output directory's name (the evaluate stage ``evaluate@<variant>`` checks it). An existing checkpoint is
+    only replaced with ``overwrite``."""
+    source = Path(path)
+    out = Path(out_dir)
+    target = out if out.suffix == ".pt" else out / CHECKPOINT_NAME
+    if target.exists() and not overwrite:
+        raise PortImportError(f"{target}: already exists (pass overwrite=True / --force to replace it)")
+    if input_res < 64 or input_res % 64:
+        raise PortImportError(f"input_res {input_res}: must be a positive multiple of 64")
+    state, prefix, epoch = read_port_state(source)
+    arch = infer_architecture(state, str(source))
+    weights, dropped, filled = convert_state_dict(state, arch, str(source), prefix)
+    sha256 = file_sha256(source)
+    name = variant if variant is not None else (target.parent.name or None)
+    model_section = {"stacks": arch.stacks, "features": arch.features, "modules": 1, "supervision": SUPERVISION,
+                     "stem_width": arch.stem_width, "input_res": int(input_res)}
+    config = {
+        "dataset": dataset,
+        "model": model_section,
+        "targets": {"flip_test": True, "flip_shift": False},
+        "train": {"target_scale": 1.0},
+        "imported_from": {
+            "path": str(source.resolve()), "sha256": sha256, "project": PORT_PROJECT, "commit": source_commit,
+            "epoch": epoch, "key_prefix": prefix, "joints": arch.joints,
+            "dropped_unused_skip_layers": len({key.rsplit(".", 2)[0] for key in dropped}),
+            "dropped_tensors": len(dropped),
+            "filled_num_batches_tracked": len(filled),
+            "input": "ours NCHW, the port NHWC; both RGB in [0, 1]",
+        },
+    }
+    save_checkpoint({"model": weights, "config": config, "variant": name, "epoch": epoch}, target)
+    parameters = count_parameters(create_model(**arch.network_kwargs()))
+    return ImportResult(path=target, source=source, sha256=sha256, epoch=epoch, architecture=arch, prefix=prefix,
+                        mapped=len(weights) - len(filled), dropped=tuple(dropped), filled=tuple(filled),
+                        parameters=parameters)
+
+
+IMPORT_EXPERIMENT = "hourglass-imports"
+
+
+def register_imported(checkpoint: str | Path, name: str, tracking_uri: str | None = None,
+                      experiment: str = IMPORT_EXPERIMENT) -> tuple[str, str]:
+    """Log an imported checkpoint as the pose pyfunc (``hourglass.serving``, as training logs its models) in one
+    MLflow run of ``experiment`` and register it as ``name``; the version is tagged like a trained one (variant,
+    dataset, architecture, metric, epochs) plus ``source.project``, ``source.sha256`` and ``source.commit``.
+    Returns ``(model URI, version)``. Unlike training's best-effort logging, a failing store raises."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from hourglass import serving
+    from hourglass.checkpoint import load_checkpoint
+    from hourglass.mlflow_store import default_tracking_uri, ensure_experiment, version_tags
+    from hourglass.tracking import _requirements, flatten_params
+
+    checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        checkpoint = checkpoint / CHECKPOINT_NAME
+    state = load_checkpoint(checkpoint)
+    config = dict(state.get("config") or {})
+    source = dict(config.get("imported_from") or {})
+    if not source:
+        raise PortImportError(f"{checkpoint}: has no 'imported_from' record; not an imported checkpoint")
+    variant, epoch = state.get("variant"), state.get("epoch")
+    source_tags = {"source.project": str(source.get("project") or PORT_PROJECT),
+                   "source.sha256": str(source.get("sha256") or "")}
+    if source.get("commit"):
+        source_tags["source.commit"] = str(source["commit"])
+    uri = tracking_uri or default_tracking_uri()
+    client = MlflowClient(uri)
+    mlflow.set_tracking_uri(uri)
+    experiment_id = ensure_experiment(client, experiment)
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"import-{variant or checkpoint.parent.name}",
+                          tags={**source_tags, "hourglass.imported": "true"}):
+        mlflow.log_params({k: v[:6000] for k, v in flatten_params(config).items()})
+        info = mlflow.pyfunc.log_model(
+            name="model", python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(checkpoint)},
+            code_paths=[str(Path(serving.__file__).resolve().parent)], signature=serving.signature(),
+            input_example=serving.input_example(), pip_requirements=_requirements(), registered_model_name=name)
+    version = str(info.registered_model_version)
+    tags = {**version_tags(config, variant if isinstance(variant, str) else None,
+                           int(epoch) if epoch is not None else None), **source_tags}
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
+    return info.model_uri, version
