@@ -193,6 +193,9 @@ class TrainConfig(Section):
     sync_batchnorm: bool  # DDP only; false: plain per-process BatchNorm, as data-parallel Torch did
     deterministic: bool  # deterministic kernels (CPU resume is then bitwise identical)
     log_every: int = Field(ge=1)  # optimiser steps between loss/lr records
+    # Fine-tuning: a checkpoint (models/<name>/, e.g. from `hourglass import`) or an MLflow model URI whose weights
+    # start the run; the optimiser and schedule start fresh (hourglass.init_weights). None: random initialisation.
+    init_from: str | None = Field(min_length=1)
     variants: dict[str, VariantConfig]
 
     @field_validator("variants")

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import math
-import os
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,18 +38,18 @@ import cv2
 import numpy as np
 import torch
 
-from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from hourglass.checkpoint import CheckpointError, load_checkpoint
 from hourglass.data.augment import to_float_chw
 from hourglass.data.preprocess import CropSpec, crop_person
 from hourglass.family import family_for
 from hourglass.geometry import CROP_UNIT
 from hourglass.inference import LoadedModel, decode_to_image, load_model, predict_heatmaps
 from hourglass.joints import JOINT_SETS, JointSet
+from hourglass.model_source import resolve_checkpoint
 from hourglass.precision import Precision, select_precision
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})
-MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 # MPII's person annotation is (objpos, s) with s = person height / 200 px; the training rows (and the original's
 # loader) move the centre down by 15 * s px and enlarge the box by 1.25, so user-given MPII values get the same.
 MPII_SCALE_FACTOR = 1.25
@@ -190,53 +189,6 @@ def as_rgb_array(image: Any, name: str = "image") -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------------------------
 # Models
-
-
-def is_mlflow_uri(source: str | Path) -> bool:
-    """True for ``models:/...``, ``runs:/...`` and ``mlflow-artifacts:/...``; anything else is a local path."""
-    return isinstance(source, str) and source.startswith(MLFLOW_SCHEMES)
-
-
-def checkpoint_in_mlflow_model(local_dir: str | Path, uri: str) -> Path:
-    """The weights checkpoint inside a downloaded pose-pyfunc model directory (``artifacts/checkpoint.pt``)."""
-    found = sorted(Path(local_dir).rglob(CHECKPOINT_NAME))
-    if not found:
-        raise CheckpointError(f"{uri}: the MLflow model holds no {CHECKPOINT_NAME}; models logged before the pose "
-                              "pyfunc (a pt2 heatmap module) cannot be used for prediction, log it again by "
-                              "training, or pass a checkpoint path")
-    return found[0]
-
-
-def resolve_checkpoint(source: str | Path, workdir: str | Path, tracking_uri: str | None = None) -> Path:
-    """A local checkpoint path for ``source``: the path itself, or the MLflow model's ``artifacts/checkpoint.pt``
-    downloaded into ``workdir`` (that file only, not the model's copy of the code)."""
-    if not is_mlflow_uri(source):
-        return Path(source)
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-
-    previous = mlflow.get_tracking_uri() if tracking_uri else None
-    quiet = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
-    try:
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-        try:
-            repository = get_artifact_repository(str(source))
-        except MlflowException as err:
-            raise CheckpointError(f"{source}: cannot fetch the MLflow model ({err.message})") from None
-        try:
-            return Path(repository.download_artifacts(f"artifacts/{CHECKPOINT_NAME}", str(workdir)))
-        except (MlflowException, OSError):
-            return checkpoint_in_mlflow_model(workdir, str(source))  # raises: the model has no checkpoint
-    finally:
-        if previous is not None:
-            mlflow.set_tracking_uri(previous)
-        if quiet is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = quiet
 
 
 def model_joint_set(loaded: LoadedModel) -> JointSet:

@@ -45,9 +45,11 @@ from hourglass.fingerprint import mismatches, training_fingerprint
 from hourglass.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_buffers, gather_objects,
                                    process_group)
 from hourglass.inference import Predictions, predict_dataset
+from hourglass.init_weights import initialise_from
 from hourglass.model import StackedHourglass, create_model
 from hourglass.optim import create_optimizer, create_schedule
 from hourglass.precision import Precision, runtime_record, select_device, select_precision
+from hourglass.mlflow_store import default_tracking_uri
 from hourglass.tracking import RunTracker, git_commit
 
 log = logging.getLogger(__name__)
@@ -84,15 +86,19 @@ def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
     return params.model_copy(update={"model": type(params.model).model_validate(model.model_dump())})
 
 
-def run_params(params: ParamsConfig, name: str) -> dict[str, Any]:
+def run_params(params: ParamsConfig, name: str, initialised: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The MLflow run's params: what this run was (its data, resolved network, targets, augmentation and training
-    recipe), not every variant's definition, the download URLs or other stages' settings."""
+    recipe, and for a fine-tuning run the source of its first weights), not every variant's definition, the
+    download URLs or other stages' settings."""
     dumped = params.model_dump(mode="json")
     out: dict[str, Any] = {"variant": name, "dataset": params.dataset, "seed": params.seed}
     out.update({key: dumped[key] for key in ("model", "targets", "augment")})
     out["train"] = {k: v for k, v in dumped["train"].items() if k != "variants"}
     if params.dataset == "synthetic":
         out["synthetic"] = dumped["synthetic"]
+    if initialised:  # InitReport.to_dict(); train.init_from above names the source
+        out["init"] = {"sha256": initialised["sha256"], "source_joints": initialised["source_joints"],
+                       "reinitialised": ",".join(initialised["reinitialised"]) or "none"}
     return out
 
 
@@ -186,9 +192,12 @@ def _joints(dataset: Dataset) -> int:
     return int(sample["target"].shape[0])
 
 
-def _write_config(params: ParamsConfig, variant: str | None, runtime: Mapping[str, Any], path: Path) -> None:
-    """The resolved config and how the run ran, beside the outputs, so every artefact says what made it."""
-    write_atomic(path, yaml.safe_dump({"variant": variant, "runtime": dict(runtime),
+def _write_config(params: ParamsConfig, variant: str | None, runtime: Mapping[str, Any], path: Path,
+                  initialised: Mapping[str, Any] | None = None) -> None:
+    """The resolved config and how the run ran (and, fine-tuning, where its first weights came from), beside the
+    outputs, so every artefact says what made it."""
+    extra = {"initialised_from": dict(initialised)} if initialised else {}
+    write_atomic(path, yaml.safe_dump({"variant": variant, "runtime": dict(runtime), **extra,
                                        **params.model_dump(mode="json")}, sort_keys=False))
 
 
@@ -259,6 +268,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
     scaler = precision.grad_scaler()
 
     start_epoch, step, run_id, history = 0, 0, None, []
+    initialised: dict[str, Any] | None = None  # where the first weights came from (train.init_from)
     fingerprint = training_fingerprint(params, variant, data_fingerprint)
     state = _resumable_state(ckpt_path, fingerprint, precision.device)
     if state is not None:
@@ -269,7 +279,14 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
         start_epoch, step, run_id = int(state["epoch"]), int(state["step"]), state.get("mlflow_run_id")
         history = list(state.get("history", []))
         set_rng_state(state["rng"])
+        initialised = state.get("initialised_from")
         log.info("resuming %s from epoch %d (step %d)", ckpt_path, start_epoch, step)
+    elif cfg.init_from is not None:
+        # fine-tuning: the weights only; optimiser, schedule and sampler above start fresh
+        report = initialise_from(network, cfg.init_from, default_tracking_uri())
+        initialised = report.to_dict()
+        if info.is_main:
+            log.info("%s", report.describe())
 
     model: nn.Module = torch.compile(network) if cfg.compile else network
     if info.enabled:
@@ -281,14 +298,15 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
     runtime = runtime_record(precision, cfg.precision, world_size=info.world_size, compiled=cfg.compile)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(params, variant, runtime, out_dir / RESOLVED_CONFIG)
+        _write_config(params, variant, runtime, out_dir / RESOLVED_CONFIG, initialised)
         name = variant or "model"
         tags = {"variant": name, "dvc.stage": stage or f"train@{name}", "precision": precision.describe(),
                 "world_size": str(info.world_size), **{f"runtime.{k}": str(v) for k, v in runtime.items()}}
         commit = git_commit()
         if commit:
             tags.update({"git.commit": commit, "mlflow.source.git.commit": commit})
-        tracker = RunTracker(out_dir, params.mlflow, run_name=name, params=run_params(params, name), tags=tags,
+        tracker = RunTracker(out_dir, params.mlflow, run_name=name, params=run_params(params, name, initialised),
+                             tags=tags,
                              resume_epoch=start_epoch if state is not None else None, run_id=run_id)
         log.info("training %s on %s, %d process(es)", name, precision.describe(), info.world_size)
 
@@ -350,6 +368,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
                     "sampler": {"epoch": epoch + 1, "position": 0, "seed": params.seed, "steps": steps_per_epoch},
                     "rng": rng_state(), "config": params.model_dump(mode="json"), "variant": variant,
                     "mlflow_run_id": tracker.run_id, "history": history, "fingerprint": fingerprint,
+                    **({"initialised_from": initialised} if initialised else {}),
                 }, ckpt_path)
             barrier(info)
         final = _final_metrics(history, step, headline)

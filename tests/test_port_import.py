@@ -222,7 +222,7 @@ def test_register_logs_the_imported_model_tagged_with_its_source(fixture_dir, tm
     import mlflow
     from mlflow import MlflowClient
 
-    from hourglass.predict import checkpoint_in_mlflow_model
+    from hourglass.model_source import checkpoint_in_mlflow_model
 
     db = tmp_path / "mlflow.db"
     shutil.copy(_migrated_db, db)

@@ -32,7 +32,8 @@ from mlflow.tracking._tracking_service import utils as tracking_utils
 from hourglass.checkpoint import CheckpointError
 from hourglass.cli import main
 from hourglass.model import create_model
-from hourglass.predict import Person, PosePredictor, as_rgb_array, checkpoint_in_mlflow_model
+from hourglass.model_source import checkpoint_in_mlflow_model
+from hourglass.predict import Person, PosePredictor, as_rgb_array
 from hourglass.tracking import PARENT_RUN_ENV, RunTracker
 from shipped import paper, recipe_raw
 

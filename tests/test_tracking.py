@@ -27,7 +27,8 @@ from hourglass.config import MlflowConfig, parse_params
 from hourglass.inference import load_model
 from hourglass.model import create_model
 from hourglass.precision import select_precision
-from hourglass.predict import PosePredictor, checkpoint_in_mlflow_model
+from hourglass.model_source import checkpoint_in_mlflow_model
+from hourglass.predict import PosePredictor
 from hourglass.tracking import (EPOCHS_CSV, METRICS_JSON, MLFLOW_JSON, PARENT_RUN_ENV, RunTracker, TrackingWarning,
                                 default_tracking_uri, ensure_parent_run, flatten_params, metric_name)
 from hourglass.train import train
