@@ -152,14 +152,28 @@ class PreprocessConfig(Section):
     jpeg_eoi_check: bool  # a JPEG without its end marker counts as corrupt (truncated download)
 
 
+def _check_names(kind: str, names: Any) -> None:
+    """Names become directory and DVC stage names (models/<name>/, train@<name>)."""
+    for name in names:
+        if not name or not all(c.isalnum() or c in "_-" for c in name):
+            raise ValueError(f"{kind} name {name!r} must be non-empty letters, digits, '_' or '-'")
+
+
 class VariantConfig(Section):
-    """One ablation variant: the ``model`` fields it changes; unset fields keep the ``model`` section's values."""
+    """One ablation variant: the ``model`` fields it changes (unset fields keep the ``model`` section's values), and
+    optionally the weights it starts from (``train.init_from`` for this variant only: a sweep can set a fine-tuned
+    network beside one trained from scratch)."""
 
     stacks: int | None = Field(None, ge=1)
     features: int | None = Field(None, ge=4, multiple_of=4)
     modules: int | None = Field(None, ge=1)
     supervision: Literal["intermediate", "final", "add", "resolutions"] | None = None
     stem_width: int | None = Field(None, ge=4, multiple_of=4)
+    init_from: str | None = Field(None, min_length=1)
+
+    def model_overrides(self) -> dict[str, Any]:
+        """The ``model`` fields this variant sets."""
+        return self.model_dump(exclude_none=True, exclude={"init_from"})
 
 
 class TrainConfig(Section):
@@ -201,9 +215,7 @@ class TrainConfig(Section):
     @field_validator("variants")
     @classmethod
     def _variant_names(cls, value: dict[str, VariantConfig]) -> dict[str, VariantConfig]:
-        for name in value:
-            if not name or not all(c.isalnum() or c in "_-" for c in name):
-                raise ValueError(f"variant name {name!r} must be non-empty letters, digits, '_' or '-'")
+        _check_names("variant", value)
         return value
 
     @field_validator("milestones")
@@ -298,6 +310,15 @@ class ReportConfig(Section):
     example_variant: str | None  # whose predictions the examples show; None: the variant with the best Mean
 
 
+class ImportConfig(Section):
+    """A released checkpoint of princeton-vl/pytorch_stacked_hourglass scored beside the sweep: the ``import@<name>``
+    stage converts it into ``models/<name>/`` (hourglass.releases), ``evaluate_import@<name>`` scores it."""
+
+    path: str = Field(min_length=1)  # the port's checkpoint file; a DVC dependency of import@<name>
+    input_res: int = Field(ge=64, multiple_of=64)  # the crop size it was trained at (the port's: 256)
+    commit: str | None  # the port's git commit the checkpoint was trained with, recorded in the checkpoint
+
+
 class ParamsConfig(Section):
     """The whole params.yaml: one section per stage, plus the dataset choice and the ablation sweep."""
 
@@ -305,6 +326,9 @@ class ParamsConfig(Section):
     seed: int
     # The variants (names in train.variants) that dvc.yaml trains, evaluates and reports: its foreach list.
     sweep: tuple[str, ...]
+    # Released weights scored beside the sweep (name -> the checkpoint), into models/<name>/: dvc.yaml's import and
+    # evaluate_import stages iterate over it.
+    imports: dict[str, ImportConfig]
     model: ModelConfig
     targets: TargetConfig
     download: DownloadConfig
@@ -324,6 +348,10 @@ class ParamsConfig(Section):
             raise ValueError(f"sweep: {unknown} not in train.variants (defined: {known})")
         if len(set(self.sweep)) != len(self.sweep):
             raise ValueError(f"sweep: names must be unique, got {list(self.sweep)}")
+        _check_names("imports", self.imports)
+        clash = sorted(set(self.imports) & set(self.train.variants))
+        if clash:
+            raise ValueError(f"imports: {clash} also name train.variants; both would write models/<name>/")
         if self.sweep and self.flows.champion_variant not in self.sweep:
             raise ValueError(f"flows.champion_variant: {self.flows.champion_variant!r} is not in sweep "
                              f"{list(self.sweep)}; the champion must be a variant the pipeline trains")

@@ -74,7 +74,8 @@ class TrainResult:
 
 
 def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
-    """``params`` with the named variant's model overrides applied (None: the ``model`` section as it is)."""
+    """``params`` with the named variant's model overrides (and its ``init_from``, if any, as ``train.init_from``)
+    applied (None: the ``model`` and ``train`` sections as they are)."""
     if variant is None:
         return params
     try:
@@ -82,8 +83,11 @@ def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
     except KeyError:
         known = ", ".join(sorted(params.train.variants)) or "none defined"
         raise ValueError(f"params.yaml: train.variants has no variant {variant!r} (known: {known})") from None
-    model = params.model.model_copy(update=overrides.model_dump(exclude_none=True))
-    return params.model_copy(update={"model": type(params.model).model_validate(model.model_dump())})
+    model = params.model.model_copy(update=overrides.model_overrides())
+    update: dict[str, Any] = {"model": type(params.model).model_validate(model.model_dump())}
+    if overrides.init_from is not None:
+        update["train"] = params.train.model_copy(update={"init_from": overrides.init_from})
+    return params.model_copy(update=update)
 
 
 def run_params(params: ParamsConfig, name: str, initialised: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from dvc_project import REPO, merge
 from hourglass.config import ParamsConfig, Section
 
 VARIANT = "hg_stacked_int"  # the variant trained and evaluated (flows.champion_variant by default)
+RELEASE = "port"  # the released checkpoint imported and evaluated (a port-layout file made by tests/port_files.py)
 
 TINY = {
     "dataset": "synthetic",
@@ -66,6 +67,7 @@ TINY = {
               "plateau_threshold": 1000.0, "precision": "fp32"},
     "mlflow": {"enabled": False, "system_metrics": False},
     "report": {"examples": 2},
+    "imports": {RELEASE: {"path": "weights/port.pth.tar", "input_res": 64, "commit": None}},
 }
 # A second training run, into a scratch directory, for the keys only the step schedule reads.
 STEP_RUN = ["--set", "train.schedule=step", "--set", "train.milestones=[1]", "--set", "train.epochs=1"]
@@ -103,9 +105,13 @@ UNDECLARED: dict[str, dict[str, str]] = {
         "train.workers": "data loader processes: validation samples are not augmented, the same predictions",
     },
 }
+UNDECLARED["evaluate_import"] = UNDECLARED["evaluate"]  # the same stage, run on an imported model
+# hourglass.releases reloads the checkpoint it has just written (hourglass.inference.load_model) to log it: the model
+# section read is the one inferred from the port file's tensors (dep: the file), never params.yaml's.
+UNDECLARED["import"] = {"model": "the imported checkpoint's model section, inferred from the file (dep: the file)"}
 # Allowed keys that must never be read from a section of the config parsed from params.yaml (only from copies and
 # other instances of the class): evaluate's model is the checkpoint's, which the recording tells apart by identity.
-ONLY_FROM_COPIES = {"evaluate": ("model",)}
+ONLY_FROM_COPIES = {"evaluate": ("model",), "evaluate_import": ("model",), "import": ("model",)}
 
 # Stages that dump the whole config (not a read of any key: a record of the run, next to its outputs).
 WHOLE_CONFIG_DUMPS = {
@@ -257,11 +263,11 @@ class Recorder:
 
 # -- dvc.yaml -----------------------------------------------------------------------------------------------------
 def declared_params(stage: str) -> set[str]:
-    """The ``params:`` keys of ``stage`` in dvc.yaml, ``${item}`` resolved to VARIANT."""
+    """The ``params:`` keys of ``stage`` in dvc.yaml, ``${item}`` resolved to VARIANT and ``${key}`` to RELEASE."""
     raw = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
     entries = raw.get("do", raw).get("params", [])
     assert all(isinstance(e, str) for e in entries), f"{stage}: only keys of params.yaml are handled: {entries}"
-    return {e.replace("${item}", VARIANT) for e in entries}
+    return {e.replace("${item}", VARIANT).replace("${key}", RELEASE) for e in entries}
 
 
 def covers(outer: str, inner: str) -> bool:
@@ -279,9 +285,11 @@ def reads(tmp_path_factory) -> dict[str, Recorder]:
     """Run every stage in a tiny project; the recorder of each."""
     import hourglass.data.preprocess
     import hourglass.data.synthetic
-    from pipeline import download, evaluate, preprocess, report, train
+    from pipeline import download, evaluate, import_weights, preprocess, report, train
+    from port_files import write_port_checkpoint
 
     root = tmp_path_factory.mktemp("params-project")
+    write_port_checkpoint(root / TINY["imports"][RELEASE]["path"])
     params = merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     runs = {
@@ -290,6 +298,8 @@ def reads(tmp_path_factory) -> dict[str, Recorder]:
         "train": [(train.main, ["--variant", VARIANT, "--out", f"models/{VARIANT}"]),
                   (train.main, ["--variant", VARIANT, "--out", "scratch/step", *STEP_RUN])],
         "evaluate": [(evaluate.main, ["--variant", VARIANT, "--no-progress"])],
+        "import": [(import_weights.main, ["--name", RELEASE])],
+        "evaluate_import": [(evaluate.main, ["--variant", RELEASE, "--no-progress"])],
         "report": [(report.main, [])],
     }
     out: dict[str, Recorder] = {}
@@ -310,7 +320,7 @@ def reads(tmp_path_factory) -> dict[str, Recorder]:
     return out
 
 
-STAGES = ("download", "preprocess", "train", "evaluate", "report")
+STAGES = ("download", "preprocess", "train", "evaluate", "import", "evaluate_import", "report")
 
 
 def test_every_stage_of_dvc_yaml_is_checked():
@@ -364,6 +374,9 @@ def test_recorder_names_copies_and_variants():
         assert recorder.keys == set()
         resolved = resolve_variant(config, VARIANT)
         _ = resolved.model.stacks, config.download.mpii[0].url, config.sweep
-    assert recorder.keys == {f"train.variants.{VARIANT}", "model", "model.stacks", "download.mpii.url", "sweep"}
-    assert recorder.parsed_keys == {f"train.variants.{VARIANT}", "download.mpii.url", "sweep"}  # model: copies
+    from hourglass.config import VariantConfig
+
+    variant = {f"train.variants.{VARIANT}.{name}" for name in VariantConfig.model_fields}  # each field it may set
+    assert recorder.keys == {*variant, "model", "model.stacks", "download.mpii.url", "sweep"}
+    assert recorder.parsed_keys == {*variant, "download.mpii.url", "sweep"}  # model: copies
     assert not {"__getattribute__", "__init__", "model_validate", "model_dump"} & set(vars(Section))
