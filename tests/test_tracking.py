@@ -186,7 +186,9 @@ def test_training_run_is_one_mlflow_run_with_steps_epochs_and_model(tmp_path, st
     params = parse_params(raw)
     result = train(params, tmp_path / "out", train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1), variant=None)
     run = store.get_run(result.mlflow_run_id)
-    assert run.data.tags["dvc.stage"] == "train@model" and run.data.params["model.stacks"] == "1"
+    # the run carries its training seed (tiny_params' seeds: [3], the default is the first) in name, tag and params
+    assert run.data.tags["dvc.stage"] == "train@model-3" and run.data.params["model.stacks"] == "1"
+    assert run.info.run_name == "model/seed-3" and run.data.tags["seed"] == "3" and run.data.params["seed"] == "3"
     assert [m.step for m in store.get_metric_history(run.info.run_id, "step/loss")] == [0, 1, 2, 3]
     rows = list(csv.DictReader(open(tmp_path / "out" / EPOCHS_CSV)))
     assert [m.value for m in store.get_metric_history(run.info.run_id, "val/figure4")] == [
