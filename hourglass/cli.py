@@ -51,11 +51,11 @@ video) gets a "warning: <image>: no --box or --center/--scale given ..." line on
 
 EXAMPLES = """\
 examples:
-  hourglass predict photo.jpg --model models/hg_stacked_int --json poses.json --overlay out/
+  hourglass predict photo.jpg --model models/hg_stacked_int/seed-0 --json poses.json --overlay out/
   hourglass predict photos/ --model models:/hourglass@champion --csv poses.csv
   hourglass predict photo.jpg --model ckpt.pt --box 120,40,380,620 --overlay out/
   hourglass predict photo.jpg --model ckpt.pt --center 250,330 --scale 2.8 --json -
-  hourglass predict clip.mp4 --model models/hg_stacked_int --json frames.jsonl --overlay out/
+  hourglass predict clip.mp4 --model models/hg_stacked_int/seed-0 --json frames.jsonl --overlay out/
 
 Keypoints are [x, y, confidence] in 0-based pixels of the original image (as displayed). The confidence is the
 final heatmap's peak (flip-averaged with the flip test) divided by the checkpoint's train.target_scale (1 when its
@@ -72,8 +72,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders of images (not recursive), or one video file")
     parser.add_argument("-m", "--model", required=True,
-                        help="a checkpoint file, a models/<variant>/ directory holding checkpoint.pt, or an MLflow "
-                             "model URI such as models:/hourglass@champion or runs:/<run id>/model")
+                        help="a checkpoint file, a models/<variant>/seed-<n>/ directory holding checkpoint.pt, or an "
+                             "MLflow model URI such as models:/hourglass@champion or runs:/<run id>/model")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store for models:/ and runs:/ URIs (default: MLFLOW_TRACKING_URI, else "
                              "sqlite:///mlflow.db in the current directory)")

@@ -12,7 +12,7 @@ path and, for choices, the allowed values (pydantic's messages), e.g.::
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -242,7 +242,7 @@ class SyntheticConfig(Section):
     """The procedural people dataset (hourglass.data.synthetic), the offline default. Pairs are [low, high] ranges.
 
     Image ``i`` of a split is drawn from ``SeedSequence([seed, split, i])``, so the data do not depend on ``workers``
-    or on the training ``seed``.
+    or on the training ``seeds``.
     """
 
     seed: int = Field(ge=0)
@@ -310,6 +310,9 @@ class ReportConfig(Section):
     example_variant: str | None  # whose predictions the examples show; None: the variant with the best Mean
 
 
+PORT_PROJECT = "princeton-vl/pytorch_stacked_hourglass"  # the official PyTorch port, whose releases imports name
+
+
 class ImportConfig(Section):
     """A released checkpoint of princeton-vl/pytorch_stacked_hourglass scored beside the sweep: the ``import@<name>``
     stage converts it into ``models/<name>/`` (hourglass.releases), ``evaluate_import@<name>`` scores it."""
@@ -323,7 +326,9 @@ class ParamsConfig(Section):
     """The whole params.yaml: one section per stage, plus the dataset choice and the ablation sweep."""
 
     dataset: Literal["synthetic", "mpii", "flic"]
-    seed: int
+    # The training seeds the sweep trains: dvc.yaml's train/evaluate stages are a matrix of sweep x seeds, and a
+    # run's own seed comes from its command (``pipeline.train --seed N``; by hand the default is the first one).
+    seeds: tuple[Annotated[int, Field(ge=0, strict=True)], ...] = Field(min_length=1)
     # The variants (names in train.variants) that dvc.yaml trains, evaluates and reports: its foreach list.
     sweep: tuple[str, ...]
     # Released weights scored beside the sweep (name -> the checkpoint), into models/<name>/: dvc.yaml's import and
@@ -352,6 +357,8 @@ class ParamsConfig(Section):
         clash = sorted(set(self.imports) & set(self.train.variants))
         if clash:
             raise ValueError(f"imports: {clash} also name train.variants; both would write models/<name>/")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"seeds: must be unique, got {list(self.seeds)}")
         if self.sweep and self.flows.champion_variant not in self.sweep:
             raise ValueError(f"flows.champion_variant: {self.flows.champion_variant!r} is not in sweep "
                              f"{list(self.sweep)}; the champion must be a variant the pipeline trains")

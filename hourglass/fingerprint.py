@@ -5,9 +5,9 @@ persistent output (DVC does not delete it before rerunning the stage), so after 
 change of params, data or code the same file is found again, and the digests tell the run to start fresh instead of
 continuing another run's weights.
 
-* configuration: the resolved params that shape the weights (dataset, seed, model with the variant applied, targets,
-  augmentation, train), leaving out what only changes speed or logging (data loader workers, validation batch size,
-  log interval) and the other variants' definitions;
+* configuration: the resolved params that shape the weights (dataset, the run's training seed, model with the
+  variant applied, targets, augmentation, train), leaving out what only changes speed or logging (data loader
+  workers, validation batch size, log interval), the other variants' definitions and the sweep's other seeds;
 * data: the preprocessing stage's own fingerprint of its output (``preprocess.json``), when the run has one;
 * code: the sources of every module of this project loaded when training starts, i.e. the code the run executes.
 """
@@ -32,11 +32,12 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def config_digest(params: ParamsConfig, variant: str | None) -> str:
-    """Digest of the resolved params that shape the trained weights (``params`` with the variant applied)."""
+def config_digest(params: ParamsConfig, variant: str | None, seed: int) -> str:
+    """Digest of the resolved params that shape the trained weights (``params`` with the variant applied) and of
+    the run's training ``seed``."""
     dumped = params.model_dump(mode="json")
     train = {k: v for k, v in dumped["train"].items() if k not in SPEED_ONLY_TRAIN_KEYS}
-    return _digest({"variant": variant, "dataset": dumped["dataset"], "seed": dumped["seed"],
+    return _digest({"variant": variant, "dataset": dumped["dataset"], "seed": int(seed),
                     "model": dumped["model"], "targets": dumped["targets"], "augment": dumped["augment"],
                     "train": train})
 
@@ -72,9 +73,10 @@ def data_digest(processed_dir: str | Path | None) -> str | None:
         return None
 
 
-def training_fingerprint(params: ParamsConfig, variant: str | None, data: str | None) -> dict[str, str | None]:
+def training_fingerprint(params: ParamsConfig, variant: str | None, data: str | None,
+                         seed: int) -> dict[str, str | None]:
     """The three digests a checkpoint carries (see the module docstring)."""
-    return {"config": config_digest(params, variant), "data": data, "code": code_digest()}
+    return {"config": config_digest(params, variant, seed), "data": data, "code": code_digest()}
 
 
 def mismatches(saved: Mapping[str, Any] | None, current: Mapping[str, Any]) -> list[str]:

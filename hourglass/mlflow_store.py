@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-MLFLOW_JSON = "mlflow.json"  # models/<variant>/mlflow.json: the training run, model URI, registered version, store
+# models/<variant>/seed-<n>/mlflow.json: the training run, model URI, registered version, store
+MLFLOW_JSON = "mlflow.json"
 SWEEP_TAG = "hourglass.sweep"  # the tag that finds a sweep's parent run
 # The UI's kind for model training ("machine learning"): without it MLflow 3 opens a new experiment in GenAI mode
 # (traces, no run charts).
@@ -50,13 +51,14 @@ def _finite(value: float) -> float | None:
 
 
 def version_tags(config: Mapping[str, Any], variant: str | None, epoch: int | None) -> dict[str, str]:
-    """Tags of a registered model version: which variant, data and architecture it is (the registry keeps one name
-    for every variant, so the versions must say it themselves)."""
+    """Tags of a registered model version: which variant, training seed, data and architecture it is (the registry
+    keeps one name for every variant and seed, so the versions must say it themselves)."""
     from hourglass.family import family_for
 
     model = dict(config.get("model") or {})
     synthetic = dict(config.get("synthetic") or {})
-    tags = {"variant": variant or "", "dataset": str(config.get("dataset", "")),
+    tags = {"variant": variant or "", "seed": "" if config.get("seed") is None else str(config["seed"]),
+            "dataset": str(config.get("dataset", "")),
             "architecture": ", ".join(f"{k}={model[k]}" for k in ("stacks", "modules", "features", "supervision",
                                                                    "stem_width", "input_res") if k in model)}
     try:
@@ -115,10 +117,13 @@ def log_evaluation(model_dir: str | Path, metrics: Mapping[str, float], tags: Ma
 
 
 def log_sweep_summary(experiment: str, sweep: str, scores: Mapping[str, float | None], tags: Mapping[str, str],
-                      files: list[Path], tracking_uri: str | None = None) -> str | None:
-    """Give the sweep's parent run the report: each variant's evaluated Mean (``<variant>/eval_mean``), ``tags``
-    (the best variant, or why there is none), ``files`` as artifacts (results.md, the figures), and an end time
-    after its children's. Returns the parent's run id; a failing store is a warning (the report is written)."""
+                      files: list[Path], tracking_uri: str | None = None,
+                      spreads: Mapping[str, float | None] | None = None) -> str | None:
+    """Give the sweep's parent run the report: each variant's evaluated Mean (``<variant>/eval_mean``, the mean over
+    its training seeds), the standard deviation across its seeds where it has several (``spreads``:
+    ``<variant>/eval_sd``), ``tags`` (the best variant, or why there is none), ``files`` as artifacts (results.md,
+    the figures), and an end time after its children's. Returns the parent's run id; a failing store is a warning
+    (the report is written)."""
     uri = tracking_uri or default_tracking_uri()
     try:
         from mlflow.entities import Metric, RunTag
@@ -134,6 +139,8 @@ def log_sweep_summary(experiment: str, sweep: str, scores: Mapping[str, float | 
         now = int(time.time() * 1000)
         metrics = [Metric(metric_name(f"{name}/eval_mean"), float(v), now, 0) for name, v in scores.items()
                    if v is not None and _finite(v) is not None]
+        metrics += [Metric(metric_name(f"{name}/eval_sd"), float(v), now, 0) for name, v in (spreads or {}).items()
+                    if v is not None and _finite(v) is not None]
         client.log_batch(run_id, metrics=metrics, tags=[RunTag(k, str(v)) for k, v in tags.items()])
         for path in files:
             if path.is_dir():

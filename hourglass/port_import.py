@@ -70,9 +70,9 @@ import torch
 from torch import Tensor
 
 from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
+from hourglass.config import PORT_PROJECT
 from hourglass.model import HOURGLASS_DEPTH, count_parameters, create_model
 
-PORT_PROJECT = "princeton-vl/pytorch_stacked_hourglass"
 PORT_PREFIXES = ("model.module.", "module.")  # Trainer(DataParallel(PoseNet)), DataParallel(PoseNet)
 PORT_STEM_CHANNELS = 64  # the port's 7x7 convolution: Conv(3, 64, 7, 2, bn=True, relu=True)
 SUPERVISION = "intermediate"  # the port's loss sums every stack's (PoseNet.calc_loss)

@@ -19,9 +19,9 @@ where present, its per-epoch ``history`` or ``metrics``): the dataset, and the f
 (``hourglass.family``) of the epoch the weights are from. A model trained on the synthetic people is flagged, since
 it does poorly on real photos; a checkpoint without metrics (a serving checkpoint) has its score "unknown".
 
-Models come from a checkpoint (a file, or a ``models/<variant>/`` directory holding ``checkpoint.pt``) or from an
-MLflow model URI (``models:/<name>@champion``, ``runs:/<id>/model``) whose pose pyfunc carries such a checkpoint as
-an artifact. Checkpoints are only ever read with ``torch.load(weights_only=True)``.
+Models come from a checkpoint (a file, or a ``models/<variant>/seed-<n>/`` directory holding ``checkpoint.pt``) or
+from an MLflow model URI (``models:/<name>@champion``, ``runs:/<id>/model``) whose pose pyfunc carries such a
+checkpoint as an artifact. Checkpoints are only ever read with ``torch.load(weights_only=True)``.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
 """The results report: markdown tables beside the paper's numbers, matplotlib figures, provenance.
 
-Reads what training and evaluation leave under ``models/<variant>/`` and writes ``reports/results.md``,
+Reads what training and evaluation leave under ``models/<variant>/seed-<n>/`` and writes ``reports/results.md``,
 ``reports/summary.json`` and ``reports/figures/{figure4,figure5,examples_best,examples_worst}.png``. Every input
 except the params is optional: a missing or unreadable file becomes a line under "Missing inputs" and an "n/a" cell,
 and every declared output is still written, so a half-finished pipeline still gets a report that says what is absent.
 
+A variant trained from several seeds (params ``seeds``) is reported by the mean over its seeds (see "several seeds"
+below), with the spread across them as mean ± sd; with one seed the numbers are that seed's.
 Every variant's Mean and Figure-4 accuracy come with a 95 % bootstrap interval over the validation people, and its
 difference from the reference variant (HG-Stacked-Int, else the sweep's first) with a paired one, all
-recomputed from ``models/<variant>/eval/preds.h5`` against the validation annotation file (see "uncertainty" below);
+recomputed from each seed's ``eval/preds.h5`` against the validation annotation file (see "uncertainty" below);
 the summary crowns a best variant only when its interval against the runner-up excludes 0.
 
 Figures are drawn on ``matplotlib.figure.Figure`` objects with the Agg canvas (no pyplot, no global state): DVC's
@@ -35,10 +37,11 @@ from matplotlib.figure import Figure
 from hourglass.atomic import write_atomic
 from hourglass.annotations import AnnotationError, Annotations, read_annotations
 from hourglass.baselines import score_mean_pose
-from hourglass.config import ParamsConfig, ReportConfig
+from hourglass.config import PORT_PROJECT, ParamsConfig, ReportConfig
 from hourglass.draw import PRED_STYLE, TRUE_STYLE, draw_skeleton, save_figure, show_crop
 from hourglass.evaluate import evaluate_files
 from hourglass.family import FAMILIES, DatasetFamily, family_of
+from hourglass.layout import model_dir, seed_dirs
 from hourglass.metrics import PCKResult, normalized_errors, within
 from hourglass.readers import ReaderError, read_predictions
 
@@ -94,10 +97,12 @@ def paper_footnote(family: DatasetFamily) -> str:
 
 # -- inputs -------------------------------------------------------------------------------------------------------
 @dataclass
-class VariantRun:
-    """What one ``models/<variant>/`` holds; None for each file that is absent or unreadable (see ``missing``)."""
+class SeedRun:
+    """What one ``models/<variant>/seed-<n>/`` holds (``seed`` None: a directory without the seed level, e.g. an
+    imported model evaluated by hand); None for each file that is absent or unreadable (see ``missing``)."""
 
     name: str
+    seed: int | None
     path: Path
     train_metrics: dict[str, Any] | None = None
     epochs: list[dict[str, float]] | None = None
@@ -109,6 +114,33 @@ class VariantRun:
     @property
     def preds_path(self) -> Path:
         return self.path / "eval" / "preds.h5"
+
+    @property
+    def label(self) -> str:
+        """``hg`` or ``hg seed 1``: how the report names this run."""
+        return self.name if self.seed is None else f"{self.name} seed {self.seed}"
+
+
+@dataclass
+class VariantRun:
+    """One variant of the report: its training seeds' runs (``seeds``, each a :class:`SeedRun`) and what the report
+    reads from them, averaged over the seeds that have it (see :func:`aggregate`). With one seed every field is that
+    seed's own."""
+
+    name: str
+    path: Path
+    seeds: list[SeedRun] = field(default_factory=list)
+    train_metrics: dict[str, Any] | None = None
+    epochs: list[dict[str, float]] | None = None
+    config: dict[str, Any] | None = None
+    mlflow_run: str | None = None
+    eval: dict[str, Any] | None = None
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def evaluated(self) -> list[SeedRun]:
+        """The seeds whose evaluation was read: the ones the variant's scores average."""
+        return [s for s in self.seeds if s.eval is not None]
 
 
 def _read_json(path: Path, missing: list[str], what: str) -> dict[str, Any] | None:
@@ -139,15 +171,21 @@ def read_epochs(path: Path) -> list[dict[str, float]]:
         return [{k: _float(v) for k, v in row.items() if k is not None} for row in csv.DictReader(fh)]
 
 
-def load_variant(name: str, path: Path) -> VariantRun:
-    """Read every file of ``path`` that exists; each absent or malformed one is named in ``missing``."""
-    run = VariantRun(name, path)
+def load_seed_run(name: str, seed: int | None, path: Path, imported: bool = False) -> SeedRun:
+    """Read every file of ``path`` that exists; each absent or malformed one is named in ``missing``. An
+    ``imported`` model (params ``imports``) has no training files, so only their presence is read."""
+    run = SeedRun(name, seed, path)
     if not path.is_dir():
-        run.missing.append(f"`{path}`: variant `{name}` has not been trained (no directory)")
+        which = f"variant `{name}`" + ("" if seed is None else f" seed {seed}")
+        run.missing.append(f"`{path}`: {which} has not been " + ("imported (no directory; stage import@"
+                                                                  f"{name})" if imported else "trained (no directory)"))
         return run
-    run.train_metrics = _read_json(path / "metrics.json", run.missing, "training metrics")
+    ignored: list[str] = []  # an imported model's absent training files are not missing inputs
+    run.train_metrics = _read_json(path / "metrics.json", ignored if imported else run.missing, "training metrics")
     epochs = path / "epochs.csv"
-    if epochs.is_file():
+    if imported:
+        pass
+    elif epochs.is_file():
         try:
             run.epochs = read_epochs(epochs) or None
             if run.epochs is None:
@@ -171,11 +209,125 @@ def load_variant(name: str, path: Path) -> VariantRun:
     return run
 
 
-def discover_variants(models_dir: Path, names: Sequence[str]) -> list[VariantRun]:
-    """The variants named in params (in that order, trained or not), then any other directory with metrics."""
-    others = sorted(p.name for p in models_dir.iterdir() if p.is_dir() and p.name not in names and (
-        (p / "metrics.json").is_file() or (p / "eval" / "metrics.json").is_file())) if models_dir.is_dir() else []
-    return [load_variant(name, models_dir / name) for name in [*names, *others]]
+# -- several seeds as one variant ---------------------------------------------------------------------------------
+# A variant's numbers are the means over its evaluated seeds: each group score, per-joint and per-stack score, and
+# the per-epoch validation curve (at the steps every seed has). Its spread across seeds (:func:`across_seeds`) is
+# the sample standard deviation (n - 1), undefined for one seed. Its bootstrap interval is of that seed-averaged
+# score: the people are resampled once and every seed is scored on the same resample (:class:`PeopleBootstrap`).
+def _mean_of(values: Sequence[Any]) -> float | None:
+    finite = [v for v in (_finite(x) for x in values) if v is not None]
+    return float(np.mean(finite)) if finite else None
+
+
+def _mean_mapping(maps: Sequence[Mapping[str, Any]]) -> dict[str, float | None]:
+    """Key by key, the mean of the finite values (keys in the first mapping's order, then any others)."""
+    keys = list(dict.fromkeys(k for m in maps for k in m))
+    return {k: _mean_of([m.get(k) for m in maps]) for k in keys}
+
+
+def _mean_eval(evals: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One evaluation record averaged over seeds: group, per-joint and per-stack scores and speed are means; the
+    rest (flip test, parameters, epoch) is the first seed's, the same for every seed of a variant."""
+    if len(evals) == 1:
+        return dict(evals[0])
+    out = dict(evals[0])
+    for key in ("final", "per_joint"):
+        maps = [e[key] for e in evals if isinstance(e.get(key), Mapping)]
+        out[key] = _mean_mapping(maps) if maps else None
+    by_stack: dict[Any, list[Mapping[str, Any]]] = {}
+    for e in evals:
+        for stack in e.get("stacks") or []:
+            if isinstance(stack, Mapping) and isinstance(stack.get("metrics"), Mapping):
+                by_stack.setdefault(stack.get("stack"), []).append(stack)
+    out["stacks"] = [{"stack": number, "metrics": _mean_mapping([s["metrics"] for s in stacks]),
+                      "per_joint": _mean_mapping([s["per_joint"] for s in stacks
+                                                  if isinstance(s.get("per_joint"), Mapping)])}
+                     for number, stacks in by_stack.items() if len(stacks) == len(evals)]
+    for key in ("seconds", "images_per_s"):
+        out[key] = _mean_of([e.get(key) for e in evals])
+    out["seeds"] = [e.get("seed") for e in evals]
+    return out
+
+
+def _mean_epochs(curves: Sequence[list[dict[str, float]]]) -> list[dict[str, float]] | None:
+    """The mean curve: at every step all the seeds' curves have (in step order), each column's mean over them."""
+    if len(curves) == 1:
+        return curves[0]
+    by_step = [{row.get("step", math.nan): row for row in curve if math.isfinite(row.get("step", math.nan))}
+               for curve in curves]
+    steps = sorted(set.intersection(*(set(rows) for rows in by_step)))
+    out = []
+    for step in steps:
+        rows = [rows[step] for rows in by_step]
+        row = {}
+        for key in dict.fromkeys(k for r in rows for k in r):
+            mean = _mean_of([r.get(key, math.nan) for r in rows])
+            row[key] = math.nan if mean is None else mean
+        out.append(row)
+    return out or None
+
+
+def aggregate(name: str, path: Path, seeds: list[SeedRun]) -> VariantRun:
+    """The variant as the report shows it: ``seeds``' files averaged over the seeds that have them."""
+    run = VariantRun(name, path, seeds)
+    for seed in seeds:
+        run.missing.extend(seed.missing)
+    evals = [s.eval for s in seeds if s.eval is not None]
+    run.eval = _mean_eval(evals) if evals else None
+    curves = [s.epochs for s in seeds if s.epochs]
+    run.epochs = _mean_epochs(curves) if curves else None
+    trained = [s.train_metrics for s in seeds if s.train_metrics is not None]
+    run.train_metrics = (trained[0] if len(trained) == 1 else _mean_mapping(trained)) if trained else None
+    run.config = next((s.config for s in seeds if s.config is not None), None)
+    runs = [s.mlflow_run for s in seeds if s.mlflow_run]
+    run.mlflow_run = ", ".join(runs) if runs else None
+    return run
+
+
+def across_seeds(values: Sequence[float | None]) -> dict[str, float | int | None]:
+    """``{"mean", "sd", "n"}`` of the finite ``values`` (one per seed); ``sd`` is the sample standard deviation
+    (n - 1), None with fewer than two seeds."""
+    finite = [v for v in (_finite(x) for x in values) if v is not None]
+    if not finite:
+        return {"mean": None, "sd": None, "n": 0}
+    sd = float(np.std(finite, ddof=1)) if len(finite) > 1 else None
+    return {"mean": float(np.mean(finite)), "sd": sd, "n": len(finite)}
+
+
+def _has_metrics(path: Path) -> bool:
+    return (path / "metrics.json").is_file() or (path / "eval" / "metrics.json").is_file()
+
+
+def discover_variants(models_dir: Path, names: Sequence[str], seeds: Sequence[int],
+                      imports: Sequence[str] = ()) -> list[VariantRun]:
+    """The variants named in params (in that order, trained or not), each with the params' ``seeds`` (trained or
+    not), then the released weights of params ``imports`` (``models/<name>/``, no seed level), then any other
+    variant directory with metrics: its ``seed-<n>`` directories with metrics, or, without any, the directory itself
+    (a model trained or imported by hand without the seed level). A sweep variant's seed directory whose seed is not
+    in ``seeds`` is left out of its mean, and the report says so."""
+    out = []
+    for name in names:
+        variant_dir = models_dir / name
+        runs = [load_seed_run(name, seed, model_dir(name, seed, models_dir)) for seed in seeds]
+        run = aggregate(name, variant_dir, runs)
+        extra = [seed for seed, path in seed_dirs(variant_dir).items() if seed not in seeds and _has_metrics(path)]
+        if extra:
+            run.missing.append(f"variant `{name}`: seed(s) {', '.join(map(str, extra))} under `{variant_dir}` left "
+                               f"out: not in params `seeds` {list(seeds)}")
+        out.append(run)
+    for name in imports:
+        out.append(aggregate(name, models_dir / name, [load_seed_run(name, None, models_dir / name, imported=True)]))
+    listed = {*names, *imports}
+    others = sorted(p.name for p in models_dir.iterdir() if p.is_dir() and p.name not in listed) \
+        if models_dir.is_dir() else []
+    for name in others:
+        variant_dir = models_dir / name
+        found = {seed: path for seed, path in seed_dirs(variant_dir).items() if _has_metrics(path)}
+        if found:
+            out.append(aggregate(name, variant_dir, [load_seed_run(name, seed, path) for seed, path in found.items()]))
+        elif _has_metrics(variant_dir):
+            out.append(aggregate(name, variant_dir, [load_seed_run(name, None, variant_dir)]))
+    return out
 
 
 def find_anchor_data(start: Path | None = None) -> Path | None:
@@ -275,6 +427,11 @@ def parameter_count(run: VariantRun, joints: int) -> tuple[int | None, str]:
 # computed on the same people in each resample: a *paired* interval, much narrower than the two single intervals
 # suggest when the variants succeed and fail on the same people.
 #
+# A variant trained from several seeds is scored by its seed-averaged statistic: on every resample each seed's
+# statistic is computed on the same resampled people and the seeds' values are averaged (and on all people, the
+# estimate is the mean of the seeds' scores). Its interval is that average's, paired differences likewise; the
+# intervals still cover the choice of people only, the spread across seeds is reported beside them.
+#
 # Each resample is cheap: a person contributes, per joint, one "correct" count (0 or 1) and one "annotated" count
 # (0 or 1). Resample ``b`` takes person ``i`` ``w[b, i]`` times, so its per-joint totals are ``w @ counts``; the
 # statistics follow from those totals exactly as :mod:`hourglass.metrics` computes them from the full set:
@@ -361,6 +518,7 @@ class PeopleBootstrap:
         self._annotated_all = self._annotated.sum(axis=0)  # (J,)
         self.estimates: dict[str, dict[str, float]] = {}
         self.draws: dict[str, dict[str, np.ndarray]] = {}
+        self.seed_estimates: dict[str, list[dict[str, float]]] = {}  # each seed's own, in the order given
 
     @property
     def people(self) -> int:
@@ -378,15 +536,24 @@ class PeopleBootstrap:
             figure4 = np.where(scored > 0, np.nansum(per_joint, axis=-1) / np.maximum(scored, 1), np.nan)
         return {"Mean": mean, "figure4": figure4}
 
-    def add(self, name: str, correct: np.ndarray) -> dict[str, float]:
-        """Score variant ``name`` from its (N, J) ``correct`` mask; returns its point estimates."""
-        correct = np.asarray(correct, dtype=bool)
-        if correct.shape != self.shape:
-            raise ValueError(f"{name}: correct mask is {correct.shape}, the ground truth's people {self.shape}")
-        sub = (correct[self.rows] & (self._annotated > 0)).astype(np.float64)
-        self.estimates[name] = {k: float(v) for k, v in self._statistics(sub.sum(axis=0),
-                                                                         self._annotated_all).items()}
-        self.draws[name] = self._statistics(self._weights @ sub, self._annotated_draws)
+    def add(self, name: str, correct: np.ndarray | Sequence[np.ndarray]) -> dict[str, float]:
+        """Score variant ``name`` from its (N, J) ``correct`` mask, or from one mask per training seed (a list:
+        the seed-averaged statistics, see the module notes); returns its point estimates."""
+        masks = [correct] if isinstance(correct, np.ndarray) else list(correct)
+        if not masks:
+            raise ValueError(f"{name}: no correct mask given")
+        estimates, draws = [], []
+        for mask in masks:
+            mask = np.asarray(mask, dtype=bool)
+            if mask.shape != self.shape:
+                raise ValueError(f"{name}: correct mask is {mask.shape}, the ground truth's people {self.shape}")
+            sub = (mask[self.rows] & (self._annotated > 0)).astype(np.float64)
+            estimates.append({k: float(v) for k, v in self._statistics(sub.sum(axis=0),
+                                                                       self._annotated_all).items()})
+            draws.append(self._statistics(self._weights @ sub, self._annotated_draws))
+        self.seed_estimates[name] = estimates
+        self.estimates[name] = {k: float(np.mean([e[k] for e in estimates])) for k in estimates[0]}
+        self.draws[name] = {k: np.mean([d[k] for d in draws], axis=0) for k in draws[0]}
         return self.estimates[name]
 
     def _interval(self, estimate: float, draws: np.ndarray) -> Interval:
@@ -501,7 +668,8 @@ def figure4(runs: Sequence[VariantRun], family: DatasetFamily,
     curves = [r for r in runs if r.epochs and any(math.isfinite(e.get(key, math.nan)) for e in r.epochs)]
     if not curves:
         return _message_figure("Figure 4: validation accuracy during training",
-                               f"No variant has per-epoch validation ({key} in models/<variant>/epochs.csv)."), \
+                               f"No variant has per-epoch validation ({key} in "
+                               "models/<variant>/seed-<n>/epochs.csv)."), \
             f"no variant has `{key}` in its epochs.csv"
     by_step = all(all(math.isfinite(e.get("step", math.nan)) for e in r.epochs) for r in curves)
     fig = Figure(figsize=(7.5, 4.8), layout="constrained")
@@ -556,8 +724,9 @@ def figure5(series: Sequence[tuple[str, Mapping[str, float], Mapping[str, float]
     groups = list(family.groups)
     if not series:
         return _message_figure("Figure 5: intermediate against final predictions",
-                               "No multi-stack variant has per-stack evaluation (models/<variant>/eval/metrics.json "
-                               "'stacks')."), "no multi-stack variant has per-stack evaluation scores"
+                               "No multi-stack variant has per-stack evaluation "
+                               "(models/<variant>/seed-<n>/eval/metrics.json 'stacks')."), \
+            "no multi-stack variant has per-stack evaluation scores"
     panels = [*series, *([paper] if paper is not None else [])]
     rows, cols, panel_w, panel_h = _panel_grid(len(panels))
     fig = Figure(figsize=(cols * panel_w, rows * panel_h + 0.8), layout="constrained")
@@ -763,13 +932,17 @@ class _Builder:
 
     # uncertainty --------------------------------------------------------------------------------------------
     def bootstrap(self, runs: Sequence[VariantRun]) -> None:
-        """Score every variant's ``preds.h5`` on the validation people and resample them (see "uncertainty" below)."""
+        """Score every evaluated seed's ``preds.h5`` on the validation people and resample them (see "uncertainty"
+        below): a variant gets an interval when each of its evaluated seeds has predictions."""
         self.runs = {r.name: r for r in runs}
-        with_preds = [r for r in runs if r.preds_path.is_file()]
+        scorable = []
         for run in runs:
-            if run.eval is not None and not run.preds_path.is_file():
-                self.missing.append(f"variant `{run.name}`: no 95 % interval, `{run.preds_path}` not found")
-        if not with_preds:
+            lacking = [s for s in run.evaluated if not s.preds_path.is_file()]
+            for seed in lacking:
+                self.missing.append(f"variant `{seed.label}`: no 95 % interval, `{seed.preds_path}` not found")
+            if run.evaluated and not lacking:
+                scorable.append(run)
+        if not scorable:
             return
         valid = self.paths.raw / "annot" / "valid.h5"
         try:
@@ -778,25 +951,73 @@ class _Builder:
         except (AnnotationError, ValueError) as err:
             self.missing.append(f"no 95 % intervals: `{valid}`: {err}")
             return
-        for run in with_preds:
+        for run in scorable:
+            masks = []
             try:
-                pred = read_predictions(run.preds_path, joints=gt.num_joints, people=len(gt))
-                if pred.shape != gt.joints.shape:
-                    raise ReaderError(f"`{run.preds_path}` has shape {pred.shape}, the validation annotations "
-                                      f"{gt.joints.shape}")
-                estimates = boot.add(run.name, correct_joints(pred, gt.joints, gt.annotated, gt.normalize,
-                                                              self.family.threshold))
+                for seed in run.evaluated:
+                    pred = read_predictions(seed.preds_path, joints=gt.num_joints, people=len(gt))
+                    if pred.shape != gt.joints.shape:
+                        raise ReaderError(f"`{seed.preds_path}` has shape {pred.shape}, the validation annotations "
+                                          f"{gt.joints.shape}")
+                    masks.append(correct_joints(pred, gt.joints, gt.annotated, gt.normalize, self.family.threshold))
+                boot.add(run.name, masks)
             except (ReaderError, ValueError) as err:
                 self.missing.append(f"variant `{run.name}`: no 95 % interval: {err}")
                 continue
-            final = (run.eval or {}).get("final")
-            for statistic, value in (final.items() if isinstance(final, Mapping) else ()):
-                value = _finite(value)
-                if statistic in estimates and value is not None and abs(value - estimates[statistic]) > 0.05:
-                    self.missing.append(
-                        f"variant `{run.name}`: `{run.preds_path}` scores {statistic} {estimates[statistic]:.2f} %, "
-                        f"its eval/metrics.json {value:.2f} %; the intervals are of the predictions")
+            for seed, estimates in zip(run.evaluated, boot.seed_estimates[run.name]):
+                final = (seed.eval or {}).get("final")
+                for statistic, value in (final.items() if isinstance(final, Mapping) else ()):
+                    value = _finite(value)
+                    if statistic in estimates and value is not None and abs(value - estimates[statistic]) > 0.05:
+                        self.missing.append(
+                            f"variant `{seed.label}`: `{seed.preds_path}` scores {statistic} "
+                            f"{estimates[statistic]:.2f} %, its eval/metrics.json {value:.2f} %; the intervals are "
+                            "of the predictions")
         self.boot = boot if boot.estimates else None
+
+    # seeds --------------------------------------------------------------------------------------------------
+    def seed_count(self, name: str) -> int:
+        """How many evaluated seeds variant ``name``'s scores average (0: none)."""
+        run = self.runs.get(name)
+        return len(run.evaluated) if run is not None else 0
+
+    @property
+    def several_seeds(self) -> bool:
+        """Whether any variant averages more than one seed: the report then shows the spread across seeds."""
+        return any(len(r.evaluated) > 1 for r in self.runs.values())
+
+    def on_seeds(self, *names: str) -> str:
+        """'one seed', '3 seeds' or '2-3 seeds': what the variants ``names`` were scored on."""
+        counts = sorted({max(self.seed_count(n), 1) for n in names} or {1})
+        if counts == [1]:
+            return "one seed"
+        return f"{counts[0]} seeds" if len(counts) == 1 else f"{counts[0]}-{counts[-1]} seeds"
+
+    def spread(self, name: str, statistic: str = "Mean") -> dict[str, float | int | None] | None:
+        """Mean, sd and count across the variant's evaluated seeds of its eval/metrics.json ``statistic``."""
+        run = self.runs.get(name)
+        if run is None or not run.evaluated:
+            return None
+        return across_seeds([(s.eval.get("final") or {}).get(statistic) for s in run.evaluated])
+
+    def spread_cell(self, name: str, statistic: str = "Mean") -> str:
+        """'48.1 ± 0.6 (2 seeds)', '48.1 (1 seed)', or '–'."""
+        spread = self.spread(name, statistic)
+        if spread is None or spread["mean"] is None:
+            return "–"
+        sd = "" if spread["sd"] is None else f" ± {spread['sd']:.1f}"
+        return f"{spread['mean']:.1f}{sd} ({spread['n']} seed{'s' if spread['n'] != 1 else ''})"
+
+    def record_seeds(self, runs: Sequence[VariantRun]) -> None:
+        """summary.json: each variant's seeds, their own scores, and mean/sd/count across them."""
+        for run in runs:
+            if not run.evaluated:
+                continue
+            entry = self.summary["variants"].setdefault(run.name, {})
+            entry["seeds"] = [s.seed for s in run.evaluated]
+            entry["per_seed"] = {str(s.seed): {k: _finite(v) for k, v in (s.eval.get("final") or {}).items()}
+                                 for s in run.evaluated}
+            entry["across_seeds"] = {k: self.spread(run.name, k) for k in BOOTSTRAP_STATISTICS}
 
     def uncertainty(self) -> str:
         head = "## Uncertainty\n\n"
@@ -816,6 +1037,8 @@ class _Builder:
             entry = self.summary["variants"].setdefault(name, {})
             entry["interval"] = {k: v.as_dict() for k, v in intervals.items()}
             cells = [f"`{name}`", _with_bounds(intervals["Mean"]), _with_bounds(intervals["figure4"])]
+            if self.several_seeds:
+                cells.insert(1, self.spread_cell(name))
             if ref is not None and name == ref:
                 cells += ["–", "–", "(reference)"]
             elif ref is not None:
@@ -824,24 +1047,39 @@ class _Builder:
                     k: {**d.as_dict(), "distinguishable": d.excludes_zero} for k, d in diffs.items()}
                 which = [label for k, label in (("Mean", "Mean"), ("figure4", "Figure-4")) if diffs[k].excludes_zero]
                 cells += [_with_bounds(diffs["Mean"], True), _with_bounds(diffs["figure4"], True),
-                          ", ".join(which) or "neither (not distinguishable on one seed)"]
+                          ", ".join(which) or f"neither (not distinguishable on {self.on_seeds(name, ref)})"]
             rows.append(cells)
         header = ["Variant", f"Mean {self.metric} (%) [95 % interval]", "Figure-4 accuracy (%) [95 % interval]"]
+        if self.several_seeds:
+            header.insert(1, f"Mean {self.metric} (%) across seeds, ± sd")
         if ref is not None:
             header += [f"Mean − `{ref}` (points)", f"Figure-4 − `{ref}` (points)", f"distinguishable from `{ref}`"]
+        preds = "seeds' `eval/preds.h5` files" if self.several_seeds else "`eval/preds.h5`"
         text = (head + f"95 % percentile-bootstrap intervals over the {boot.people} validation people with an "
                 f"annotated joint: {boot.resamples} resamples of the people drawn with replacement (seed "
-                f"{boot.seed}), each scored from the variant's `eval/preds.h5` against "
+                f"{boot.seed}), each scored from the variant's {preds} against "
                 f"`{self.paths.raw / 'annot' / 'valid.h5'}` (a missed person counts as wrong). Figure-4 accuracy: "
                 f"{self.family.figure4_label}. Differences from the reference are paired: in every resample both "
                 "variants are scored on the same people. A difference is distinguishable when its interval "
-                "excludes 0. The intervals cover the choice of validation people only, not training noise: each "
-                f"variant was trained once, on one seed.\n\nReference: {self.reference_note}.\n\n"
+                f"excludes 0. {self.seeds_note()}\n\nReference: {self.reference_note}.\n\n"
                 + markdown_table(header, rows))
         ordering = self.paper_ordering()
         if ordering:
             text += "\n\nAgainst the paper's Figure 4:\n\n" + "\n".join(f"- {line}" for line in ordering)
         return text + "\n"
+
+    def seeds_note(self) -> str:
+        """What the intervals cover, given how many seeds each variant was trained from."""
+        if not self.several_seeds:
+            return ("The intervals cover the choice of validation people only, not training noise: each variant was "
+                    "trained once, on one seed.")
+        counts = sorted({len(r.evaluated) for r in self.runs.values() if r.evaluated})
+        trained = (f"{counts[0]} training seeds" if len(counts) == 1
+                   else "its training seeds (counted in the second column)")
+        return (f"Each variant's score is the mean over {trained}: every resample scores each seed on the same "
+                "resampled people and averages the seeds' scores, so a paired difference compares seed-averaged "
+                "scores on the same people. The intervals cover the choice of validation people, not training "
+                "noise; the spread across seeds (sample standard deviation) is in the second column.")
 
     def paper_ordering(self) -> list[str]:
         """Where the Figure-4 ordering of the paper's variants differs from the paper's (HG-Stacked-Int best; the
@@ -853,7 +1091,7 @@ class _Builder:
 
         def versus(a: str, b: str) -> str:
             diff = boot.difference(a, b, "figure4")
-            verdict = "distinguishable" if diff.excludes_zero else "not distinguishable on one seed"
+            verdict = "distinguishable" if diff.excludes_zero else f"not distinguishable on {self.on_seeds(a, b)}"
             return f"{_with_bounds(diff, True)} points, {verdict}"
 
         score = {v: boot.estimates[v]["figure4"] for v in have}
@@ -884,8 +1122,9 @@ class _Builder:
         return lines
 
     def supervision(self, name: str) -> str | None:
-        """The supervision the variant was trained with, from its resolved config (``models/<variant>/config.yaml``;
-        the params' variant table is not read: the report stage does not declare it, and the record is the truth)."""
+        """The supervision the variant was trained with, from its resolved config (its first seed's
+        ``models/<variant>/seed-<n>/config.yaml``; the params' variant table is not read: the report stage does not
+        declare it, and the record is the truth)."""
         run = self.runs.get(name)
         model = ((run.config if run is not None else None) or {}).get("model")
         return str(model["supervision"]) if isinstance(model, Mapping) and model.get("supervision") else None
@@ -924,14 +1163,27 @@ class _Builder:
                     self.missing.append(f"variant `{run.name}`: no scores (neither eval/metrics.json nor metrics.json)")
                 continue
             values, source = scores
-            rows.append(ScoreRow(f"**{run.name}**", source, values,
-                                 {"ci": _bounds(self.interval(run.name, "Mean"))}))
+            if len(run.evaluated) > 1:
+                source += f", mean of {len(run.evaluated)} seeds"
+            label = f"**{run.name}**"
+            released = self.params.imports.get(run.name)
+            if released is not None:  # the release's own numbers are its README's, by its own metric
+                label += " (released weights)"
+                source += f"; `{released.path}`, imported from {PORT_PROJECT}"
+            rows.append(ScoreRow(label, source, values,
+                                 {"ci": _bounds(self.interval(run.name, "Mean")), "seeds": self.spread_cell(run.name)}))
             entry = self.summary["variants"].setdefault(run.name, {})
             entry["final"] = {k: _finite(v) for k, v in values.items()}
             entry["source"] = source
         if baseline is not None:
             rows.append(ScoreRow("mean-pose baseline", "average training pose placed in each crop",
                                  _result_values(baseline)))
+        extra = [("Mean 95 % interval", "ci")]
+        seeds = ""
+        if self.several_seeds:
+            extra.append(("Mean across seeds, ± sd", "seeds"))
+            seeds = (" A variant trained from several seeds shows the mean of its seeds' scores, and their mean ± "
+                     "sample standard deviation beside it.")
         note = ""
         if self.params.dataset == "synthetic":
             whose = "the paper's and the authors' rows are" if authors is not None else "the paper's rows are"
@@ -941,8 +1193,8 @@ class _Builder:
         return (f"## Results\n\nValidation {self.metric} per joint group, in % of annotated joints "
                 f"({self.family.mean_note}). "
                 f"'–' marks a number the source does not give; the 95 % intervals of our variants' Means are "
-                f"explained under Uncertainty.{note}\n\n"
-                f"{scores_table(rows, self.family, [('Mean 95 % interval', 'ci')])}\n\n"
+                f"explained under Uncertainty.{seeds}{note}\n\n"
+                f"{scores_table(rows, self.family, extra)}\n\n"
                 f"{paper_footnote(self.family)}\n")
 
     def per_joint(self, runs: Sequence[VariantRun], baseline: PCKResult | None, authors: PCKResult | None) -> str:
@@ -959,7 +1211,9 @@ class _Builder:
         names = self.family.joints.names
         header = ["Joint", *(f"{c} {self.metric} (%)" for c, _ in columns)]
         body = [[j, *(_cell(values.get(j)) for _, values in columns)] for j in names]
-        return f"### Per joint\n\nValidation {self.metric} of every joint, in %.\n\n{markdown_table(header, body)}\n"
+        seeds = " A variant's column is the mean over its seeds." if self.several_seeds else ""
+        return (f"### Per joint\n\nValidation {self.metric} of every joint, in %.{seeds}\n\n"
+                f"{markdown_table(header, body)}\n")
 
     def margins(self, runs: Sequence[VariantRun], baseline: PCKResult | None) -> str:
         text = ("## Mean-pose baseline\n\nThe average training pose (joint offsets from the person centre in units "
@@ -984,7 +1238,12 @@ class _Builder:
     def costs(self, runs: Sequence[VariantRun]) -> str:
         body = []
         joints = self.family.joints.count
-        for run in runs:
+        several = self.several_seeds
+        # One row per variant (its one seed's run), or with several seeds one row per variant and seed.
+        items: list[tuple[VariantRun, SeedRun | VariantRun]] = []
+        for variant in runs:
+            items += [(variant, s) for s in variant.seeds] if several and variant.seeds else [(variant, variant)]
+        for variant, run in items:
             params, how = parameter_count(run, joints)
             hours = training_hours(run)
             rate = mean_train_throughput(run)
@@ -992,22 +1251,33 @@ class _Builder:
             tm = run.train_metrics or {}
             stacks = ((run.config or {}).get("model") or {}).get("stacks")
             best_key = f"best/{self.family.prefix}/Mean"
-            body.append([run.name, str(stacks) if stacks is not None else "–",
+            seed = [] if not several else ["–" if getattr(run, "seed", None) is None else str(run.seed)]
+            body.append([run.name, *seed, str(stacks) if stacks is not None else "–",
                          _cell(None if params is None else params / 1e6, 2) + (" (from config)" if how == "config"
                                                                                  else ""),
                          _cell(len(run.epochs) if run.epochs else None, 0), _cell(tm.get("steps"), 0),
                          _duration(hours), _cell(rate), _cell(ev.get("images_per_s")), _cell(ev.get("seconds")),
                          _cell(tm.get(best_key)),
                          _cell(tm.get("best/epoch"), 0), f"`{run.mlflow_run}`" if run.mlflow_run else "–"])
+            costs = {"parameters": params, "train_hours": hours, "train_img_per_s": rate,
+                     "eval_img_per_s": _finite(ev.get("images_per_s"))}
             entry = self.summary["variants"].setdefault(run.name, {})
-            entry.update({"parameters": params, "train_hours": hours, "train_img_per_s": rate,
-                          "eval_img_per_s": _finite(ev.get("images_per_s"))})
-        header = ["Variant", "Stacks", "Parameters (M)", "Epochs", "Optimiser steps", "Training time (h)",
+            if run is variant:
+                entry.update(costs)
+            else:  # per seed, and the variant's parameter count and mean training time / throughputs
+                entry.setdefault("per_seed_costs", {})[str(run.seed)] = costs
+                per_seed = list(entry["per_seed_costs"].values())
+                entry.update({"parameters": params, **{k: _mean_of([c[k] for c in per_seed])
+                                                       for k in ("train_hours", "train_img_per_s",
+                                                                 "eval_img_per_s")}})
+        header = ["Variant", *(["Seed"] if several else []), "Stacks", "Parameters (M)", "Epochs", "Optimiser steps",
+                  "Training time (h)",
                   "Training throughput (img/s)", "Evaluation throughput (img/s)", "Evaluation time (s)",
                   f"Best validation Mean {self.metric} (%)", "Best at epoch", "MLflow run"]
         return ("## Model size, training time and throughput\n\nParameters are trainable weights. Training time "
                 "is optimiser time summed over epochs (steps x batch / measured images per second), validation "
-                "excluded; throughputs are means over epochs (training) and the whole evaluation (evaluation).\n\n"
+                "excluded; throughputs are means over epochs (training) and the whole evaluation (evaluation)."
+                + (" One row per training seed." if several else "") + "\n\n"
                 + markdown_table(header, body) + "\n")
 
     def ablation(self, runs: Sequence[VariantRun]) -> str:
@@ -1062,15 +1332,23 @@ class _Builder:
 
     def examples(self, runs: Sequence[VariantRun]) -> str:
         text = "## Examples\n\n"
-        candidates = [r for r in runs if r.preds_path.is_file() and final_scores(r, self.family)]
+        def mean(run: SeedRun | VariantRun) -> float:
+            return final_scores(run, self.family)[0].get("Mean", -1.0)
+
+        # The variant with the best (seed-averaged) Mean, then its seed with the best Mean.
+        seeds_with_preds = {r.name: [s for s in r.evaluated if s.preds_path.is_file() and final_scores(s, self.family)]
+                            for r in runs}
+        candidates = [r for r in runs if seeds_with_preds[r.name] and final_scores(r, self.family)]
         if self.cfg.example_variant is not None:
             candidates = [r for r in candidates if r.name == self.cfg.example_variant]
-        chosen_run = max(candidates, key=lambda r: final_scores(r, self.family)[0].get("Mean", -1.0), default=None)
+        chosen_variant = max(candidates, key=mean, default=None)
+        chosen_run = None if chosen_variant is None else max(seeds_with_preds[chosen_variant.name], key=mean)
+        shown = "" if chosen_run is None else (chosen_run.label if self.several_seeds else chosen_run.name)
         problem = None
         pred = gt = None
         if chosen_run is None:
             wanted = f"variant `{self.cfg.example_variant}`" if self.cfg.example_variant else "any variant"
-            problem = f"no predictions for {wanted} (`models/<variant>/eval/preds.h5`)"
+            problem = f"no predictions for {wanted} (`models/<variant>/seed-<n>/eval/preds.h5`)"
         else:
             try:
                 pred = read_predictions(chosen_run.preds_path)
@@ -1092,7 +1370,7 @@ class _Builder:
                 save_figure(_message_figure(f"Examples: {kind} cases", "Not drawn: " + problem.replace("`", "")), path)
                 continue
             fig, absent = examples_figure(
-                f"{chosen_run.name}: the {min(self.cfg.examples, len(people))} {kind} validation people "
+                f"{shown}: the {min(self.cfg.examples, len(people))} {kind} validation people "
                 f"by {self.metric}",
                 people[:self.cfg.examples], pred, gt, self.paths.raw / "images", self.family)
             save_figure(fig, path)
@@ -1102,7 +1380,8 @@ class _Builder:
         if problem is not None:
             self.missing.append(f"example figures not drawn: {problem}")
             return text + f"Not drawn: {problem}.\n"
-        return (text + f"Validation people of variant `{chosen_run.name}` ranked by the share of joints within "
+        which = "" if not self.several_seeds else " (of its seeds, the one with the best Mean)"
+        return (text + f"Validation people of variant `{shown}`{which} ranked by the share of joints within "
                 f"{threshold:g} {self.family.unit} of the truth (ties: lower mean error first). "
                 "Green solid: ground truth; red dashed: prediction.\n\n"
                 "![best cases](figures/examples_best.png)\n\n![worst cases](figures/examples_worst.png)\n")
@@ -1116,10 +1395,11 @@ class _Builder:
         self.summary["params_sha256"] = digest  # no date: `dvc metrics diff` should show only real changes
         rows = [["params", f"`{self.paths.params}` sha256 `{digest}`"], ["git commit", commit],
                 ["data version", data], ["generated", now]]
-        for run in runs:
+        for run in (seed for variant in runs for seed in variant.seeds):
             config = run.path / "config.yaml"
             if config.is_file():
-                rows.append([f"`{run.name}` resolved params", f"`{config}` sha256 `{sha256_file(config)[:16]}`"])
+                label = run.label if self.several_seeds else run.name
+                rows.append([f"`{label}` resolved params", f"`{config}` sha256 `{sha256_file(config)[:16]}`"])
         return ("## Provenance\n\n" + markdown_table(["What", "Value"], rows, "ll")
                 + f"\n\n<details><summary>params.yaml used for this report</summary>\n\n```yaml\n"
                 f"{params_text.rstrip()}\n```\n\n</details>\n")
@@ -1129,8 +1409,10 @@ class _Builder:
         order = sorted(scored, key=lambda n: -scored[n])
         leader = order[0]
         interval = self.interval(leader, "Mean")
-        mean = f"Mean {self.metric} {scored[leader]:.1f} %" + ("" if interval is None else
-                                                              f" [95 % interval {_bounds(interval)[1:]}")
+        spread = self.spread(leader) if self.several_seeds else None
+        sd = "" if spread is None or spread["sd"] is None else f" ± {spread['sd']:.1f} sd over {spread['n']} seeds"
+        mean = f"Mean {self.metric} {scored[leader]:.1f} %{sd}" + ("" if interval is None else
+                                                                  f" [95 % interval {_bounds(interval)[1:]}")
         over = "" if baseline is None else (f", {scored[leader] - baseline.mean:+.1f} points over the mean-pose "
                                             f"baseline ({baseline.mean:.1f} %)")
         self.summary["leading_variant"] = leader
@@ -1148,8 +1430,8 @@ class _Builder:
             self.summary["best_variant"] = leader
             return f"- Best variant: `{leader}` with {mean}{over}; ahead of the runner-up `{runner}` by {gap}."
         self.summary["best_variant"] = None
-        return (f"- Best variant: not distinguishable on one seed. `{leader}` ({mean}) leads the runner-up "
-                f"`{runner}` by {gap}" + (", an interval that includes 0." if diff is not None else "."))
+        return (f"- Best variant: not distinguishable on {self.on_seeds(leader, runner)}. `{leader}` ({mean}) leads "
+                f"the runner-up `{runner}` by {gap}" + (", an interval that includes 0." if diff is not None else "."))
 
     def reference_lines(self) -> list[str]:
         """Which paired differences from the reference exclude 0, per statistic."""
@@ -1161,6 +1443,7 @@ class _Builder:
         lines = []
         for statistic, label in (("Mean", f"Mean {self.metric}"), ("figure4", "Figure-4 accuracy")):
             groups: dict[bool, list[str]] = {True: [], False: []}
+            seeds = self.on_seeds(ref, *diffs)
             for name, entry in diffs.items():
                 d = entry[statistic]
                 if d["estimate"] is None or d["low"] is None:
@@ -1168,13 +1451,16 @@ class _Builder:
                 groups[d["distinguishable"]].append(
                     f"`{name}` {d['estimate']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]")
             lines.append(f"- {label} minus the reference `{ref}` (points, paired 95 % intervals): distinguishable: "
-                         f"{', '.join(groups[True]) or 'none'}; not distinguishable on one seed: "
+                         f"{', '.join(groups[True]) or 'none'}; not distinguishable on {seeds}: "
                          f"{', '.join(groups[False]) or 'none'}.")
         return lines
 
     def summary_section(self, runs: Sequence[VariantRun], baseline: PCKResult | None) -> str:
         lines = [f"- Dataset: **{self.params.dataset}**, metric: validation **{self.metric}**.",
                  f"- Variants: {', '.join(f'`{r.name}`' for r in runs) or 'none'}."]
+        if self.several_seeds:
+            lines.append(f"- Training seeds: {', '.join(map(str, self.params.seeds))}; each variant's numbers are "
+                         "the mean over its seeds, with the sample standard deviation across them (± sd).")
         scored = {n: v["final"]["Mean"] for n, v in self.summary["variants"].items()
                   if (v.get("final") or {}).get("Mean") is not None}
         if scored:
@@ -1195,12 +1481,13 @@ class _Builder:
         return "## Summary\n\n" + "\n".join(lines) + f"\n\n### Missing inputs\n\n{missing}\n"
 
 
-SCORES_NAME = "scores.json"  # the one file `dvc metrics show` lists: variant -> evaluated Mean
+SCORES_NAME = "scores.json"  # the one file `dvc metrics show` lists: variant -> evaluated Mean (mean over seeds)
 CURVES_NAME = "curves.csv"  # every variant's validation curve in one table: dvc.yaml's top-level plot
 
 
 def compact_scores(runs: Sequence[VariantRun]) -> dict[str, float | None]:
-    """Each evaluated variant's Mean (evaluate stage, flip test), two decimals: small enough for a terminal."""
+    """Each evaluated variant's Mean (evaluate stage, flip test; the mean over its seeds), two decimals: small
+    enough for a terminal."""
     out: dict[str, float | None] = {}
     for run in runs:
         final = (run.eval or {}).get("final")
@@ -1211,8 +1498,9 @@ def compact_scores(runs: Sequence[VariantRun]) -> dict[str, float | None]:
 
 
 def curves_table(runs: Sequence[VariantRun], sweep: Sequence[str]) -> str:
-    """CSV: ``step`` and one column per sweep variant of its per-epoch ``val/figure4`` (blank where a variant has
-    no epoch at that step, or was not trained), so one DVC plot overlays the whole sweep."""
+    """CSV: ``step`` and one column per sweep variant of its per-epoch ``val/figure4`` (the mean curve over its
+    seeds; blank where a variant has no epoch at that step, or was not trained), so one DVC plot overlays the whole
+    sweep."""
     by_name = {run.name: run for run in runs}
     curves: dict[str, dict[float, float]] = {}
     for name in sweep:
@@ -1234,12 +1522,14 @@ def build_report(params: ParamsConfig, paths: ReportPaths) -> dict[str, Any]:
     Returns the summary written to ``summary.json`` plus ``missing``: the lines of the "Missing inputs" section.
     """
     cfg = params.report
-    # The sweep's variants (what dvc.yaml trains, trained or not), then any other trained directory.
-    runs = discover_variants(paths.models, list(params.sweep))
+    # The sweep's variants x seeds (what dvc.yaml trains, trained or not), then any other trained directory.
+    runs = discover_variants(paths.models, list(params.sweep), list(params.seeds), list(params.imports))
     builder = _Builder(params, paths, cfg)
+    builder.summary["seeds"] = list(params.seeds)
     for run in runs:
         builder.missing.extend(run.missing)
     builder.bootstrap(runs)
+    builder.record_seeds(runs)
     uncertainty = builder.uncertainty()
     baseline = builder.baseline()
     authors = builder.authors()

@@ -90,12 +90,13 @@ def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
     return params.model_copy(update=update)
 
 
-def run_params(params: ParamsConfig, name: str, initialised: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The MLflow run's params: what this run was (its data, resolved network, targets, augmentation and training
-    recipe, and for a fine-tuning run the source of its first weights), not every variant's definition, the
-    download URLs or other stages' settings."""
+def run_params(params: ParamsConfig, name: str, seed: int,
+               initialised: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The MLflow run's params: what this run was (its data, seed, resolved network, targets, augmentation and
+    training recipe, and for a fine-tuning run the source of its first weights), not every variant's definition,
+    the download URLs or other stages' settings."""
     dumped = params.model_dump(mode="json")
-    out: dict[str, Any] = {"variant": name, "dataset": params.dataset, "seed": params.seed}
+    out: dict[str, Any] = {"variant": name, "dataset": params.dataset, "seed": seed}
     out.update({key: dumped[key] for key in ("model", "targets", "augment")})
     out["train"] = {k: v for k, v in dumped["train"].items() if k != "variants"}
     if params.dataset == "synthetic":
@@ -196,13 +197,19 @@ def _joints(dataset: Dataset) -> int:
     return int(sample["target"].shape[0])
 
 
-def _write_config(params: ParamsConfig, variant: str | None, runtime: Mapping[str, Any], path: Path,
+def run_record(params: ParamsConfig, seed: int) -> dict[str, Any]:
+    """The resolved params of a run with its own training seed (``seed``, beside the sweep's ``seeds``): what
+    config.yaml, the checkpoint and the logged model record."""
+    return {**params.model_dump(mode="json"), "seed": seed}
+
+
+def _write_config(record: Mapping[str, Any], variant: str | None, runtime: Mapping[str, Any], path: Path,
                   initialised: Mapping[str, Any] | None = None) -> None:
     """The resolved config and how the run ran (and, fine-tuning, where its first weights came from), beside the
     outputs, so every artefact says what made it."""
     extra = {"initialised_from": dict(initialised)} if initialised else {}
-    write_atomic(path, yaml.safe_dump({"variant": variant, "runtime": dict(runtime), **extra,
-                                       **params.model_dump(mode="json")}, sort_keys=False))
+    write_atomic(path, yaml.safe_dump({"variant": variant, "runtime": dict(runtime), **extra, **record},
+                                      sort_keys=False))
 
 
 def _resumable_state(path: Path, fingerprint: Mapping[str, Any], device: torch.device) -> dict[str, Any] | None:
@@ -227,15 +234,20 @@ def train(
     train_set: Dataset,
     val_set: Dataset,
     variant: str | None = None,
+    seed: int | None = None,
     info: DistInfo = DistInfo(),
     stage: str | None = None,
     data_fingerprint: str | None = None,
 ) -> TrainResult:
-    """Train ``params.model`` (after ``variant``'s overrides) to ``params.train.epochs``; resume from
+    """Train ``params.model`` (after ``variant``'s overrides) to ``params.train.epochs`` from training seed ``seed``
+    (initial weights, sample order, augmentation; None: the first of ``params.seeds``); resume from
     ``out_dir/checkpoint.pt`` when it belongs to this run (:mod:`hourglass.fingerprint`: the same configuration,
     ``data_fingerprint`` and code), else start fresh and say why. Rank 0 writes ``checkpoint.pt``, ``epochs.csv``, ``metrics.json`` and
     ``config.yaml`` to ``out_dir`` and logs the MLflow run; other ranks only compute."""
     params = resolve_variant(params, variant)
+    seed = params.seeds[0] if seed is None else int(seed)
+    if seed < 0:
+        raise ValueError(f"seed must be an integer >= 0, got {seed}")
     cfg = params.train
     if cfg.batch_size % info.world_size:
         raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by the {info.world_size} processes")
@@ -246,21 +258,22 @@ def train(
         raise ValueError("train.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernels); "
                          "set it to false for CPU training")
     with process_group(info, device), _determinism(cfg.deterministic):
-        return _train(params, variant, out_dir, train_set, val_set, info, precision, stage, data_fingerprint)
+        return _train(params, variant, seed, out_dir, train_set, val_set, info, precision, stage, data_fingerprint)
 
 
-def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: Dataset, val_set: Dataset,
-           info: DistInfo, precision: Precision, stage: str | None, data_fingerprint: str | None) -> TrainResult:
+def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, train_set: Dataset,
+           val_set: Dataset, info: DistInfo, precision: Precision, stage: str | None,
+           data_fingerprint: str | None) -> TrainResult:
     cfg = params.train
     headline = family_of(params).headline  # what the plateau schedule and "best" follow
     ckpt_path = out_dir / CHECKPOINT_NAME
-    torch.manual_seed(params.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
+    torch.manual_seed(seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
     network = create_model(**params.model.network_kwargs(), joints=_joints(train_set))
     if cfg.sync_batchnorm and info.enabled:
         network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
     network = network.to(precision.device, memory_format=precision.memory_format)
     per_rank = cfg.batch_size // info.world_size
-    sampler = EpochSampler(len(train_set), cfg.batch_size, cfg.steps_per_epoch, seed=params.seed, rank=info.rank,
+    sampler = EpochSampler(len(train_set), cfg.batch_size, cfg.steps_per_epoch, seed=seed, rank=info.rank,
                            world_size=info.world_size)
     steps_per_epoch = sampler.steps
     if info.is_main:
@@ -273,7 +286,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
 
     start_epoch, step, run_id, history = 0, 0, None, []
     initialised: dict[str, Any] | None = None  # where the first weights came from (train.init_from)
-    fingerprint = training_fingerprint(params, variant, data_fingerprint)
+    fingerprint = training_fingerprint(params, variant, data_fingerprint, seed)
     state = _resumable_state(ckpt_path, fingerprint, precision.device)
     if state is not None:
         network.load_state_dict(state["model"])
@@ -299,36 +312,42 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
 
 
     tracker = None
+    record = run_record(params, seed)
     runtime = runtime_record(precision, cfg.precision, world_size=info.world_size, compiled=cfg.compile)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
-        _write_config(params, variant, runtime, out_dir / RESOLVED_CONFIG, initialised)
+        _write_config(record, variant, runtime, out_dir / RESOLVED_CONFIG, initialised)
         name = variant or "model"
-        tags = {"variant": name, "dvc.stage": stage or f"train@{name}", "precision": precision.describe(),
+        tags = {"variant": name, "seed": str(seed), "dvc.stage": stage or f"train@{name}-{seed}",
+                "precision": precision.describe(),
                 "world_size": str(info.world_size), **{f"runtime.{k}": str(v) for k, v in runtime.items()}}
         commit = git_commit()
         if commit:
             tags.update({"git.commit": commit, "mlflow.source.git.commit": commit})
-        tracker = RunTracker(out_dir, params.mlflow, run_name=name, params=run_params(params, name, initialised),
-                             tags=tags,
+        tracker = RunTracker(out_dir, params.mlflow, run_name=f"{name}/seed-{seed}",
+                             params=run_params(params, name, seed, initialised), tags=tags,
                              resume_epoch=start_epoch if state is not None else None, run_id=run_id)
-        log.info("training %s on %s, %d process(es)", name, precision.describe(), info.world_size)
+        log.info("training %s seed %d on %s, %d process(es)", name, seed, precision.describe(), info.world_size)
 
     status = "FAILED"
     family = family_of(params)
-    # "[hg_int 2/5]": where this variant is in the sweep, so a log of many stages says how far the sweep is
-    where = f"[{variant} {params.sweep.index(variant) + 1}/{len(params.sweep)}] " if variant in params.sweep else ""
+    # "[hg_int seed 0, 2/5]": where this run is in the sweep's variant x seed matrix (dvc.yaml's order), so a log of
+    # many stages says how far the sweep is
+    where = f"[{variant} seed {seed}] "
+    if variant in params.sweep and seed in params.seeds:
+        position = params.sweep.index(variant) * len(params.seeds) + params.seeds.index(seed)
+        where = f"[{variant} seed {seed}, {position + 1}/{len(params.sweep) * len(params.seeds)}] "
     run_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, cfg.epochs):
             started = time.perf_counter()
-            _seed_all(params.seed, info.rank, epoch)
+            _seed_all(seed, info.rank, epoch)
             sampler.set_epoch(epoch)
             loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
                                 multiprocessing_context=worker_context(cfg.workers),
                                 drop_last=True, pin_memory=precision.device.type == "cuda",
                                 worker_init_fn=_seed_worker,
-                                generator=torch.Generator().manual_seed(params.seed * 100_003 + epoch))
+                                generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
             model.train()
             losses = []
             bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -369,8 +388,8 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
                     "model": network.state_dict(), "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
                     "epoch": epoch + 1, "step": step,
-                    "sampler": {"epoch": epoch + 1, "position": 0, "seed": params.seed, "steps": steps_per_epoch},
-                    "rng": rng_state(), "config": params.model_dump(mode="json"), "variant": variant,
+                    "sampler": {"epoch": epoch + 1, "position": 0, "seed": seed, "steps": steps_per_epoch},
+                    "rng": rng_state(), "config": record, "variant": variant, "seed": seed,
                     "mlflow_run_id": tracker.run_id, "history": history, "fingerprint": fingerprint,
                     **({"initialised_from": initialised} if initialised else {}),
                 }, ckpt_path)
@@ -381,7 +400,7 @@ def _train(params: ParamsConfig, variant: str | None, out_dir: Path, train_set: 
             if params.mlflow.log_model:
                 # The config in hand: no need to read back the checkpoint just written.
                 model_uri = tracker.log_model(network, params.model.input_res, params.mlflow.registered_model,
-                                              config=params.model_dump(mode="json"), variant=variant,
+                                              config=record, variant=variant,
                                               epoch=len(history))
             run_id = tracker.run_id
             tracker.finish(final, runtime=runtime)

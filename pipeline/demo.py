@@ -1,7 +1,7 @@
 """``make demo``: the whole pipeline on the embedded synthetic dataset, end to end, with one command.
 
-Runs ``dvc repro`` (generate -> preprocess -> train@variant -> evaluate@variant -> report) with the project's
-params.yaml, then prints ``dvc metrics show`` and where every output landed. A second run does nothing: DVC sees
+Runs ``dvc repro`` (generate -> preprocess -> train@<variant>-<seed> -> evaluate@<variant>-<seed> -> report) with
+the project's params.yaml, then prints ``dvc metrics show`` and where every output landed. A second run does nothing: DVC sees
 that no dependency changed.
 """
 
@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 OUTPUTS = """Outputs:
-  data/raw/<dataset>/          images + annotation h5 (generated or downloaded)
-  data/processed/<dataset>/    HDF5 crop shards + annotations.parquet
-  models/<variant>/            checkpoint.pt, metrics.json, epochs.csv, config.yaml, mlflow.json
-  models/<variant>/eval/       preds.h5 (authors' layout) + metrics.json (per joint, per stack)
-  reports/results.md           tables beside the paper's numbers, Figures 4 and 5, examples
-  mlflow.db, mlruns/           MLflow runs and models: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
+  data/raw/<dataset>/              images + annotation h5 (generated or downloaded)
+  data/processed/<dataset>/        HDF5 crop shards + annotations.parquet
+  models/<variant>/seed-<n>/       checkpoint.pt, metrics.json, epochs.csv, config.yaml, mlflow.json
+  models/<variant>/seed-<n>/eval/  preds.h5 (authors' layout) + metrics.json (per joint, per stack)
+  reports/results.md               tables beside the paper's numbers, Figures 4 and 5, examples
+  mlflow.db, mlruns/               MLflow runs and models: .venv/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
 """
 
 
@@ -31,20 +31,29 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> int:
 
 
 def summary_table(summary_path: Path) -> str:
-    """Each variant's validation Mean beside the mean-pose baseline, from the report stage's ``summary.json``."""
+    """Each variant's validation Mean (the mean over its seeds, ± the sd across them when there are several) beside
+    the mean-pose baseline, from the report stage's ``summary.json``."""
     try:
         summary = json.loads(summary_path.read_text())
     except (OSError, ValueError) as err:
         return f"(no summary: {summary_path}: {err})"
     metric = summary.get("metric", "Mean")
     baseline = (summary.get("mean_pose_baseline") or {}).get("Mean")
-    rows = [f"{'variant':<18} {metric + ' Mean (%)':>18} {'over mean pose':>15}"]
-    for name, entry in (summary.get("variants") or {}).items():
+    variants = summary.get("variants") or {}
+    spreads = {name: ((entry or {}).get("across_seeds") or {}).get("Mean") or {} for name, entry in variants.items()}
+    several = any((spread.get("n") or 0) > 1 for spread in spreads.values())
+    rows = [f"{'variant':<18} {metric + ' Mean (%)':>18} {'over mean pose':>15}"
+            + (f" {'sd across seeds':>16} {'seeds':>5}" if several else "")]
+    for name, entry in variants.items():
         mean = ((entry or {}).get("final") or {}).get("Mean")
         if mean is None:
             continue
         margin = entry.get("margin_over_mean_pose")
-        rows.append(f"{name:<18} {mean:>18.1f} {'' if margin is None else f'{margin:+.1f}':>15}")
+        row = f"{name:<18} {mean:>18.1f} {'' if margin is None else f'{margin:+.1f}':>15}"
+        if several:
+            sd, n = spreads[name].get("sd"), spreads[name].get("n")
+            row += f" {'' if sd is None else f'± {sd:.1f}':>16} {n or '':>5}"
+        rows.append(row)
     if baseline is not None:
         rows.append(f"{'mean-pose baseline':<18} {baseline:>18.1f}")
     return "\n".join(rows)

@@ -1,12 +1,17 @@
-"""DVC stage ``evaluate@<variant>``: score a trained model on the validation split with the official protocol.
+"""DVC stage ``evaluate@<variant>-<seed>``: score a trained model on the validation split with the official protocol.
 
-``python -m pipeline.evaluate --variant NAME [--model models/NAME] [--params params.yaml] [--data DIR] [--out DIR]``
+``python -m pipeline.evaluate --variant NAME [--seed N] [--model models/NAME/seed-N] [--params params.yaml]
+[--data DIR] [--out DIR]``
+
+``--seed`` names the training seed whose model is scored (default: the first of params.yaml's ``seeds``); the model
+is then ``models/<variant>/seed-<seed>/`` unless ``--model`` names another (an imported checkpoint, for instance).
 
 Runs the checkpoint over every person of the ``valid`` split (MPII validation: PCKh@0.5; FLIC test: PCK@0.2; the
 synthetic set by its joint set), with the flip test when ``targets.flip_test`` is on and the quarter-pixel decoding,
 and scores the final prediction and every stack on its own (intermediate against final, the paper's Figure 5).
 
-Outputs in ``--out`` (default ``models/<variant>/eval/``), each written atomically:
+Outputs in ``--out`` (default: ``eval/`` beside the checkpoint, ``models/<variant>/seed-<seed>/eval/``), each
+written atomically:
 
 * ``preds.h5`` in the authors' layout: ``preds`` (N, J, 2) 1-based original-image coordinates, one row per person of
   the ground-truth annotation file in its order, so ``python -m hourglass.evaluate preds.h5 --gt valid.h5`` scores it
@@ -42,6 +47,7 @@ from hourglass.data.preprocess import TABLE_NAME, PreprocessError, read_table
 from hourglass.evaluate import score
 from hourglass.family import DatasetFamily, family_of
 from hourglass.inference import LoadedModel, Predictions, load_model, predict_dataset
+from hourglass.layout import model_dir, stage_item
 from hourglass.metrics import PCKResult
 from hourglass.mlflow_store import log_evaluation
 from hourglass.model import count_parameters
@@ -56,7 +62,7 @@ log = logging.getLogger("pipeline.evaluate")
 
 SPLIT = "valid"
 TEST_SPLIT = "test"
-TEST_DIR = "test"  # models/<variant>/eval/test/: the MPII test-set submission
+TEST_DIR = "test"  # models/<variant>/seed-<n>/eval/test/: the MPII test-set submission
 TEST_PREDICTIONS_NAME = "test_preds.h5"
 RELEASE_DIR = "release"  # data/raw/mpii/annot/release/: the annotation release's .mat, extracted by download
 PREDICTIONS_NAME = "preds.h5"
@@ -67,9 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", required=True, help="the trained variant's name (as in train.variants)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="the training seed whose model is scored (default: the first of params.yaml's seeds)")
     parser.add_argument("--model", type=Path, default=None,
                         help="model directory holding checkpoint.pt, or the checkpoint file "
-                             "(default: models/<variant>)")
+                             "(default: models/<variant>/seed-<seed>)")
     parser.add_argument("--params", default="params.yaml",
                         help="params file: dataset, targets.flip_test/flip_shift, train.val_batch_size/workers/"
                              "precision (default: %(default)s)")
@@ -79,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ground-truth annotation h5 of the validation split, which fixes the rows of preds.h5 "
                              "(default: data/raw/<params dataset>/annot/valid.h5)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output directory for preds.h5 and metrics.json (default: models/<variant>/eval)")
+                        help="output directory for preds.h5 and metrics.json (default: eval/ in the model's "
+                             "directory)")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     return parser
 
@@ -148,12 +157,18 @@ def _dataset_params(params: ParamsConfig, loaded: LoadedModel) -> ParamsConfig:
 
 
 def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Path, gt_path: Path, out_dir: Path,
-             progress: bool = True) -> dict[str, Any]:
-    """Run the stage (see the module docstring); returns the metrics written to ``out_dir/metrics.json``."""
+             progress: bool = True, seed: int | None = None) -> dict[str, Any]:
+    """Run the stage (see the module docstring); returns the metrics written to ``out_dir/metrics.json``.
+
+    ``seed``: the training seed the checkpoint must have been trained from (None: not checked; a checkpoint that
+    records no seed, an imported one, is not checked either)."""
     precision = select_precision(params.train.precision, select_device(), params.train.channels_last)
     loaded = load_model(model_path, precision.device)
     if loaded.variant is not None and loaded.variant != variant:
         raise CheckpointError(f"{loaded.path}: checkpoint is of variant {loaded.variant!r}, not {variant!r}")
+    trained_seed = loaded.config.get("seed")
+    if seed is not None and trained_seed is not None and trained_seed != seed:
+        raise CheckpointError(f"{loaded.path}: checkpoint was trained from seed {trained_seed}, not {seed}")
     gt = read_ground_truth(gt_path)
     family = family_of(params)
     if gt.dataset != family.name:
@@ -180,7 +195,8 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
         stack_headline, stack_joints = _tables(stack_score, family)
         stacks.append({"stack": k + 1, "metrics": stack_headline, "per_joint": stack_joints})
     metrics = {
-        "variant": variant, "dataset": params.dataset, "metric": family.metric, "flip_test": flip,
+        "variant": variant, "seed": trained_seed, "dataset": params.dataset,
+        "metric": family.metric, "flip_test": flip,
         "flip_shift": params.targets.flip_shift, "num_people": len(gt), "people_missing": len(gt) - len(rows),
         "parameters": count_parameters(loaded.model), "final": headline, "per_joint": per_joint, "stacks": stacks,
         "seconds": round(seconds, 3), "images_per_s": round(len(pred) / seconds, 2) if seconds > 0 else None,
@@ -269,15 +285,17 @@ def main(argv: list[str] | None = None) -> int:
         params = load_params(args.params)
         data = args.data or Path("data/processed") / params.dataset
         gt_path = args.gt or Path("data/raw") / params.dataset / "annot" / f"{SPLIT}.h5"
-        out = args.out or Path("models") / args.variant / "eval"
-        metrics = evaluate(params, args.variant, args.model or Path("models") / args.variant, data, gt_path, out,
-                           progress=not args.no_progress)
+        seed = params.seeds[0] if args.seed is None and args.model is None else args.seed
+        model = args.model or model_dir(args.variant, seed)
+        out = args.out or (model.parent if model.is_file() else model) / "eval"
+        metrics = evaluate(params, args.variant, model, data, gt_path, out, progress=not args.no_progress, seed=seed)
     except (ConfigError, CheckpointError, PreprocessError, ReaderError, AnnotationError, SubmissionError,
             ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     mean = metrics["final"]["Mean"]
-    print(f"evaluate@{args.variant}: {metrics['metric']} Mean {'n/a' if mean is None else f'{mean:.2f}'} over "
+    name = args.variant if metrics["seed"] is None else stage_item(args.variant, metrics["seed"])
+    print(f"evaluate@{name}: {metrics['metric']} Mean {'n/a' if mean is None else f'{mean:.2f}'} over "
           f"{metrics['num_people']} people ({metrics['images_per_s']} people/s) -> {out}")
     return 0
 

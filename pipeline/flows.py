@@ -10,9 +10,14 @@ after another because DVC's repo lock forbids concurrent ``dvc repro`` processes
     python -m pipeline.flows run      # one run now (on a temporary local Prefect server unless one is set)
     python -m pipeline.flows serve    # the cron deployment `retrain/scheduled-retrain`; needs a real server
 
-The trainer leaves ``models/<variant>/mlflow.json`` =
+The trainer leaves ``models/<variant>/seed-<n>/mlflow.json`` =
 ``{"run_id", "model_uri", "registered_model", "version"}`` (optionally ``"tracking_uri"``) and
-``models/<variant>/metrics.json``; that is the whole contract with the training stage.
+``models/<variant>/seed-<n>/metrics.json``; that is the whole contract with the training stage.
+
+With several training seeds (params ``seeds``, dvc.yaml's ``train@<variant>-<seed>`` matrix), the champion
+variant's seed with the best champion metric is the candidate (ties: the first in ``seeds``); champion.json and the
+artifact name it and list every seed's score. The best of several seeds is an optimistic estimate of the variant's
+score (the report's mean +- sd is the expected one); what the alias serves is the best model trained.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from prefect.tasks import exponential_backoff
 from hourglass.atomic import write_json_atomic
 from hourglass.config import ConfigError, ParamsConfig, load_params
 from hourglass.family import champion_metric
+from hourglass.layout import model_dir, parse_stage_item, stage_item
 from hourglass.registry import Decision, RegistryError, promote_if_better, version_score
 
 DEPLOYMENT_NAME = "scheduled-retrain"
@@ -178,17 +184,32 @@ class StagePlan:
 
     fetch: str
     preprocess: str
-    variants: tuple[str, ...]
-    evaluated: frozenset[str]  # variants that have an evaluate@<variant> stage
+    runs: tuple[tuple[str, int], ...]  # (variant, seed) of every train@<variant>-<seed>, in dvc.yaml's order
+    evaluated: frozenset[tuple[str, int]]  # the runs that have an evaluate@<variant>-<seed> stage
     report: str | None
+    imports: tuple[str, ...] = ()  # params imports: import@<name>, then evaluate_import@<name> where it exists
+    scored_imports: frozenset[str] = frozenset()
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The trained variants, in dvc.yaml's order."""
+        return tuple(dict.fromkeys(variant for variant, _ in self.runs))
+
+    def seeds_of(self, variant: str) -> tuple[int, ...]:
+        """The seeds ``variant`` is trained from, in dvc.yaml's (params ``seeds``) order."""
+        return tuple(seed for name, seed in self.runs if name == variant)
 
     def stages(self) -> list[str]:
-        """Every stage to run, in order (the fetch stage first)."""
+        """Every stage to run, in order (the fetch stage first): each run's training, then its evaluation."""
         order = [self.fetch, self.preprocess]
-        for variant in self.variants:
-            order.append(f"train@{variant}")
-            if variant in self.evaluated:
-                order.append(f"evaluate@{variant}")
+        for variant, seed in self.runs:
+            order.append(f"train@{stage_item(variant, seed)}")
+            if (variant, seed) in self.evaluated:
+                order.append(f"evaluate@{stage_item(variant, seed)}")
+        for name in self.imports:  # released weights, scored beside the variants before the report
+            order.append(f"import@{name}")
+            if name in self.scored_imports:
+                order.append(f"evaluate_import@{name}")
         return order + ([self.report] if self.report else [])
 
     def unplanned(self, stages: Sequence[str]) -> list[str]:
@@ -205,16 +226,24 @@ def plan_stages(stages: Sequence[str], dataset: str, champion_variant: str) -> S
         if needed not in stages:
             message = f"dvc.yaml has no {needed!r} stage (dataset: {dataset}); stages: {available}"
             raise FlowSetupError(message)
-    variants = tuple(name.split("@", 1)[1] for name in stages if name.startswith("train@"))
-    if not variants:
-        raise FlowSetupError(f"dvc.yaml has no train@<variant> stages; stages: {available}")
-    if champion_variant not in variants:
+    items = [name.split("@", 1)[1] for name in stages if name.startswith("train@")]
+    if not items:
+        raise FlowSetupError(f"dvc.yaml has no train@<variant>-<seed> stages; stages: {available}")
+    runs = tuple(parse_stage_item(item) for item in items)
+    if None in runs:
+        odd = [f"train@{item}" for item, run in zip(items, runs) if run is None]
+        raise FlowSetupError(f"dvc.yaml's {', '.join(odd)} is not train@<variant>-<seed> (a matrix of the sweep "
+                             f"and params seeds); stages: {available}")
+    imports = tuple(name.split("@", 1)[1] for name in stages if name.startswith("import@"))
+    plan = StagePlan(fetch, "preprocess", runs, frozenset(r for r in runs if f"evaluate@{stage_item(*r)}" in stages),
+                     "report" if "report" in stages else None, imports,
+                     frozenset(n for n in imports if f"evaluate_import@{n}" in stages))
+    if champion_variant not in plan.variants:
         raise FlowSetupError(
             f"params flows.champion_variant is {champion_variant!r}, but dvc.yaml trains only "
-            f"{', '.join(variants)}"
+            f"{', '.join(plan.variants)}"
         )
-    evaluated = frozenset(v for v in variants if f"evaluate@{v}" in stages)
-    return StagePlan(fetch, "preprocess", variants, evaluated, "report" if "report" in stages else None)
+    return plan
 
 
 # ------------------------------------------------------------------------------------- champion record
@@ -222,7 +251,7 @@ def plan_stages(stages: Sequence[str], dataset: str, champion_variant: str) -> S
 
 @dataclass(frozen=True)
 class TrainingRecord:
-    """``models/<variant>/mlflow.json``, written by the training stage after it registered the model."""
+    """``models/<variant>/seed-<n>/mlflow.json``, written by the training stage after it registered the model."""
 
     run_id: str
     model_uri: str
@@ -307,16 +336,25 @@ def mlflow_links(decision: Decision, run_id: str | None, tracking_uri: str | Non
 
 
 def decision_markdown(decision: Decision, variant: str, run_id: str | None = None,
-                      tracking_uri: str | None = None, experiment_id: str | None = None) -> str:
-    """The Prefect artifact: both scores side by side, the verdict, and where the candidate is in MLflow."""
+                      tracking_uri: str | None = None, experiment_id: str | None = None,
+                      seed_scores: Mapping[int, float] | None = None, seed: int | None = None) -> str:
+    """The Prefect artifact: both scores side by side, the verdict, which seed competed (``seed`` of
+    ``seed_scores``, every seed's score), and where the candidate is in MLflow."""
     verdict = "promoted" if decision.promoted else "kept the current champion"
+    seeds = []
+    if seed is not None and seed_scores:
+        listed = ", ".join(f"seed {s}: {_cell(v)}" for s, v in seed_scores.items())
+        seeds = ["", f"**Seed:** {seed}, the best of the variant's {len(seed_scores)} seed(s) by {decision.metric} "
+                     f"({listed}).", ""]
+    candidate = f"`{variant}`" if seed is None else f"`{variant}` seed {seed}"
     return "\n".join([
         f"## `{decision.model}@{decision.alias}`: {verdict}",
         "",
         f"| | version | {decision.metric} |",
         "|---|---|---|",
-        f"| candidate (`{variant}`) | {decision.candidate_version} | {_cell(decision.candidate_score)} |",
+        f"| candidate ({candidate}) | {decision.candidate_version} | {_cell(decision.candidate_score)} |",
         f"| champion before | {decision.champion_version or '—'} | {_cell(decision.champion_score)} |",
+        *seeds,
         "",
         f"**Reason:** {decision.reason}. ",
         f"**Serving now:** version {decision.serving_version or '—'} "
@@ -326,36 +364,83 @@ def decision_markdown(decision: Decision, variant: str, run_id: str | None = Non
     ])
 
 
-def decide_champion(
-    repo: Path, variant: str, metric: str, higher_is_better: bool, log: logging.Logger | logging.LoggerAdapter
-) -> Decision:
-    """Let ``variant``'s registered model compete for ``champion`` and write reports/champion.json."""
-    model_dir = repo / "models" / variant
-    record = read_training_record(model_dir / "mlflow.json")
+@dataclass(frozen=True)
+class Candidate:
+    """The seed of the champion variant that competes, its training record, and every seed's score."""
+
+    variant: str
+    seed: int
+    record: TrainingRecord
+    score: float
+    seed_scores: dict[int, float]
+
+
+def _seed_score(repo: Path, run_dir: Path, record: TrainingRecord, metric: str,
+                log: logging.Logger | logging.LoggerAdapter) -> float:
+    """``metric`` of one trained seed: its registered version's run, else the files its stages wrote."""
     client = MlflowClient(tracking_uri=tracking_uri_for(repo, record))
     score = version_score(client, record.registered_model, record.version, metric)
-    if score is None:
-        # The files the stages wrote: training's metrics.json (val/...), the evaluate stage's names (eval/...).
-        sources = [(model_dir / "metrics.json", metric),
-                   (model_dir / "eval" / "metrics.json", f"mlflow_metrics.{metric}")]
-        for path, key in sources:
-            score = file_metric(path, key)
-            if score is not None:
-                log.info("run %s has no %r metric; using %s", record.run_id, metric, path)
-                break
-        else:
-            raise FlowSetupError(
-                f"metric {metric!r} (params flows.champion_metric) is neither in MLflow run {record.run_id} "
-                f"of {record.registered_model!r} version {record.version} nor in "
-                f"{' or '.join(str(path) for path, _ in sources)}"
-            )
+    if score is not None:
+        return score
+    # The files the stages wrote: training's metrics.json (val/...), the evaluate stage's names (eval/...).
+    sources = [(run_dir / "metrics.json", metric), (run_dir / "eval" / "metrics.json", f"mlflow_metrics.{metric}")]
+    for path, key in sources:
+        score = file_metric(path, key)
+        if score is not None:
+            log.info("run %s has no %r metric; using %s", record.run_id, metric, path)
+            return score
+    raise FlowSetupError(
+        f"metric {metric!r} (params flows.champion_metric) is neither in MLflow run {record.run_id} "
+        f"of {record.registered_model!r} version {record.version} nor in "
+        f"{' or '.join(str(path) for path, _ in sources)}"
+    )
+
+
+def choose_candidate(repo: Path, variant: str, seeds: Sequence[int], metric: str, higher_is_better: bool,
+                     log: logging.Logger | logging.LoggerAdapter) -> Candidate:
+    """The seed of ``variant`` with the best ``metric`` (ties and all-NaN: the first of ``seeds``); every seed
+    needs its ``models/<variant>/seed-<n>/mlflow.json``."""
+    if not seeds:
+        raise FlowSetupError(f"variant {variant!r}: no training seeds to choose the champion candidate from")
+    records, scores = {}, {}
+    for seed in seeds:
+        run_dir = model_dir(variant, seed, repo / "models")
+        records[seed] = read_training_record(run_dir / "mlflow.json")
+        scores[seed] = _seed_score(repo, run_dir, records[seed], metric, log)
+    best = seeds[0]
+    for seed in seeds[1:]:
+        score, leader = scores[seed], scores[best]
+        if math.isfinite(score) and (not math.isfinite(leader) or
+                                     (score > leader if higher_is_better else score < leader)):
+            best = seed
+    if len(seeds) > 1:
+        log.info("%s: seed %d competes for the alias (%s %s; seeds: %s)", variant, best, metric, _cell(scores[best]),
+                 ", ".join(f"{s}: {_cell(v)}" for s, v in scores.items()))
+    return Candidate(variant, best, records[best], scores[best], scores)
+
+
+def _decide(repo: Path, variant: str, metric: str, higher_is_better: bool,
+            log: logging.Logger | logging.LoggerAdapter, seeds: Sequence[int]) -> tuple[Decision, Candidate]:
+    candidate = choose_candidate(repo, variant, seeds, metric, higher_is_better, log)
+    record = candidate.record
+    client = MlflowClient(tracking_uri=tracking_uri_for(repo, record))
     decision = promote_if_better(
         client, record.registered_model, record.version, metric, higher_is_better=higher_is_better,
-        candidate_score=score,
+        candidate_score=candidate.score,
     )
-    record_json = {**decision.to_dict(), "variant": variant, "run_id": record.run_id}
+    record_json = {**decision.to_dict(), "variant": variant, "seed": candidate.seed, "run_id": record.run_id,
+                   "seed_scores": {str(s): v for s, v in candidate.seed_scores.items()}}
     write_json_atomic(repo / DECISION_FILE, record_json, allow_nan=True)
-    return decision
+    return decision, candidate
+
+
+def decide_champion(
+    repo: Path, variant: str, metric: str, higher_is_better: bool, log: logging.Logger | logging.LoggerAdapter,
+    seeds: Sequence[int],
+) -> Decision:
+    """Let the best of ``variant``'s ``seeds`` (its registered model) compete for ``champion`` and write
+    reports/champion.json."""
+    return _decide(repo, variant, metric, higher_is_better, log, seeds)[0]
 
 
 # --------------------------------------------------------------------------------------- prefect tasks
@@ -374,15 +459,17 @@ def run_stage(stage: str, repo: str) -> str:
 
 
 @task(name="promote", task_run_name="promote-{variant}", cache_policy=NO_CACHE)
-def promote(repo: str, variant: str, metric: str, higher_is_better: bool) -> dict[str, Any]:
-    """Champion contest for ``variant``; the decision becomes a markdown artifact and champion.json."""
+def promote(repo: str, variant: str, metric: str, higher_is_better: bool, seeds: Sequence[int]) -> dict[str, Any]:
+    """Champion contest for the best of ``variant``'s ``seeds``; the decision becomes a markdown artifact and
+    champion.json."""
     log = get_run_logger()
-    decision = decide_champion(Path(repo), variant, metric, higher_is_better, log)
-    record = read_training_record(Path(repo) / "models" / variant / "mlflow.json")
+    decision, candidate = _decide(Path(repo), variant, metric, higher_is_better, log, list(seeds))
+    record = candidate.record
     uri = tracking_uri_for(Path(repo), record)
     experiment = MlflowClient(tracking_uri=uri).get_run(record.run_id).info.experiment_id
     create_markdown_artifact(
-        markdown=decision_markdown(decision, variant, record.run_id, uri, experiment),
+        markdown=decision_markdown(decision, variant, record.run_id, uri, experiment, candidate.seed_scores,
+                                   candidate.seed),
         key=ARTIFACT_KEY,
         description=f"Did {decision.model} v{decision.candidate_version} take @{decision.alias}?",
     )
@@ -418,7 +505,8 @@ def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]
     )(plan.fetch, str(root))
     for stage in plan.stages()[1:]:
         run_stage(stage, str(root))
-    return promote(str(root), settings.champion_variant, metric, settings.higher_is_better)
+    return promote(str(root), settings.champion_variant, metric, settings.higher_is_better,
+                   list(plan.seeds_of(settings.champion_variant)))
 
 
 # --------------------------------------------------------------------------------------------- serving
@@ -475,7 +563,8 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the retrain flow once, now, in this process")
     promote_cmd = commands.add_parser(
         "promote", help="only the champion contest, on what the pipeline has already produced (no Prefect, no DVC): "
-                        "flows.champion_variant's registered version takes @champion if it beats the incumbent")
+                        "the registered version of flows.champion_variant's best seed takes @champion if it beats "
+                        "the incumbent")
     serve = commands.add_parser(
         "serve", help=f"serve the deployment retrain/{DEPLOYMENT_NAME} on flows.cron (needs PREFECT_API_URL)"
     )
@@ -511,7 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             root = args.repo.resolve()
             config = load_params(_params_file(str(args.params), root))
             decision = decide_champion(root, config.flows.champion_variant, champion_metric(config),
-                                       config.flows.higher_is_better, logging.getLogger("pipeline.flows")).to_dict()
+                                       config.flows.higher_is_better, logging.getLogger("pipeline.flows"),
+                                       config.seeds).to_dict()
         else:
             decision = retrain(params_path=str(args.params), repo=str(args.repo))
     except (ConfigError, FlowSetupError, RegistryError, StageFailed, ValueError) as err:

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--params", type=Path, default=Path("params.yaml"),
                         help="the params file (default: %(default)s)")
     parser.add_argument("--models", type=Path, default=Path("models"),
-                        help="directory holding one <variant>/ per trained model (default: %(default)s)")
+                        help="directory holding <variant>/seed-<n>/ per trained model (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("reports"),
                         help="report directory; only results.md, summary.json and figures/ are written "
                              "(default: %(default)s)")
@@ -70,10 +70,15 @@ def main(argv: list[str] | None = None) -> int:
     if mlflow_cfg.enabled and sweep:
         best = summary.get("best_variant")
         tags = {"report.best_variant": best or "none: the leader is not distinguishable from the runner-up",
-                "report.metric": f"{summary.get('metric', '')}, evaluate stage, flip test"}
-        scores = json.loads((args.out / SCORES_NAME).read_text())  # the evaluate stage's Means, as DVC shows them
+                "report.metric": f"{summary.get('metric', '')}, evaluate stage, flip test",
+                "report.seeds": ", ".join(map(str, params.seeds))}
+        # the evaluate stage's Means (each the mean over the variant's seeds), as DVC shows them
+        scores = json.loads((args.out / SCORES_NAME).read_text())
+        spreads = {name: ((entry.get("across_seeds") or {}).get("Mean") or {}).get("sd")
+                   for name, entry in summary["variants"].items()}
         if log_sweep_summary(experiment, sweep, scores, tags,
-                             [args.out / "results.md", args.out / "summary.json", args.out / "figures"]):
+                             [args.out / "results.md", args.out / "summary.json", args.out / "figures"],
+                             spreads=spreads):
             log.info("summary and report logged to the parent run of sweep %r", sweep)
     print(f"report: {len(summary['variants'])} variant(s), {len(summary['missing'])} missing input(s) "
           f"-> {args.out / 'results.md'}")

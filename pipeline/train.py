@@ -1,6 +1,10 @@
-"""DVC stage ``train@<variant>``: train one ablation variant on the preprocessed data.
+"""DVC stage ``train@<variant>-<seed>``: train one ablation variant from one training seed on the preprocessed data.
 
-``python -m pipeline.train --variant NAME --out models/NAME [--params params.yaml] [--data DIR] [--set KEY=VALUE]``
+``python -m pipeline.train --variant NAME [--seed N] [--out models/NAME/seed-N] [--params params.yaml] [--data DIR]
+[--set KEY=VALUE]``
+
+``--seed`` is the run's training seed (initial weights, sample order, augmentation draws); without it, the first of
+params.yaml's ``seeds``. ``--out`` defaults to ``models/<variant>/seed-<seed>``, where dvc.yaml's stage writes.
 
 Runs as one process or under ``torchrun --standalone --nproc-per-node=N -m pipeline.train ...`` (DDP over NCCL on
 CUDA, gloo on CPU). Everything comes from params.yaml (``train``, ``model`` with the variant's overrides,
@@ -26,6 +30,7 @@ from hourglass.data.preprocess import PreprocessError
 from hourglass.distributed import dist_info_from_env
 from hourglass.family import family_of
 from hourglass.fingerprint import data_digest
+from hourglass.layout import model_dir, stage_item
 from hourglass.train import NonFiniteLossError, train
 from pipeline import logs
 
@@ -36,7 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", required=True, help="name of a variant in params.yaml train.variants")
-    parser.add_argument("--out", required=True, type=Path, help="output directory, e.g. models/<variant>")
+    parser.add_argument("--seed", type=_seed, default=None,
+                        help="the run's training seed, an integer >= 0 (default: the first of params.yaml's seeds)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output directory (default: models/<variant>/seed-<seed>)")
     parser.add_argument("--params", default="params.yaml", help="the params file (default: %(default)s)")
     parser.add_argument("--data", type=Path, default=None,
                         help="preprocessed data directory (default: data/processed/<params dataset>)")
@@ -44,6 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override a params value by dotted key, value parsed as YAML (repeatable), "
                              "e.g. --set train.epochs=2")
     return parser
+
+
+def _seed(text: str) -> int:
+    """``--seed``: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative; seeds are integers >= 0")
+    return value
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -67,19 +86,22 @@ def main(argv: list[str] | None = None) -> int:
                    fmt=f"%(asctime)s rank{info.rank} %(levelname)s %(name)s: %(message)s")
     try:
         params = load_params(args.params, parse_overrides(args.overrides))
+        seed = params.seeds[0] if args.seed is None else args.seed
+        out = args.out or model_dir(args.variant, seed)
         data = args.data or Path("data/processed") / params.dataset
         train_set = create_dataset(data, "train", params, train=True)
         val_set = create_dataset(data, "valid", params, train=False)
-        result = train(params, args.out, train_set=train_set, val_set=val_set, variant=args.variant, info=info,
-                       stage=f"train@{args.variant}", data_fingerprint=data_digest(data))
+        stage = f"train@{stage_item(args.variant, seed)}"
+        result = train(params, out, train_set=train_set, val_set=val_set, variant=args.variant, seed=seed,
+                       info=info, stage=stage, data_fingerprint=data_digest(data))
     except (ConfigError, PreprocessError, CheckpointError, NonFiniteLossError, ValueError) as err:
         log.error("%s", err)
         return 1
     if info.is_main:
         family = family_of(params)
         mean = result.final_metrics[family.headline]
-        print(f"train@{args.variant}: {result.epochs} epochs, {result.steps} steps, validation {family.metric} Mean "
-              f"{mean:.2f} (no flip test) -> {args.out}")
+        print(f"{stage}: {result.epochs} epochs, {result.steps} steps, validation "
+              f"{family.metric} Mean {mean:.2f} (no flip test) -> {out}")
     return 0
 
 

@@ -66,3 +66,30 @@ def test_a_key_left_out_is_an_error_naming_it_not_the_papers_value(tmp_path):
     assert "2 invalid value(s)" in message
     assert "model.stacks: missing; every setting must be written in the params file" in message
     assert "train.lr: missing" in message
+
+
+def test_seeds_list_the_training_seeds_and_replace_the_single_seed():
+    """`seeds` says which training seeds the sweep trains (one per dvc.yaml matrix item); the run's own seed comes
+    from its command, so a top-level `seed` is no longer a key (the old params files fail naming it)."""
+    assert load_params(REPO / "params.yaml").seeds == (0,)
+    assert parse_params(preset_raw({"seeds": [2, 0, 7]})).seeds == (2, 0, 7)  # the order is the matrix's
+    raw = preset_raw({"seed": 0})
+    with pytest.raises(ConfigError, match=r"  seed: Extra inputs are not permitted"):
+        parse_params(raw)
+    del raw["seed"], raw["seeds"]
+    with pytest.raises(ConfigError, match=r"  seeds: missing; every setting must be written"):
+        parse_params(raw)
+
+
+@pytest.mark.parametrize(("seeds", "message"), [
+    ([], r"seeds: Tuple should have at least 1 item"),
+    ([0, 1, 0], r"seeds: must be unique, got \[0, 1, 0\]"),
+    ([-1], r"seeds\.0: Input should be greater than or equal to 0"),
+    ([True], r"seeds\.0: Input should be a valid integer"),
+    ([1.5], r"seeds\.0: Input should be a valid integer"),
+    (["1"], r"seeds\.0: Input should be a valid integer"),
+    (3, r"seeds: Input should be a valid tuple"),
+])
+def test_bad_seeds_are_refused_naming_the_key(seeds, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_params(preset_raw({"seeds": seeds}), "my-params.yaml")

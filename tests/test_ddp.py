@@ -65,14 +65,14 @@ def _reference_run(params) -> torch.nn.Module:
     on its own (per-replica BatchNorm statistics), the two losses are averaged (DDP averages the gradients) and one
     RMSprop step is taken on the global batch."""
     train_set = ToyPoses(64)
-    torch.manual_seed(params.seed)
+    torch.manual_seed(params.seeds[0])
     network = create_model(stacks=1, features=16, joints=16).to(memory_format=torch.channels_last)
     optimizer = torch.optim.RMSprop(network.parameters(), lr=params.train.lr, alpha=0.99, eps=1e-8)
     per_rank = params.train.batch_size // 2
     for epoch in range(params.train.epochs):
         shards = []
         for rank in range(2):
-            sampler = DistributedSampler(train_set, num_replicas=2, rank=rank, shuffle=True, seed=params.seed,
+            sampler = DistributedSampler(train_set, num_replicas=2, rank=rank, shuffle=True, seed=params.seeds[0],
                                          drop_last=True)
             sampler.set_epoch(epoch)
             shards.append(list(sampler))
@@ -119,7 +119,7 @@ def _load(state) -> torch.nn.Module:
 
 TINY_PARAMS = """\
 dataset: synthetic
-seed: 0
+seeds: [0]
 model: {stacks: 1, features: 16, input_res: 64}
 synthetic: {train_images: 6, valid_images: 3, workers: 1}
 preprocess: {workers: 1}
@@ -148,14 +148,15 @@ def test_pipeline_train_under_torchrun(tmp_path, tiny_data):
     params, data = tiny_data
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
-           "pipeline.train", "--variant", "tiny", "--out", str(tmp_path / "out"), "--params", str(params),
-           "--data", str(data)]
+           "pipeline.train", "--variant", "tiny", "--seed", "1", "--out", str(tmp_path / "out"),
+           "--params", str(params), "--data", str(data)]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert metrics["epoch"] == 2 and "val/pckh/Mean" in metrics and "val/figure4" in metrics
-    assert load_checkpoint(tmp_path / "out" / CHECKPOINT_NAME)["variant"] == "tiny"
-    assert "train@tiny: 2 epochs" in proc.stdout
+    state = load_checkpoint(tmp_path / "out" / CHECKPOINT_NAME)
+    assert state["variant"] == "tiny" and state["seed"] == 1
+    assert "train@tiny-1: 2 epochs" in proc.stdout
 
 
 def test_pipeline_train_reports_bad_input(tmp_path, tiny_data):
@@ -163,6 +164,8 @@ def test_pipeline_train_reports_bad_input(tmp_path, tiny_data):
     from pipeline.train import main
 
     assert main(["--variant", "nope", "--out", str(tmp_path), "--params", str(params), "--data", str(data)]) == 1
+    with pytest.raises(SystemExit):  # argparse: a seed is an integer >= 0
+        main(["--variant", "tiny", "--seed", "-1", "--params", str(params), "--data", str(data)])
     assert main(["--variant", "tiny", "--out", str(tmp_path), "--params", str(params), "--data",
                  str(tmp_path / "missing")]) == 1
 
@@ -170,5 +173,5 @@ def test_pipeline_train_reports_bad_input(tmp_path, tiny_data):
 
 
 def _initial_weights() -> dict[str, torch.Tensor]:
-    torch.manual_seed(_ddp_params().seed)
+    torch.manual_seed(_ddp_params().seeds[0])
     return dict(create_model(stacks=1, features=16, joints=16).named_parameters())

@@ -38,7 +38,7 @@ def import_closure(module: str) -> set[str]:
 
 
 def stages() -> dict[str, dict]:
-    """dvc.yaml's stages, a foreach stage by its ``do`` template."""
+    """dvc.yaml's stages, a foreach stage by its ``do`` template (a matrix stage is its own template)."""
     raw = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     return {name: stage.get("do", stage) for name, stage in raw.items()}
 

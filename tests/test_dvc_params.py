@@ -13,8 +13,8 @@ counts as a read of all of it; a dump of the whole config (train writes it to co
 MLflow params, as a record of the run) is not a read of any key and is listed apart. Validation (pydantic's
 validators while params.yaml is parsed) is not a read of the stage's.
 
-Then, per stage, against its dvc.yaml ``params:`` (``${item}`` resolved to the variant; a declared section covers
-every key under it):
+Then, per stage, against its dvc.yaml ``params:`` (``${item.variant}`` resolved to the variant; a declared section
+covers every key under it):
 
 * every key read is declared, unless it is in ``UNDECLARED`` below, which says why it cannot change the outputs;
 * every declared key has a read at or under it: nothing is declared that the stage never reads.
@@ -51,10 +51,12 @@ from hourglass.config import ParamsConfig, Section
 
 VARIANT = "hg_stacked_int"  # the variant trained and evaluated (flows.champion_variant by default)
 RELEASE = "port"  # the released checkpoint imported and evaluated (a port-layout file made by tests/port_files.py)
+SEED = 1  # the training seed of the matrix item run here (not the first of `seeds`: the stages get it in the cmd)
 
 TINY = {
     "dataset": "synthetic",
     "sweep": [VARIANT],
+    "seeds": [0, SEED],
     "synthetic": {"train_images": 10, "valid_images": 5, "workers": 1},  # workers 1: rendered in this process
     "preprocess": {"workers": 1},  # in this process
     "model": {"features": 16, "input_res": 64},
@@ -82,9 +84,11 @@ UNDECLARED: dict[str, dict[str, str]] = {
         # hourglass.data.sampler.Draw: a sample's augmentation comes from (seed, epoch, position), not from the
         # loader worker that loads it (tests/test_dataset.py checks 0, 1 and 2 workers give the same batches).
         "train.workers": "data loader processes: the same batches, faster",
-        # hourglass.train: only the "[variant k/N]" prefix of the per-epoch log line; declaring it would retrain
-        # every variant when one is added to the sweep.
-        "sweep": "the log line's 'variant k/N' only",
+        # hourglass.train: only the "[variant seed s, k/N]" prefix of the per-epoch log line; declaring them would
+        # retrain every variant when one is added to the sweep, every seed when a seed is added. The run's own seed
+        # is in the stage's cmd (--seed ${item.seed}).
+        "sweep": "the log line's 'variant seed s, k/N' only",
+        "seeds": "the log line's 'variant seed s, k/N' only",
     },
     "download": {
         # hourglass.data.synthetic: image i of a split is drawn from SeedSequence([seed, split, i]).
@@ -263,11 +267,14 @@ class Recorder:
 
 # -- dvc.yaml -----------------------------------------------------------------------------------------------------
 def declared_params(stage: str) -> set[str]:
-    """The ``params:`` keys of ``stage`` in dvc.yaml, ``${item}`` resolved to VARIANT and ``${key}`` to RELEASE."""
+    """The ``params:`` keys of ``stage`` in dvc.yaml, ``${item.variant}`` resolved to VARIANT (a matrix item) and
+    ``${key}`` to RELEASE (an ``imports`` entry)."""
     raw = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]
     entries = raw.get("do", raw).get("params", [])
     assert all(isinstance(e, str) for e in entries), f"{stage}: only keys of params.yaml are handled: {entries}"
-    return {e.replace("${item}", VARIANT).replace("${key}", RELEASE) for e in entries}
+    resolved = {e.replace("${item.variant}", VARIANT).replace("${key}", RELEASE) for e in entries}
+    assert not any("${" in e for e in resolved), f"{stage}: a params entry this test cannot resolve: {entries}"
+    return resolved
 
 
 def covers(outer: str, inner: str) -> bool:
@@ -295,11 +302,11 @@ def reads(tmp_path_factory) -> dict[str, Recorder]:
     runs = {
         "download": [(download.main, ["--no-progress"])],
         "preprocess": [(preprocess.main, ["--no-progress"])],
-        "train": [(train.main, ["--variant", VARIANT, "--out", f"models/{VARIANT}"]),
-                  (train.main, ["--variant", VARIANT, "--out", "scratch/step", *STEP_RUN])],
-        "evaluate": [(evaluate.main, ["--variant", VARIANT, "--no-progress"])],
+        "train": [(train.main, ["--variant", VARIANT, "--seed", str(SEED), "--out", f"models/{VARIANT}/seed-{SEED}"]),
+                  (train.main, ["--variant", VARIANT, "--seed", str(SEED), "--out", "scratch/step", *STEP_RUN])],
+        "evaluate": [(evaluate.main, ["--variant", VARIANT, "--seed", str(SEED), "--no-progress"])],
         "import": [(import_weights.main, ["--name", RELEASE])],
-        "evaluate_import": [(evaluate.main, ["--variant", RELEASE, "--no-progress"])],
+        "evaluate_import": [(evaluate.main, ["--variant", RELEASE, "--model", f"models/{RELEASE}", "--no-progress"])],
         "report": [(report.main, [])],
     }
     out: dict[str, Recorder] = {}

@@ -65,24 +65,25 @@ def test_killed_training_resumes_under_dvc_repro_to_the_uninterrupted_weights(tm
     root = tmp_path / "project"
     root.mkdir()
     env = make_project(root, merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY_TRAINING))
-    ckpt = root / "models" / "hg" / "checkpoint.pt"
+    ckpt = root / "models" / "hg" / "seed-0" / "checkpoint.pt"
     _repro_until(root, env, lambda: ckpt.is_file() and _checkpoint_epoch(ckpt) >= 1)
     killed_at = _checkpoint_epoch(ckpt)
     assert 1 <= killed_at < TINY_TRAINING["train"]["epochs"]
 
     done = dvc(["repro"], root, env)
     log = done.stdout + done.stderr
-    assert f"resuming models/hg/checkpoint.pt from epoch {killed_at}" in log
+    assert f"resuming models/hg/seed-0/checkpoint.pt from epoch {killed_at}" in log
     assert json_status(root, env) == {}
 
     # The same stage command, uninterrupted, in another output directory.
-    run([sys.executable, "-m", "pipeline.train", "--variant", "hg", "--out", "uninterrupted"], root, env)
+    run([sys.executable, "-m", "pipeline.train", "--variant", "hg", "--seed", "0", "--out", "uninterrupted"], root,
+        env)
     resumed = torch.load(ckpt, weights_only=True)
     reference = torch.load(root / "uninterrupted" / "checkpoint.pt", weights_only=True)
     assert resumed["epoch"] == reference["epoch"] == TINY_TRAINING["train"]["epochs"]
     for name, value in reference["model"].items():
         assert torch.equal(resumed["model"][name], value), name
-    rows = (root / "models" / "hg" / "epochs.csv").read_text().splitlines()
+    rows = (root / "models" / "hg" / "seed-0" / "epochs.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
 
 

@@ -31,7 +31,7 @@ from shipped import write_params
 
 TINY_PARAMS = """\
 dataset: synthetic
-seed: 0
+seeds: [0]
 model: {stacks: 2, features: 16, input_res: 64}
 targets: {flip_test: %(flip)s}
 synthetic: {train_images: 1, valid_images: 6, workers: 1}
@@ -196,3 +196,25 @@ def test_checkpoint_of_another_variant_is_refused(setup, tmp_path, capsys):
                     tmp_path / "checkpoint.pt")
     assert run(setup, tmp_path / "out", model=tmp_path) == 1
     assert "'other'" in capsys.readouterr().err
+
+
+def test_seed_picks_the_model_directory_and_must_match_the_checkpoint(setup, tmp_path, monkeypatch, capsys):
+    """`--seed N` scores models/<variant>/seed-N/ into its eval/ (the dvc.yaml layout); a checkpoint trained from
+    another seed is refused, naming both."""
+    state = torch.load(setup["model"] / "checkpoint.pt", weights_only=True)
+    state = {k: v for k, v in state.items() if k != "format_version"}
+    for seed in (1, 2):
+        config = {**state["config"], "seed": seed}
+        save_checkpoint({**state, "config": config}, tmp_path / "models" / "tiny" / f"seed-{seed}" / "checkpoint.pt")
+    monkeypatch.chdir(tmp_path)
+    common = ["--variant", "tiny", "--params", str(setup["params"]), "--data", str(setup["data"]), "--gt",
+              str(setup["gt"]), "--no-progress"]
+    assert main([*common, "--seed", "2"]) == 0
+    assert "evaluate@tiny-2: PCKh@0.5 Mean" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "models" / "tiny" / "seed-2" / "eval" / "metrics.json").read_text())
+    assert metrics["seed"] == 2 and metrics["checkpoint"].endswith("seed-2/checkpoint.pt")
+    assert not (tmp_path / "models" / "tiny" / "seed-1" / "eval").exists()
+    assert main([*common, "--seed", "1", "--model", "models/tiny/seed-2"]) == 1
+    assert "trained from seed 2, not 1" in capsys.readouterr().err
+    assert main([*common, "--seed", "0"]) == 1  # no models/tiny/seed-0
+    assert "seed-0" in capsys.readouterr().err

@@ -1,8 +1,9 @@
 """The Prefect retraining flow over a tiny real DVC repository (git + dvc init, stub stages), tmp MLflow.
 
-The stub stages write what the real ones would (data dirs, models/<variant>/metrics.json, an MLflow model
-version and models/<variant>/mlflow.json), so the flow's real path runs: `dvc repro` subprocesses, Prefect
-retries, the registry decision, the artifact and reports/champion.json.
+The stub stages write what the real ones would (data dirs, models/<variant>/seed-<n>/metrics.json, an MLflow model
+version and models/<variant>/seed-<n>/mlflow.json) for a matrix of two variants x two seeds, so the flow's real path
+runs: `dvc repro` subprocesses, Prefect retries, the choice of the champion variant's best seed, the registry
+decision, the artifact and reports/champion.json.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from pipeline.flows import (
     decide_champion,
     file_metric,
     main,
+    choose_candidate,
     plan_stages,
     promote,
     read_training_record,
@@ -71,18 +73,22 @@ def download(attempts_file):
     write("data/raw/images.txt", "pixels")
 
 
-def train(variant, score, log_metric):
+SCORES = {("a", "0"): 0.6, ("a", "1"): 0.65, ("b", "0"): 0.7, ("b", "1"): 0.8}
+
+
+def train(variant, seed, log_metric):
     from mlflow import MlflowClient
+    score = SCORES[variant, seed]
     client = MlflowClient()
-    run_id = client.create_run("0", run_name=f"train@{variant}").info.run_id
+    run_id = client.create_run("0", run_name=f"train@{variant}-{seed}").info.run_id
     if log_metric == "yes":
         client.log_metric(run_id, "val/pckh/Mean", float(score))
     client.set_terminated(run_id)
     if not client.search_registered_models(filter_string="name = 'fake-hg'"):
         client.create_registered_model("fake-hg")
     mv = client.create_model_version("fake-hg", source=f"runs:/{run_id}/model", run_id=run_id)
-    write(f"models/{variant}/metrics.json", json.dumps({"val/pckh/Mean": float(score)}))
-    write(f"models/{variant}/mlflow.json", json.dumps({
+    write(f"models/{variant}/seed-{seed}/metrics.json", json.dumps({"val/pckh/Mean": float(score)}))
+    write(f"models/{variant}/seed-{seed}/mlflow.json", json.dumps({
         "run_id": run_id, "model_uri": f"models:/fake-hg/{mv.version}", "registered_model": "fake-hg",
         "version": str(mv.version)}))
 
@@ -95,7 +101,7 @@ elif command == "preprocess":
 elif command == "train":
     train(*args)
 elif command == "evaluate":
-    write(f"models/{args[0]}/eval.json", "{}")
+    write(f"models/{args[0]}/seed-{args[1]}/eval.json", "{}")
 elif command == "report":
     write("reports/summary.md", "# report")
 elif command == "broken":
@@ -116,32 +122,31 @@ stages:
     outs:
       - data/processed
   train:
-    foreach:
-      a: 0.6
-      b: 0.7
-    do:
-      cmd: python stages.py train ${{key}} ${{item}} {log_metric}
-      deps:
-        - data/processed
-      outs:
-        - models/${{key}}/mlflow.json:
-            cache: false
-      metrics:
-        - models/${{key}}/metrics.json:
-            cache: false
+    matrix:
+      variant: ${{sweep}}
+      seed: ${{seeds}}
+    cmd: python stages.py train ${{item.variant}} ${{item.seed}} {log_metric}
+    deps:
+      - data/processed
+    outs:
+      - models/${{item.variant}}/seed-${{item.seed}}/mlflow.json:
+          cache: false
+    metrics:
+      - models/${{item.variant}}/seed-${{item.seed}}/metrics.json:
+          cache: false
   evaluate:
-    foreach: [a, b]
-    do:
-      cmd: python stages.py evaluate ${{item}}
-      deps:
-        - models/${{item}}/metrics.json
-      outs:
-        - models/${{item}}/eval.json
+    matrix:
+      variant: ${{sweep}}
+      seed: ${{seeds}}
+    cmd: python stages.py evaluate ${{item.variant}} ${{item.seed}}
+    deps:
+      - models/${{item.variant}}/seed-${{item.seed}}/metrics.json
+    outs:
+      - models/${{item.variant}}/seed-${{item.seed}}/eval.json
   report:
     cmd: python stages.py report
     deps:
-      - models/a/eval.json
-      - models/b/eval.json
+      - models
     outs:
       - reports/summary.md
   broken:
@@ -151,6 +156,7 @@ stages:
 PARAMS_YAML = """
 dataset: mpii
 sweep: [a, b]
+seeds: [0, 1]
 train:
   variants: {a: {}, b: {}}
 flows:
@@ -161,8 +167,9 @@ flows:
 """
 
 EXPECTED_TASKS = [
-    "fetch-data-download", "repro-preprocess", "repro-train@a", "repro-evaluate@a", "repro-train@b",
-    "repro-evaluate@b", "repro-report", "promote-b",
+    "fetch-data-download", "repro-preprocess", "repro-train@a-0", "repro-evaluate@a-0", "repro-train@a-1",
+    "repro-evaluate@a-1", "repro-train@b-0", "repro-evaluate@b-0", "repro-train@b-1", "repro-evaluate@b-1",
+    "repro-report", "promote-b",
 ]
 
 
@@ -222,15 +229,26 @@ def _task_runs(flow_run_id: str, expected: int) -> list[TaskRun]:
 
 
 def test_plan_maps_stages_and_rejects_unknown_champion() -> None:
-    stages = ["download", "preprocess", "train@hg8", "train@hg2", "evaluate@hg8", "report", "x"]
+    stages = ["download", "preprocess", "train@hg8-0", "train@hg8-1", "train@hg-2-0", "evaluate@hg8-0",
+              "evaluate@hg8-1", "report", "x"]
     plan = plan_stages(stages, "synthetic", "hg8")  # download generates the synthetic set
-    assert plan.stages() == ["download", "preprocess", "train@hg8", "evaluate@hg8", "train@hg2", "report"]
+    assert plan.stages() == ["download", "preprocess", "train@hg8-0", "evaluate@hg8-0", "train@hg8-1",
+                             "evaluate@hg8-1", "train@hg-2-0", "report"]
+    assert plan.variants == ("hg8", "hg-2") and plan.seeds_of("hg8") == (0, 1) and plan.seeds_of("hg-2") == (0,)
     assert plan.unplanned(stages) == ["x"]
-    assert plan_stages(stages, "flic", "hg2").fetch == "download"
-    with pytest.raises(FlowSetupError, match="trains only hg8, hg2"):
+    assert plan_stages(stages, "flic", "hg-2").fetch == "download"
+    with pytest.raises(FlowSetupError, match="trains only hg8, hg-2"):
         plan_stages(stages, "mpii", "hg4")
     with pytest.raises(FlowSetupError, match="no 'preprocess' stage"):
-        plan_stages(["download", "train@a"], "mpii", "a")
+        plan_stages(["download", "train@a-0"], "mpii", "a")
+    with pytest.raises(FlowSetupError, match=r"train@a is not train@<variant>-<seed>"):
+        plan_stages(["download", "preprocess", "train@a"], "mpii", "a")
+    # released weights (params imports): converted and scored after the trained runs, before the report
+    with_imports = [*stages[:-2], "import@port_8hg", "evaluate_import@port_8hg", "import@raw", "report"]
+    plan = plan_stages(with_imports, "mpii", "hg8")
+    assert plan.stages()[-5:] == ["train@hg-2-0", "import@port_8hg", "evaluate_import@port_8hg", "import@raw",
+                                  "report"]
+    assert plan.unplanned(with_imports) == []
 
 
 def test_training_record_errors_name_the_file_and_key(tmp_path: Path) -> None:
@@ -277,7 +295,7 @@ def test_cli_run_reproduces_in_order_retries_download_and_promotes(
 ) -> None:
     repo = make_repo(tmp_path)
     assert main(["run", "--repo", str(repo)]) == 0
-    assert "promoted v2" in capsys.readouterr().out
+    assert "promoted v4" in capsys.readouterr().out
 
     runs = _task_runs(_latest_flow_run_id(), len(EXPECTED_TASKS))
     assert [run.name for run in runs] == EXPECTED_TASKS  # `broken` is in dvc.yaml but not in the flow
@@ -285,17 +303,21 @@ def test_cli_run_reproduces_in_order_retries_download_and_promotes(
     assert fetch.run_count == 2 and fetch.state is not None and fetch.state.is_completed()
     assert (tmp_path / "download-attempts").read_text() == "2"
 
-    # b (registered second, so version 2) is the champion variant; nobody held the alias.
+    # b is the champion variant; its seed 1 (0.8, registered fourth: version 4) beats its seed 0 (0.7, version 3)
+    # and competes; nobody held the alias.
     client = MlflowClient(tracking_uri=mlflow_uri)
-    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "2"
-    assert client.get_model_version(MODEL, "2").tags["champion_decision"] == "promoted"
+    assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "4"
+    assert client.get_model_version(MODEL, "4").tags["champion_decision"] == "promoted"
+    assert "champion_decision" not in client.get_model_version(MODEL, "3").tags
     record = json.loads((repo / "reports" / "champion.json").read_text())
-    assert record["promoted"] is True and record["candidate_version"] == "2"
+    assert record["promoted"] is True and record["candidate_version"] == "4"
     assert record["champion_version"] is None
-    assert record["candidate_score"] == pytest.approx(0.7) and record["variant"] == "b"
+    assert record["candidate_score"] == pytest.approx(0.8) and record["variant"] == "b" and record["seed"] == 1
+    assert record["seed_scores"] == {"0": pytest.approx(0.7), "1": pytest.approx(0.8)}
     artifact = Artifact.get(ARTIFACT_KEY)
-    assert artifact is not None and "promoted" in artifact.data and "0.7000" in artifact.data
-    assert f"run `{record['run_id']}`" in artifact.data and f"models:/{MODEL}/2" in artifact.data
+    assert artifact is not None and "promoted" in artifact.data and "0.8000" in artifact.data
+    assert "candidate (`b` seed 1)" in artifact.data and "seed 0: 0.7000, seed 1: 0.8000" in artifact.data
+    assert f"run `{record['run_id']}`" in artifact.data and f"models:/{MODEL}/4" in artifact.data
     assert all(run.state.name == "Completed" for run in runs[:-1])  # every stage ran: nothing was up to date
 
     # Nothing changed: DVC skips every stage, and the task runs say so.
@@ -316,22 +338,22 @@ def test_promote_task_keeps_a_better_champion_using_metrics_json(
             client.log_metric(run_id, "val/pckh/Mean", score)
         client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id)
     client.set_registered_model_alias(MODEL, "champion", "1")
-    model_dir = tmp_path / "models" / "b"
+    model_dir = tmp_path / "models" / "b" / "seed-0"
     model_dir.mkdir(parents=True)
     (model_dir / "metrics.json").write_text(json.dumps({"val/pckh/Mean": 0.7}))
     (model_dir / "mlflow.json").write_text(json.dumps(
         {"run_id": run_id, "model_uri": f"models:/{MODEL}/2", "registered_model": MODEL, "version": "2"}
     ))
 
-    decision = promote(str(tmp_path), "b", "val/pckh/Mean", True)
+    decision = promote(str(tmp_path), "b", "val/pckh/Mean", True, [0])
     assert decision["promoted"] is False and decision["serving_version"] == "1"
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     tags = client.get_model_version(MODEL, "2").tags
     assert tags["champion_decision"] == "kept"
-    assert float(tags["candidate_score"]) == pytest.approx(0.7)  # from models/b/metrics.json
+    assert float(tags["candidate_score"]) == pytest.approx(0.7)  # from models/b/seed-0/metrics.json
     assert float(tags["champion_score"]) == pytest.approx(0.99)
     assert json.loads((tmp_path / "reports" / "champion.json").read_text()) == {
-        **decision, "variant": "b", "run_id": run_id
+        **decision, "variant": "b", "seed": 0, "run_id": run_id, "seed_scores": {"0": 0.7}
     }
     artifact = Artifact.get(ARTIFACT_KEY)
     assert artifact is not None and "kept the current champion" in artifact.data and "0.9900" in artifact.data
@@ -342,14 +364,38 @@ def test_missing_metric_everywhere_is_a_clear_error(tmp_path: Path, mlflow_uri: 
     client.create_registered_model(MODEL)
     run_id = client.create_run("0").info.run_id
     client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id)
-    model_dir = tmp_path / "models" / "b"
+    model_dir = tmp_path / "models" / "b" / "seed-0"
     model_dir.mkdir(parents=True)
     (model_dir / "mlflow.json").write_text(json.dumps(
         {"run_id": run_id, "model_uri": f"models:/{MODEL}/1", "registered_model": MODEL, "version": 1}
     ))
     with pytest.raises(FlowSetupError, match=r"'val/pckh/Mean' \(params flows.champion_metric\) is neither"):
-        decide_champion(tmp_path, "b", "val/pckh/Mean", True, logging.getLogger("test-flows"))
+        decide_champion(tmp_path, "b", "val/pckh/Mean", True, logging.getLogger("test-flows"), [0])
     assert not (tmp_path / "reports" / "champion.json").exists()
+
+
+def test_the_best_seed_competes_ties_keep_the_first(tmp_path: Path, mlflow_uri: str) -> None:
+    """choose_candidate: the seed with the best metric (lower is better when so configured), the first of `seeds`
+    on a tie, a non-finite score never chosen; a seed without its mlflow.json is an error naming the file."""
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    client.create_registered_model(MODEL)
+    for seed, score in ((3, 0.5), (1, 0.9), (2, 0.9), (4, None)):  # None: metrics.json holds null (NaN)
+        run_id = client.create_run("0").info.run_id
+        version = client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id).version
+        model_dir = tmp_path / "models" / "b" / f"seed-{seed}"
+        model_dir.mkdir(parents=True)
+        (model_dir / "metrics.json").write_text(json.dumps({"val/pckh/Mean": score}))
+        (model_dir / "mlflow.json").write_text(json.dumps(
+            {"run_id": run_id, "model_uri": f"models:/{MODEL}/{version}", "registered_model": MODEL,
+             "version": str(version)}))
+    log = logging.getLogger("test-flows")
+    chosen = choose_candidate(tmp_path, "b", [4, 3, 1, 2], "val/pckh/Mean", True, log)
+    assert chosen.seed == 1 and chosen.score == pytest.approx(0.9) and chosen.record.version == "2"
+    assert list(chosen.seed_scores) == [4, 3, 1, 2] and math.isnan(chosen.seed_scores[4])
+    assert choose_candidate(tmp_path, "b", [2, 1], "val/pckh/Mean", True, log).seed == 2  # a tie keeps the first
+    assert choose_candidate(tmp_path, "b", [1, 3, 4], "val/pckh/Mean", False, log).seed == 3
+    with pytest.raises(FlowSetupError, match=r"seed-7/mlflow.json: not found"):
+        choose_candidate(tmp_path, "b", [1, 7], "val/pckh/Mean", True, log)
 
 
 def test_serve_refuses_without_a_server(prefect_server: None, tmp_path: Path, capsys) -> None:

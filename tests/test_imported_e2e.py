@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dvc_project import REPO, dvc, make_project, merge, run  # noqa: E402
+from dvc_project import REPO, dvc, make_project, merge  # noqa: E402
 from test_pipeline_e2e import TINY  # noqa: E402
 
 FIXTURE = "pytorch_stacked_hourglass/checkpoint-fixture/checkpoint.pt"
@@ -53,11 +53,21 @@ def test_repro_imports_and_scores_the_release_beside_the_variants(project):
     assert loaded.variant == "port" and loaded.config["imported_from"]["commit"].startswith("ceedc14b")
     assert (loaded.model_config.stacks, loaded.model_config.features, loaded.model_config.input_res) == (2, 64, 64)
     metrics = json.loads((root / "models" / "port" / "eval" / "metrics.json").read_text())
-    trained = json.loads((root / "models" / "hg_stacked_int" / "eval" / "metrics.json").read_text())
+    trained = json.loads((root / "models" / "hg_stacked_int" / "seed-0" / "eval" / "metrics.json").read_text())
     assert metrics["variant"] == "port" and metrics["metric"] == trained["metric"] == "PCKh@0.5"
     assert metrics["num_people"] == trained["num_people"] and len(metrics["stacks"]) == 2
     # the port's 678,240 registered parameters less its 29 unused skip convolutions (one 128 wide, 28 64 wide)
     assert metrics["parameters"] == 678240 - (128 * 128 + 128) - 28 * (64 * 64 + 64)
+    # the report's results table: the paper's rows, the release and the trained variant, each with its interval
+    report = (root / "reports" / "results.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| **port** (released weights)"))
+    assert f"`{WEIGHTS}`, imported from princeton-vl/pytorch_stacked_hourglass" in row
+    assert f"{metrics['final']['Mean']:.1f}" in row
+    assert "| paper: 8-stack, final |" in report and "| **hg_stacked_int** |" in report
+    missing = report[report.find("Missing inputs"):] if "Missing inputs" in report else ""
+    assert "models/port" not in missing  # no training files is what an imported model is, not a gap
+    summary = json.loads((root / "reports" / "summary.json").read_text())
+    assert summary["variants"]["port"]["final"]["Mean"] == pytest.approx(metrics["final"]["Mean"])
 
 
 def test_the_release_has_an_mlflow_run_beside_the_sweeps_with_its_eval_scores(project):
@@ -71,7 +81,7 @@ def test_the_release_has_an_mlflow_run_beside_the_sweeps_with_its_eval_scores(pr
     assert run_.data.metrics["eval/pckh/Mean"] == pytest.approx(metrics["final"]["Mean"])
     assert run_.data.tags["hourglass.imported"] == "true" and run_.data.tags["variant"] == "port"
     assert run_.data.params["imported_from.sha256"] == loaded_sha(root)
-    trained = json.loads((root / "models" / "hg_stacked_int" / "mlflow.json").read_text())
+    trained = json.loads((root / "models" / "hg_stacked_int" / "seed-0" / "mlflow.json").read_text())
     assert run_.data.tags["mlflow.parentRunId"] == client.get_run(trained["run_id"]).data.tags["mlflow.parentRunId"]
     assert record["registered_model"] is None and record["model_uri"]  # logged, not registered
 
@@ -103,11 +113,11 @@ def test_a_variant_fine_tunes_from_the_imported_release(project):
                                               "init_from": "models/port"}
     params["sweep"] = [*params["sweep"], "port_ft"]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    done = dvc(["repro", "train@port_ft"], root, env)
+    done = dvc(["repro", "train@port_ft-0"], root, env)
     ran = done.stdout + done.stderr
-    assert "Running stage 'train@port_ft'" in ran and "Running stage 'train@hg_stacked_int'" not in ran
+    assert "Running stage 'train@port_ft-0'" in ran and "Running stage 'train@hg_stacked_int-0'" not in ran
     assert "initialised from models/port" in ran and "re-initialised" not in ran
-    out = root / "models" / "port_ft"
+    out = root / "models" / "port_ft" / "seed-0"
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["initialised_from"]["source"] == "models/port" and config["initialised_from"]["reinitialised"] == []
     converted = hashlib.sha256((root / "models" / "port" / "checkpoint.pt").read_bytes()).hexdigest()

@@ -42,11 +42,11 @@ def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def test_repro_produces_every_output(project):
     root, _ = project
     for variant in ("hg_int", "hg_stacked_int"):
-        assert (root / "models" / variant / "checkpoint.pt").is_file()
-        metrics = json.loads((root / "models" / variant / "eval" / "metrics.json").read_text())
+        assert (root / "models" / variant / "seed-0" / "checkpoint.pt").is_file()
+        metrics = json.loads((root / "models" / variant / "seed-0" / "eval" / "metrics.json").read_text())
         assert metrics["variant"] == variant and metrics["metric"] == "PCKh@0.5"
         assert len(metrics["stacks"]) == (1 if variant == "hg_int" else 2)
-        assert (root / "models" / variant / "eval" / "preds.h5").is_file()
+        assert (root / "models" / variant / "seed-0" / "eval" / "preds.h5").is_file()
     report = (root / "reports" / "results.md").read_text()
     assert "hg_stacked_int" in report and "97.7" in report  # our variants beside the paper's Head figure
     assert (root / "reports" / "figures" / "figure4.png").stat().st_size > 1000
@@ -61,7 +61,7 @@ def test_metrics_show_lists_one_compact_file_that_fits_a_terminal(project):
     assert files == {"reports/scores.json"}
     scores = json.loads((root / "reports" / "scores.json").read_text())
     for variant in TINY["sweep"]:
-        evaluation = json.loads((root / "models" / variant / "eval" / "metrics.json").read_text())
+        evaluation = json.loads((root / "models" / variant / "seed-0" / "eval" / "metrics.json").read_text())
         assert scores[variant] == round(evaluation["final"]["Mean"], 2)
     table = dvc(["metrics", "show"], root, env).stdout
     assert max(len(line) for line in table.splitlines()) < 200, table
@@ -81,10 +81,10 @@ def test_touching_a_file_reruns_exactly_the_stages_that_import_it(project):
     """Code deps are the import closures (tests/test_dvc_deps.py): metrics.py is imported by training, evaluation
     and the report, not by download or preprocessing; the benchmarks are imported by no stage."""
     root, env = project
-    for name, expected in (("hourglass/metrics.py", {"train@hg_int", "train@hg_stacked_int", "evaluate@hg_int",
-                                                      "evaluate@hg_stacked_int", "report"}),
-                           ("hourglass/data/augment.py", {"preprocess", "train@hg_int", "train@hg_stacked_int",
-                                                          "evaluate@hg_int", "evaluate@hg_stacked_int"}),
+    for name, expected in (("hourglass/metrics.py", {"train@hg_int-0", "train@hg_stacked_int-0", "evaluate@hg_int-0",
+                                                      "evaluate@hg_stacked_int-0", "report"}),
+                           ("hourglass/data/augment.py", {"preprocess", "train@hg_int-0", "train@hg_stacked_int-0",
+                                                          "evaluate@hg_int-0", "evaluate@hg_stacked_int-0"}),
                            ("hourglass/bench/model.py", set())):
         path = root / name
         original = path.read_text()
@@ -105,7 +105,7 @@ def test_second_repro_does_nothing_and_one_variant_change_reruns_only_it(project
     params["train"]["variants"]["hg_int"]["modules"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(dvc(["status", "--json"], root, env).stdout))
-    assert changed == {"train@hg_int"}  # evaluate@hg_int and report follow once train@hg_int's outputs change
+    assert changed == {"train@hg_int-0"}  # evaluate@hg_int-0 and report follow once its outputs change
 
 
 def test_experiments_and_metrics_diff(project):
@@ -117,8 +117,8 @@ def test_experiments_and_metrics_diff(project):
     run(["git", "commit", "-qm", "pipeline outputs"], root, env)
     done = dvc(["exp", "run", "-n", "hgint-m1", "-S", "train.variants.hg_int.modules=1"], root, env)
     ran = done.stdout + done.stderr
-    assert "Running stage 'train@hg_int'" in ran and "Running stage 'report'" in ran
-    assert "Running stage 'train@hg_stacked_int'" not in ran and "Running stage 'preprocess'" not in ran
+    assert "Running stage 'train@hg_int-0'" in ran and "Running stage 'report'" in ran
+    assert "Running stage 'train@hg_stacked_int-0'" not in ran and "Running stage 'preprocess'" not in ran
     shown = json.loads(dvc(["exp", "show", "--json"], root, env).stdout)
     names = {exp["name"] for entry in shown for exp in (entry.get("experiments") or [])
              for exp in (exp.get("revs") or [exp])}
@@ -143,10 +143,11 @@ def test_demo_ends_with_the_champion_alias_in_place(project):
     root, env = project
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     version = client.get_model_version_by_alias("hourglass", "champion")
-    record = json.loads((root / "models" / "hg_stacked_int" / "mlflow.json").read_text())
+    record = json.loads((root / "models" / "hg_stacked_int" / "seed-0" / "mlflow.json").read_text())
     assert str(version.version) == record["version"] and version.tags["variant"] == "hg_stacked_int"
+    assert version.tags["seed"] == "0"
     champion = json.loads((root / "reports" / "champion.json").read_text())
-    assert champion["metric"] == "eval/pckh/Mean" and champion["promoted"]
+    assert champion["metric"] == "eval/pckh/Mean" and champion["promoted"] and champion["seed"] == 0
     assert "hourglass@champion: promoted" in (root / "demo.log").read_text()
     run_ = client.get_run(record["run_id"])
     assert "download.mpii" not in " ".join(run_.data.params)  # params: the run's own config, not every setting
@@ -170,4 +171,5 @@ def test_sweep_parent_run_carries_the_summary_and_ends_after_its_children(projec
     children = client.search_runs([experiment.experiment_id],
                                   filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'")
     assert {child.data.tags["variant"] for child in children} == set(TINY["sweep"])  # (+ the experiment's)
+    assert {child.info.run_name for child in children} == {f"{v}/seed-0" for v in TINY["sweep"]}
     assert parent.info.end_time >= max(child.info.end_time for child in children)

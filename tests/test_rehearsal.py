@@ -209,15 +209,15 @@ def test_training_takes_more_samples_per_epoch_than_the_split_holds(rehearsal):
     assert (f"an epoch is {STEPS} steps of 6 = {STEPS * 6} samples, {STEPS * 6 / people:.2f} passes over the "
             f"{people} training people") in output
     (variant,) = SWEEP[dataset]
-    metrics = json.loads((root / "models" / variant / "metrics.json").read_text())
+    metrics = json.loads((root / "models" / variant / "seed-0" / "metrics.json").read_text())
     assert metrics["steps"] == 2 * STEPS
 
 
 def test_metrics_have_the_datasets_layout(rehearsal):
     dataset, root, _, _ = rehearsal
     (variant,) = SWEEP[dataset]
-    evaluated = json.loads((root / "models" / variant / "eval" / "metrics.json").read_text())
-    trained = json.loads((root / "models" / variant / "metrics.json").read_text())
+    evaluated = json.loads((root / "models" / variant / "seed-0" / "eval" / "metrics.json").read_text())
+    trained = json.loads((root / "models" / variant / "seed-0" / "metrics.json").read_text())
     if dataset == "mpii":
         assert evaluated["metric"] == "PCKh@0.5" and evaluated["num_people"] == len(MPII_IMAGES)
         assert {"Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean"} <= set(evaluated["final"])
@@ -251,7 +251,7 @@ def test_mpii_test_people_become_a_submission_file(rehearsal):
 
     dataset, root, _, _ = rehearsal
     (variant,) = SWEEP[dataset]
-    test_dir = root / "models" / variant / "eval" / "test"
+    test_dir = root / "models" / variant / "seed-0" / "eval" / "test"
     status = json.loads((test_dir / "status.json").read_text())
     if dataset == "flic":
         assert status == {"test_split": False, "reason": "dataset 'flic' has no test server"}

@@ -47,8 +47,9 @@ def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _params(tmp: Path, raw: Path, joint_set: str = "mpii") -> Path:
-    params = {"dataset": "synthetic", "sweep": ["hg2", "hg1", "hg4"], "flows": {"champion_variant": "hg2"},
+def _params(tmp: Path, raw: Path, joint_set: str = "mpii", seeds: tuple[int, ...] = (0,)) -> Path:
+    params = {"dataset": "synthetic", "sweep": ["hg2", "hg1", "hg4"], "seeds": list(seeds),
+              "flows": {"champion_variant": "hg2"},
               "download": {"root": str(raw.parent)}, "synthetic": {"joint_set": joint_set},
               "train": {"batch_size": 4, "variants": {"hg2": {"stacks": 2}, "hg1": {"stacks": 1},
                                                       "hg4": {"stacks": 4}}},
@@ -69,21 +70,23 @@ def _eval_block(preds: np.ndarray, valid: Path) -> tuple[dict, dict]:
     return final, dict(zip(result.joint_names, result.per_joint.tolist()))
 
 
-def _fake_variant(models: Path, raw: Path, params: Path, name: str, stacks: int, sigma: float) -> dict:
-    """models/<name>/ as training and evaluation leave it; returns the evaluation's final scores."""
-    out = models / name
+def _fake_variant(models: Path, raw: Path, params: Path, name: str, stacks: int, sigma: float,
+                  seed: int = 0) -> dict:
+    """models/<name>/seed-<seed>/ as training and evaluation leave it; returns the evaluation's final scores. The
+    noise draw depends on the stack count and the seed only (two variants of equal stacks predict alike)."""
+    out = models / name / f"seed-{seed}"
     (out / "eval").mkdir(parents=True)
     gt = read_annotations(raw / "annot" / "valid.h5")
     valid = raw / "annot" / "valid.h5"
-    final_preds = _noisy(gt, sigma, seed=stacks)
+    final_preds = _noisy(gt, sigma, seed=stacks + 100 * seed)
     write_predictions(out / "eval" / "preds.h5", final_preds,
                       {"maxvals": np.ones(gt.joints.shape[:2]), "rows": np.arange(len(gt))})
     final, per_joint = _eval_block(final_preds, valid)
     stack_list = [{"stack": stacks, "metrics": final, "per_joint": per_joint}]
     if stacks > 1:
-        first, first_joints = _eval_block(_noisy(gt, 2 * sigma, seed=10 + stacks), valid)
+        first, first_joints = _eval_block(_noisy(gt, 2 * sigma, seed=10 + stacks + 100 * seed), valid)
         stack_list.insert(0, {"stack": 1, "metrics": first, "per_joint": first_joints})
-    evaluation = {"variant": name, "dataset": "synthetic", "metric": "PCKh@0.5", "flip_test": True,
+    evaluation = {"variant": name, "seed": seed, "dataset": "synthetic", "metric": "PCKh@0.5", "flip_test": True,
                   "num_people": len(gt), "final": final, "per_joint": per_joint, "stacks": stack_list,
                   "seconds": 12.5, "images_per_s": 3.2}
     if stacks > 1:  # the 1-stack variant's count must then come from its config
@@ -92,8 +95,8 @@ def _fake_variant(models: Path, raw: Path, params: Path, name: str, stacks: int,
     config = yaml.safe_load(params.read_text())
     resolved = parse_params(config).model_copy(deep=True).model_dump(mode="json")
     resolved["model"]["stacks"] = stacks
-    (out / "config.yaml").write_text(yaml.safe_dump({"variant": name, **resolved}))
-    (out / "mlflow.json").write_text(json.dumps({"run_id": f"run-{name}"}))
+    (out / "config.yaml").write_text(yaml.safe_dump({"variant": name, **resolved, "seed": seed}))
+    (out / "mlflow.json").write_text(json.dumps({"run_id": f"run-{name}" + (f"-{seed}" if seed else "")}))
     prefix = "val/pckh" if "Mean@0.1" in final else "val/pck"
     columns = ["epoch", f"{prefix}/Mean", "val/figure4",
                "val/loss", "train/loss", "train/lr", "train/img_s", "step"]
@@ -101,7 +104,8 @@ def _fake_variant(models: Path, raw: Path, params: Path, name: str, stacks: int,
         writer = csv.writer(fh)
         writer.writerow(columns)
         for epoch in range(1, 4):
-            writer.writerow([epoch, 20 * epoch, 15 * epoch + stacks, 1e-3, 2e-3, 2.5e-4, 8.0, 10 * epoch])
+            writer.writerow([epoch, 20 * epoch, 15 * epoch + stacks + seed, 1e-3, 2e-3, 2.5e-4, 8.0 + seed,
+                             10 * epoch])
     (out / "metrics.json").write_text(json.dumps({f"{prefix}/Mean": 60.0, f"best/{prefix}/Mean": 60.0,
                                                   "best/epoch": 3.0, "steps": 30.0}))
     return final
@@ -208,8 +212,8 @@ def test_intervals_are_recomputed_from_the_predictions(report: tuple[Path, dict]
     summary = json.loads((out / "summary.json").read_text())
     models = out.parent / "models"
     valid = raw / "annot" / "valid.h5"
-    hg1 = _resampled_scores(models / "hg1" / "eval" / "preds.h5", valid)
-    hg2 = _resampled_scores(models / "hg2" / "eval" / "preds.h5", valid)
+    hg1 = _resampled_scores(models / "hg1" / "seed-0" / "eval" / "preds.h5", valid)
+    hg2 = _resampled_scores(models / "hg2" / "seed-0" / "eval" / "preds.h5", valid)
     mean = summary["variants"]["hg1"]["interval"]["Mean"]
     assert mean["estimate"] == pytest.approx(finals["hg1"]["Mean"])
     assert [mean["low"], mean["high"]] == pytest.approx(np.percentile(hg1["Mean"], [2.5, 97.5]).tolist())
@@ -232,6 +236,113 @@ def test_intervals_are_recomputed_from_the_predictions(report: tuple[Path, dict]
     row = next(line for line in uncertainty.splitlines() if line.startswith("| `hg1` |"))
     assert f"{diff['estimate']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}]" in row
     assert "Best variant: `hg2`" in text and "ahead of the runner-up `hg1`" in text
+
+
+# -- several training seeds: the report's numbers are the seed-averaged ones, with the spread across seeds
+SEEDS = (0, 1)
+
+
+@pytest.fixture(scope="module")
+def seeds_report(tmp_path_factory: pytest.TempPathFactory, raw: Path) -> tuple[Path, dict[tuple[str, int], dict]]:
+    """hg2 and hg1 trained from two seeds each; hg4 predicts exactly as hg2 (same stacks, same draws)."""
+    tmp = tmp_path_factory.mktemp("seeds")
+    params = _params(tmp, raw, seeds=SEEDS)
+    models = tmp / "models"
+    finals = {}
+    for name, stacks, sigma in (("hg2", 2, 0.25), ("hg1", 1, 0.35), ("hg4", 2, 0.25)):
+        for seed in SEEDS:
+            finals[name, seed] = _fake_variant(models, raw, params, name, stacks, sigma, seed=seed)
+    return _run(tmp, params, models, tmp / "no-anchor-data"), finals
+
+
+def test_several_seeds_mean_and_sd_are_those_of_the_per_seed_evaluations(seeds_report) -> None:
+    out, finals = seeds_report
+    summary = json.loads((out / "summary.json").read_text())
+    scores = json.loads((out / "scores.json").read_text())
+    text = (out / "results.md").read_text()
+    assert summary["seeds"] == list(SEEDS)
+    for name in ("hg2", "hg1"):
+        per_seed = [finals[name, seed]["Mean"] for seed in SEEDS]
+        assert per_seed[0] != per_seed[1]  # the seeds really differ
+        mean, sd = float(np.mean(per_seed)), float(np.std(per_seed, ddof=1))
+        entry = summary["variants"][name]
+        assert entry["seeds"] == list(SEEDS)
+        assert [entry["per_seed"][str(seed)]["Mean"] for seed in SEEDS] == pytest.approx(per_seed)
+        assert entry["across_seeds"]["Mean"] == pytest.approx({"mean": mean, "sd": sd, "n": 2})
+        assert entry["final"]["Mean"] == pytest.approx(mean)
+        elbow = np.mean([finals[name, seed]["Elbow"] for seed in SEEDS])
+        assert entry["final"]["Elbow"] == pytest.approx(elbow)
+        assert scores[name] == round(mean, 2)  # `dvc metrics show`: the seed-averaged Mean
+        row = next(line for line in text.splitlines() if line.startswith(f"| **{name}** |"))
+        assert f"| {mean:.1f} |" in row and f"| {mean:.1f} ± {sd:.1f} (2 seeds) |" in row
+        assert "mean of 2 seeds" in row
+        for seed in SEEDS:  # the costs table: one row per seed
+            assert any(line.startswith(f"| {name} | {seed} | ") for line in text.splitlines())
+    assert "- Training seeds: 0, 1; each variant's numbers are the mean over its seeds" in text
+    uncertainty = text.split("## Uncertainty")[1].split("\n## ")[0]
+    assert "across seeds, ± sd" in uncertainty and "the mean over 2 training seeds" in uncertainty
+    assert "each variant was trained once, on one seed" not in text
+
+
+def test_several_seeds_curves_are_the_mean_curves(seeds_report) -> None:
+    out, _ = seeds_report
+    with open(out / "curves.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    # epochs.csv's val/figure4 is 15 * epoch + stacks + seed: the mean over seeds 0 and 1 adds 0.5
+    assert [float(r["step"]) for r in rows] == [10.0, 20.0, 30.0]
+    assert [float(r["hg2"]) for r in rows] == pytest.approx([15 * e + 2.5 for e in (1, 2, 3)])
+    assert [float(r["hg1"]) for r in rows] == pytest.approx([15 * e + 1.5 for e in (1, 2, 3)])
+
+
+def test_several_seeds_interval_is_of_the_seed_averaged_score(seeds_report, raw: Path) -> None:
+    """People resampled once; on every resample each seed is scored (by the evaluator, from scratch) and the seeds'
+    scores averaged: the interval and the paired difference are percentiles of those averages."""
+    out, finals = seeds_report
+    summary = json.loads((out / "summary.json").read_text())
+    models = out.parent / "models"
+    valid = raw / "annot" / "valid.h5"
+    draws = {name: [_resampled_scores(models / name / f"seed-{seed}" / "eval" / "preds.h5", valid)
+                    for seed in SEEDS] for name in ("hg2", "hg1")}
+    averaged = {name: {k: np.mean([d[k] for d in runs], axis=0) for k in ("Mean", "figure4")}
+                for name, runs in draws.items()}
+    interval = summary["variants"]["hg1"]["interval"]["Mean"]
+    assert interval["estimate"] == pytest.approx(np.mean([finals["hg1", s]["Mean"] for s in SEEDS]))
+    assert [interval["low"], interval["high"]] == pytest.approx(
+        np.percentile(averaged["hg1"]["Mean"], [2.5, 97.5]).tolist())
+    diff = summary["variants"]["hg1"]["difference_from_reference"]["figure4"]
+    assert diff["estimate"] == pytest.approx(np.mean([finals["hg1", s]["figure4"] - finals["hg2", s]["figure4"]
+                                                      for s in SEEDS]))
+    assert [diff["low"], diff["high"]] == pytest.approx(
+        np.percentile(averaged["hg1"]["figure4"] - averaged["hg2"]["figure4"], [2.5, 97.5]).tolist())
+
+
+def test_several_seeds_wording_names_the_seed_count(seeds_report) -> None:
+    out, _ = seeds_report
+    text = (out / "results.md").read_text()
+    assert "one seed" not in text.split("## Provenance")[0]
+    assert "Best variant: not distinguishable on 2 seeds. `hg2` (Mean PCKh@0.5 " in text
+    assert " sd over 2 seeds [95 % interval" in text
+    row = next(line for line in text.split("## Uncertainty")[1].splitlines() if line.startswith("| `hg4` |"))
+    assert "neither (not distinguishable on 2 seeds)" in row
+    assert "not distinguishable on 2 seeds: `hg4` +0.00 [+0.00, +0.00]" in text
+    examples = text.split("## Examples")[1].split("\n## ")[0]
+    assert "Validation people of variant `hg2 seed " in examples and "the one with the best Mean" in examples
+    assert "| `hg2 seed 1` resolved params |" in text
+
+
+def test_one_seed_of_several_missing_is_named_and_not_averaged(tmp_path: Path, raw: Path) -> None:
+    params = _params(tmp_path, raw, seeds=SEEDS)
+    models = tmp_path / "models"
+    final = _fake_variant(models, raw, params, "hg2", 2, 0.12, seed=1)
+    out = _run(tmp_path, params, models, tmp_path / "none")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["variants"]["hg2"]["seeds"] == [1]
+    assert summary["variants"]["hg2"]["final"]["Mean"] == pytest.approx(final["Mean"])
+    assert summary["variants"]["hg2"]["across_seeds"]["Mean"] == {"mean": pytest.approx(final["Mean"]), "sd": None,
+                                                                "n": 1}
+    text = (out / "results.md").read_text()
+    assert "variant `hg2` seed 0 has not been trained" in text
+    assert "across seeds" not in text and "each variant was trained once, on one seed" in text  # reads as one seed
 
 
 def test_best_variant_is_not_crowned_within_the_noise(tmp_path: Path, raw: Path) -> None:
@@ -261,12 +372,12 @@ def test_ordering_against_the_paper_and_the_unsupervised_first_stack(tmp_path: P
     models = tmp_path / "models"
     _fake_variant(models, raw, params, "hg", 1, 0.12)
     _fake_variant(models, raw, params, "hg_stacked", 2, 0.3)
-    evaluation = json.loads((models / "hg_stacked" / "eval" / "metrics.json").read_text())
+    evaluation = json.loads((models / "hg_stacked" / "seed-0" / "eval" / "metrics.json").read_text())
     evaluation["stacks"][0]["metrics"] = {k: 0.0 for k in evaluation["stacks"][0]["metrics"]}
-    (models / "hg_stacked" / "eval" / "metrics.json").write_text(json.dumps(evaluation))
-    config = yaml.safe_load((models / "hg_stacked" / "config.yaml").read_text())
+    (models / "hg_stacked" / "seed-0" / "eval" / "metrics.json").write_text(json.dumps(evaluation))
+    config = yaml.safe_load((models / "hg_stacked" / "seed-0" / "config.yaml").read_text())
     config["model"]["supervision"] = "final"
-    (models / "hg_stacked" / "config.yaml").write_text(yaml.safe_dump(config))
+    (models / "hg_stacked" / "seed-0" / "config.yaml").write_text(yaml.safe_dump(config))
     out = _run(tmp_path, params, models, tmp_path / "none")
     text = (out / "results.md").read_text()
     line = next(line for line in text.splitlines() if line.startswith("- Against the paper's Figure 4:"))
@@ -282,15 +393,15 @@ def test_absent_optional_inputs_are_named(report: tuple[Path, dict]) -> None:
     out, _ = report
     text = (out / "results.md").read_text()
     missing = text.split("### Missing inputs")[1].split("## Results")[0]
-    assert "variant `hg4` has not been trained" in missing
+    assert "variant `hg4` seed 0 has not been trained" in missing
     assert "authors' released predictions not scored" in missing
 
 
 def test_empty_project_degrades_to_a_report(tmp_path: Path, raw: Path) -> None:
     params = _params(tmp_path, tmp_path / "raw" / "synthetic")  # no data, no models
     models = tmp_path / "models"
-    (models / "hg2" / "eval").mkdir(parents=True)
-    (models / "hg2" / "eval" / "metrics.json").write_text("{not json")
+    (models / "hg2" / "seed-0" / "eval").mkdir(parents=True)
+    (models / "hg2" / "seed-0" / "eval" / "metrics.json").write_text("{not json")
     out = _run(tmp_path, params, models, tmp_path / "none")
     text = (out / "results.md").read_text()
     assert "unreadable" in text and "mean-pose baseline not computed" in text
@@ -385,12 +496,20 @@ def test_data_version_prefers_dvc_lock(tmp_path: Path) -> None:
     assert "`x.h5` sha256" in data_version("mpii", lock, tmp_path)
 
 
-def test_discover_lists_params_variants_first_then_others(tmp_path: Path) -> None:
-    (tmp_path / "zz" / "eval").mkdir(parents=True)
-    (tmp_path / "zz" / "eval" / "metrics.json").write_text("{}")
-    (tmp_path / "empty").mkdir()
-    names = [r.name for r in discover_variants(tmp_path, ["hg8", "hg2"])]
-    assert names == ["hg8", "hg2", "zz"]
+def test_discover_lists_params_variants_and_seeds_first_then_others(tmp_path: Path) -> None:
+    """Sweep variants with the params' seeds (trained or not); other directories with metrics: their seed
+    directories, or the directory itself when it has no seed level (an imported model evaluated by hand)."""
+    for path in ("zz/eval", "yy/seed-4/eval", "yy/seed-x/eval", "hg2/seed-1/eval", "hg2/seed-9/eval"):
+        (tmp_path / path).mkdir(parents=True)
+        (tmp_path / path / "metrics.json").write_text("{}")
+    (tmp_path / "empty" / "seed-0").mkdir(parents=True)
+    runs = discover_variants(tmp_path, ["hg8", "hg2"], [1, 0])
+    assert [r.name for r in runs] == ["hg8", "hg2", "yy", "zz"]
+    assert [[s.seed for s in r.seeds] for r in runs] == [[1, 0], [1, 0], [4], [None]]
+    assert [[s.seed for s in r.evaluated] for r in runs] == [[], [1], [4], [None]]
+    assert runs[3].seeds[0].path == tmp_path / "zz"
+    assert any("seed(s) 9 under" in m and "left out: not in params `seeds` [1, 0]" in m for m in runs[1].missing)
+    assert any("`hg8` seed 1 has not been trained" in m for m in runs[0].missing)
 
 
 def test_report_covers_the_sweep_and_other_trained_variants_only(tmp_path: Path, raw: Path) -> None:
@@ -406,7 +525,7 @@ def test_report_covers_the_sweep_and_other_trained_variants_only(tmp_path: Path,
     _fake_variant(models, raw, path, "hg1", 1, 0.3)  # trained by hand, outside the sweep: still reported
     text = (_run(tmp_path, path, models, tmp_path / "no-anchor-data") / "results.md").read_text()
     assert "| **hg2** |" in text and "| **hg1** |" in text
-    assert "variant `hg4` has not been trained" in text
+    assert "variant `hg4` seed 0 has not been trained" in text
     assert "hg8" not in text.split("<details>")[0]  # (the params dump at the end lists every variant)
 
 

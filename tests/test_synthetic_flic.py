@@ -34,17 +34,17 @@ def project(tmp_path_factory) -> tuple[Path, dict[str, str]]:
 
 def test_training_validates_with_flic_pck(project):
     root, _ = project
-    final = json.loads((root / "models/hg_stacked_int/metrics.json").read_text())
+    final = json.loads((root / "models/hg_stacked_int/seed-0/metrics.json").read_text())
     assert "val/pck/Mean" in final and "val/pck/joint/nose" in final and "val/figure4" in final
     assert not any("pckh" in key for key in final)
-    with open(root / "models/hg_stacked_int/epochs.csv", newline="") as fh:
+    with open(root / "models/hg_stacked_int/seed-0/epochs.csv", newline="") as fh:
         header = next(csv.reader(fh))
     assert "val/figure4" in header  # the column dvc.yaml plots, on either family
 
 
 def test_evaluation_scores_pck_at_0_2_on_eleven_joints(project):
     root, _ = project
-    metrics = json.loads((root / "models/hg_stacked_int/eval/metrics.json").read_text())
+    metrics = json.loads((root / "models/hg_stacked_int/seed-0/eval/metrics.json").read_text())
     assert metrics["metric"] == "PCK@0.2"
     assert set(metrics["per_joint"]) == {"l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist",
                                          "l_hip", "r_hip", "l_eye", "r_eye", "nose"}
@@ -70,8 +70,8 @@ def test_champion_contest_compares_the_flic_headline(project):
     assert metric == "eval/pck/Mean"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-        decision = decide_champion(root, "hg_stacked_int", metric, True, logging.getLogger("test"))
-    evaluation = json.loads((root / "models/hg_stacked_int/eval/metrics.json").read_text())
+        decision = decide_champion(root, "hg_stacked_int", metric, True, logging.getLogger("test"), params.seeds)
+    evaluation = json.loads((root / "models/hg_stacked_int/seed-0/eval/metrics.json").read_text())
     assert decision.promoted and decision.metric == "eval/pck/Mean"
     assert decision.candidate_score == pytest.approx(evaluation["final"]["Mean"])  # the flip-test score
 
@@ -80,8 +80,8 @@ def test_mlflow_run_carries_the_evaluate_stages_scores_and_the_experiment_kind(p
     from mlflow.tracking import MlflowClient
 
     root, env = project
-    record = json.loads((root / "models/hg_stacked_int/mlflow.json").read_text())
-    evaluation = json.loads((root / "models/hg_stacked_int/eval/metrics.json").read_text())
+    record = json.loads((root / "models/hg_stacked_int/seed-0/mlflow.json").read_text())
+    evaluation = json.loads((root / "models/hg_stacked_int/seed-0/eval/metrics.json").read_text())
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
     run = client.get_run(record["run_id"])
     assert run.data.metrics["eval/pck/Mean"] == pytest.approx(evaluation["final"]["Mean"])

@@ -187,7 +187,9 @@ def test_training_run_is_one_mlflow_run_with_steps_epochs_and_model(tmp_path, st
     params = parse_params(raw)
     result = train(params, tmp_path / "out", train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1), variant=None)
     run = store.get_run(result.mlflow_run_id)
-    assert run.data.tags["dvc.stage"] == "train@model" and run.data.params["model.stacks"] == "1"
+    # the run carries its training seed (tiny_params' seeds: [3], the default is the first) in name, tag and params
+    assert run.data.tags["dvc.stage"] == "train@model-3" and run.data.params["model.stacks"] == "1"
+    assert run.info.run_name == "model/seed-3" and run.data.tags["seed"] == "3" and run.data.params["seed"] == "3"
     assert [m.step for m in store.get_metric_history(run.info.run_id, "step/loss")] == [0, 1, 2, 3]
     rows = list(csv.DictReader(open(tmp_path / "out" / EPOCHS_CSV)))
     assert [m.value for m in store.get_metric_history(run.info.run_id, "val/figure4")] == [
@@ -199,3 +201,21 @@ def test_training_run_is_one_mlflow_run_with_steps_epochs_and_model(tmp_path, st
     # How it ran: the same record in metrics.json and as the run's tags.
     assert runtime["precision"] == "fp32" and runtime["device"] == "cpu" and runtime["world_size"] == 1
     assert {k: run.data.tags[f"runtime.{k}"] for k in runtime} == {k: str(v) for k, v in runtime.items()}
+
+
+def test_sweep_summary_gets_each_variants_mean_and_sd_across_seeds(tmp_path, store):
+    """The sweep's parent run: `<variant>/eval_mean` (the mean over its seeds) for every scored variant,
+    `<variant>/eval_sd` only where several seeds give one; a registered version's tags name its seed."""
+    from hourglass.mlflow_store import log_sweep_summary, version_tags
+
+    parent = ensure_parent_run("test", "sw")
+    (tmp_path / "results.md").write_text("# report")
+    assert log_sweep_summary("test", "sw", {"hg": 48.25, "hg_int": 40.0, "none": None}, {"report.seeds": "0, 1"},
+                             [tmp_path / "results.md"], spreads={"hg": 0.75, "hg_int": None}) == parent
+    run = store.get_run(parent)
+    assert {k: v for k, v in run.data.metrics.items()} == {"hg/eval_mean": 48.25, "hg_int/eval_mean": 40.0,
+                                                          "hg/eval_sd": 0.75}
+    assert run.data.tags["report.seeds"] == "0, 1"
+    tags = version_tags({"dataset": "synthetic", "seed": 1, "model": {"stacks": 2}}, "hg", 7)
+    assert tags["seed"] == "1" and tags["variant"] == "hg" and tags["epochs"] == "7"
+    assert "seed" not in version_tags({"dataset": "mpii", "model": {"stacks": 8}}, "port", None)  # imported: none

@@ -67,7 +67,7 @@ def tiny_params(**train_overrides):
     """A 1-stack, 16-feature network on 64 px inputs, fp32, deterministic, MLflow off."""
     train = {"batch_size": 4, "epochs": 3, "steps_per_epoch": None, "val_batch_size": 8, "workers": 0, "precision": "fp32",
              "deterministic": True, "log_every": 1, **train_overrides}
-    return parse_params(recipe_raw("mpii", {"dataset": "synthetic", "seed": 3,
+    return parse_params(recipe_raw("mpii", {"dataset": "synthetic", "seeds": [3],
                          "model": {"stacks": 1, "features": 16, "input_res": RES},
                          "train": train, "mlflow": {"enabled": False}}))
 
@@ -244,7 +244,7 @@ def test_hg_int_variant_trains_its_lower_resolution_heads(tmp_path, monkeypatch)
     result = train(params, tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1), variant="hg_int")
     assert result.steps == 2 and calls == [3, 3]  # every step's loss had three lower-resolution terms
     assert math.isfinite(result.final_metrics["val/loss"])
-    torch.manual_seed(params.seed)  # the trainer's initial weights
+    torch.manual_seed(params.seeds[0])  # the trainer's initial weights (its default seed: the first)
     initial = create_model(stacks=1, modules=2, features=16, joints=16, supervision="resolutions").state_dict()
     trained = _final_weights(tmp_path)
     assert trained.keys() == initial.keys()
@@ -311,6 +311,31 @@ def test_a_checkpoint_of_another_configuration_data_or_code_is_not_resumed(tmp_p
     with caplog.at_level("INFO", logger="hourglass.train"):
         train(faster, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-2")
     assert "resuming" in caplog.text and "starting fresh" not in caplog.text
+
+
+def test_the_training_seed_is_the_runs_own_and_part_of_its_fingerprint(tmp_path, caplog):
+    """`seed=` (the stage's --seed) drives the run; a checkpoint of another seed is not resumed; the sweep's other
+    seeds (`seeds`) are not part of a run's identity, so adding one leaves the existing runs resumable."""
+    params = tiny_params(epochs=1)
+    data = ToyPoses(8), ToyPoses(4, seed=1)
+    first = train(params, tmp_path / "s3", train_set=data[0], val_set=data[1])  # default: the first of seeds (3)
+    other = train(params, tmp_path / "s5", train_set=data[0], val_set=data[1], seed=5)
+    state = load_checkpoint(tmp_path / "s5" / CHECKPOINT_NAME)
+    assert state["seed"] == 5 and state["config"]["seed"] == 5 and state["config"]["seeds"] == [3]
+    assert yaml.safe_load((tmp_path / "s5" / "config.yaml").read_text())["seed"] == 5
+    assert load_checkpoint(tmp_path / "s3" / CHECKPOINT_NAME)["seed"] == 3
+    assert any(not torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
+                                                     other.model.state_dict().values()))
+    with caplog.at_level("INFO", logger="hourglass.train"):
+        train(params, tmp_path / "s5", train_set=data[0], val_set=data[1], seed=6)
+    assert "starting fresh, not resuming" in caplog.text and "(config differs)" in caplog.text
+    more_seeds = parse_params({**params.model_dump(mode="json"), "seeds": [3, 4]})
+    caplog.clear()
+    with caplog.at_level("INFO", logger="hourglass.train"):
+        train(more_seeds, tmp_path / "s3", train_set=data[0], val_set=data[1], seed=3)
+    assert "resuming" in caplog.text and "starting fresh" not in caplog.text
+    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
+        train(params, tmp_path / "bad", train_set=data[0], val_set=data[1], seed=-1)
 
 
 def test_code_digest_follows_the_loaded_project_sources(tmp_path):
@@ -397,11 +422,12 @@ def test_flic_runs_follow_pck_for_the_schedule_and_the_best_epoch(tmp_path, monk
 
 def test_each_epoch_logs_one_line_with_progress_score_and_eta(tmp_path, caplog):
     raw = tiny_params(epochs=2).model_dump(mode="json")
-    params = parse_params({**raw, "sweep": ["hg", "hg_int"], "flows": {**raw["flows"], "champion_variant": "hg"}})
+    params = parse_params({**raw, "sweep": ["hg", "hg_int"], "seeds": [3, 4],
+                           "flows": {**raw["flows"], "champion_variant": "hg"}})
     data = (ToyPoses(8), ToyPoses(4, seed=1))
     with caplog.at_level("INFO", logger="hourglass.train"):
-        train(params, tmp_path, train_set=data[0], val_set=data[1], variant="hg_int")
+        train(params, tmp_path, train_set=data[0], val_set=data[1], variant="hg_int", seed=3)
     lines = [r.getMessage() for r in caplog.records if "elapsed, ETA" in r.getMessage()]
-    assert len(lines) == 2
-    assert lines[0].startswith("[hg_int 2/2] epoch 1/2  loss ") and "validation PCKh@0.5 Mean" in lines[0]
-    assert lines[1].startswith("[hg_int 2/2] epoch 2/2") and lines[1].endswith("ETA 0:00")
+    assert len(lines) == 2  # where the run is in the sweep x seeds matrix, in dvc.yaml's order: hg-3 hg-4 hg_int-3
+    assert lines[0].startswith("[hg_int seed 3, 3/4] epoch 1/2  loss ") and "validation PCKh@0.5 Mean" in lines[0]
+    assert lines[1].startswith("[hg_int seed 3, 3/4] epoch 2/2") and lines[1].endswith("ETA 0:00")

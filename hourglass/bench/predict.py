@@ -36,8 +36,8 @@ PAPER_NETWORK = ModelConfig(stacks=8, features=256, modules=1, supervision="inte
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = PAPER_NETWORK
     parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="a trained checkpoint (file or models/<variant>/ directory) instead of random weights "
-                             "of the architecture below")
+                        help="a trained checkpoint (file or models/<variant>/seed-<n>/ directory) instead of random "
+                             "weights of the architecture below")
     parser.add_argument("--stacks", type=int, default=defaults.stacks,
                         help="stacks (default: %(default)s, the paper's)")
     parser.add_argument("--features", type=int, default=defaults.features,
