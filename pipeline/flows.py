@@ -585,8 +585,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "server":
         print(f"Prefect UI: http://{args.host}:{args.port}   (in other shells: export "
               f"PREFECT_API_URL=http://{args.host}:{args.port}/api)", flush=True)
-        return subprocess.call([sys.executable, "-m", "prefect", "server", "start"],
-                               env=server_env(args.host, args.port))
+        # exec, not a child process: Ctrl-C, a terminate or a kill of this command reach the server itself, which
+        # a child would survive (orphaned, still holding the port)
+        os.execve(sys.executable, [sys.executable, "-m", "prefect", "server", "start"],
+                  server_env(args.host, args.port))
     try:
         if args.command == "serve":
             problem = server_problem()

@@ -448,3 +448,12 @@ def test_server_command_gives_a_ui_that_calls_its_own_api(tmp_path: Path) -> Non
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+    # the command is the server: terminating it leaves nothing listening on the port (no orphaned child)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                break
+        time.sleep(0.5)
+    else:
+        raise AssertionError(f"a Prefect server still listens on port {port} after the command was terminated")
