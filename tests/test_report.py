@@ -29,9 +29,12 @@ from hourglass.joints import MPII
 from hourglass.family import FAMILIES, FLIC_FAMILY, MPII_FAMILY
 from hourglass.metrics import MPII_MEAN_JOINTS
 from hourglass.readers import read_ground_truth, read_predictions, write_predictions
-from hourglass.report import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PAPER_MPII_FINAL, PAPER_MPII_INTERMEDIATE,
-                              Interval, PeopleBootstrap, correct_joints, data_version, discover_variants,
-                              mean_joints, rank_people, resample_weights)
+from hourglass.report.bootstrap import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval, PeopleBootstrap,
+                                        correct_joints, mean_joints, resample_weights)
+from hourglass.report.examples import rank_people
+from hourglass.report.inputs import discover_variants
+from hourglass.report.paper import PAPER_MPII_FINAL, PAPER_MPII_INTERMEDIATE
+from hourglass.report.provenance import data_version
 from pipeline.report import main
 from shipped import paper, write_params
 
