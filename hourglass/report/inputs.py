@@ -50,20 +50,27 @@ def finite(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
+@dataclass(kw_only=True)
+class RunFiles:
+    """What the report reads of a run: each file's contents, None where it is absent or unreadable (the reason is a
+    line of ``missing``)."""
+
+    train_metrics: dict[str, Any] | None = None  # metrics.json
+    epochs: list[dict[str, float]] | None = None  # epochs.csv, one dict per epoch
+    config: dict[str, Any] | None = None  # config.yaml: the resolved params
+    mlflow_run: str | None = None  # mlflow.json's run id
+    eval: dict[str, Any] | None = None  # eval/metrics.json
+    missing: list[str] = field(default_factory=list)
+
+
 @dataclass
-class SeedRun:
+class SeedRun(RunFiles):
     """What one ``models/<variant>/seed-<n>/`` holds (``seed`` None: a directory without the seed level, e.g. an
-    imported model evaluated by hand); None for each file that is absent or unreadable (see ``missing``)."""
+    imported model evaluated by hand)."""
 
     name: str
     seed: int | None
     path: Path
-    train_metrics: dict[str, Any] | None = None
-    epochs: list[dict[str, float]] | None = None
-    config: dict[str, Any] | None = None
-    mlflow_run: str | None = None
-    eval: dict[str, Any] | None = None
-    missing: list[str] = field(default_factory=list)
 
     @property
     def preds_path(self) -> Path:
@@ -76,20 +83,14 @@ class SeedRun:
 
 
 @dataclass
-class VariantRun:
-    """One variant of the report: its training seeds' runs (``seeds``, each a :class:`SeedRun`) and what the report
-    reads from them, averaged over the seeds that have it (see :func:`aggregate`). With one seed every field is that
-    seed's own."""
+class VariantRun(RunFiles):
+    """One variant of the report: its training seeds' runs (``seeds``, each a :class:`SeedRun`) and their files,
+    averaged over the seeds that have them (see :func:`aggregate`; ``mlflow_run`` lists every seed's run, and
+    ``missing`` every seed's lines). With one seed every file is that seed's own."""
 
     name: str
     path: Path
     seeds: list[SeedRun] = field(default_factory=list)
-    train_metrics: dict[str, Any] | None = None
-    epochs: list[dict[str, float]] | None = None
-    config: dict[str, Any] | None = None
-    mlflow_run: str | None = None
-    eval: dict[str, Any] | None = None
-    missing: list[str] = field(default_factory=list)
 
     @property
     def evaluated(self) -> list[SeedRun]:
