@@ -1,13 +1,12 @@
-"""DVC stage ``report``: the results report from every trained and evaluated variant.
+"""DVC stage ``report``: the results report from every trained, evaluated and imported model (hourglass.report).
 
 ``python -m pipeline.report [--params params.yaml] [--models models] [--out reports]``
 
-Writes ``<out>/results.md`` (summary, results beside the paper's numbers and the mean-pose baseline, 95 % bootstrap
-intervals over validation people with paired differences from the reference variant, model size and speed,
-Figures 4 and 5, best and worst examples, provenance), ``<out>/summary.json`` (the table's numbers and intervals, for
-``dvc metrics``) and ``<out>/figures/{figure4,figure5,examples_best,examples_worst}.png``. Missing optional inputs
-(an untrained variant, no evaluation yet, no images, no anchor data) are listed in the report, not fatal. Exits 1
-with the reason when the params file is invalid.
+Writes ``<out>/results.md`` (our variants beside the paper's numbers and the mean-pose baseline with 95 % bootstrap
+intervals, model size and speed, Figures 4 and 5, examples, provenance), ``summary.json`` (its every number),
+``scores.json`` and ``curves.csv`` (DVC's metric and plot) and ``figures/*.png``; with MLflow on, the sweep's parent
+run gets the summary. Missing optional inputs (an untrained variant, no evaluation yet, no images, no anchor data)
+are listed in the report, not fatal. Exits 1 with the reason when the params file is invalid.
 """
 
 from __future__ import annotations
@@ -33,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", type=Path, default=Path("models"),
                         help="directory holding <variant>/seed-<n>/ per trained model (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("reports"),
-                        help="report directory; only results.md, summary.json and figures/ are written "
-                             "(default: %(default)s)")
+                        help="report directory; only the report's own files (results.md, summary.json, scores.json, "
+                             "curves.csv, figures/) are written (default: %(default)s)")
     parser.add_argument("--data", type=Path, default=None,
                         help="raw dataset directory with annot/{train,valid}.h5 and images/ "
                              "(default: <download.root>/<dataset> from the params)")

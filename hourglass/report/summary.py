@@ -112,7 +112,9 @@ class VariantSummary:
 
 @dataclass(frozen=True)
 class BootstrapInfo:
-    people: int
+    """How the intervals were drawn (hourglass.report.bootstrap)."""
+
+    people: int  # the validation people with an annotated joint
     resamples: int
     seed: int
     confidence: float
@@ -281,7 +283,9 @@ def _measured(score: Callable[[], PCKResult], what: str, missing: list[str]) -> 
 
 def compute_summary(params: ParamsConfig, paths: ReportPaths) -> Summary:
     """The report's :class:`Summary` of the sweep's variants x seeds (what dvc.yaml trains, trained or not), the
-    imported models, then any other trained directory under ``paths.models``."""
+    imported models, then any other trained directory under ``paths.models``. Missing inputs are listed in the order
+    the report meets them: the runs' files, predictions, the reference, the baseline, the authors' predictions,
+    scores, the figures, the examples."""
     family = family_of(params)
     runs = discover_variants(paths.models, list(params.sweep), list(params.seeds), list(params.imports))
     missing = [line for run in runs for line in run.missing]
