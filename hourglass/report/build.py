@@ -57,7 +57,8 @@ def log_to_mlflow(params: ParamsConfig, summary: dict[str, Any], out: Path) -> s
     seeds, the best variant, and results.md, summary.json and the figures as artifacts. Returns the parent's run
     id; None when MLflow is off, there is no sweep, or no child run was logged."""
     mlflow_cfg = params.mlflow
-    if not (mlflow_cfg.enabled and mlflow_cfg.sweep):
+    experiment, sweep = mlflow_cfg.experiment, mlflow_cfg.sweep  # read even when off: the stage declares both
+    if not (mlflow_cfg.enabled and sweep):
         return None
     best = summary.get("best_variant")
     tags = {"report.best_variant": best or "none: the leader is not distinguishable from the runner-up",
@@ -67,7 +68,7 @@ def log_to_mlflow(params: ParamsConfig, summary: dict[str, Any], out: Path) -> s
     scores = json.loads((out / SCORES_NAME).read_text())
     spreads = {name: ((entry.get("across_seeds") or {}).get("Mean") or {}).get("sd")
                for name, entry in summary["variants"].items()}
-    return log_sweep_summary(mlflow_cfg.experiment, mlflow_cfg.sweep, scores, tags,
+    return log_sweep_summary(experiment, sweep, scores, tags,
                              [out / RESULTS_NAME, out / SUMMARY_NAME, out / FIGURES_DIR], spreads=spreads)
 
 
