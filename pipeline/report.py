@@ -1,26 +1,24 @@
-"""DVC stage ``report``: the results report from every trained and evaluated variant.
+"""DVC stage ``report``: the results report from every trained, evaluated and imported model (hourglass.report).
 
 ``python -m pipeline.report [--params params.yaml] [--models models] [--out reports]``
 
-Writes ``<out>/results.md`` (summary, results beside the paper's numbers and the mean-pose baseline, 95 % bootstrap
-intervals over validation people with paired differences from the reference variant, model size and speed,
-Figures 4 and 5, best and worst examples, provenance), ``<out>/summary.json`` (the table's numbers and intervals, for
-``dvc metrics``) and ``<out>/figures/{figure4,figure5,examples_best,examples_worst}.png``. Missing optional inputs
-(an untrained variant, no evaluation yet, no images, no anchor data) are listed in the report, not fatal. Exits 1
-with the reason when the params file is invalid.
+Writes ``<out>/results.md`` (our variants beside the paper's numbers and the mean-pose baseline with 95 % bootstrap
+intervals, model size and speed, Figures 4 and 5, examples, provenance), ``summary.json`` (its every number),
+``scores.json`` and ``curves.csv`` (DVC's metric and plot) and ``figures/*.png``; with MLflow on, the sweep's parent
+run gets the summary. Missing optional inputs (an untrained variant, no evaluation yet, no images, no anchor data)
+are listed in the report, not fatal. Exits 1 with the reason when the params file is invalid.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
 from hourglass.config import ConfigError, load_params
-from hourglass.mlflow_store import log_sweep_summary
-from hourglass.report import SCORES_NAME, ReportPaths, build_report, find_anchor_data
+from hourglass.report.build import run_report
+from hourglass.report.inputs import ReportPaths, find_anchor_data
 from pipeline import logs
 
 log = logging.getLogger("pipeline.report")
@@ -34,8 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", type=Path, default=Path("models"),
                         help="directory holding <variant>/seed-<n>/ per trained model (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("reports"),
-                        help="report directory; only results.md, summary.json and figures/ are written "
-                             "(default: %(default)s)")
+                        help="report directory; only the report's own files (results.md, summary.json, scores.json, "
+                             "curves.csv, figures/) are written (default: %(default)s)")
     parser.add_argument("--data", type=Path, default=None,
                         help="raw dataset directory with annot/{train,valid}.h5 and images/ "
                              "(default: <download.root>/<dataset> from the params)")
@@ -62,24 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     paths = ReportPaths(params=args.params, models=args.models, out=args.out,
                         raw=args.data or Path(params.download.root) / params.dataset, dvc_lock=args.dvc_lock,
                         anchor=anchor)
-    summary = build_report(params, paths)
+    summary, parent_run = run_report(params, paths)
     for line in summary["missing"]:
         log.warning("missing input: %s", line)
-    mlflow_cfg = params.mlflow
-    experiment, sweep = mlflow_cfg.experiment, mlflow_cfg.sweep  # where the summary goes, when MLflow is on
-    if mlflow_cfg.enabled and sweep:
-        best = summary.get("best_variant")
-        tags = {"report.best_variant": best or "none: the leader is not distinguishable from the runner-up",
-                "report.metric": f"{summary.get('metric', '')}, evaluate stage, flip test",
-                "report.seeds": ", ".join(map(str, params.seeds))}
-        # the evaluate stage's Means (each the mean over the variant's seeds), as DVC shows them
-        scores = json.loads((args.out / SCORES_NAME).read_text())
-        spreads = {name: ((entry.get("across_seeds") or {}).get("Mean") or {}).get("sd")
-                   for name, entry in summary["variants"].items()}
-        if log_sweep_summary(experiment, sweep, scores, tags,
-                             [args.out / "results.md", args.out / "summary.json", args.out / "figures"],
-                             spreads=spreads):
-            log.info("summary and report logged to the parent run of sweep %r", sweep)
+    if parent_run:
+        log.info("summary and report logged to the parent run of sweep %r", params.mlflow.sweep)
     print(f"report: {len(summary['variants'])} variant(s), {len(summary['missing'])} missing input(s) "
           f"-> {args.out / 'results.md'}")
     return 0

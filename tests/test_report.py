@@ -1,15 +1,19 @@
-"""The report stage on a fabricated models/ tree over a tiny synthetic dataset (budget: under 60 s), and the
-bootstrap intervals it prints.
+"""The report stage on a fabricated models/ tree over a tiny synthetic dataset (budget: under 60 s).
 
-Predictions are the ground truth plus noise, scored with the real metric, so every number the report prints can be
-checked against an independent computation; a second tree with nothing in it checks that absent inputs are named
-in the report instead of crashing the stage.
+Predictions are the ground truth plus noise, scored with the real metric, so every number of the report can be
+checked against an independent computation. Numbers and decisions are checked on the report's data model
+(:class:`hourglass.report.summary.Summary`, of which summary.json, scores.json and curves.csv are the serialisation:
+every run below checks that); a few tests check that results.md renders the model. A second tree with nothing in it
+checks that absent inputs are named instead of crashing the stage.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
@@ -21,17 +25,20 @@ from matplotlib.figure import Figure
 
 from hourglass.annotations import Annotations, read_annotations
 from hourglass.baselines import mean_pose, mean_pose_predictions, place_pose, score_mean_pose
-from hourglass.config import parse_params
+from hourglass.config import load_params, parse_params
 from hourglass.data.synthetic import generate_dataset
 from hourglass.draw import draw_skeleton
 from hourglass.evaluate import score
+from hourglass.family import FAMILIES
 from hourglass.joints import MPII
-from hourglass.family import FAMILIES, FLIC_FAMILY, MPII_FAMILY
-from hourglass.metrics import MPII_MEAN_JOINTS
 from hourglass.readers import read_ground_truth, read_predictions, write_predictions
-from hourglass.report import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, PAPER_MPII_FINAL, PAPER_MPII_INTERMEDIATE,
-                              Interval, PeopleBootstrap, correct_joints, data_version, discover_variants,
-                              mean_joints, rank_people, resample_weights)
+from hourglass.report.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval
+from hourglass.report.examples import rank_people
+from hourglass.report.inputs import ReportPaths, discover_variants
+from hourglass.report.markdown import render_markdown
+from hourglass.report.paper import PAPER_MPII_FINAL, PAPER_MPII_INTERMEDIATE
+from hourglass.report.provenance import data_version
+from hourglass.report.summary import Summary, compute_summary, figure5_variants
 from pipeline.report import main
 from shipped import paper, write_params
 
@@ -111,11 +118,48 @@ def _fake_variant(models: Path, raw: Path, params: Path, name: str, stacks: int,
     return final
 
 
-def _run(tmp: Path, params: Path, models: Path, anchor: Path) -> Path:
+
+
+@dataclass(frozen=True)
+class Report:
+    """What one run of the stage left: its output directory, its results.md, and the summary it renders."""
+
+    out: Path
+    text: str
+    summary: Summary
+
+
+def _masked(markdown: str) -> str:
+    """results.md without its "generated" time, the one line that differs between two renderings."""
+    return "\n".join("| generated | (masked) |" if line.startswith("| generated | ") else line
+                     for line in markdown.splitlines())
+
+
+def _run(tmp: Path, params: Path, models: Path, anchor: Path) -> Report:
+    """Run the stage, and compute the summary of the same inputs: the stage's summary.json, scores.json, curves.csv
+    and results.md must be that summary serialised and rendered."""
     out = tmp / "reports"
     assert main(["--params", str(params), "--models", str(models), "--out", str(out),
                  "--dvc-lock", str(tmp / "dvc.lock"), "--anchor-data", str(anchor)]) == 0
-    return out
+    loaded = load_params(params)
+    summary = compute_summary(loaded, ReportPaths(params=params, models=models, out=out,
+                                                  raw=Path(loaded.download.root) / loaded.dataset,
+                                                  dvc_lock=tmp / "dvc.lock", anchor=anchor))
+    assert json.loads((out / "summary.json").read_text()) == json.loads(json.dumps(summary.to_json()))
+    assert json.loads((out / "scores.json").read_text()) == summary.scores()
+    assert (out / "curves.csv").read_text() == summary.curves_csv()
+    text = (out / "results.md").read_text()
+    assert _masked(text) == _masked(render_markdown(summary))
+    return Report(out, text, summary)
+
+
+def _section(text: str, title: str) -> str:
+    """The markdown section headed ``title`` (up to the next section of the same or a higher level)."""
+    return text.split(f"## {title}\n")[1].split("\n## ")[0]
+
+
+def _row(text: str, start: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(start))
 
 
 def _assert_pngs(figures: Path) -> None:
@@ -128,7 +172,7 @@ def _assert_pngs(figures: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory, raw: Path) -> tuple[Path, dict[str, dict]]:
+def report(tmp_path_factory: pytest.TempPathFactory, raw: Path) -> tuple[Report, dict[str, dict]]:
     tmp = tmp_path_factory.mktemp("project")
     params = _params(tmp, raw)
     models = tmp / "models"
@@ -136,55 +180,109 @@ def report(tmp_path_factory: pytest.TempPathFactory, raw: Path) -> tuple[Path, d
               "hg1": _fake_variant(models, raw, params, "hg1", 1, 0.3)}
     (tmp / "reports").mkdir()
     (tmp / "reports" / "champion.json").write_text("{}")  # another stage's file: must survive untouched
-    out = _run(tmp, params, models, tmp / "no-anchor-data")
-    return out, finals
+    return _run(tmp, params, models, tmp / "no-anchor-data"), finals
 
 
-def test_results_table_has_paper_variants_and_baseline(report: tuple[Path, dict], raw: Path) -> None:
-    out, finals = report
-    text = (out / "results.md").read_text()
-    for value in (*PAPER_MPII_FINAL.values(), *PAPER_MPII_INTERMEDIATE.values(), 90.0, 85.2):
-        assert f"| {value:.1f} |" in text, value
+def test_variants_are_scored_beside_the_baseline(report: tuple[Report, dict], raw: Path) -> None:
+    rep, finals = report
+    summary = rep.summary
     baseline = score_mean_pose(raw / "annot" / "train.h5", raw / "annot" / "valid.h5")
+    assert summary.baseline.mean == pytest.approx(baseline.mean)
+    assert summary.baseline.values["figure4"] == pytest.approx(FAMILIES["mpii"].figure4(baseline))
+    assert [v.name for v in summary.variants] == ["hg2", "hg1", "hg4"]  # the sweep's order, trained or not
     for name, final in finals.items():
-        row = next(line for line in text.splitlines() if line.startswith(f"| **{name}** |"))
-        assert f"| {final['Elbow']:.1f} |" in row and f"| {final['Mean']:.1f} |" in row
+        variant = summary.variant(name)
+        assert variant.final == pytest.approx(final)  # every group, Mean, Mean@0.1 and the Figure-4 accuracy
+        assert variant.source == "evaluate stage (flip test)"
         assert final["Mean"] > baseline.mean + 20  # the fabricated models beat the floor clearly
-    assert next(line for line in text.splitlines() if line.startswith("| mean-pose baseline |")).count(
-        f"| {baseline.mean:.1f} |") == 1
-    assert "Mean PCKh@0.5 (%)" in text and "Training throughput (img/s)" in text and "Parameters (M)" in text
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["variants"]["hg2"]["final"]["Mean"] == pytest.approx(finals["hg2"]["Mean"])
-    assert summary["mean_pose_baseline"]["Mean"] == pytest.approx(baseline.mean)
-    assert summary["variants"]["hg2"]["margin_over_mean_pose"] == pytest.approx(finals["hg2"]["Mean"] - baseline.mean)
-    assert summary["best_variant"] == "hg2"
+        assert variant.margin_over_mean_pose == pytest.approx(final["Mean"] - baseline.mean)
+    assert summary.variant("hg4").final is None and summary.variant("hg4").seeds == ()
+    assert summary.best.best == "hg2"
 
 
-def test_costs_parameters_and_provenance(report: tuple[Path, dict]) -> None:
-    out, _ = report
-    text = (out / "results.md").read_text()
-    hg1 = next(line for line in text.splitlines() if line.startswith("| hg1 | 1 |"))
-    assert "3.43 (from config)" in hg1  # hg.lua's exact 1-stack count, counted on the meta device
-    hg2 = next(line for line in text.splitlines() if line.startswith("| hg2 | 2 |"))
-    # 3 epochs of 10 steps x batch 4 at 8 img/s = 15 s of optimiser time
-    assert "| 6.57 |" in hg2 and f"| {15 / 3600:.3g} |" in hg2 and "`run-hg2`" in hg2
-    assert "<details><summary>params.yaml" in text and "sha256" in text and "git commit" in text
-    assert "annotation files in" in text  # no dvc.lock: the data version falls back to annotation digests
+def test_costs_parameters_and_provenance(report: tuple[Report, dict], raw: Path) -> None:
+    rep, _ = report
+    summary = rep.summary
+    (hg1,) = summary.variant("hg1").cost_rows
+    assert (hg1.stacks, hg1.parameters, hg1.parameters_from) == (1, 3_426_448, "config")  # hg.lua's exact
+    # 1-stack count, counted on the meta device: its evaluation recorded none
+    (hg2,) = summary.variant("hg2").cost_rows
+    assert (hg2.stacks, hg2.parameters, hg2.parameters_from) == (2, 6_570_400, "evaluate")
+    assert hg2.train_hours == pytest.approx(15 / 3600)  # 3 epochs of 10 steps x batch 4 at 8 img/s: 15 s
+    assert (hg2.epochs, hg2.steps, hg2.train_img_per_s, hg2.eval_img_per_s, hg2.eval_seconds) == (3, 30, 8, 3.2, 12.5)
+    assert (hg2.best_mean, hg2.best_epoch, hg2.mlflow_run, hg2.seed_row) == (60.0, 3, "run-hg2", False)
+    provenance = summary.provenance
+    params = rep.out.parent / "params.yaml"
+    assert provenance.params_sha256 == hashlib.sha256(params.read_bytes()).hexdigest()
+    assert provenance.params_text == params.read_text()
+    assert provenance.git.startswith(("`", "unknown"))
+    # no dvc.lock: the data version falls back to the annotation files' digests
+    assert provenance.data.startswith("no `data/processed/synthetic` entry in dvc.lock; annotation files in")
+    for name in ("train.h5", "valid.h5"):
+        digest = hashlib.sha256((raw / "annot" / name).read_bytes()).hexdigest()[:16]
+        assert f"`{name}` sha256 `{digest}`" in provenance.data
+    models = rep.out.parent / "models"
+    assert [(r.label, r.path) for r in provenance.resolved] == [(n, models / n / "seed-0" / "config.yaml")
+                                                                 for n in ("hg2", "hg1")]
+    assert provenance.resolved[0].sha256 == hashlib.sha256(provenance.resolved[0].path.read_bytes()).hexdigest()[:16]
 
 
-def test_figures_are_written_and_linked(report: tuple[Path, dict]) -> None:
-    out, _ = report
+def test_figures_are_written_and_linked(report: tuple[Report, dict]) -> None:
+    rep, _ = report
+    out = rep.out
     _assert_pngs(out / "figures")
-    text = (out / "results.md").read_text()
     for name in FIGURES:
-        assert f"](figures/{name})" in text
-    assert "hg2: stack 1 (first hourglass)" in text and "hg1: stack 1" not in text
+        assert f"](figures/{name})" in rep.text
+    # Figure 5 and its table: the multi-stack variant only
+    assert [v.name for v in figure5_variants(rep.summary)] == ["hg2"]
+    assert rep.summary.variant("hg2").intermediate[0] == 1 and rep.summary.variant("hg1").intermediate is None
     assert sorted(p.name for p in out.iterdir()) == ["champion.json", "curves.csv", "figures", "results.md",
                                                     "scores.json", "summary.json"]
     assert (out / "champion.json").read_text() == "{}"
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(FIGURES)
     height, width = matplotlib.image.imread(out / "figures" / "figure5.png").shape[:2]
     assert width <= 2 * height and width <= 1000, (width, height)  # small multiples, readable at page width
+
+
+def test_markdown_renders_the_summary(report: tuple[Report, dict]) -> None:
+    """results.md shows the summary's numbers: the results table beside the paper's rows, the uncertainty
+    paragraph and its table, the best variant, the costs, the provenance and the missing inputs."""
+    rep, _ = report
+    text, summary = rep.text, rep.summary
+    for value in (*PAPER_MPII_FINAL.values(), *PAPER_MPII_INTERMEDIATE.values(), 90.0, 85.2):
+        assert f"| {value:.1f} |" in text, value
+    results = _section(text, "Results")
+    assert "Mean PCKh@0.5 (%)" in results and "Mean PCKh@0.1 (%)" in results
+    for name in ("hg2", "hg1"):
+        variant = summary.variant(name)
+        row = _row(results, f"| **{name}** |")
+        mean = variant.interval["Mean"]
+        assert f"| {variant.final['Elbow']:.1f} |" in row and f"| {variant.final['Mean']:.1f} |" in row
+        assert f"| [{mean.low:.1f}, {mean.high:.1f}] |" in row and row.endswith(f"| {variant.source} |")
+    assert _row(results, "| mean-pose baseline |").count(f"| {summary.baseline.mean:.1f} |") == 1
+    uncertainty = _section(text, "Uncertainty")
+    boot = summary.bootstrap
+    assert (f"intervals over the {boot.people} validation people with an annotated joint: {boot.resamples} "
+            f"resamples of the people drawn with replacement (seed {boot.seed})") in uncertainty
+    assert "`hg2`, the first variant of the sweep: `hg_stacked_int`" in uncertainty
+    assert "each variant was trained once, on one seed" in uncertainty and "across seeds" not in text
+    assert _row(uncertainty, "| `hg2` |").endswith("| – | – | (reference) |")
+    diff = summary.variant("hg1").difference["figure4"]
+    assert f"{diff.estimate:+.2f} [{diff.low:+.2f}, {diff.high:+.2f}]" in _row(uncertainty, "| `hg1` |")
+    assert "Best variant: `hg2`" in text and "ahead of the runner-up `hg1`" in text
+    assert "not distinguishable on one seed: none." in _section(text, "Summary")
+    ablation = _section(text, "Ablation")
+    assert _row(ablation, "| hg2: stack 1 (first hourglass) |") and "hg1: stack 1" not in text
+    costs = _section(text, "Model size, training time and throughput")
+    assert "Training throughput (img/s)" in costs and "Parameters (M)" in costs
+    assert "3.43 (from config)" in _row(costs, "| hg1 | 1 |")
+    hg2 = _row(costs, "| hg2 | 2 |")
+    assert "| 6.57 |" in hg2 and f"| {15 / 3600:.3g} |" in hg2 and "`run-hg2`" in hg2
+    provenance = _section(text, "Provenance")
+    assert "<details><summary>params.yaml" in provenance and "| git commit |" in provenance
+    assert f"sha256 `{summary.provenance.params_sha256}`" in provenance and summary.provenance.data in provenance
+    missing = text.split("### Missing inputs\n")[1].split("\n## ")[0]
+    assert summary.missing and all(f"- {line}\n" in missing for line in summary.missing)
 
 
 def _resampled_scores(preds: Path, valid: Path) -> dict[str, np.ndarray]:
@@ -205,37 +303,32 @@ def _resampled_scores(preds: Path, valid: Path) -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in out.items()}
 
 
-def test_intervals_are_recomputed_from_the_predictions(report: tuple[Path, dict], raw: Path) -> None:
+def test_intervals_are_recomputed_from_the_predictions(report: tuple[Report, dict], raw: Path) -> None:
     """The issue's bar: the report's intervals come from the predictions. One interval and one paired difference
     are recomputed here from preds.h5 and valid.h5, scoring every resample with the evaluator itself."""
-    out, finals = report
-    summary = json.loads((out / "summary.json").read_text())
-    models = out.parent / "models"
+    rep, finals = report
+    summary = rep.summary
+    models = rep.out.parent / "models"
     valid = raw / "annot" / "valid.h5"
     hg1 = _resampled_scores(models / "hg1" / "seed-0" / "eval" / "preds.h5", valid)
     hg2 = _resampled_scores(models / "hg2" / "seed-0" / "eval" / "preds.h5", valid)
-    mean = summary["variants"]["hg1"]["interval"]["Mean"]
-    assert mean["estimate"] == pytest.approx(finals["hg1"]["Mean"])
-    assert [mean["low"], mean["high"]] == pytest.approx(np.percentile(hg1["Mean"], [2.5, 97.5]).tolist())
-    assert mean["low"] < finals["hg1"]["Mean"] < mean["high"]
+    mean = summary.variant("hg1").interval["Mean"]
+    assert mean.estimate == pytest.approx(finals["hg1"]["Mean"])
+    assert [mean.low, mean.high] == pytest.approx(np.percentile(hg1["Mean"], [2.5, 97.5]).tolist())
+    assert mean.low < finals["hg1"]["Mean"] < mean.high
     # hg2 is the reference here: the sweep's first variant, since the sweep has no hg_stacked_int
-    diff = summary["variants"]["hg1"]["difference_from_reference"]["figure4"]
-    assert diff["estimate"] == pytest.approx(finals["hg1"]["figure4"] - finals["hg2"]["figure4"])
-    assert [diff["low"], diff["high"]] == pytest.approx(
-        np.percentile(hg1["figure4"] - hg2["figure4"], [2.5, 97.5]).tolist())
-    assert diff["distinguishable"] is (diff["high"] < 0)
-    assert "difference_from_reference" not in summary["variants"]["hg2"]
-    assert summary["bootstrap"] == {"people": len(read_ground_truth(valid)), "resamples": BOOTSTRAP_RESAMPLES,
-                                    "seed": BOOTSTRAP_SEED, "confidence": 95.0, "reference": "hg2",
-                                    "reference_is_first_in_sweep": True}
-    text = (out / "results.md").read_text()
-    row = next(line for line in text.splitlines() if line.startswith("| **hg1** |"))
-    assert f"| [{mean['low']:.1f}, {mean['high']:.1f}] |" in row
-    uncertainty = text.split("## Uncertainty")[1].split("\n## ")[0]
-    assert "`hg2`, the first variant of the sweep: `hg_stacked_int`" in uncertainty
-    row = next(line for line in uncertainty.splitlines() if line.startswith("| `hg1` |"))
-    assert f"{diff['estimate']:+.2f} [{diff['low']:+.2f}, {diff['high']:+.2f}]" in row
-    assert "Best variant: `hg2`" in text and "ahead of the runner-up `hg1`" in text
+    assert summary.reference == "hg2" and not summary.reference_is_papers and summary.paired
+    diff = summary.variant("hg1").difference["figure4"]
+    assert diff.estimate == pytest.approx(finals["hg1"]["figure4"] - finals["hg2"]["figure4"])
+    assert [diff.low, diff.high] == pytest.approx(np.percentile(hg1["figure4"] - hg2["figure4"], [2.5, 97.5]).tolist())
+    assert diff.excludes_zero is bool(diff.high < 0)
+    assert summary.variant("hg2").difference is None
+    assert json.loads((rep.out / "summary.json").read_text())["bootstrap"] == {
+        "people": len(read_ground_truth(valid)), "resamples": BOOTSTRAP_RESAMPLES, "seed": BOOTSTRAP_SEED,
+        "confidence": 95.0, "reference": "hg2", "reference_is_first_in_sweep": True}
+    best = summary.best
+    assert (best.leader, best.runner_up, best.best) == ("hg2", "hg1", "hg2") and best.margin.excludes_zero
+    assert best.margin.estimate == pytest.approx(finals["hg2"]["Mean"] - finals["hg1"]["Mean"])
 
 
 # -- several training seeds: the report's numbers are the seed-averaged ones, with the spread across seeds
@@ -243,7 +336,7 @@ SEEDS = (0, 1)
 
 
 @pytest.fixture(scope="module")
-def seeds_report(tmp_path_factory: pytest.TempPathFactory, raw: Path) -> tuple[Path, dict[tuple[str, int], dict]]:
+def seeds_report(tmp_path_factory: pytest.TempPathFactory, raw: Path) -> tuple[Report, dict[tuple[str, int], dict]]:
     """hg2 and hg1 trained from two seeds each; hg4 predicts exactly as hg2 (same stacks, same draws)."""
     tmp = tmp_path_factory.mktemp("seeds")
     params = _params(tmp, raw, seeds=SEEDS)
@@ -256,37 +349,32 @@ def seeds_report(tmp_path_factory: pytest.TempPathFactory, raw: Path) -> tuple[P
 
 
 def test_several_seeds_mean_and_sd_are_those_of_the_per_seed_evaluations(seeds_report) -> None:
-    out, finals = seeds_report
-    summary = json.loads((out / "summary.json").read_text())
-    scores = json.loads((out / "scores.json").read_text())
-    text = (out / "results.md").read_text()
-    assert summary["seeds"] == list(SEEDS)
+    rep, finals = seeds_report
+    summary = rep.summary
+    scores = json.loads((rep.out / "scores.json").read_text())
+    assert summary.seeds == list(SEEDS) and summary.several_seeds
     for name in ("hg2", "hg1"):
         per_seed = [finals[name, seed]["Mean"] for seed in SEEDS]
         assert per_seed[0] != per_seed[1]  # the seeds really differ
         mean, sd = float(np.mean(per_seed)), float(np.std(per_seed, ddof=1))
-        entry = summary["variants"][name]
-        assert entry["seeds"] == list(SEEDS)
-        assert [entry["per_seed"][str(seed)]["Mean"] for seed in SEEDS] == pytest.approx(per_seed)
-        assert entry["across_seeds"]["Mean"] == pytest.approx({"mean": mean, "sd": sd, "n": 2})
-        assert entry["final"]["Mean"] == pytest.approx(mean)
-        elbow = np.mean([finals[name, seed]["Elbow"] for seed in SEEDS])
-        assert entry["final"]["Elbow"] == pytest.approx(elbow)
+        variant = summary.variant(name)
+        assert variant.seeds == SEEDS
+        assert [variant.per_seed[str(seed)]["Mean"] for seed in SEEDS] == pytest.approx(per_seed)
+        spread = variant.across_seeds["Mean"]
+        assert (spread.mean, spread.sd, spread.n) == (pytest.approx(mean), pytest.approx(sd), 2)
+        assert variant.final["Mean"] == pytest.approx(mean)
+        assert variant.final["Elbow"] == pytest.approx(np.mean([finals[name, seed]["Elbow"] for seed in SEEDS]))
+        assert variant.source == "evaluate stage (flip test), mean of 2 seeds"
         assert scores[name] == round(mean, 2)  # `dvc metrics show`: the seed-averaged Mean
-        row = next(line for line in text.splitlines() if line.startswith(f"| **{name}** |"))
-        assert f"| {mean:.1f} |" in row and f"| {mean:.1f} ± {sd:.1f} (2 seeds) |" in row
-        assert "mean of 2 seeds" in row
-        for seed in SEEDS:  # the costs table: one row per seed
-            assert any(line.startswith(f"| {name} | {seed} | ") for line in text.splitlines())
-    assert "- Training seeds: 0, 1; each variant's numbers are the mean over its seeds" in text
-    uncertainty = text.split("## Uncertainty")[1].split("\n## ")[0]
-    assert "across seeds, ± sd" in uncertainty and "the mean over 2 training seeds" in uncertainty
-    assert "each variant was trained once, on one seed" not in text
+        # the costs: one row per seed
+        assert [(r.name, r.seed, r.seed_row) for r in variant.cost_rows] == [(name, s, True) for s in SEEDS]
+    entry = json.loads((rep.out / "summary.json").read_text())["variants"]["hg2"]
+    assert entry["across_seeds"]["Mean"]["n"] == 2 and sorted(entry["per_seed_costs"]) == ["0", "1"]
 
 
 def test_several_seeds_curves_are_the_mean_curves(seeds_report) -> None:
-    out, _ = seeds_report
-    with open(out / "curves.csv", newline="") as fh:
+    rep, _ = seeds_report
+    with open(rep.out / "curves.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     # epochs.csv's val/figure4 is 15 * epoch + stacks + seed: the mean over seeds 0 and 1 adds 0.5
     assert [float(r["step"]) for r in rows] == [10.0, 20.0, 30.0]
@@ -297,36 +385,67 @@ def test_several_seeds_curves_are_the_mean_curves(seeds_report) -> None:
 def test_several_seeds_interval_is_of_the_seed_averaged_score(seeds_report, raw: Path) -> None:
     """People resampled once; on every resample each seed is scored (by the evaluator, from scratch) and the seeds'
     scores averaged: the interval and the paired difference are percentiles of those averages."""
-    out, finals = seeds_report
-    summary = json.loads((out / "summary.json").read_text())
-    models = out.parent / "models"
+    rep, finals = seeds_report
+    models = rep.out.parent / "models"
     valid = raw / "annot" / "valid.h5"
     draws = {name: [_resampled_scores(models / name / f"seed-{seed}" / "eval" / "preds.h5", valid)
                     for seed in SEEDS] for name in ("hg2", "hg1")}
     averaged = {name: {k: np.mean([d[k] for d in runs], axis=0) for k in ("Mean", "figure4")}
                 for name, runs in draws.items()}
-    interval = summary["variants"]["hg1"]["interval"]["Mean"]
-    assert interval["estimate"] == pytest.approx(np.mean([finals["hg1", s]["Mean"] for s in SEEDS]))
-    assert [interval["low"], interval["high"]] == pytest.approx(
-        np.percentile(averaged["hg1"]["Mean"], [2.5, 97.5]).tolist())
-    diff = summary["variants"]["hg1"]["difference_from_reference"]["figure4"]
-    assert diff["estimate"] == pytest.approx(np.mean([finals["hg1", s]["figure4"] - finals["hg2", s]["figure4"]
-                                                      for s in SEEDS]))
-    assert [diff["low"], diff["high"]] == pytest.approx(
+    hg1 = rep.summary.variant("hg1")
+    interval = hg1.interval["Mean"]
+    assert interval.estimate == pytest.approx(np.mean([finals["hg1", s]["Mean"] for s in SEEDS]))
+    assert [interval.low, interval.high] == pytest.approx(np.percentile(averaged["hg1"]["Mean"], [2.5, 97.5]).tolist())
+    diff = hg1.difference["figure4"]
+    assert diff.estimate == pytest.approx(np.mean([finals["hg1", s]["figure4"] - finals["hg2", s]["figure4"]
+                                                   for s in SEEDS]))
+    assert [diff.low, diff.high] == pytest.approx(
         np.percentile(averaged["hg1"]["figure4"] - averaged["hg2"]["figure4"], [2.5, 97.5]).tolist())
 
 
-def test_several_seeds_wording_names_the_seed_count(seeds_report) -> None:
-    out, _ = seeds_report
-    text = (out / "results.md").read_text()
+def test_several_seeds_decisions(seeds_report) -> None:
+    """hg4 predicts exactly as hg2 on every seed: the leader is not crowned, and hg4 is not distinguishable from the
+    reference; the examples show the leader's seed with the best Mean."""
+    rep, finals = seeds_report
+    summary = rep.summary
+    zero = Interval(0.0, 0.0, 0.0)
+    assert (summary.best.leader, summary.best.runner_up, summary.best.best) == ("hg2", "hg4", None)
+    assert summary.best.margin == zero and not summary.best.margin.excludes_zero
+    assert summary.variant("hg4").difference == {"Mean": zero, "figure4": zero}
+    assert summary.variant("hg1").difference["Mean"].excludes_zero
+    assert summary.seed_count("hg2") == summary.seed_count("hg4") == 2
+    best_seed = max(SEEDS, key=lambda s: finals["hg2", s]["Mean"])
+    assert summary.examples.shown == f"hg2 seed {best_seed}" and summary.examples.problem is None
+    assert summary.examples.preds_path == rep.out.parent / "models" / "hg2" / f"seed-{best_seed}" / "eval" / "preds.h5"
+    assert [r.label for r in summary.provenance.resolved] == [f"{n} seed {s}" for n in ("hg2", "hg1", "hg4")
+                                                              for s in SEEDS]
+
+
+def test_markdown_renders_several_seeds(seeds_report) -> None:
+    """With several seeds the tables show each variant's mean ± sd across seeds, one costs row per seed, and the
+    wording names the seed count."""
+    rep, _ = seeds_report
+    text, summary = rep.text, rep.summary
+    for name in ("hg2", "hg1"):
+        variant = summary.variant(name)
+        spread = variant.across_seeds["Mean"]
+        row = _row(text, f"| **{name}** |")
+        assert f"| {variant.final['Mean']:.1f} |" in row and f"| {spread.mean:.1f} ± {spread.sd:.1f} (2 seeds) |" in row
+        assert "mean of 2 seeds" in row
+        for seed in SEEDS:
+            assert any(line.startswith(f"| {name} | {seed} | ") for line in text.splitlines())
+    assert "- Training seeds: 0, 1; each variant's numbers are the mean over its seeds" in text
+    uncertainty = _section(text, "Uncertainty")
+    assert "across seeds, ± sd" in uncertainty and "the mean over 2 training seeds" in uncertainty
+    assert "each variant was trained once, on one seed" not in text
     assert "one seed" not in text.split("## Provenance")[0]
     assert "Best variant: not distinguishable on 2 seeds. `hg2` (Mean PCKh@0.5 " in text
     assert " sd over 2 seeds [95 % interval" in text
-    row = next(line for line in text.split("## Uncertainty")[1].splitlines() if line.startswith("| `hg4` |"))
-    assert "neither (not distinguishable on 2 seeds)" in row
+    assert "neither (not distinguishable on 2 seeds)" in _row(uncertainty, "| `hg4` |")
     assert "not distinguishable on 2 seeds: `hg4` +0.00 [+0.00, +0.00]" in text
-    examples = text.split("## Examples")[1].split("\n## ")[0]
-    assert "Validation people of variant `hg2 seed " in examples and "the one with the best Mean" in examples
+    examples = _section(text, "Examples")
+    assert f"Validation people of variant `{summary.examples.shown}` (of its seeds, the one with the best Mean)" \
+        in examples
     assert "| `hg2 seed 1` resolved params |" in text
 
 
@@ -334,15 +453,15 @@ def test_one_seed_of_several_missing_is_named_and_not_averaged(tmp_path: Path, r
     params = _params(tmp_path, raw, seeds=SEEDS)
     models = tmp_path / "models"
     final = _fake_variant(models, raw, params, "hg2", 2, 0.12, seed=1)
-    out = _run(tmp_path, params, models, tmp_path / "none")
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["variants"]["hg2"]["seeds"] == [1]
-    assert summary["variants"]["hg2"]["final"]["Mean"] == pytest.approx(final["Mean"])
-    assert summary["variants"]["hg2"]["across_seeds"]["Mean"] == {"mean": pytest.approx(final["Mean"]), "sd": None,
-                                                                "n": 1}
-    text = (out / "results.md").read_text()
-    assert "variant `hg2` seed 0 has not been trained" in text
-    assert "across seeds" not in text and "each variant was trained once, on one seed" in text  # reads as one seed
+    summary = _run(tmp_path, params, models, tmp_path / "none").summary
+    hg2 = summary.variant("hg2")
+    assert hg2.seeds == (1,) and hg2.final["Mean"] == pytest.approx(final["Mean"])
+    spread = hg2.across_seeds["Mean"]
+    assert (spread.mean, spread.sd, spread.n) == (pytest.approx(final["Mean"]), None, 1)
+    assert any("variant `hg2` seed 0 has not been trained" in line for line in summary.missing)
+    assert not summary.several_seeds  # it reads as one seed
+    entry = json.loads((tmp_path / "reports" / "summary.json").read_text())["variants"]["hg2"]
+    assert entry["across_seeds"]["Mean"] == {"mean": pytest.approx(final["Mean"]), "sd": None, "n": 1}
 
 
 def test_best_variant_is_not_crowned_within_the_noise(tmp_path: Path, raw: Path) -> None:
@@ -351,14 +470,16 @@ def test_best_variant_is_not_crowned_within_the_noise(tmp_path: Path, raw: Path)
     models = tmp_path / "models"
     _fake_variant(models, raw, params, "hg2", 2, 0.12)
     _fake_variant(models, raw, params, "hg4", 2, 0.12)  # the same noise draw as hg2 (seeded by the stack count)
-    out = _run(tmp_path, params, models, tmp_path / "none")
-    text = (out / "results.md").read_text()
-    assert "Best variant: not distinguishable on one seed. `hg2`" in text
-    assert "leads the runner-up `hg4` by +0.00 [+0.00, +0.00] points" in text
-    summary = json.loads((out / "summary.json").read_text())
+    rep = _run(tmp_path, params, models, tmp_path / "none")
+    best = rep.summary.best
+    assert (best.leader, best.runner_up, best.best) == ("hg2", "hg4", None)
+    assert best.margin == Interval(0.0, 0.0, 0.0) and best.mean == best.runner_up_mean
+    hg4 = rep.summary.variant("hg4").difference
+    assert not hg4["Mean"].excludes_zero and not hg4["figure4"].excludes_zero
+    summary = json.loads((rep.out / "summary.json").read_text())
     assert summary["best_variant"] is None and summary["leading_variant"] == "hg2"
     assert summary["best_variant_margin"]["distinguishable"] is False
-    assert "neither (not distinguishable on one seed)" in text
+    assert summary["best_variant_margin"]["runner_up"] == "hg4"
 
 
 def test_ordering_against_the_paper_and_the_unsupervised_first_stack(tmp_path: Path, raw: Path) -> None:
@@ -378,37 +499,43 @@ def test_ordering_against_the_paper_and_the_unsupervised_first_stack(tmp_path: P
     config = yaml.safe_load((models / "hg_stacked" / "seed-0" / "config.yaml").read_text())
     config["model"]["supervision"] = "final"
     (models / "hg_stacked" / "seed-0" / "config.yaml").write_text(yaml.safe_dump(config))
-    out = _run(tmp_path, params, models, tmp_path / "none")
-    text = (out / "results.md").read_text()
-    line = next(line for line in text.splitlines() if line.startswith("- Against the paper's Figure 4:"))
+    rep = _run(tmp_path, params, models, tmp_path / "none")
+    ordering = rep.summary.ordering
+    assert ordering.scored == ("hg", "hg_stacked") and ordering.reference_best is None
+    assert ordering.single_above_stacked and not ordering.agrees
+    assert ordering.single_vs_stacked.difference.excludes_zero and ordering.single_vs_stacked.difference.low > 0
+    assert (ordering.stacked_supervision, ordering.stacked_first_mean) == ("final", 0.0)
+    assert rep.summary.variant("hg_stacked").supervision == "final"
+    assert rep.summary.reference == "hg" and not rep.summary.reference_is_papers
+    # the wording of that decision, in the summary and under Ablation
+    line = _row(rep.text, "- Against the paper's Figure 4:")
     assert "The single hourglass `hg` scores above the two-stack `hg_stacked`" in line
     assert "points, distinguishable)" in line and "first stack gets none" in line
     assert "first-hourglass score in Figure 5 is 0.0 %, not a bug" in line
-    assert "`hg_stacked` has one loss, on its last stack (supervision `final`)" in text.split("## Ablation")[1]
-    assert "`hg`, the first variant of the sweep" in text
-    _assert_pngs(out / "figures")
+    assert "`hg_stacked` has one loss, on its last stack (supervision `final`)" in _section(rep.text, "Ablation")
+    _assert_pngs(rep.out / "figures")
 
 
-def test_absent_optional_inputs_are_named(report: tuple[Path, dict]) -> None:
-    out, _ = report
-    text = (out / "results.md").read_text()
-    missing = text.split("### Missing inputs")[1].split("## Results")[0]
-    assert "variant `hg4` seed 0 has not been trained" in missing
-    assert "authors' released predictions not scored" in missing
+def test_absent_optional_inputs_are_named(report: tuple[Report, dict]) -> None:
+    missing = report[0].summary.missing
+    assert any("variant `hg4` seed 0 has not been trained" in line for line in missing)
+    assert any(line.startswith("authors' released predictions not scored") for line in missing)
 
 
-def test_empty_project_degrades_to_a_report(tmp_path: Path, raw: Path) -> None:
+def test_empty_project_degrades_to_a_report(tmp_path: Path) -> None:
     params = _params(tmp_path, tmp_path / "raw" / "synthetic")  # no data, no models
     models = tmp_path / "models"
     (models / "hg2" / "seed-0" / "eval").mkdir(parents=True)
     (models / "hg2" / "seed-0" / "eval" / "metrics.json").write_text("{not json")
-    out = _run(tmp_path, params, models, tmp_path / "none")
-    text = (out / "results.md").read_text()
-    assert "unreadable" in text and "mean-pose baseline not computed" in text
-    assert "example figures not drawn" in text and "Figure 4 is empty" in text
-    assert "| paper: 8-stack, final | 97.7 |" in text
-    _assert_pngs(out / "figures")
-    assert json.loads((out / "summary.json").read_text())["missing_inputs"] >= 4
+    rep = _run(tmp_path, params, models, tmp_path / "none")
+    missing = rep.summary.missing
+    for start in ("mean-pose baseline not computed", "example figures not drawn", "Figure 4 is empty"):
+        assert any(line.startswith(start) for line in missing), start
+    assert any("eval/metrics.json` (evaluation metrics) unreadable" in line for line in missing)
+    assert rep.summary.best is None and rep.summary.bootstrap is None and rep.summary.baseline is None
+    assert "| paper: 8-stack, final | 97.7 |" in rep.text and "- No variant has scores yet." in rep.text
+    _assert_pngs(rep.out / "figures")
+    assert json.loads((rep.out / "summary.json").read_text())["missing_inputs"] == len(missing) >= 4
 
 
 def test_flic_family_uses_pck_and_its_paper_rows(tmp_path: Path) -> None:
@@ -417,14 +544,17 @@ def test_flic_family_uses_pck_and_its_paper_rows(tmp_path: Path) -> None:
                      progress=False)
     params = _params(tmp_path, raw, joint_set="flic")
     final = _fake_variant(tmp_path / "models", raw, params, "hg2", 2, 0.02)
-    out = _run(tmp_path, params, tmp_path / "models", tmp_path / "none")
-    text = (out / "results.md").read_text()
+    rep = _run(tmp_path, params, tmp_path / "models", tmp_path / "none")
+    summary = rep.summary
+    assert summary.family.name == "flic" and summary.metric == "PCK@0.2"
+    assert summary.variant("hg2").final["Wrist"] == pytest.approx(final["Wrist"])
+    assert summary.authors is None and not any("authors'" in line for line in summary.missing)  # MPII only
+    assert not any(line.startswith(("Figure 4 is empty", "Figure 5 has no variant")) for line in summary.missing)
+    text = rep.text
     assert "Wrist PCK@0.2 (%)" in text and "Eye PCK@0.2 (%)" in text and "PCKh" not in text.split("## Provenance")[0]
     assert "| 95.2 |" in text and "| 99.0 |" in text and "authors' released" not in text
-    row = next(line for line in text.splitlines() if line.startswith("| **hg2** |"))
-    assert f"| {final['Wrist']:.1f} |" in row
-    assert "Figure 4 is empty" not in text and "Figure 5 has no variant" not in text
-    _assert_pngs(out / "figures")
+    assert f"| {final['Wrist']:.1f} |" in _row(text, "| **hg2** |")
+    _assert_pngs(rep.out / "figures")
 
 
 def test_bad_params_exit_1(tmp_path: Path) -> None:
@@ -435,11 +565,39 @@ def test_bad_params_exit_1(tmp_path: Path) -> None:
 
 def test_authors_released_predictions_row(anchor_dir: Path, raw: Path, tmp_path: Path) -> None:
     params = _params(tmp_path, raw)
-    out = _run(tmp_path, params, tmp_path / "models", anchor_dir)
-    row = next(line for line in (out / "results.md").read_text().splitlines()
-               if line.startswith("| authors' released model (measured) |"))
-    # reference section 5: Head 95.94, Wrist 83.38, Mean 88.04 (joint-count weighted), PCKh@0.1 28.65
+    rep = _run(tmp_path, params, tmp_path / "models", anchor_dir)
+    authors = rep.summary.authors.values
+    # reference section 5: Head 95.94, Wrist 83.38, Mean 88.04 (joint-count weighted), PCKh@0.1 28.65; the same to
+    # the table's one decimal
+    assert [round(authors[k], 1) for k in ("Head", "Wrist", "Mean", "Mean@0.1")] == [95.9, 83.4, 88.0, 28.7]
+    row = _row(rep.text, "| authors' released model (measured) |")
     assert "| 95.9 |" in row and "| 83.4 |" in row and "| 88.0 |" in row and "| 28.7 |" in row
+
+
+def test_released_weights_are_reported_beside_the_variants(tmp_path: Path, raw: Path) -> None:
+    """params ``imports``: models/<name>/ (no seed level, no training files) is scored as a variant is, named as
+    released weights, and its absent training files are not missing inputs."""
+    path = _params(tmp_path, raw)
+    params = yaml.safe_load(path.read_text())
+    params["imports"] = {"port": {"path": "weights/port.pth.tar", "input_res": 64, "commit": None}}
+    path.write_text(yaml.safe_dump(params))
+    models = tmp_path / "models"
+    _fake_variant(models, raw, path, "hg2", 2, 0.12)
+    final = _fake_variant(models, raw, path, "port", 4, 0.2)
+    for name in ("eval", "config.yaml", "mlflow.json"):  # as the import and evaluate_import stages leave it
+        (models / "port" / "seed-0" / name).rename(models / "port" / name)
+    shutil.rmtree(models / "port" / "seed-0")  # no training files
+    rep = _run(tmp_path, path, models, tmp_path / "none")
+    summary = rep.summary
+    assert [v.name for v in summary.variants] == ["hg2", "hg1", "hg4", "port"]
+    port = summary.variant("port")
+    assert port.released == "weights/port.pth.tar" and port.seeds == (None,)
+    assert port.final["Mean"] == pytest.approx(final["Mean"]) and port.interval is not None
+    assert port.source == ("evaluate stage (flip test); `weights/port.pth.tar`, imported from "
+                           "princeton-vl/pytorch_stacked_hourglass")
+    assert not any("models/port" in line for line in summary.missing)
+    row = _row(rep.text, "| **port** (released weights) |")
+    assert row.endswith(f"| {port.source} |") and f"| {final['Mean']:.1f} |" in row
 
 
 def _table(joints: np.ndarray, center: np.ndarray, scale: np.ndarray) -> Annotations:
@@ -523,135 +681,10 @@ def test_report_covers_the_sweep_and_other_trained_variants_only(tmp_path: Path,
     models = tmp_path / "models"
     _fake_variant(models, raw, path, "hg2", 2, 0.12)
     _fake_variant(models, raw, path, "hg1", 1, 0.3)  # trained by hand, outside the sweep: still reported
-    text = (_run(tmp_path, path, models, tmp_path / "no-anchor-data") / "results.md").read_text()
-    assert "| **hg2** |" in text and "| **hg1** |" in text
-    assert "variant `hg4` seed 0 has not been trained" in text
-    assert "hg8" not in text.split("<details>")[0]  # (the params dump at the end lists every variant)
-
-
-# -- the bootstrap itself: hand-built cases with known answers, and the vectorised resampling against the real
-# metric recomputed on every resampled set of people
-def _bootstrap_people(family, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Ground truth (n, J, 2) with some joints and one whole person unannotated, and normalisers."""
-    rng = np.random.default_rng(seed)
-    joints = rng.uniform(0, 200, (n, family.joints.count, 2))
-    annotated = rng.random((n, family.joints.count)) > 0.2
-    annotated[3] = False  # a person without any annotated joint is not one of the scored people
-    joints[~annotated] = np.nan
-    return joints, annotated, rng.uniform(5.0, 15.0, n)
-
-
-def _bootstrap_predictions(joints: np.ndarray, normalize: np.ndarray, sigma: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    pred = np.nan_to_num(joints, nan=50.0) + rng.normal(0, sigma, joints.shape) * normalize[:, None, None]
-    pred[1] = np.nan  # a missed person: every joint wrong
-    return pred
-
-
-def test_two_people_one_right_one_wrong_gives_the_binomial_answer() -> None:
-    """Resampling 2 people: both the good one (Mean 100) with probability 1/4, both the bad one (0) with 1/4,
-    one of each (50) otherwise; the 95 % interval therefore spans 0 to 100 around the estimate 50."""
-    count = MPII_FAMILY.joints.count
-    annotated = np.ones((2, count), bool)
-    correct = np.zeros((2, count), bool)
-    correct[0] = True
-    boot = PeopleBootstrap(MPII_FAMILY, annotated, resamples=4000, seed=1)
-    boot.add("a", correct)
-    for statistic in ("Mean", "figure4"):
-        interval = boot.interval("a", statistic)
-        assert (interval.estimate, interval.low, interval.high) == (50.0, 0.0, 100.0)
-        values, frequency = np.unique(boot.draws["a"][statistic], return_counts=True)
-        assert values.tolist() == [0.0, 50.0, 100.0]
-        np.testing.assert_allclose(frequency / 4000, [0.25, 0.5, 0.25], atol=0.03)
-
-
-def test_all_correct_and_identical_variants() -> None:
-    annotated = np.ones((5, FLIC_FAMILY.joints.count), bool)
-    boot = PeopleBootstrap(FLIC_FAMILY, annotated, resamples=50)
-    boot.add("a", annotated)
-    boot.add("b", annotated)
-    assert boot.interval("a", "Mean") == Interval(100.0, 100.0, 100.0)
-    same = boot.difference("a", "b", "figure4")
-    assert same == Interval(0.0, 0.0, 0.0) and not same.excludes_zero
-    boot.add("c", np.zeros_like(annotated))
-    worse = boot.difference("c", "a", "Mean")
-    assert worse == Interval(-100.0, -100.0, -100.0) and worse.excludes_zero
-
-
-def test_pooled_mean_weights_by_joint_count_and_skips_pelvis_and_thorax() -> None:
-    """One person with only the pelvis and thorax wrong scores Mean 100 on MPII; a person with one annotated
-    (correct) joint counts once in the pooled Mean but as a whole joint's accuracy in the Figure-4 average."""
-    count = MPII_FAMILY.joints.count
-    names = MPII_FAMILY.joints.names
-    annotated = np.ones((2, count), bool)
-    annotated[1] = False
-    annotated[1, names.index("l_wrist")] = True
-    correct = annotated.copy()
-    correct[0, [names.index("pelvis"), names.index("thorax")]] = False
-    correct[0, names.index("l_wrist")] = False
-    boot = PeopleBootstrap(MPII_FAMILY, annotated, resamples=10)
-    estimates = boot.add("a", correct)
-    assert estimates["Mean"] == pytest.approx(100.0 * 14 / 15)  # 15 pooled joints, the first wrist wrong
-    assert estimates["figure4"] == pytest.approx((50.0 + 7 * 100.0) / 8)  # l_wrist: 1 of 2 people
-
-
-@pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_intervals_match_the_metric_recomputed_on_each_resample(name: str) -> None:
-    """The module's contract (resample b = row b of default_rng(seed).integers(0, people, (resamples, people)) over
-    the people with an annotated joint, numpy.percentile at 2.5 and 97.5), recomputed with the family's own
-    scorer on the resampled rows, one resample at a time."""
-    family = FAMILIES[name]
-    joints, annotated, normalize = _bootstrap_people(family, 30, seed=3)
-    pred_a = _bootstrap_predictions(joints, normalize, 0.25 if name == "mpii" else 0.1, seed=4)
-    pred_b = _bootstrap_predictions(joints, normalize, 0.3 if name == "mpii" else 0.12, seed=5)
-    resamples, seed = 300, 7
-    boot = PeopleBootstrap(family, annotated, resamples=resamples, seed=seed)
-    for label, pred in (("a", pred_a), ("b", pred_b)):
-        boot.add(label, correct_joints(pred, joints, annotated, normalize, family.threshold))
-
-    scored = np.flatnonzero(annotated.any(axis=1))
-    assert boot.people == len(scored) == 29
-    draws = np.random.default_rng(seed).integers(0, len(scored), size=(resamples, len(scored)))
-    stats = {"a": {"Mean": [], "figure4": []}, "b": {"Mean": [], "figure4": []}}
-    for rows in scored[draws]:
-        for label, pred in (("a", pred_a), ("b", pred_b)):
-            result = family.score(pred[rows], joints[rows], annotated[rows], normalize[rows])
-            stats[label]["Mean"].append(result.mean)
-            stats[label]["figure4"].append(family.figure4(result))
-    full = {label: family.score(pred, joints, annotated, normalize) for label, pred in (("a", pred_a),
-                                                                                       ("b", pred_b))}
-    for statistic in ("Mean", "figure4"):
-        interval = boot.interval("a", statistic)
-        low, high = np.percentile(stats["a"][statistic], [2.5, 97.5])
-        estimate = full["a"].mean if statistic == "Mean" else family.figure4(full["a"])
-        assert (interval.estimate, interval.low, interval.high) == pytest.approx((estimate, low, high), abs=1e-9)
-        paired = np.subtract(stats["b"][statistic], stats["a"][statistic])
-        diff = boot.difference("b", "a", statistic)
-        assert (diff.low, diff.high) == pytest.approx(tuple(np.percentile(paired, [2.5, 97.5])), abs=1e-9)
-    assert 0 < boot.interval("a", "Mean").low < boot.interval("a", "Mean").high < 100
-
-
-def test_resample_weights_follow_the_documented_draws() -> None:
-    weights = resample_weights(7, 5, seed=11)
-    draws = np.random.default_rng(11).integers(0, 7, size=(5, 7))
-    assert weights.shape == (5, 7) and (weights.sum(axis=1) == 7).all()
-    for row, drawn in zip(weights, draws):
-        assert row.tolist() == np.bincount(drawn, minlength=7).tolist()
-    with pytest.raises(ValueError, match="at least one person"):
-        resample_weights(0, 5, seed=0)
-
-
-def test_mean_joints_are_the_scorers() -> None:
-    assert mean_joints(MPII_FAMILY) == MPII_MEAN_JOINTS
-    assert mean_joints(FLIC_FAMILY) == tuple(range(FLIC_FAMILY.joints.count))
-
-
-def test_bad_shapes_are_refused() -> None:
-    annotated = np.ones((4, MPII_FAMILY.joints.count), bool)
-    with pytest.raises(ValueError, match=r"\(N, 11\)"):
-        PeopleBootstrap(FLIC_FAMILY, annotated)
-    boot = PeopleBootstrap(MPII_FAMILY, annotated, resamples=10)
-    with pytest.raises(ValueError, match="ground truth's people"):
-        boot.add("a", annotated[:3])
-    with pytest.raises(ValueError, match="no validation person"):
-        PeopleBootstrap(MPII_FAMILY, np.zeros_like(annotated))
+    rep = _run(tmp_path, path, models, tmp_path / "no-anchor-data")
+    summary = rep.summary
+    assert [v.name for v in summary.variants] == ["hg2", "hg4", "hg1"]
+    assert [v.name for v in summary.variants if v.final is not None] == ["hg2", "hg1"]
+    assert any("variant `hg4` seed 0 has not been trained" in line for line in summary.missing)
+    assert not any("hg8" in line for line in summary.missing)
+    assert "hg8" not in rep.text.split("<details>")[0]  # (the params dump at the end lists every variant)
