@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import time
+import warnings
 from collections.abc import Iterator
 
 import pytest
@@ -27,7 +28,7 @@ TOP_KEYS = {"benchmark", "ran_on", "device", "size", "recipe", "loop", "network"
 DEVICE_KEYS = {"type", "name", "memory_gib", "compute_capability", "driver", "cuda_driver_api", "cuda", "cudnn", "nccl",
                "torch", "gpu_count", "bf16", "cpu", "cpu_isa", "cores", "threads", "load_average"}
 RUN_KEYS = {"ok", "samples_s", "step_ms", "data_wait_share", "peak_gpu_memory_gib", "timed_s", "run_s",
-            "timed_steps", "warmup_steps", "achieved_tflop_s", "runtime"}
+            "timed_steps", "warmup_steps", "readbacks", "host_syncs", "achieved_tflop_s", "runtime"}
 RUNTIME_KEYS = {"precision", "channels_last", "tf32", "cudnn_benchmark", "optimizer_impl", "compile", "compile_mode",
                 "workers", "pin_memory", "persistent_workers", "prefetch_factor", "cpu_isa", "device"}
 PROJECTION_KEYS = {"samples", "epochs", "steps_per_epoch", "batch_size", "network", "gflop_per_sample", "hours",
@@ -70,6 +71,8 @@ def test_the_json_has_every_figure_and_says_it_ran_on_the_cpu(checked):
         assert set(run) == RUN_KEYS and run["ok"], run
         assert run["samples_s"] > 0 and 0 <= run["data_wait_share"] <= 1 and run["peak_gpu_memory_gib"] is None
         assert run["samples_s"] == pytest.approx(3 * 4 / run["timed_s"])
+        # no sync debug mode on the CPU; timed steps 1-3 hold no read-back point at log_every 10
+        assert run["host_syncs"] is None and run["readbacks"] == 0
         assert RUNTIME_KEYS <= set(run["runtime"])
     eager = result["runs"]["fp32_eager"]["runtime"]
     assert (eager["precision"], eager["channels_last"], eager["compile"], eager["optimizer_impl"]) == (
@@ -134,6 +137,22 @@ def test_a_fast_path_that_fails_to_compile_is_reported_and_the_eager_one_measure
     assert result["projected_from"] == "fast_eager" and result["compile_speedup"] is None
     assert result["speedup"] == pytest.approx(runs["fast_eager"]["samples_s"] / runs["fp32_eager"]["samples_s"])
     assert result["projection"]["mpii"]["hours"] > 0
+
+
+def test_the_sync_counter_counts_cuda_sync_warnings_in_its_window_only():
+    modes = []
+    counter = bench_device.SyncCounter(set_mode=modes.append)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        counter.start()
+        for _ in range(3):  # the same line three times: counted three times
+            warnings.warn("Warning: called a synchronizing CUDA operation (function cudaStreamSynchronize)")
+        warnings.warn("something else")
+        counter.stop()
+        warnings.warn("called a synchronizing CUDA operation, after the window")
+    assert counter.count == 3 and modes == ["warn", "default"]
+    assert [str(w.message) for w in caught] == ["something else", "called a synchronizing CUDA operation, after the "
+                                                                    "window"]
 
 
 def test_the_step_timer_counts_only_its_window():

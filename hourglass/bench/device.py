@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -190,16 +191,50 @@ def _datasets(processed: Path, params: ParamsConfig) -> tuple[Any, Any]:
 
 
 # -- timing the training loop ---------------------------------------------------------------------------------------
+class SyncCounter:
+    """Counts the host synchronisations torch's CUDA sync debug mode reports (``torch.cuda.set_sync_debug_mode``:
+    a warning at every operation that makes the host wait for the GPU) between :meth:`start` and :meth:`stop`;
+    other warnings pass through. ``set_mode`` is injectable: the CPU has no such mode."""
+
+    MESSAGE = "called a synchronizing CUDA operation"
+
+    def __init__(self, set_mode: Any = None) -> None:
+        self.set_mode = set_mode or torch.cuda.set_sync_debug_mode
+        self.count = 0
+        self._saved: tuple[Any, list[Any]] | None = None
+
+    def start(self) -> None:
+        self._saved = (warnings.showwarning, list(warnings.filters))
+        warnings.simplefilter("always")  # every occurrence, not once per source line
+        warnings.showwarning = self._show
+        self.set_mode("warn")
+
+    def stop(self) -> None:
+        self.set_mode("default")
+        if self._saved is not None:
+            warnings.showwarning, warnings.filters[:] = self._saved
+            self._saved = None
+
+    def _show(self, message: Any, category: Any, filename: str, lineno: int, file: Any = None,
+              line: str | None = None) -> None:
+        if self.MESSAGE in str(message):
+            self.count += 1
+        elif self._saved is not None:
+            self._saved[0](message, category, filename, lineno, file, line)
+
+
 class StepTimer:
     """A :class:`hourglass.train.StepObserver`: the window from the end of step ``warmup - 1`` to the end of step
-    ``warmup + steps - 1`` (device synchronised at both ends), and the time the loop waited for batches inside it."""
+    ``warmup + steps - 1`` (device synchronised at both ends), the time the loop waited for batches inside it, and,
+    given a :class:`SyncCounter` (on CUDA), the host synchronisations inside it."""
 
-    def __init__(self, device: torch.device, warmup: int, steps: int) -> None:
+    def __init__(self, device: torch.device, warmup: int, steps: int, syncs: SyncCounter | None = None) -> None:
         self.device, self.warmup, self.steps = device, warmup, steps
         self.started: float | None = None
         self.ended: float | None = None
         self.waited = 0.0
         self.timed = 0
+        self.syncs = syncs
 
     def on_batch(self, waited: float) -> None:
         if self.started is not None and self.ended is None:
@@ -209,9 +244,13 @@ class StepTimer:
         if step == self.warmup - 1:
             _sync(self.device)
             self.started = time.perf_counter()
+            if self.syncs is not None:
+                self.syncs.start()
         elif self.started is not None and self.ended is None:
             self.timed += 1
             if self.timed == self.steps:
+                if self.syncs is not None:
+                    self.syncs.stop()
                 _sync(self.device)
                 self.ended = time.perf_counter()
 
@@ -220,7 +259,8 @@ class StepTimer:
             raise RuntimeError(f"the loop ran {self.timed} of {self.steps} timed steps")
         seconds = self.ended - self.started
         return {"samples_s": self.steps * global_batch / seconds, "step_ms": seconds / self.steps * 1e3,
-                "data_wait_share": self.waited / seconds, "timed_s": seconds}
+                "data_wait_share": self.waited / seconds, "timed_s": seconds,
+                "host_syncs": None if self.syncs is None else self.syncs.count}
 
 
 def time_training(params: ParamsConfig, out_dir: Path, train_set: Any, val_set: Any, warmup: int,
@@ -231,14 +271,20 @@ def time_training(params: ParamsConfig, out_dir: Path, train_set: Any, val_set: 
 
     device = select_device(info.local_rank)
     steps = int(params.train.steps_per_epoch) - warmup
-    timer = StepTimer(device, warmup, steps)
+    timer = StepTimer(device, warmup, steps, SyncCounter() if device.type == "cuda" else None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
-    train(params, out_dir, train_set=train_set, val_set=val_set, seed=0, info=info, observer=timer)
+    try:
+        train(params, out_dir, train_set=train_set, val_set=val_set, seed=0, info=info, observer=timer)
+    finally:  # a run that fails inside the window leaves neither the debug mode nor the warning hook behind
+        if timer.syncs is not None:
+            timer.syncs.stop()
     run_s = time.perf_counter() - started
+    # the loop's own read-backs inside the window (steps warmup .. warmup + steps - 1): what host_syncs should be
+    readbacks = sum(1 for step in range(warmup, warmup + steps) if step % params.train.log_every == 0)
     out = {"ok": True, **timer.figures(params.train.batch_size), "run_s": run_s, "timed_steps": steps,
-           "warmup_steps": warmup, "peak_gpu_memory_gib": None}
+           "warmup_steps": warmup, "readbacks": readbacks, "peak_gpu_memory_gib": None}
     if device.type == "cuda":
         out["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
     if info.is_main:
@@ -259,11 +305,13 @@ def _run_config(name: str, params: ParamsConfig, root: Path, train_set: Any, val
 def _describe_run(figures: dict[str, Any]) -> str:
     if not figures["ok"]:
         return f"FAILED: {figures['error']}"
-    memory = figures["peak_gpu_memory_gib"]
+    memory, syncs = figures["peak_gpu_memory_gib"], figures["host_syncs"]
     return (f"{figures['samples_s']:.1f} samples/s, {figures['step_ms']:.1f} ms/step, "
             f"{figures['achieved_tflop_s']:.3g} TFLOP/s, "
             + (f"peak GPU memory {memory:.2f} GiB, " if memory is not None else "")
-            + f"waiting for data {figures['data_wait_share']:.1%} of the time")
+            + f"waiting for data {figures['data_wait_share']:.1%} of the time"
+            + (f", {syncs} host syncs in {figures['timed_steps']} steps (loss read-backs: {figures['readbacks']})"
+               if syncs is not None else ""))
 
 
 def _settings(runtime: dict[str, Any] | None) -> str:
