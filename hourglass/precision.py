@@ -139,7 +139,8 @@ def select_device(local_rank: int = 0) -> torch.device:
 def bf16_supported(device: torch.device) -> bool:
     """Native bf16 arithmetic on ``device``."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # native only: torch's default also counts emulation (pre-Ampere GPUs), where bf16 is slower than fp32
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     return device.type == "cpu" and cpu_supports_bf16()
 
 

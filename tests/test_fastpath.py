@@ -127,13 +127,17 @@ def test_compile_is_requested_with_its_mode(monkeypatch):
 
 
 def test_precision_on_cuda_is_bf16_autocast_or_fp16_with_a_scaler(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    """auto: bf16 where the GPU computes it natively; torch's own default would count emulation (pre-Ampere)."""
+    asked = []
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: asked.append(
+        including_emulation) or not including_emulation)
     auto = select_precision("auto", CUDA)
+    assert asked == [False]
     assert auto.name == "bf16" and auto.autocast_dtype is torch.bfloat16 and not auto.needs_grad_scaler
     fp16 = select_precision("fp16", CUDA)
     assert fp16.autocast_dtype is torch.float16 and fp16.needs_grad_scaler
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: False)
-    assert select_precision("auto", CUDA).name == "fp32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert select_precision("auto", CUDA).name == "fp32"  # emulated only: fp32
 
 
 def test_cpu_isa_names_the_widest_extension():

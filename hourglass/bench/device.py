@@ -156,7 +156,7 @@ def device_info(device: torch.device) -> dict[str, Any]:
         info.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1),
                     compute_capability=f"{props.major}.{props.minor}", driver=_nvidia_driver(),
                     cuda_driver_api=_cuda_driver_api(), cudnn=torch.backends.cudnn.version(),
-                    bf16=torch.cuda.is_bf16_supported(), nccl=_nccl_version())
+                    bf16=torch.cuda.is_bf16_supported(including_emulation=False), nccl=_nccl_version())
     else:
         info["name"] = cpu_model()
     return info
