@@ -537,6 +537,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     slow_params = load_with_recipe(args.params, recipe, {**overrides, **BASELINE})
     info = device_info(device)
     _say(f"device check: {_describe_device(info)}")
+    if device.type == "cpu" and info["load_average"] is not None and info["load_average"] >= info["cores"]:
+        why = (f"torch's {info['threads']} threads wait for each other when other processes hold their cores, and "
+               f"the figures fall far below a quiet machine's (measured on 2 busy cores: about 17x slower with 2 "
+               f"threads than with OMP_NUM_THREADS=1); rerun when it is quiet, or with OMP_NUM_THREADS set to the "
+               f"free cores" if info["threads"] > 1 else "other processes share the cores, so the figures are below "
+               f"a quiet machine's")
+        _say(f"warning: the CPU is busy (load average {info['load_average']} on {info['cores']} cores): {why}")
     model, batch = fast_params.model, fast_params.train.batch_size
     gflop = train_gflop(model, MEASURED_JOINTS)
     _say(f"network: {model.stacks} stacks x {model.features} features, {model.modules} module(s), "
