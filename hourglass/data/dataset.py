@@ -228,8 +228,8 @@ def auto_workers(device: torch.device, processes: int = 1, cores: int | None = N
     CUDA: the machine's cores shared by its ``processes`` training processes, one core of each share kept for the
     process itself (it launches the kernels), at least 1 and at most :data:`MAX_AUTO_WORKERS`. CPU: 0, the main
     process loads: workers would compete with the compute threads for the same cores, and loading is a small part of
-    a CPU step (about 0.5-1 ms per sample on one core, ``python -m hourglass.bench loader``, against about 9 ms of
-    training compute per sample for the CPU preset and 300 ms for the paper's network on this project's 2 cores).
+    a CPU step (2-4 % of it for the CPU preset's network on 2 cores: ``python -m hourglass.bench device``'s
+    data-wait share, NOTES.md).
     """
     if device.type != "cuda":
         return 0
