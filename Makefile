@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install test test-slow demo bench clean-venv
+.PHONY: install test test-slow demo bench device-check clean-venv
 
 install: $(STAMP)
 
@@ -32,6 +32,11 @@ test-slow: install
 
 demo: install
 	$(BIN)/python -m pipeline.demo
+
+# Before a long run: the training path on this machine's device, its speed, the loader, DDP scaling and the recipes'
+# projected wall-clock (README "Before a long run"); at most 5 minutes on one GPU, about a minute on a CPU
+device-check: install
+	$(BIN)/python -m hourglass.bench device
 
 clean-venv:
 	rm -rf $(VENV)

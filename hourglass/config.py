@@ -186,7 +186,12 @@ class TrainConfig(Section):
     # they need (hourglass.data.sampler). None: one pass per epoch.
     steps_per_epoch: int | None = Field(ge=1)
     val_batch_size: int = Field(ge=1)
-    workers: int = Field(ge=0)  # data loader processes per training process
+    # Data loader processes per training process (spawned); auto: derived from the cores and the processes on this
+    # machine (hourglass.fastpath.auto_workers: none on the CPU, where they would compete with the compute threads)
+    workers: Annotated[int, Field(ge=0)] | Literal["auto"]
+    prefetch_factor: int = Field(ge=1)  # batches each loader worker prepares ahead (only with workers > 0)
+    pin_memory: bool  # CUDA: batches in page-locked memory, so the host-to-GPU copies run asynchronously
+    persistent_workers: bool  # keep the loader workers from one epoch to the next (only with workers > 0)
     optimizer: Literal["rmsprop", "adam", "sgd"]
     sgd_momentum: float = Field(ge=0, lt=1)  # optimizer: sgd only
     lr: float = Field(gt=0)
@@ -203,7 +208,13 @@ class TrainConfig(Section):
     target_scale: float = Field(gt=0)  # heatmap targets are multiplied by this in the loss
     precision: Literal["auto", "fp32", "bf16", "fp16"]  # auto: bf16 where supported, else fp32
     channels_last: bool
-    compile: bool  # torch.compile the training model
+    compile: bool | Literal["auto"]  # torch.compile the training model; auto: on CUDA, eager on the CPU
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+    tf32: bool  # CUDA: TF32 tensor cores for fp32 matmuls and convolutions (fp32 runs, and what autocast keeps fp32)
+    cudnn_benchmark: bool  # CUDA: cuDNN times its convolution algorithms per shape and keeps the fastest
+    # fused / foreach (multi-tensor) / for_loop optimiser steps; auto: fused where torch offers it for the optimiser
+    # (adam, sgd) else foreach on CUDA, torch's own for-loop on the CPU (hourglass.fastpath)
+    optimizer_impl: Literal["auto", "fused", "foreach", "for_loop"]
     sync_batchnorm: bool  # DDP only; false: plain per-process BatchNorm, as data-parallel Torch did
     deterministic: bool  # deterministic kernels (CPU resume is then bitwise identical)
     log_every: int = Field(ge=1)  # optimiser steps between loss/lr records

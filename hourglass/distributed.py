@@ -23,10 +23,16 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 0  # processes on this machine (torchrun's LOCAL_WORLD_SIZE); 0: unknown, all of them
 
     @property
     def enabled(self) -> bool:
         return self.world_size > 1
+
+    @property
+    def processes_here(self) -> int:
+        """Training processes sharing this machine's cores (what ``workers: auto`` divides them by)."""
+        return self.local_world_size or self.world_size
 
     @property
     def is_main(self) -> bool:
@@ -51,6 +57,7 @@ def dist_info_from_env(env: Mapping[str, str] | None = None) -> DistInfo:
         rank=_env_int(env, "RANK", 0),
         world_size=_env_int(env, "WORLD_SIZE", 1),
         local_rank=_env_int(env, "LOCAL_RANK", 0),
+        local_world_size=_env_int(env, "LOCAL_WORLD_SIZE", 0),
     )
     if info.world_size < 1 or not 0 <= info.rank < info.world_size:
         raise ValueError(f"inconsistent RANK={info.rank} / WORLD_SIZE={info.world_size}")
@@ -91,6 +98,13 @@ def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
         dist.all_reduce(out, op=dist.ReduceOp.SUM)
         out /= info.world_size
     return out
+
+
+def all_reduce_(value: torch.Tensor, info: DistInfo, op: str = "sum") -> torch.Tensor:
+    """``value`` reduced in place over processes with ``op`` (``sum``, ``min`` or ``max``); returned for chaining."""
+    if info.enabled:
+        dist.all_reduce(value, op={"sum": dist.ReduceOp.SUM, "min": dist.ReduceOp.MIN, "max": dist.ReduceOp.MAX}[op])
+    return value
 
 
 def gather_objects(obj: Any, info: DistInfo) -> list[Any]:

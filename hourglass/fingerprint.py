@@ -7,7 +7,7 @@ continuing another run's weights.
 
 * configuration: the resolved params that shape the weights (dataset, the run's training seed, model with the
   variant applied, targets, augmentation, train), leaving out what only changes speed or logging (data loader
-  workers, validation batch size, log interval), the other variants' definitions and the sweep's other seeds;
+  workers, prefetch, pinning and persistence, validation batch size, log interval), the other variants' definitions and the sweep's other seeds;
 * data: the preprocessing stage's own fingerprint of its output (``preprocess.json``), when the run has one;
 * code: the sources of every module of this project loaded when training starts, i.e. the code the run executes.
 """
@@ -24,8 +24,11 @@ from typing import Any
 from hourglass.config import ParamsConfig
 
 PROJECT_PACKAGES = ("hourglass", "pipeline")
-# Train keys that change neither the weights nor the metrics: a resumed run may differ in these.
-SPEED_ONLY_TRAIN_KEYS = frozenset({"workers", "val_batch_size", "log_every", "variants"})
+# Train keys that change neither the weights nor the metrics: a resumed run may differ in these. The loader's
+# workers, prefetch, pinning and persistence only change how fast the same batches arrive (a sample's augmentation
+# comes from its place in the run: hourglass.data.sampler.Draw); log_every only how often losses are read back.
+SPEED_ONLY_TRAIN_KEYS = frozenset({"workers", "prefetch_factor", "pin_memory", "persistent_workers", "val_batch_size",
+                                   "log_every", "variants"})
 
 
 def _digest(payload: Any) -> str:

@@ -11,7 +11,7 @@ it exactly (and ``torch.load(weights_only=True)`` reads it).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import torch
@@ -19,34 +19,50 @@ from torch import nn
 
 from hourglass.config import TrainConfig
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter], TrainConfig], torch.optim.Optimizer]
+# (parameters, config, implementation flags: fused= / foreach=, see hourglass.fastpath.optimizer_flags)
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 
-def _rmsprop(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def _rmsprop(params: Iterable[nn.Parameter], cfg: TrainConfig, **flags: bool) -> torch.optim.Optimizer:
     # Torch7 optim.rmsprop adds eps outside the square root, like torch.optim.RMSprop.
-    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=cfg.weight_decay)
+    return torch.optim.RMSprop(params, lr=cfg.lr, alpha=0.99, eps=1e-8, momentum=0.0, weight_decay=cfg.weight_decay,
+                               **flags)
 
 
-def _adam(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+def _adam(params: Iterable[nn.Parameter], cfg: TrainConfig, **flags: bool) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **flags)
 
 
-def _sgd(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+def _sgd(params: Iterable[nn.Parameter], cfg: TrainConfig, **flags: bool) -> torch.optim.Optimizer:
     # Unlike RMSprop and Adam, an SGD step is proportional to the gradient: near-zero gradients (the biases of
     # convolutions followed by BatchNorm) make near-zero steps instead of full-size steps of rounding noise.
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.sgd_momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.sgd_momentum, weight_decay=cfg.weight_decay, **flags)
 
 
 OPTIMIZERS: dict[str, OptimizerFactory] = {"rmsprop": _rmsprop, "adam": _adam, "sgd": _sgd}
 
 
-def create_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimiser ``cfg.optimizer`` names, over the model's trainable parameters."""
+def create_optimizer(model: nn.Module, cfg: TrainConfig, flags: Mapping[str, bool] | None = None
+                     ) -> torch.optim.Optimizer:
+    """The optimiser ``cfg.optimizer`` names, over the model's trainable parameters; ``flags`` choose its
+    implementation (``{"fused": True}``, ``{"foreach": True}``, ``{"foreach": False}``; None: torch's default)."""
     try:
         factory = OPTIMIZERS[cfg.optimizer]
     except KeyError:
         raise ValueError(f"train.optimizer={cfg.optimizer!r}; expected one of {sorted(OPTIMIZERS)}") from None
-    return factory((p for p in model.parameters() if p.requires_grad), cfg)
+    return factory((p for p in model.parameters() if p.requires_grad), cfg, **dict(flags or {}))
+
+
+def set_implementation(optimizer: torch.optim.Optimizer, flags: Mapping[str, bool]) -> None:
+    """Put the implementation ``flags`` back into every parameter group: ``load_state_dict`` replaces the groups'
+    settings with the checkpoint's, ``fused``/``foreach`` included."""
+    for group in optimizer.param_groups:
+        group.update({"fused": None, "foreach": None} if "fused" in group else {"foreach": None})
+        group.update(flags)
+    if flags.get("fused"):  # fused kernels keep the step count on the parameter's device, in float32
+        for param, state in optimizer.state.items():
+            if isinstance(state.get("step"), torch.Tensor):
+                state["step"] = state["step"].to(param.device, torch.float32)
 
 
 class LearningRateSchedule:

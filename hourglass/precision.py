@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import platform
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -100,16 +100,33 @@ def device_name(device: torch.device) -> str:
     return cpu_model()
 
 
-def runtime_record(precision: Precision, requested: str, *, world_size: int = 1, compiled: bool = False
-                   ) -> dict[str, str | int | bool]:
+def cpu_isa(flags: frozenset[str] | None = None) -> str:
+    """The widest vector / matrix extension of this CPU that matters for training: AMX-BF16, AVX512-BF16 (both run
+    bf16 natively, so ``precision: auto`` picks bf16), AVX512, AVX2, else torch's name for what its kernels use."""
+    flags = cpu_flags() if flags is None else flags
+    for flag, name in (("amx_bf16", "AMX-BF16"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX512"),
+                       ("avx2", "AVX2")):
+        if flag in flags:
+            return name
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def runtime_record(precision: Precision, requested: str, *, world_size: int = 1, compiled: bool = False,
+                   fast: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """How a run ran, resolved: ``precision: auto`` gives bf16 on one machine and fp32 on the next from the same
-    params, so identical params are not identical runs. Kept with every run's outputs."""
-    return {
+    params, so identical params are not identical runs. Kept with every run's outputs. ``fast`` is the resolved
+    fast path (:meth:`hourglass.fastpath.FastPath.record`: TF32, cuDNN benchmarking, optimiser implementation,
+    compile and its mode, loader workers, pinning, persistence, prefetch); its ``compile`` replaces ``compiled``."""
+    record: dict[str, Any] = {
         "device": str(precision.device), "device_name": device_name(precision.device),
         "precision": precision.name, "precision_requested": requested, "channels_last": precision.channels_last,
         "compile": compiled, "world_size": world_size, "threads": torch.get_num_threads(),
         "torch": str(torch.__version__), "cuda": str(torch.version.cuda or "none"),
+        "cudnn": str(torch.backends.cudnn.version() if precision.device.type == "cuda" else "none"),
+        "cpu_isa": cpu_isa(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
     }
+    record.update(fast or {})
+    return record
 
 
 def select_device(local_rank: int = 0) -> torch.device:
@@ -122,7 +139,8 @@ def select_device(local_rank: int = 0) -> torch.device:
 def bf16_supported(device: torch.device) -> bool:
     """Native bf16 arithmetic on ``device``."""
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        # native only: torch's default also counts emulation (pre-Ampere GPUs), where bf16 is slower than fp32
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     return device.type == "cpu" and cpu_supports_bf16()
 
 

@@ -21,10 +21,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -38,16 +38,17 @@ from tqdm import tqdm
 from hourglass.atomic import write_atomic
 from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hourglass.config import ParamsConfig
-from hourglass.data.dataset import worker_context
+from hourglass.data.dataset import worker_init
 from hourglass.data.sampler import EpochSampler
 from hourglass.family import family_of
 from hourglass.fingerprint import mismatches, training_fingerprint
-from hourglass.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_buffers, gather_objects,
-                                   process_group)
+from hourglass.distributed import DistInfo, barrier, broadcast_buffers, gather_objects, process_group
+from hourglass.fastpath import FastPath, backend_flags, compile_model, resolve_fast_path, resolve_workers
 from hourglass.inference import Predictions, predict_dataset
 from hourglass.init_weights import initialise_from
+from hourglass.loss_readback import LossReadback, NonFinite
 from hourglass.model import StackedHourglass, create_model
-from hourglass.optim import create_optimizer, create_schedule
+from hourglass.optim import create_optimizer, create_schedule, set_implementation
 from hourglass.precision import Precision, runtime_record, select_device, select_precision
 from hourglass.mlflow_store import default_tracking_uri
 from hourglass.tracking import RunTracker, git_commit
@@ -56,7 +57,21 @@ log = logging.getLogger(__name__)
 RESOLVED_CONFIG = "config.yaml"
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
+    """The loss became NaN or infinite; training stopped and the last good checkpoint is kept.
+
+    Losses are read back every ``train.log_every`` steps and at each epoch's end (:mod:`hourglass.loss_readback`):
+    the error comes at the first read-back after the bad step, before that step's update, and names the bad step.
+    Updates between the two were made in memory only; the checkpoint is from the last epoch of finite losses."""
+
+
+class StepObserver(Protocol):
+    """Watches the training loop from outside (``python -m hourglass.bench device``); host-side calls only."""
+
+    def on_batch(self, waited: float) -> None:
+        """A batch arrived after the loop had waited ``waited`` seconds for it."""
+
+    def on_step(self, step: int) -> None:
+        """Optimiser step ``step`` (run-wide count) has been queued."""
 
 
 @dataclass
@@ -135,8 +150,9 @@ def auxiliary_loss(maps: Sequence[Tensor], target: Tensor, target_scale: float =
 # -- validation ---------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision: Precision,
-             info: DistInfo = DistInfo()) -> dict[str, float]:
-    """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding).
+             info: DistInfo = DistInfo(), workers: int | None = None) -> dict[str, float]:
+    """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding),
+    loaded by ``workers`` processes (None: ``train.workers`` resolved for the device).
 
     No flip test: per-epoch validation tracks progress at the cost of one pass; ``pipeline.evaluate`` scores with it.
     """
@@ -149,10 +165,12 @@ def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision
         loss["sum"] += float(heatmap_loss(supervised, target, params.train.target_scale)) * len(outputs)
         loss["count"] += len(outputs)
 
+    if workers is None:
+        workers = resolve_workers(params.train.workers, precision.device, info.processes_here)
     shard = None
     if len(indices):
         shard = predict_dataset(model, dataset, precision, batch_size=params.train.val_batch_size,
-                                workers=params.train.workers, indices=indices, on_batch=add_loss,
+                                workers=workers, indices=indices, on_batch=add_loss,
                                 worker_init_fn=_seed_worker)
     gathered = gather_objects({"pred": shard, "loss_sum": loss["sum"], "count": loss["count"]}, info)
     parts = [g["pred"] for g in gathered if g["pred"] is not None]
@@ -167,10 +185,28 @@ def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision
 
 # -- run set-up ---------------------------------------------------------------------------------------------------
 def _seed_worker(worker_id: int) -> None:
-    """Data loader workers get distinct numpy / random streams derived from torch's per-worker seed."""
+    """Data loader workers get distinct numpy / random streams derived from torch's per-worker seed, and one OpenCV
+    thread each (workers are spawned, so setting it is safe; several workers with a pool each would oversubscribe)."""
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
+    worker_init(worker_id)
+
+
+def _observed(batches: Iterable[Any], observer: StepObserver | None) -> Iterator[Any]:
+    """``batches``, telling ``observer`` how long each one was waited for."""
+    if observer is None:
+        yield from batches
+        return
+    iterator = iter(batches)
+    while True:
+        started = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            return
+        observer.on_batch(time.perf_counter() - started)
+        yield batch
 
 
 def _seed_all(*keys: int) -> None:
@@ -238,12 +274,14 @@ def train(
     info: DistInfo = DistInfo(),
     stage: str | None = None,
     data_fingerprint: str | None = None,
+    observer: StepObserver | None = None,
 ) -> TrainResult:
     """Train ``params.model`` (after ``variant``'s overrides) to ``params.train.epochs`` from training seed ``seed``
     (initial weights, sample order, augmentation; None: the first of ``params.seeds``); resume from
     ``out_dir/checkpoint.pt`` when it belongs to this run (:mod:`hourglass.fingerprint`: the same configuration,
     ``data_fingerprint`` and code), else start fresh and say why. Rank 0 writes ``checkpoint.pt``, ``epochs.csv``, ``metrics.json`` and
-    ``config.yaml`` to ``out_dir`` and logs the MLflow run; other ranks only compute."""
+    ``config.yaml`` to ``out_dir`` and logs the MLflow run; other ranks only compute. The device's fast path
+    (:mod:`hourglass.fastpath`) is resolved from ``params.train`` once; ``observer`` watches the step loop."""
     params = resolve_variant(params, variant)
     seed = params.seeds[0] if seed is None else int(seed)
     if seed < 0:
@@ -254,16 +292,18 @@ def train(
     out_dir = Path(out_dir)
     device = select_device(info.local_rank)
     precision = select_precision(cfg.precision, device, cfg.channels_last)
+    fast = resolve_fast_path(cfg, device, processes=info.processes_here)
     if cfg.sync_batchnorm and info.enabled and device.type != "cuda":
         raise ValueError("train.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernels); "
                          "set it to false for CPU training")
-    with process_group(info, device), _determinism(cfg.deterministic):
-        return _train(params, variant, seed, out_dir, train_set, val_set, info, precision, stage, data_fingerprint)
+    with process_group(info, device), _determinism(cfg.deterministic), backend_flags(fast):
+        return _train(params, variant, seed, out_dir, train_set, val_set, info, precision, fast, stage,
+                      data_fingerprint, observer)
 
 
 def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, train_set: Dataset,
-           val_set: Dataset, info: DistInfo, precision: Precision, stage: str | None,
-           data_fingerprint: str | None) -> TrainResult:
+           val_set: Dataset, info: DistInfo, precision: Precision, fast: FastPath, stage: str | None,
+           data_fingerprint: str | None, observer: StepObserver | None) -> TrainResult:
     cfg = params.train
     headline = family_of(params).headline  # what the plateau schedule and "best" follow
     ckpt_path = out_dir / CHECKPOINT_NAME
@@ -280,7 +320,7 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
         log.info("an epoch is %d steps of %d = %d samples, %.2f passes over the %d training people",
                  steps_per_epoch, cfg.batch_size, sampler.samples_per_epoch, sampler.passes_per_epoch,
                  len(train_set))
-    optimizer = create_optimizer(network, cfg)
+    optimizer = create_optimizer(network, cfg, fast.optimizer_flags())
     schedule = create_schedule(optimizer, cfg, total_steps=cfg.epochs * steps_per_epoch)
     scaler = precision.grad_scaler()
 
@@ -291,6 +331,7 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
     if state is not None:
         network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        set_implementation(optimizer, fast.optimizer_flags())
         schedule.load_state_dict(state["schedule"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, step, run_id = int(state["epoch"]), int(state["step"]), state.get("mlflow_run_id")
@@ -305,15 +346,14 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
         if info.is_main:
             log.info("%s", report.describe())
 
-    model: nn.Module = torch.compile(network) if cfg.compile else network
+    model: nn.Module = network
     if info.enabled:
-        ids = [precision.device.index] if precision.device.type == "cuda" else None
-        model = DistributedDataParallel(model, device_ids=ids)
-
+        model = DistributedDataParallel(model, **fast.ddp_kwargs())
+    model = compile_model(model, fast)
 
     tracker = None
     record = run_record(params, seed)
-    runtime = runtime_record(precision, cfg.precision, world_size=info.world_size, compiled=cfg.compile)
+    runtime = runtime_record(precision, cfg.precision, world_size=info.world_size, fast=fast.record())
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
         _write_config(record, variant, runtime, out_dir / RESOLVED_CONFIG, initialised)
@@ -337,42 +377,49 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
     if variant in params.sweep and seed in params.seeds:
         position = params.sweep.index(variant) * len(params.seeds) + params.seeds.index(seed)
         where = f"[{variant} seed {seed}, {position + 1}/{len(params.sweep) * len(params.seeds)}] "
+    # One loader for the run (persistent workers live across its epochs); each epoch re-seeds its generator as a
+    # loader built per epoch was. The batches themselves depend only on (seed, epoch, position): EpochSampler's Draw.
+    generator = torch.Generator()
+    loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True, worker_init_fn=_seed_worker,
+                        generator=generator, **fast.loader_kwargs())
+    # Losses stay on the device; they are read back every log_every steps and at each epoch's end, never per step.
+    readback = LossReadback(precision.device, info)
     run_started = time.perf_counter()
     try:
         for epoch in range(start_epoch, cfg.epochs):
             started = time.perf_counter()
             _seed_all(seed, info.rank, epoch)
             sampler.set_epoch(epoch)
-            loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, num_workers=cfg.workers,
-                                multiprocessing_context=worker_context(cfg.workers),
-                                drop_last=True, pin_memory=precision.device.type == "cuda",
-                                worker_init_fn=_seed_worker,
-                                generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+            generator.manual_seed(seed * 100_003 + epoch)
             model.train()
-            losses = []
             bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                        disable=not info.is_main or None, leave=False)
-            for batch in bar:
+            for batch in _observed(bar, observer):
                 lr = schedule.apply(step)
                 optimizer.zero_grad(set_to_none=True)
                 loss = _forward_loss(model, network, batch, precision, cfg.target_scale)
-                value = float(all_reduce_mean(loss.detach(), info))  # every rank sees the same value, stops together
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(
-                        f"loss is {value} at epoch {epoch + 1}, step {step}; training stopped before the update, "
-                        f"the last good checkpoint {ckpt_path} (epoch {len(history)}) is kept. "
-                        f"Try a lower train.lr, train.warmup_steps or train.precision=fp32.")
+                readback.add(loss, step)
+                if step % cfg.log_every == 0:  # a read-back point: every rank reads at the same steps
+                    value, bad = readback.read()
+                    if bad is not None:
+                        raise _non_finite(bad, epoch, ckpt_path, len(history), cfg.log_every, updated=step - 1)
+                    if tracker is not None:
+                        tracker.log_step(step, value, lr)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
-                losses.append(value)
-                if tracker is not None and step % cfg.log_every == 0:
-                    tracker.log_step(step, value, lr)
+                if observer is not None:
+                    observer.on_step(step)
                 step += 1
+            if readback.pending:  # the epoch's last steps, checked before validation and the checkpoint
+                _, bad = readback.read()
+                if bad is not None:
+                    raise _non_finite(bad, epoch, ckpt_path, len(history), cfg.log_every, updated=step - 1)
+            train_loss = readback.epoch_mean()
             seconds = time.perf_counter() - started
             broadcast_buffers(network, info)  # one set of BatchNorm statistics: rank 0's, as checkpointed
-            metrics = validate(network, val_set, params, precision, info)
-            metrics.update({"train/loss": float(np.mean(losses)), "train/lr": schedule.lr_at(step - 1),
+            metrics = validate(network, val_set, params, precision, info, workers=fast.workers)
+            metrics.update({"train/loss": train_loss, "train/lr": schedule.lr_at(step - 1),
                             "train/img_s": steps_per_epoch * cfg.batch_size / seconds, "step": float(step)})
             schedule.end_epoch(metrics.get(headline))
             history.append({"epoch": float(epoch + 1), **metrics})
@@ -409,6 +456,23 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
     finally:
         if tracker is not None and status != "FINISHED":
             tracker.close("FAILED")
+
+
+def _non_finite(bad: NonFinite, epoch: int, ckpt_path: Path, good_epochs: int, log_every: int, updated: int
+                ) -> NonFiniteLossError:
+    """The error for a non-finite loss found at a read-back point (see :class:`NonFiniteLossError`), ``updated``
+    the last step whose update has been made."""
+    value = "not finite (on another process)" if bad.value is None else str(bad.value)
+    if updated < bad.step:
+        when = "training stopped before the update"
+    else:
+        steps = f"step {bad.step}" if updated == bad.step else f"steps {bad.step}-{updated}"
+        when = (f"it was read back at step {bad.read_at} (losses are read every train.log_every={log_every} steps "
+                f"and at each epoch's end), so the update of {steps} was made in memory only and is discarded; "
+                f"training stopped")
+    return NonFiniteLossError(
+        f"loss is {value} at epoch {epoch + 1}, step {bad.step}; {when}, the last good checkpoint {ckpt_path} "
+        f"(epoch {good_epochs}) is kept. Try a lower train.lr, train.warmup_steps or train.precision=fp32.")
 
 
 def _forward_loss(model: nn.Module, network: StackedHourglass, batch: Mapping[str, Tensor], precision: Precision,

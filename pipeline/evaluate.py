@@ -42,7 +42,7 @@ import numpy as np
 from hourglass.atomic import write_json_atomic
 from hourglass.checkpoint import CheckpointError
 from hourglass.config import ConfigError, ModelConfig, ParamsConfig, load_params
-from hourglass.data.dataset import PoseDataset, create_dataset
+from hourglass.data.dataset import PoseDataset, create_dataset, resolve_workers
 from hourglass.data.preprocess import TABLE_NAME, PreprocessError, read_table
 from hourglass.evaluate import score
 from hourglass.family import DatasetFamily, family_of
@@ -230,7 +230,7 @@ def _predict(loaded: LoadedModel, dataset: PoseDataset, params: ParamsConfig, pr
     return predict_dataset(loaded.model, dataset, precision,
                            flip_perm=dataset.joint_set.flip if params.targets.flip_test else None,
                            shift=params.targets.flip_shift, batch_size=params.train.val_batch_size,
-                           workers=params.train.workers, progress=progress)
+                           workers=resolve_workers(params.train.workers, precision.device), progress=progress)
 
 
 def evaluate_test_split(params: ParamsConfig, loaded: LoadedModel, precision: Any, data_dir: Path, annot_dir: Path,

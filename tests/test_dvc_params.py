@@ -84,6 +84,11 @@ UNDECLARED: dict[str, dict[str, str]] = {
         # hourglass.data.sampler.Draw: a sample's augmentation comes from (seed, epoch, position), not from the
         # loader worker that loads it (tests/test_dataset.py checks 0, 1 and 2 workers give the same batches).
         "train.workers": "data loader processes: the same batches, faster",
+        # hourglass.fastpath.FastPath.loader_kwargs: DataLoader arguments that change when and where a batch is
+        # prepared (ahead of time, in page-locked memory, by workers kept across epochs), never what it holds.
+        "train.prefetch_factor": "batches each loader worker prepares ahead: the same batches",
+        "train.pin_memory": "page-locked batches for asynchronous copies: the same batches",
+        "train.persistent_workers": "loader workers kept across epochs: the same batches",
         # hourglass.train: only the "[variant seed s, k/N]" prefix of the per-epoch log line; declaring them would
         # retrain every variant when one is added to the sweep, every seed when a seed is added. The run's own seed
         # is in the stage's cmd (--seed ${item.seed}).

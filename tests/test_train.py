@@ -373,6 +373,34 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.parametrize(("log_every", "bad_call", "message"), [
+    # 2 steps per epoch (steps 0-1, 2-3, ...), each epoch's validation one more loss call. log_every 3: step 2 is
+    # not read back, step 3 is: found there, before step 3's update (step 2's was made in memory only).
+    (3, 4, r"epoch 2, step 2; it was read back at step 3 .* the update of step 2 was made in memory only"),
+    # log_every 5: neither step of epoch 2 is a read-back point; the epoch's end is, before validation/checkpoint.
+    (5, 5, r"epoch 2, step 3; it was read back at step 3 .* the update of step 3 was made in memory only"),
+])
+def test_a_non_finite_loss_between_read_backs_is_found_before_the_next_checkpoint(tmp_path, monkeypatch, log_every,
+                                                                                 bad_call, message):
+    params = tiny_params(epochs=3, log_every=log_every)
+    data = ToyPoses(8), ToyPoses(4, seed=1)
+    calls = {"n": 0}
+    real = train_module.heatmap_loss
+
+    def nan_once(*args, **kwargs):
+        calls["n"] += 1
+        loss = real(*args, **kwargs)
+        return loss * math.nan if calls["n"] == bad_call else loss
+
+    monkeypatch.setattr(train_module, "heatmap_loss", nan_once)
+    with pytest.raises(NonFiniteLossError, match=message + r".*checkpoint .* \(epoch 1\) is kept"):
+        train(params, tmp_path, train_set=data[0], val_set=data[1])
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["epoch"] == 1 and state["step"] == 2
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "metrics.json").exists()
+
+
 def test_a_split_smaller_than_one_global_batch_is_a_clear_error(tmp_path):
     with pytest.raises(ValueError, match="train split has 3 people, fewer than one global batch of "
                                          "train.batch_size=4"):
