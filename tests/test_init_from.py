@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import shutil
 from pathlib import Path
 
-import mlflow
 import pytest
 import torch
 import yaml
 from mlflow import MlflowClient
-from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from hourglass.cli import main
@@ -123,15 +120,8 @@ def _finetune_params(source: str, epochs: int = 4):
 
 
 @pytest.fixture
-def store(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    db = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_db, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)
-    monkeypatch.chdir(tmp_path)  # artifacts land beside the store
-    yield uri
-    mlflow.end_run()
+def store(mlflow_store: str) -> str:
+    return mlflow_store
 
 
 def test_finetuning_from_the_imported_port_trains_and_records_its_source(imported, tmp_path, store, caplog):

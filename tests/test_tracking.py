@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import socket
 import sys
 import warnings
@@ -43,17 +42,10 @@ CFG = paper("mlflow", sweep=None, experiment="test", registered_model="hg-test",
 
 
 @pytest.fixture
-def store(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
-    """A fresh store for the test; the fluent API's global URI is restored afterwards."""
-    db = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_db, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+def store(mlflow_store: str, monkeypatch: pytest.MonkeyPatch) -> MlflowClient:
+    """A fresh store for the test (conftest's), outside any sweep parent run."""
     monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)
-    monkeypatch.chdir(tmp_path)  # artifacts land beside the store
-    yield MlflowClient(tracking_uri=uri)
-    mlflow.end_run()
+    return MlflowClient(tracking_uri=mlflow_store)
 
 
 def _tracker(out: Path, cfg: MlflowConfig = CFG, **kwargs) -> RunTracker:
