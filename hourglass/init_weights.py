@@ -18,7 +18,6 @@ error naming the first tensor that does not fit. Two exceptions, both logged:
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 
 from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from hourglass.model_source import resolve_checkpoint
+from hourglass.port_import import file_sha256
 
 JOINT_LAYERS = ("heatmaps.", "remap_heatmaps.", "auxiliary_heatmaps.")  # whose shapes follow the joint count
 TRAINING_ONLY_LAYERS = ("auxiliary_heatmaps.",)
@@ -127,11 +127,6 @@ def merge_weights(network: nn.Module, weights: Mapping[str, Tensor], where: str,
                              reinitialised=tuple(fresh), dropped=tuple(dropped))
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def initialise_from(network: nn.Module, source: str | Path, tracking_uri: str | None = None) -> InitReport:
     """Load ``source``'s weights into ``network`` in place, by the rules of this module. The file is read with
     ``weights_only=True``; an MLflow URI's checkpoint is downloaded to a temporary directory first."""
@@ -150,6 +145,6 @@ def initialise_from(network: nn.Module, source: str | Path, tracking_uri: str | 
         if not isinstance(weights, Mapping):
             raise InitFromError(f"{where}: the checkpoint holds no 'model' weights")
         merged, report = merge_weights(network, weights, where, str(source))
-        digest = _sha256(path)
+        digest = file_sha256(path)
     network.load_state_dict(merged)
     return replace(report, sha256=digest)

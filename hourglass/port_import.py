@@ -199,11 +199,8 @@ def port_key_map(arch: PortArchitecture) -> tuple[dict[str, str], list[str]]:
 
 # -- reading the port's file ---------------------------------------------------------------------------------------
 def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def read_port_state(path: str | Path) -> tuple[dict[str, Tensor], str, int | None]:
