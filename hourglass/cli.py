@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hourglass.checkpoint import CheckpointError
-from hourglass.atomic import write_atomic
-from hourglass.predict import (CONFIDENCE_NOTE, PoseResult, PosePredictor, PredictError, expand_inputs, is_video,
+from hourglass.io.checkpoint import CheckpointError
+from hourglass.io.atomic import write_atomic
+from hourglass.inference.predictor import (CONFIDENCE_NOTE, PoseResult, PosePredictor, PredictError, expand_inputs, is_video,
                                parse_numbers, people_for, read_image, result_record, video_frames, video_info,
                                whole_image_warning)
 
@@ -68,7 +68,7 @@ labels are observer-centric (l_* = the image's right side)."""
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``hourglass predict`` (shared by ``python -m hourglass.predict``)."""
+    """The options of ``hourglass predict`` (shared by ``python -m hourglass.inference``)."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders of images (not recursive), or one video file")
     parser.add_argument("-m", "--model", required=True,
@@ -173,7 +173,7 @@ def add_import_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     """Convert the port's checkpoint; 0: written (and registered), 1: it does not fit (nothing written)."""
-    from hourglass.port_import import import_port_checkpoint, register_imported
+    from hourglass.weights.port import import_port_checkpoint, register_imported
 
     try:
         result = import_port_checkpoint(args.checkpoint, args.out, input_res=args.input_res, variant=args.variant,
@@ -434,8 +434,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def predict_main(argv: list[str] | None = None) -> int:
-    """``python -m hourglass.predict``: the ``predict`` subcommand on its own."""
-    parser = argparse.ArgumentParser(prog="python -m hourglass.predict", description=DESCRIPTION, epilog=EXAMPLES,
+    """``python -m hourglass.inference``: the ``predict`` subcommand on its own."""
+    parser = argparse.ArgumentParser(prog="python -m hourglass.inference", description=DESCRIPTION, epilog=EXAMPLES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_predict_arguments(parser)
     return run_predict(parser.parse_args(argv))

@@ -177,7 +177,7 @@ class VariantConfig(Section):
 
 
 class TrainConfig(Section):
-    """The training loop (hourglass.train). The paper's recipe (recipes/mpii.yaml): RMSprop 2.5e-4, learning rate
+    """The training loop (hourglass.train.loop). The paper's recipe (recipes/mpii.yaml): RMSprop 2.5e-4, learning rate
     divided by 5 when validation accuracy plateaus, the original code's batch of 6."""
 
     batch_size: int = Field(ge=1)  # global: split evenly over DDP processes
@@ -187,7 +187,7 @@ class TrainConfig(Section):
     steps_per_epoch: int | None = Field(ge=1)
     val_batch_size: int = Field(ge=1)
     # Data loader processes per training process (spawned); auto: derived from the cores and the processes on this
-    # machine (hourglass.fastpath.auto_workers: none on the CPU, where they would compete with the compute threads)
+    # machine (hourglass.train.fastpath.auto_workers: none on the CPU, where they would compete with the compute threads)
     workers: Annotated[int, Field(ge=0)] | Literal["auto"]
     prefetch_factor: int = Field(ge=1)  # batches each loader worker prepares ahead (only with workers > 0)
     pin_memory: bool  # CUDA: batches in page-locked memory, so the host-to-GPU copies run asynchronously
@@ -213,13 +213,13 @@ class TrainConfig(Section):
     tf32: bool  # CUDA: TF32 tensor cores for fp32 matmuls and convolutions (fp32 runs, and what autocast keeps fp32)
     cudnn_benchmark: bool  # CUDA: cuDNN times its convolution algorithms per shape and keeps the fastest
     # fused / foreach (multi-tensor) / for_loop optimiser steps; auto: fused where torch offers it for the optimiser
-    # (adam, sgd) else foreach on CUDA, torch's own for-loop on the CPU (hourglass.fastpath)
+    # (adam, sgd) else foreach on CUDA, torch's own for-loop on the CPU (hourglass.train.fastpath)
     optimizer_impl: Literal["auto", "fused", "foreach", "for_loop"]
     sync_batchnorm: bool  # DDP only; false: plain per-process BatchNorm, as data-parallel Torch did
     deterministic: bool  # deterministic kernels (CPU resume is then bitwise identical)
     log_every: int = Field(ge=1)  # optimiser steps between loss/lr records
     # Fine-tuning: a checkpoint (models/<name>/, e.g. from `hourglass import`) or an MLflow model URI whose weights
-    # start the run; the optimiser and schedule start fresh (hourglass.init_weights). None: random initialisation.
+    # start the run; the optimiser and schedule start fresh (hourglass.train.init_from). None: random initialisation.
     init_from: str | None = Field(min_length=1)
     variants: dict[str, VariantConfig]
 
@@ -238,7 +238,7 @@ class TrainConfig(Section):
 
 
 class MlflowConfig(Section):
-    """MLflow tracking of training runs (hourglass.tracking). The store is ``MLFLOW_TRACKING_URI`` when set, else
+    """MLflow tracking of training runs (hourglass.tracking.runs). The store is ``MLFLOW_TRACKING_URI`` when set, else
     ``sqlite:///<working directory>/mlflow.db``."""
 
     enabled: bool  # False: DVC files only (tests, quick experiments)
@@ -288,7 +288,7 @@ class FlowsConfig(Section):
     cron: str  # when the served deployment retrains: 5 cron fields or a macro such as @daily
     timezone: str  # IANA zone the cron is read in
     champion_variant: str = Field(min_length=1)  # the train@<variant> that competes for `champion`
-    # As hourglass.train logs it to the run; null: the dataset family's headline (val/pckh/Mean, val/pck/Mean).
+    # As hourglass.train.loop logs it to the run; null: the dataset family's headline (val/pckh/Mean, val/pck/Mean).
     champion_metric: str | None = Field(min_length=1)
     higher_is_better: bool
     download_retries: int = Field(ge=0, le=10)  # retries of the fetch-data task (downloads are flaky)
@@ -326,7 +326,7 @@ PORT_PROJECT = "princeton-vl/pytorch_stacked_hourglass"  # the official PyTorch 
 
 class ImportConfig(Section):
     """A released checkpoint of princeton-vl/pytorch_stacked_hourglass scored beside the sweep: the ``import@<name>``
-    stage converts it into ``models/<name>/`` (hourglass.releases), ``evaluate_import@<name>`` scores it."""
+    stage converts it into ``models/<name>/`` (hourglass.weights.releases), ``evaluate_import@<name>`` scores it."""
 
     path: str = Field(min_length=1)  # the port's checkpoint file; a DVC dependency of import@<name>
     input_res: int = Field(ge=64, multiple_of=64)  # the crop size it was trained at (the port's: 256)

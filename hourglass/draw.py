@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from hourglass.atomic import write_atomic
+from hourglass.io.atomic import write_atomic
 from hourglass.joints import JointSet
 
 TRUE_STYLE = {"colour": "#1a9850", "linestyle": "-", "label": "ground truth"}
@@ -108,7 +108,7 @@ def show_crop(ax: Axes, image: np.ndarray | None, center: np.ndarray, side: floa
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 110) -> Path:
-    """Write ``fig`` as a PNG atomically (``hourglass.atomic.write_atomic``: temporary name, then ``os.replace``), so
+    """Write ``fig`` as a PNG atomically (``hourglass.io.atomic.write_atomic``: temporary name, then ``os.replace``), so
     readers never see half a file; the file gets the umask's mode like any other output."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")

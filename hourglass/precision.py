@@ -115,7 +115,7 @@ def runtime_record(precision: Precision, requested: str, *, world_size: int = 1,
                    fast: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """How a run ran, resolved: ``precision: auto`` gives bf16 on one machine and fp32 on the next from the same
     params, so identical params are not identical runs. Kept with every run's outputs. ``fast`` is the resolved
-    fast path (:meth:`hourglass.fastpath.FastPath.record`: TF32, cuDNN benchmarking, optimiser implementation,
+    fast path (:meth:`hourglass.train.fastpath.FastPath.record`: TF32, cuDNN benchmarking, optimiser implementation,
     compile and its mode, loader workers, pinning, persistence, prefetch); its ``compile`` replaces ``compiled``."""
     record: dict[str, Any] = {
         "device": str(precision.device), "device_name": device_name(precision.device),

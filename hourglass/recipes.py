@@ -20,7 +20,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from hourglass.atomic import write_atomic
+from hourglass.io.atomic import write_atomic
 from hourglass.config import ConfigError, parse_params
 
 EXTENDS = "extends"  # the one key of a recipe that is not a params key

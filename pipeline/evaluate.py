@@ -14,13 +14,13 @@ Outputs in ``--out`` (default: ``eval/`` beside the checkpoint, ``models/<varian
 written atomically:
 
 * ``preds.h5`` in the authors' layout: ``preds`` (N, J, 2) 1-based original-image coordinates, one row per person of
-  the ground-truth annotation file in its order, so ``python -m hourglass.evaluate preds.h5 --gt valid.h5`` scores it
+  the ground-truth annotation file in its order, so ``python -m hourglass.evaluation preds.h5 --gt valid.h5`` scores it
   as it scores the authors' released predictions; plus ``stack_preds`` (N, S, J, 2, 1-based), ``maxvals`` (N, J),
   ``stack_maxvals`` (N, S, J) and ``rows`` (N,) the annotation-file rows. A person whose image preprocessing had to
   drop has NaN predictions and counts as missed, as the official toolkit scores a missing prediction.
 * ``metrics.json``: the headline numbers, per-joint tables of the final prediction and of every stack, and speed.
 * ``test/``: for MPII with ``annot/test.h5``, the test people predicted the same way (``test_preds.h5``) and
-  ``pred_keypoints_mpii.mat`` for the benchmark's evaluation server (hourglass.mpii_submission), after checking
+  ``pred_keypoints_mpii.mat`` for the benchmark's evaluation server (hourglass.io.mpii_submission), after checking
   that the predicted thoraxes follow the annotated person centres; ``status.json`` says what is there (for other
   datasets: why there is no test split).
 
@@ -39,23 +39,23 @@ from typing import Any
 
 import numpy as np
 
-from hourglass.atomic import write_json_atomic
-from hourglass.checkpoint import CheckpointError
+from hourglass.io.atomic import write_json_atomic
+from hourglass.io.checkpoint import CheckpointError
 from hourglass.config import ConfigError, ModelConfig, ParamsConfig, load_params
 from hourglass.data.dataset import PoseDataset, create_dataset, resolve_workers
 from hourglass.data.preprocess import TABLE_NAME, PreprocessError, read_table
-from hourglass.evaluate import score
+from hourglass.evaluation.score import score
 from hourglass.family import DatasetFamily, family_of
-from hourglass.inference import LoadedModel, Predictions, load_model, predict_dataset
+from hourglass.inference.runner import LoadedModel, Predictions, load_model, predict_dataset
 from hourglass.layout import model_dir, stage_item
 from hourglass.metrics import PCKResult
-from hourglass.mlflow_store import log_evaluation
+from hourglass.tracking.store import log_evaluation
 from hourglass.model import count_parameters
 from hourglass.precision import select_device, select_precision
-from hourglass.annotations import AnnotationError, read_annotations
-from hourglass.mpii_submission import (RELEASE_NAME, SUBMISSION_NAME, THORAX, SubmissionError, build_submission,
+from hourglass.io.annotations import AnnotationError, read_annotations
+from hourglass.io.mpii_submission import (RELEASE_NAME, SUBMISSION_NAME, THORAX, SubmissionError, build_submission,
                                        check_order, read_release, write_submission)
-from hourglass.readers import GroundTruth, ReaderError, read_ground_truth, write_predictions
+from hourglass.io.eval_files import GroundTruth, ReaderError, read_ground_truth, write_predictions
 from pipeline import logs
 
 log = logging.getLogger("pipeline.evaluate")

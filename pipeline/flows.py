@@ -48,7 +48,7 @@ from prefect.settings import get_current_settings
 from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
-from hourglass.atomic import write_json_atomic
+from hourglass.io.atomic import write_json_atomic
 from hourglass.config import ConfigError, ParamsConfig, load_params
 from hourglass.family import champion_metric
 from hourglass.layout import model_dir, parse_stage_item, stage_item

@@ -3,7 +3,7 @@
 ``python -m pipeline.import_weights --name NAME [--params params.yaml] [--out models/NAME]``
 
 Converts a checkpoint of princeton-vl/pytorch_stacked_hourglass (the official PyTorch port) with
-:func:`hourglass.releases.import_release`: ``checkpoint.pt`` (ours, every tensor mapped and checked) and
+:func:`hourglass.weights.releases.import_release`: ``checkpoint.pt`` (ours, every tensor mapped and checked) and
 ``mlflow.json`` (the MLflow run that holds the model, when MLflow is on). ``evaluate_import@<name>`` then scores it
 as ``evaluate@<variant>`` scores a trained variant, and the report shows it beside them. Exits 1 with the reason
 (a file of another layout names the first tensor that does not fit; nothing is written then).
@@ -16,9 +16,9 @@ import logging
 import sys
 from pathlib import Path
 
-from hourglass.checkpoint import CheckpointError
+from hourglass.io.checkpoint import CheckpointError
 from hourglass.config import ConfigError, load_params
-from hourglass.releases import import_release
+from hourglass.weights.releases import import_release
 from pipeline import logs
 
 log = logging.getLogger("pipeline.import_weights")

@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-from hourglass.annotations import AnnotationError
+from hourglass.io.annotations import AnnotationError
 from hourglass.config import ConfigError, load_params
 from hourglass.data.preprocess import PreprocessError, preprocess
 from pipeline import logs

@@ -23,15 +23,15 @@ from typing import Any
 
 import yaml
 
-from hourglass.checkpoint import CheckpointError
+from hourglass.io.checkpoint import CheckpointError
 from hourglass.config import ConfigError, load_params
 from hourglass.data.dataset import create_dataset
 from hourglass.data.preprocess import PreprocessError
-from hourglass.distributed import dist_info_from_env
+from hourglass.train.distributed import dist_info_from_env
 from hourglass.family import family_of
-from hourglass.fingerprint import data_digest
+from hourglass.train.fingerprint import data_digest
 from hourglass.layout import model_dir, stage_item
-from hourglass.train import NonFiniteLossError, train
+from hourglass.train.loop import NonFiniteLossError, train
 from pipeline import logs
 
 log = logging.getLogger("pipeline.train")

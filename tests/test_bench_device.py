@@ -1,5 +1,5 @@
 """``python -m hourglass.bench device`` on the CPU at the smallest size: the JSON has every figure, the loop it
-times is hourglass.train's (a slower loop shows in its figures), the DDP path runs under torchrun (gloo here), and
+times is hourglass.train.loop's (a slower loop shows in its figures), the DDP path runs under torchrun (gloo here), and
 the projection is the recipes' samples at the measured rate, scaled by FLOPs only where the network differs.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from hourglass import train as train_module
+from hourglass.train import loop as train_module
 from hourglass.bench import device as bench_device
 from hourglass.bench.__main__ import main
 from shipped import PARAMS, recipe
@@ -62,7 +62,7 @@ def test_the_json_has_every_figure_and_says_it_ran_on_the_cpu(checked):
     assert written == result
     assert set(result) == TOP_KEYS and set(result["device"]) == DEVICE_KEYS
     assert result["ran_on"] == "cpu" and result["device"]["gpu_count"] == 0 and "ran on the CPU" in text
-    assert result["size"] == "smallest" and result["loop"] == "hourglass.train.train"
+    assert result["size"] == "smallest" and result["loop"] == "hourglass.train.loop.train"
     assert set(result["runs"]) == {"fast", "fp32_eager"}  # the CPU does not compile (compile: auto)
     assert result["projected_from"] == "fast" and result["compile_speedup"] is None
     assert (result["timed_steps"], result["warmup_steps"], result["batch"]) == (3, 1, 4)
@@ -103,7 +103,7 @@ def test_the_torchrun_run_reports_its_scaling(checked):
 
 
 def test_a_change_to_the_training_loop_reaches_the_benchmark(checked, monkeypatch):
-    """Slow hourglass.train's step by 0.2 s: every timed step of both runs is that much slower, and the loop ran
+    """Slow hourglass.train.loop's step by 0.2 s: every timed step of both runs is that much slower, and the loop ran
     each run's warm-up + timed steps (it is the training loop, not a copy)."""
     calls = []
     real = train_module._forward_loss

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hourglass.annotations import read_annotations
+from hourglass.io.annotations import read_annotations
 from hourglass.bench.loader import make_raw_set
 from hourglass.config import ConfigError, parse_params
 from hourglass.data.augment import AugmentParams, sample_augmentation

@@ -26,11 +26,11 @@ import torch
 import torch.multiprocessing as mp
 from torch.utils.data import DistributedSampler, default_collate
 
-from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from hourglass.distributed import DistInfo
+from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from hourglass.train.distributed import DistInfo
 from hourglass.model import create_model
 from hourglass.precision import Precision
-from hourglass.train import heatmap_loss, train, validate
+from hourglass.train.loop import heatmap_loss, train, validate
 from shipped import write_params
 
 sys.path.insert(0, str(Path(__file__).parent))

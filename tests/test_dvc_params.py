@@ -8,7 +8,7 @@ fields that hold values are keys; a field holding sections (``model``, ``train.v
 reached on the way to them, and the sections' own reads are recorded. A section
 instance is named by where it sits in a config parsed from params.yaml (found by identity, so a variant is
 ``train.variants.<name>``), else by its class's place in the schema (copies made by ``model_copy`` /
-``model_validate`` in the code, e.g. ``hourglass.train.resolve_variant``'s model). ``model_dump`` of a section
+``model_validate`` in the code, e.g. ``hourglass.train.loop.resolve_variant``'s model). ``model_dump`` of a section
 counts as a read of all of it; a dump of the whole config (train writes it to config.yaml, the checkpoint and the
 MLflow params, as a record of the run) is not a read of any key and is listed apart. Validation (pydantic's
 validators while params.yaml is parsed) is not a read of the stage's.
@@ -78,18 +78,18 @@ STEP_RUN = ["--set", "train.schedule=step", "--set", "train.milestones=[1]", "--
 # (beyond the whole-config record train writes). Each reason was checked against the code that reads the key.
 UNDECLARED: dict[str, dict[str, str]] = {
     "train": {
-        # hourglass.train: used only as `step % log_every` before tracker.log_step, which sends step/loss and step/lr
+        # hourglass.train.loop: used only as `step % log_every` before tracker.log_step, which sends step/loss and step/lr
         # to MLflow and writes nothing DVC tracks (epochs.csv and metrics.json are written per epoch).
         "train.log_every": "spacing of the MLflow per-step loss/lr records only",
         # hourglass.data.sampler.Draw: a sample's augmentation comes from (seed, epoch, position), not from the
         # loader worker that loads it (tests/test_dataset.py checks 0, 1 and 2 workers give the same batches).
         "train.workers": "data loader processes: the same batches, faster",
-        # hourglass.fastpath.FastPath.loader_kwargs: DataLoader arguments that change when and where a batch is
+        # hourglass.train.fastpath.FastPath.loader_kwargs: DataLoader arguments that change when and where a batch is
         # prepared (ahead of time, in page-locked memory, by workers kept across epochs), never what it holds.
         "train.prefetch_factor": "batches each loader worker prepares ahead: the same batches",
         "train.pin_memory": "page-locked batches for asynchronous copies: the same batches",
         "train.persistent_workers": "loader workers kept across epochs: the same batches",
-        # hourglass.train: only the "[variant seed s, k/N]" prefix of the per-epoch log line; declaring them would
+        # hourglass.train.loop: only the "[variant seed s, k/N]" prefix of the per-epoch log line; declaring them would
         # retrain every variant when one is added to the sweep, every seed when a seed is added. The run's own seed
         # is in the stage's cmd (--seed ${item.seed}).
         "sweep": "the log line's 'variant seed s, k/N' only",
@@ -106,7 +106,7 @@ UNDECLARED: dict[str, dict[str, str]] = {
     },
     "evaluate": {
         # The network and the input resolution come from the checkpoint's own config, never from params.yaml:
-        # hourglass.inference.load_model rebuilds the model from checkpoint["config"]["model"], and
+        # hourglass.inference.runner.load_model rebuilds the model from checkpoint["config"]["model"], and
         # pipeline.evaluate._dataset_params puts that ModelConfig into the params the dataset is built from. The
         # reads are of that ModelConfig (named by its class, "model"); params.yaml's model section reaches this stage
         # through its dep models/<variant>/checkpoint.pt.
@@ -115,7 +115,7 @@ UNDECLARED: dict[str, dict[str, str]] = {
     },
 }
 UNDECLARED["evaluate_import"] = UNDECLARED["evaluate"]  # the same stage, run on an imported model
-# hourglass.releases reloads the checkpoint it has just written (hourglass.inference.load_model) to log it: the model
+# hourglass.weights.releases reloads the checkpoint it has just written (hourglass.inference.runner.load_model) to log it: the model
 # section read is the one inferred from the port file's tensors (dep: the file), never params.yaml's.
 UNDECLARED["import"] = {"model": "the imported checkpoint's model section, inferred from the file (dep: the file)"}
 # Allowed keys that must never be read from a section of the config parsed from params.yaml (only from copies and
@@ -378,7 +378,7 @@ def test_whole_config_dumps_are_the_known_ones(reads):
 def test_recorder_names_copies_and_variants():
     """A copy is named by its class's place, a variant by its name; validation reads nothing; dumps read all."""
     from hourglass.config import parse_params
-    from hourglass.train import resolve_variant
+    from hourglass.train.loop import resolve_variant
 
     recorder = Recorder()
     with recorder.active():

@@ -2,7 +2,7 @@
 weights of an uninterrupted run), a download from the bytes it had.
 
 Both go through ``dvc repro`` itself in a fresh git + DVC repository: DVC keeps the persistent outputs
-(``persist: true`` in dvc.yaml) and the stage code takes them up (hourglass.fingerprint, hourglass.data.download).
+(``persist: true`` in dvc.yaml) and the stage code takes them up (hourglass.train.fingerprint, hourglass.data.download).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m hourglass.evaluate``: golden numbers through the CLI, both output modes, and bad input."""
+"""``python -m hourglass.evaluation``: golden numbers through the CLI, both output modes, and bad input."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 
 import scipy.io
 
-from hourglass.evaluate import main
-from hourglass.readers import ReaderError, read_ground_truth, read_predictions, write_predictions
+from hourglass.evaluation.score import main
+from hourglass.io.eval_files import ReaderError, read_ground_truth, read_predictions, write_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 MPII_KEYS = ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean_unweighted", "Mean@0.1"]
@@ -77,7 +77,7 @@ def test_flic_ground_truth_through_the_cli(files, tmp_path, capsys):
 
 def test_subprocess_json(files):
     proc = subprocess.run(
-        [sys.executable, "-m", "hourglass.evaluate", str(files["preds"]), "--gt", str(files["mat"]), "--json"],
+        [sys.executable, "-m", "hourglass.evaluation", str(files["preds"]), "--gt", str(files["mat"]), "--json"],
         capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
     )
     assert proc.returncode == 0, proc.stderr

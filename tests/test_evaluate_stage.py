@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from hourglass.checkpoint import save_checkpoint
+from hourglass.io.checkpoint import save_checkpoint
 from hourglass.config import load_params
 from hourglass.data.dataset import create_dataset
-from hourglass.annotations import read_annotations
+from hourglass.io.annotations import read_annotations
 from hourglass.geometry import transform_points
 from hourglass.heatmaps import flip_heatmaps, heatmaps_to_image
-from hourglass.inference import load_model, predict_dataset
+from hourglass.inference.runner import load_model, predict_dataset
 from hourglass.joints import MPII
 from hourglass.model import StackedHourglass, create_model
 from hourglass.precision import select_precision
@@ -103,7 +103,7 @@ def test_outputs_follow_the_contract(setup, flip_on):
 
 
 def test_cli_scores_preds_h5_as_the_stage_did(setup, flip_on, capsys):
-    from hourglass.evaluate import main as evaluate_cli
+    from hourglass.evaluation.score import main as evaluate_cli
 
     assert evaluate_cli([str(flip_on / "preds.h5"), "--gt", str(setup["gt"]), "--json"]) == 0
     cli = json.loads(capsys.readouterr().out)

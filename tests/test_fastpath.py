@@ -1,4 +1,4 @@
-"""The CUDA fast path as switches (hourglass.fastpath): what a run requests on CUDA, with the device injected (this
+"""The CUDA fast path as switches (hourglass.train.fastpath): what a run requests on CUDA, with the device injected (this
 machine has no GPU), that the CPU resolves the CUDA-only switches to no-ops, and that the training loop takes what
 was resolved (DataLoader, optimiser, backend flags, the runtime record) and reads its losses back only every
 ``log_every`` steps.
@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from hourglass import fastpath
-from hourglass import train as train_module
+from hourglass.train import fastpath
+from hourglass.train import loop as train_module
 from hourglass.data.dataset import MAX_AUTO_WORKERS, auto_workers, resolve_workers
-from hourglass.fastpath import backend_flags, compile_model, resolve_fast_path, resolve_optimizer_impl
-from hourglass.optim import create_optimizer
+from hourglass.train.fastpath import backend_flags, compile_model, resolve_fast_path, resolve_optimizer_impl
+from hourglass.train.optim import create_optimizer
 from hourglass.precision import cpu_isa, select_precision
 from shipped import paper, section
 

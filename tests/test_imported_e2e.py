@@ -47,7 +47,7 @@ def test_repro_imports_and_scores_the_release_beside_the_variants(project):
     root, _ = project
     log = (root / "repro.log").read_text()
     assert "Running stage 'import@port'" in log and "Running stage 'evaluate_import@port'" in log
-    from hourglass.inference import load_model
+    from hourglass.inference.runner import load_model
 
     loaded = load_model(root / "models" / "port")
     assert loaded.variant == "port" and loaded.config["imported_from"]["commit"].startswith("ceedc14b")

@@ -18,12 +18,12 @@ import torch
 import yaml
 from mlflow import MlflowClient
 
-from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from hourglass.cli import main
 from hourglass.config import parse_params
-from hourglass.init_weights import InitFromError, initialise_from
+from hourglass.train.init_from import InitFromError, initialise_from
 from hourglass.model import create_model
-from hourglass.train import RESOLVED_CONFIG, train
+from hourglass.train.loop import RESOLVED_CONFIG, train
 from shipped import recipe_raw
 from test_train import ToyPoses
 
@@ -127,7 +127,7 @@ def store(mlflow_store: str) -> str:
 def test_finetuning_from_the_imported_port_trains_and_records_its_source(imported, tmp_path, store, caplog):
     params = _finetune_params(str(imported))
     out = tmp_path / "models" / "finetuned"
-    with caplog.at_level(logging.INFO, logger="hourglass.train"):
+    with caplog.at_level(logging.INFO, logger="hourglass.train.loop"):
         result = train(params, out, train_set=ToyPoses(24, joints=11), val_set=ToyPoses(8, seed=1, joints=11),
                        variant=None)
     assert "re-initialised heatmaps.0, heatmaps.1, remap_heatmaps.0" in caplog.text

@@ -1,4 +1,4 @@
-"""Losses stay on the device between read-backs (hourglass.loss_readback): recording a step converts nothing to a
+"""Losses stay on the device between read-backs (hourglass.train.loss_readback): recording a step converts nothing to a
 host value, the training loop reads back only every ``log_every`` steps and at each epoch's end, the epoch's mean
 and the first non-finite step are what they were when every step was read, and under DDP every process finds the
 same first bad step.
@@ -16,9 +16,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from hourglass import train as train_module
-from hourglass.distributed import DistInfo
-from hourglass.loss_readback import LossReadback
+from hourglass.train import loop as train_module
+from hourglass.train.distributed import DistInfo
+from hourglass.train.loss_readback import LossReadback
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import ToyPoses, tiny_params  # noqa: E402

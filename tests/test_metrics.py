@@ -20,7 +20,7 @@ from hourglass.metrics import (
     normalized_errors,
     within,
 )
-from hourglass.readers import ReaderError, read_ground_truth, read_predictions, write_predictions
+from hourglass.io.eval_files import ReaderError, read_ground_truth, read_predictions, write_predictions
 
 GOLDEN = {  # reference section 5, first row: valid-ours.h5 vs Tompson's detections_our_format.mat
     "Head": 95.94, "Shoulder": 94.68, "Elbow": 88.53, "Wrist": 83.38, "Hip": 87.48, "Knee": 83.09, "Ankle": 79.05,

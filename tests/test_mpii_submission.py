@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from hourglass.mpii_submission import (MIN_PEOPLE, SubmissionError, build_submission, check_order,
+from hourglass.io.mpii_submission import (MIN_PEOPLE, SubmissionError, build_submission, check_order,
                                        read_release, read_submission, write_submission)
 
 sys.path.insert(0, str(Path(__file__).parent))

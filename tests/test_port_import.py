@@ -19,13 +19,13 @@ import numpy as np
 import pytest
 import torch
 
-from hourglass.checkpoint import CheckpointError
+from hourglass.io.checkpoint import CheckpointError
 from hourglass.cli import build_parser, main
-from hourglass.inference import load_model
+from hourglass.inference.runner import load_model
 from hourglass.model import count_parameters
-from hourglass.port_import import (PORT_PROJECT, PortArchitecture, PortImportError, import_port_checkpoint,
+from hourglass.weights.port import (PORT_PROJECT, PortArchitecture, PortImportError, import_port_checkpoint,
                                    port_key_map, read_port_state)
-from hourglass.predict import PosePredictor, TrainedOn
+from hourglass.inference.predictor import PosePredictor, TrainedOn
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -222,7 +222,7 @@ def test_register_logs_the_imported_model_tagged_with_its_source(fixture_dir, tm
     import mlflow
     from mlflow import MlflowClient
 
-    from hourglass.model_source import checkpoint_in_mlflow_model
+    from hourglass.weights.source import checkpoint_in_mlflow_model
 
     db = tmp_path / "mlflow.db"
     shutil.copy(_migrated_db, db)

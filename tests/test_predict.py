@@ -23,13 +23,13 @@ import numpy as np
 import pytest
 import torch
 
-from hourglass.checkpoint import CheckpointError, save_checkpoint
+from hourglass.io.checkpoint import CheckpointError, save_checkpoint
 from hourglass.cli import build_parser, main
 from hourglass.config import parse_params
 from hourglass.geometry import flip_points
 from hourglass.joints import MPII
 from hourglass.model import create_model
-from hourglass.predict import Person, PosePredictor, PredictError, as_rgb_array, confidence_divisor
+from hourglass.inference.predictor import Person, PosePredictor, PredictError, as_rgb_array, confidence_divisor
 from shipped import recipe_raw
 
 MPII_IMAGE = "mmpose/tests/data/mpii/004645041.jpg"  # 1280 x 720
@@ -236,7 +236,7 @@ def test_every_option_is_explained_and_both_entry_points_run(checkpoint):
     predict = build_parser()._subparsers._group_actions[0].choices["predict"]
     for action in predict._actions:
         assert action.help, f"option {action.option_strings or action.dest} has no help"
-    result = subprocess.run([sys.executable, "-m", "hourglass.predict", "--help"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "hourglass.inference", "--help"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and "--box" in result.stdout and "--overlay" in result.stdout
     assert "models:/hourglass@champion" in result.stdout
@@ -279,7 +279,7 @@ def _png(path: Path, height: int = 96, width: int = 80, seed: int = 0) -> Path:
 
 
 def _serving_checkpoint(path: Path, config: dict) -> Path:
-    from hourglass.tracking import serving_checkpoint
+    from hourglass.tracking.runs import serving_checkpoint
 
     torch.manual_seed(0)
     save_checkpoint(serving_checkpoint(create_model(stacks=1, features=32), 64, config, "hg", 3), path)
@@ -297,7 +297,7 @@ def test_predict_says_what_the_model_was_trained_on_and_its_score(tmp_path, caps
                                 overrides={"dataset": "synthetic", "synthetic": {"joint_set": "flic"}},
                                 extra={"history": [{"epoch": 1.0, "val/pck/Mean": 31.0, "val/pckh/Mean": 77.0},
                                                    {"epoch": 2.0, "val/pck/Mean": float("nan")}], "epoch": 2})
-    elif kind == "serving-synthetic":  # hourglass.tracking.serving_checkpoint: config, variant, epoch, no history
+    elif kind == "serving-synthetic":  # hourglass.tracking.runs.serving_checkpoint: config, variant, epoch, no history
         config = parse_params(recipe_raw("mpii", {"dataset": "synthetic"})).model_dump(mode="json")
         model = _serving_checkpoint(tmp_path / "m.pt", config)
     else:
@@ -352,7 +352,7 @@ def test_whole_image_person_is_warned_about_by_image_name(checkpoint, tmp_path, 
 
 
 def test_confidence_is_the_heatmap_peak_over_the_target_scale(tmp_path, capsys):
-    from hourglass.inference import predict_heatmaps
+    from hourglass.inference.runner import predict_heatmaps
 
     image = smooth_image(96, 80, seed=5)
     scaled = PosePredictor.from_checkpoint(make_checkpoint(tmp_path / "x10.pt", overrides={"train": {
@@ -378,9 +378,9 @@ def test_confidence_is_the_heatmap_peak_over_the_target_scale(tmp_path, capsys):
                        atol=1e-4)
     predict = build_parser()._subparsers._group_actions[0].choices["predict"]
     assert "divided by the checkpoint's train.target_scale" in " ".join(predict.format_help().split())
-    import hourglass.predict
+    import hourglass.inference.predictor
 
-    assert "divided by\nthe checkpoint config's ``train.target_scale``" in hourglass.predict.__doc__
+    assert "divided by\nthe checkpoint config's ``train.target_scale``" in hourglass.inference.predictor.__doc__
 
     with pytest.raises(CheckpointError, match="m.pt: train.target_scale 'ten'"):
         confidence_divisor({"train": {"target_scale": "ten"}}, "m.pt")

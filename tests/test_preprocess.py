@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from hourglass.annotations import read_annotations, write_annotations
+from hourglass.io.annotations import read_annotations, write_annotations
 from hourglass.bench.loader import make_raw_set
 from hourglass.config import ParamsConfig
 from hourglass.data.augment import required_margin

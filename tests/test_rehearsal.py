@@ -246,8 +246,8 @@ def test_report_is_in_its_real_data_form_beside_the_papers_numbers(rehearsal):
 def test_mpii_test_people_become_a_submission_file(rehearsal):
     """MPII: the test people are predicted and written in the annotation release's layout, read back to the same
     predictions; FLIC has no test server and says so."""
-    from hourglass.mpii_submission import read_submission
-    from hourglass.readers import read_predictions
+    from hourglass.io.mpii_submission import read_submission
+    from hourglass.io.eval_files import read_predictions
 
     dataset, root, _, _ = rehearsal
     (variant,) = SWEEP[dataset]

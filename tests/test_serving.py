@@ -1,4 +1,4 @@
-"""The registered pose pyfunc (hourglass.serving): `mlflow models serve` answers REST requests with real MPII
+"""The registered pose pyfunc (hourglass.inference.serving): `mlflow models serve` answers REST requests with real MPII
 images, matching in-process prediction; `hourglass predict` takes the same model by its registry alias.
 
 MLflow runs against a per-test copy of a pre-migrated SQLite store (stack notes §2.6); the served model is an
@@ -29,12 +29,12 @@ import torch
 from mlflow import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from hourglass.checkpoint import CheckpointError
+from hourglass.io.checkpoint import CheckpointError
 from hourglass.cli import main
 from hourglass.model import create_model
-from hourglass.model_source import checkpoint_in_mlflow_model
-from hourglass.predict import Person, PosePredictor, as_rgb_array
-from hourglass.tracking import PARENT_RUN_ENV, RunTracker
+from hourglass.weights.source import checkpoint_in_mlflow_model
+from hourglass.inference.predictor import Person, PosePredictor, as_rgb_array
+from hourglass.tracking.runs import PARENT_RUN_ENV, RunTracker
 from shipped import paper, recipe_raw
 
 MPII_IMAGE = "mmpose/tests/data/mpii/004645041.jpg"  # 1280 x 720
@@ -168,7 +168,7 @@ def test_models_without_a_checkpoint_are_refused_by_name(store, tmp_path, capsys
 def test_logged_model_takes_joint_set_and_flip_test_from_the_runs_checkpoint(store, tmp_path):
     """Without an explicit config, log_model reads the training checkpoint beside its outputs (as train.py leaves
     it), so the served model keeps the run's variant, epoch and evaluation settings."""
-    from hourglass.checkpoint import save_checkpoint
+    from hourglass.io.checkpoint import save_checkpoint
     from hourglass.config import parse_params
 
     out = tmp_path / "run"
@@ -194,7 +194,7 @@ def test_served_confidences_are_scaled_as_the_command_scales_them(anchor_dir, st
     as ``hourglass predict``: a model trained with targets x10 answers a tenth of the raw peaks."""
     import pandas as pd
 
-    from hourglass.checkpoint import save_checkpoint
+    from hourglass.io.checkpoint import save_checkpoint
     from hourglass.config import parse_params
 
     def config(target_scale: float) -> dict:

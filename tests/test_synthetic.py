@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from hourglass.annotations import read_annotations
+from hourglass.io.annotations import read_annotations
 from hourglass.config import ConfigError
 from hourglass.data.synthetic import (
     OCCLUDER, Canvas, Outfit, draw_person, generate_dataset, label_person, place, sample_skeleton,

@@ -1,4 +1,4 @@
-"""hourglass.tracking: DVC files and MLflow from one helper, best-effort MLflow, nested sweeps, the logged model.
+"""hourglass.tracking.runs: DVC files and MLflow from one helper, best-effort MLflow, nested sweeps, the logged model.
 
 MLflow runs against a per-test copy of a pre-migrated SQLite store (stack notes §2.6), so each test costs ~0.1 s of
 set-up instead of a fresh migration.
@@ -23,14 +23,14 @@ from mlflow import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from hourglass.config import MlflowConfig, parse_params
-from hourglass.inference import load_model
+from hourglass.inference.runner import load_model
 from hourglass.model import create_model
 from hourglass.precision import select_precision
-from hourglass.model_source import checkpoint_in_mlflow_model
-from hourglass.predict import PosePredictor
-from hourglass.tracking import (EPOCHS_CSV, METRICS_JSON, MLFLOW_JSON, PARENT_RUN_ENV, RunTracker, TrackingWarning,
+from hourglass.weights.source import checkpoint_in_mlflow_model
+from hourglass.inference.predictor import PosePredictor
+from hourglass.tracking.runs import (EPOCHS_CSV, METRICS_JSON, MLFLOW_JSON, PARENT_RUN_ENV, RunTracker, TrackingWarning,
                                 default_tracking_uri, ensure_parent_run, flatten_params, metric_name)
-from hourglass.train import train
+from hourglass.train.loop import train
 from shipped import paper
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -198,7 +198,7 @@ def test_training_run_is_one_mlflow_run_with_steps_epochs_and_model(tmp_path, st
 def test_sweep_summary_gets_each_variants_mean_and_sd_across_seeds(tmp_path, store):
     """The sweep's parent run: `<variant>/eval_mean` (the mean over its seeds) for every scored variant,
     `<variant>/eval_sd` only where several seeds give one; a registered version's tags name its seed."""
-    from hourglass.mlflow_store import log_sweep_summary, version_tags
+    from hourglass.tracking.store import log_sweep_summary, version_tags
 
     parent = ensure_parent_run("test", "sw")
     (tmp_path / "results.md").write_text("# report")

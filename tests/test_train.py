@@ -17,14 +17,14 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
-from hourglass import train as train_module
-from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from hourglass.train import loop as train_module
+from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from hourglass.config import parse_params
 from hourglass.heatmaps import gaussian_heatmaps, heatmaps_to_image
 from hourglass.model import create_model
-from hourglass.optim import create_optimizer, create_schedule
+from hourglass.train.optim import create_optimizer, create_schedule
 from hourglass.precision import select_precision
-from hourglass.train import NonFiniteLossError, auxiliary_loss, heatmap_loss, resolve_variant, train
+from hourglass.train.loop import NonFiniteLossError, auxiliary_loss, heatmap_loss, resolve_variant, train
 from shipped import paper, preset_raw, recipe_raw
 
 RES = 64  # input pixels; heatmaps are RES / 4
@@ -295,20 +295,20 @@ def test_a_checkpoint_of_another_configuration_data_or_code_is_not_resumed(tmp_p
     train(params, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-1")
     longer = parse_params({**params.model_dump(mode="json"), "model": {**params.model.model_dump(), "features": 32},
                            "train": {**params.train.model_dump(mode="json"), "epochs": 2}})
-    with caplog.at_level("INFO", logger="hourglass.train"):
+    with caplog.at_level("INFO", logger="hourglass.train.loop"):
         result = train(longer, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-1")
     assert "starting fresh, not resuming" in caplog.text and "(config differs)" in caplog.text
     assert "resuming" not in caplog.text.replace("not resuming", "")
     assert result.epochs == 2 and load_checkpoint(tmp_path / CHECKPOINT_NAME)["config"]["model"]["features"] == 32
     caplog.clear()
-    with caplog.at_level("INFO", logger="hourglass.train"):
+    with caplog.at_level("INFO", logger="hourglass.train.loop"):
         train(longer, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-2")
     assert "(data differs)" in caplog.text
     # Settings that change only speed or logging keep the checkpoint: the finished run is resumed at its end.
     faster = parse_params({**longer.model_dump(mode="json"),
                            "train": {**longer.train.model_dump(mode="json"), "workers": 1, "log_every": 5}})
     caplog.clear()
-    with caplog.at_level("INFO", logger="hourglass.train"):
+    with caplog.at_level("INFO", logger="hourglass.train.loop"):
         train(faster, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-2")
     assert "resuming" in caplog.text and "starting fresh" not in caplog.text
 
@@ -326,12 +326,12 @@ def test_the_training_seed_is_the_runs_own_and_part_of_its_fingerprint(tmp_path,
     assert load_checkpoint(tmp_path / "s3" / CHECKPOINT_NAME)["seed"] == 3
     assert any(not torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
                                                      other.model.state_dict().values()))
-    with caplog.at_level("INFO", logger="hourglass.train"):
+    with caplog.at_level("INFO", logger="hourglass.train.loop"):
         train(params, tmp_path / "s5", train_set=data[0], val_set=data[1], seed=6)
     assert "starting fresh, not resuming" in caplog.text and "(config differs)" in caplog.text
     more_seeds = parse_params({**params.model_dump(mode="json"), "seeds": [3, 4]})
     caplog.clear()
-    with caplog.at_level("INFO", logger="hourglass.train"):
+    with caplog.at_level("INFO", logger="hourglass.train.loop"):
         train(more_seeds, tmp_path / "s3", train_set=data[0], val_set=data[1], seed=3)
     assert "resuming" in caplog.text and "starting fresh" not in caplog.text
     with pytest.raises(ValueError, match="seed must be an integer >= 0"):
@@ -339,7 +339,7 @@ def test_the_training_seed_is_the_runs_own_and_part_of_its_fingerprint(tmp_path,
 
 
 def test_code_digest_follows_the_loaded_project_sources(tmp_path):
-    from hourglass import fingerprint
+    from hourglass.train import fingerprint
 
     files = fingerprint.loaded_project_files()
     assert any(f.name == "train.py" and f.parent.name == "hourglass" for f in files)
@@ -453,7 +453,7 @@ def test_each_epoch_logs_one_line_with_progress_score_and_eta(tmp_path, caplog):
     params = parse_params({**raw, "sweep": ["hg", "hg_int"], "seeds": [3, 4],
                            "flows": {**raw["flows"], "champion_variant": "hg"}})
     data = (ToyPoses(8), ToyPoses(4, seed=1))
-    with caplog.at_level("INFO", logger="hourglass.train"):
+    with caplog.at_level("INFO", logger="hourglass.train.loop"):
         train(params, tmp_path, train_set=data[0], val_set=data[1], variant="hg_int", seed=3)
     lines = [r.getMessage() for r in caplog.records if "elapsed, ETA" in r.getMessage()]
     assert len(lines) == 2  # where the run is in the sweep x seeds matrix, in dvc.yaml's order: hg-3 hg-4 hg_int-3

@@ -4,7 +4,7 @@ In at most five minutes on one GPU (about a minute on a CPU) it
 
 * names the device: GPU name, memory, compute capability, driver / CUDA / cuDNN / NCCL / torch versions, GPU count
   (on a CPU-only machine the CPU, its vector extensions and cores, and that it ran on the CPU);
-* runs the real training loop, :func:`hourglass.train.train` (not a copy: a change to the loop changes these
+* runs the real training loop, :func:`hourglass.train.loop.train` (not a copy: a change to the loop changes these
   figures), for a few hundred steps of the paper's 8-stack network at the recipe's batch, on generated people
   through the real preprocessing, :class:`~hourglass.data.dataset.PoseDataset` and DataLoader, once on the fast path
   as the params resolve it on this device and once in fp32 eager (no autocast, NCHW, no TF32, no cuDNN benchmarking,
@@ -45,18 +45,18 @@ import numpy as np
 import torch
 import yaml
 
-from hourglass.annotations import read_annotations, write_annotations
+from hourglass.io.annotations import read_annotations, write_annotations
 from hourglass.config import ModelConfig, ParamsConfig, parse_params
 from hourglass.data.dataset import available_cores, create_dataset
 from hourglass.data.preprocess import preprocess
 from hourglass.data.sampler import EpochSampler
-from hourglass.distributed import DistInfo, dist_info_from_env
+from hourglass.train.distributed import DistInfo, dist_info_from_env
 from hourglass.family import family_of
-from hourglass.fastpath import resolve_fast_path
+from hourglass.train.fastpath import resolve_fast_path
 from hourglass.model import create_model
 from hourglass.precision import cpu_isa, cpu_model, select_device
 from hourglass.recipes import load_with_recipe
-from hourglass.train import resolve_variant
+from hourglass.train.loop import resolve_variant
 
 # Model and batch overrides of each size (on top of the params and recipe), and (timed steps, warm-up steps).
 SIZES: dict[str, dict[str, Any]] = {
@@ -67,7 +67,7 @@ SIZES: dict[str, dict[str, Any]] = {
                  "train.batch_size": 4},
 }
 STEPS = {"paper": (300, 30), "small": (20, 3), "smallest": (3, 1)}
-# fp32 eager: every switch of the fast path off (hourglass.fastpath), the loader as in the fast run.
+# fp32 eager: every switch of the fast path off (hourglass.train.fastpath), the loader as in the fast run.
 BASELINE = {"train.precision": "fp32", "train.channels_last": False, "train.compile": False, "train.tf32": False,
             "train.cudnn_benchmark": False, "train.optimizer_impl": "for_loop"}
 RECIPES = ("mpii", "flic")
@@ -224,7 +224,7 @@ class SyncCounter:
 
 
 class StepTimer:
-    """A :class:`hourglass.train.StepObserver`: the window from the end of step ``warmup - 1`` to the end of step
+    """A :class:`hourglass.train.loop.StepObserver`: the window from the end of step ``warmup - 1`` to the end of step
     ``warmup + steps - 1`` (device synchronised at both ends), the time the loop waited for batches inside it, and,
     given a :class:`SyncCounter` (on CUDA), the host synchronisations inside it."""
 
@@ -265,9 +265,9 @@ class StepTimer:
 
 def time_training(params: ParamsConfig, out_dir: Path, train_set: Any, val_set: Any, warmup: int,
                   info: DistInfo = DistInfo()) -> dict[str, Any]:
-    """One epoch of ``warmup + steps`` steps of :func:`hourglass.train.train` (``params.train.steps_per_epoch``),
+    """One epoch of ``warmup + steps`` steps of :func:`hourglass.train.loop.train` (``params.train.steps_per_epoch``),
     timed by a :class:`StepTimer`; this process's figures, with the run's resolved runtime record."""
-    from hourglass.train import train  # the module attribute at call time: what the training stage runs
+    from hourglass.train.loop import train  # the module attribute at call time: what the training stage runs
 
     device = select_device(info.local_rank)
     steps = int(params.train.steps_per_epoch) - warmup
@@ -332,7 +332,7 @@ def time_loader(params: ParamsConfig, train_set: Any, batches: int) -> dict[str,
     """The training DataLoader as the fast path builds it, alone, batches copied to the device: samples/s."""
     from torch.utils.data import DataLoader
 
-    from hourglass.train import _seed_worker
+    from hourglass.train.loop import _seed_worker
 
     device = select_device()
     fast = resolve_fast_path(params.train, device)
@@ -415,7 +415,7 @@ def _train_gflop(stacks: int, features: int, modules: int, supervision: str, ste
                  res: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hourglass.train import auxiliary_loss, heatmap_loss
+    from hourglass.train.loop import auxiliary_loss, heatmap_loss
 
     with torch.device("meta"):
         network = create_model(stacks=stacks, features=features, modules=modules, supervision=supervision,
@@ -548,12 +548,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     gflop = train_gflop(model, MEASURED_JOINTS)
     _say(f"network: {model.stacks} stacks x {model.features} features, {model.modules} module(s), "
          f"{model.input_res} px, batch {batch} ({size} size, recipe {args.recipe}), {gflop:.3g} GFLOP per training "
-         f"sample; {steps} timed steps after {warmup} warm-up steps of hourglass.train.train on generated people")
+         f"sample; {steps} timed steps after {warmup} warm-up steps of hourglass.train.loop.train on generated people")
 
     gpus = info["gpu_count"]
     procs = args.ddp_procs if args.ddp_procs is not None else (gpus if gpus > 1 else 0)
     result: dict[str, Any] = {"benchmark": "device", "ran_on": device.type, "device": info, "size": size,
-                              "recipe": args.recipe, "loop": "hourglass.train.train",
+                              "recipe": args.recipe, "loop": "hourglass.train.loop.train",
                               "network": model.network_kwargs() | {"input_res": model.input_res}, "batch": batch,
                               "timed_steps": steps, "warmup_steps": warmup, "gflop_per_sample": gflop}
     with tempfile.TemporaryDirectory(prefix="hourglass-device-") as tmp:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from hourglass.annotations import Annotations, write_annotations
+from hourglass.io.annotations import Annotations, write_annotations
 from hourglass.bench.preprocess import random_people, write_jpegs
 from hourglass.data.augment import stored_to_input, to_float_chw
 from hourglass.data.dataset import create_dataset

@@ -1,6 +1,6 @@
 """``python -m hourglass.bench model``: training and inference img/s of the network, fast path vs baseline.
 
-The fast path is what ``hourglass.train`` chooses on this machine with the default params (precision ``auto``:
+The fast path is what ``hourglass.train.loop`` chooses on this machine with the default params (precision ``auto``:
 bf16 autocast where the CPU/GPU computes bf16 natively, else fp32; channels_last; ``--compile`` adds
 torch.compile). The baseline is fp32, eager, NCHW. A training step is forward + loss + backward + RMSprop update;
 inference is ``predict`` without gradients. The fp32 and bf16 matmul peaks of the same run put the figures in
@@ -19,10 +19,10 @@ from typing import Any
 import torch
 
 from hourglass.model import create_model
-from hourglass.optim import create_optimizer
+from hourglass.train.optim import create_optimizer
 from hourglass.precision import Precision, select_device, select_precision
 from hourglass.recipes import load_with_recipe
-from hourglass.train import heatmap_loss
+from hourglass.train.loop import heatmap_loss
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

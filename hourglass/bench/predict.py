@@ -22,10 +22,10 @@ import numpy as np
 import torch
 
 from hourglass.bench.preprocess import synthetic_image
-from hourglass.checkpoint import save_checkpoint
+from hourglass.io.checkpoint import save_checkpoint
 from hourglass.config import ModelConfig
 from hourglass.model import create_model
-from hourglass.predict import Person, PosePredictor, as_rgb_array
+from hourglass.inference.predictor import Person, PosePredictor, as_rgb_array
 
 
 # hg.lua's network: what the benchmark measures unless told otherwise.

@@ -38,7 +38,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from hourglass.atomic import write_json_atomic
+from hourglass.io.atomic import write_json_atomic
 from hourglass.config import DownloadConfig, SourceConfig
 
 log = logging.getLogger(__name__)

@@ -38,9 +38,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from hourglass.atomic import write_json_atomic
+from hourglass.io.atomic import write_json_atomic
 from hourglass import geometry
-from hourglass.annotations import Annotations, read_annotations
+from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.config import ParamsConfig, PreprocessConfig
 from hourglass.data.augment import required_margin
 from hourglass.data.parallel import ordered_map

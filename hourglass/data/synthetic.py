@@ -8,7 +8,7 @@ are the only way to tell left from right; limbs, other people and occluders hide
 annotated); joints outside the image are not annotated, as in MPII.
 
 Conventions (see ``/work/shared/design.md``): 0-based pixel coordinates in memory; the files are written by
-:func:`hourglass.annotations.write_annotations` (1-based). ``center``/``scale`` follow the ADJUSTED convention of
+:func:`hourglass.io.annotations.write_annotations` (1-based). ``center``/``scale`` follow the ADJUSTED convention of
 pose-hg-train's MPII files: ``s_raw`` is derived from the head box as MPII's is (``normalize = 0.1 * 200 * scale``
 holds for every real validation row), ``scale = 1.25 * s_raw`` and ``center.y = objpos.y + 15 * s_raw``.
 """
@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hourglass.annotations import Annotations, write_annotations
+from hourglass.io.annotations import Annotations, write_annotations
 from hourglass.config import SyntheticConfig
 from hourglass.data.parallel import ordered_map
 from hourglass.joints import FLIC, MPII, JointSet

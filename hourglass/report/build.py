@@ -13,11 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from hourglass.annotations import read_annotations
-from hourglass.atomic import write_atomic
+from hourglass.io.annotations import read_annotations
+from hourglass.io.atomic import write_atomic
 from hourglass.config import ParamsConfig
-from hourglass.mlflow_store import log_sweep_summary
-from hourglass.readers import read_predictions
+from hourglass.tracking.store import log_sweep_summary
+from hourglass.io.eval_files import read_predictions
 from hourglass.report.figures import write_figures
 from hourglass.report.inputs import ReportPaths
 from hourglass.report.markdown import render_markdown

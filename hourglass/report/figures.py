@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from hourglass.annotations import Annotations
+from hourglass.io.annotations import Annotations
 from hourglass.draw import PRED_STYLE, TRUE_STYLE, draw_skeleton, save_figure, show_crop
 from hourglass.family import DatasetFamily
 from hourglass.report.examples import KINDS, Example, read_rgb

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hourglass.annotations import Annotations, read_annotations
+from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.family import DatasetFamily
 from hourglass.layout import model_dir, seed_dirs
 

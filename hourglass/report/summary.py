@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hourglass.annotations import AnnotationError
-from hourglass.baselines import score_mean_pose
+from hourglass.io.annotations import AnnotationError
+from hourglass.evaluation.baselines import score_mean_pose
 from hourglass.config import PORT_PROJECT, ParamsConfig
-from hourglass.evaluate import evaluate_files
+from hourglass.evaluation.score import evaluate_files
 from hourglass.family import FAMILIES, DatasetFamily, family_of
 from hourglass.metrics import PCKResult
-from hourglass.readers import ReaderError
+from hourglass.io.eval_files import ReaderError
 from hourglass.report.bootstrap import BOOTSTRAP_STATISTICS, Interval, PeopleBootstrap, bootstrap_variants
 from hourglass.report.comparisons import BestVariant, PaperOrdering, best_variant, paper_ordering
 from hourglass.report.costs import CostRow, cost_rows, variant_costs

@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 import scipy.io
 
-from hourglass.annotations import AnnotationError, read_annotations
+from hourglass.io.annotations import AnnotationError, read_annotations
 from hourglass.joints import FLIC, MPII
 
 # MPII head size = SC_BIAS x head-box diagonal (official util_get_head_size.m: 0.6 = 0.8 * 0.75).

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import scipy.io
 
-from hourglass.atomic import write_atomic
+from hourglass.io.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ Output, one row per input row: ``keypoints`` ``[[x, y, confidence], ...]`` (16 j
 pixels of the image), ``center`` and ``scale`` of the crop used. The confidence is on the training target's
 scale, exactly as ``hourglass predict`` reports it (the same ``PosePredictor.predict_crops`` computes both): the
 heatmap peak divided by the checkpoint config's ``train.target_scale``, about 1 for a perfect peak
-(``hourglass.predict.CONFIDENCE_NOTE``). A bad row (undecodable image, box outside the
+(``hourglass.inference.predictor.CONFIDENCE_NOTE``). A bad row (undecodable image, box outside the
 image) fails the request (HTTP 400) with a message naming the row. ``HOURGLASS_DEVICE`` and
 ``HOURGLASS_PRECISION`` in the server's environment choose where and in what it computes (CPU, ``auto``).
 """
@@ -37,6 +37,7 @@ from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema
 
 ARTIFACT = "checkpoint"
 MODEL_CODE = Path(__file__).resolve()  # what python_model= points at when logging
+CODE_PACKAGE = MODEL_CODE.parents[1]  # the hourglass package, copied into the logged model (code_paths=)
 DEVICE_ENV = "HOURGLASS_DEVICE"  # where the served model runs: cpu (default), cuda, cuda:N
 PRECISION_ENV = "HOURGLASS_PRECISION"  # auto (default: bf16 where native, else fp32), fp32, bf16, fp16
 
@@ -74,7 +75,7 @@ class PoseModel(PythonModel):
     """Keypoints of the person in each row's image (see the module docstring)."""
 
     def load_context(self, context: PythonModelContext) -> None:
-        from hourglass.predict import PosePredictor
+        from hourglass.inference.predictor import PosePredictor
 
         self.predictor = PosePredictor.from_checkpoint(
             context.artifacts[ARTIFACT], device=os.environ.get(DEVICE_ENV, "cpu"),
@@ -88,7 +89,7 @@ class PoseModel(PythonModel):
             raise MlflowException.invalid_parameter_value(str(err)) from None
 
     def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
-        from hourglass.predict import Person, PredictError, as_rgb_array
+        from hourglass.inference.predictor import Person, PredictError, as_rgb_array
 
         if not isinstance(model_input, pd.DataFrame) or "image" not in model_input.columns:
             raise PredictError("input must be a table with an 'image' column (encoded image bytes, base64 over REST)")
@@ -115,5 +116,5 @@ def _register() -> None:
     mlflow.models.set_model(PoseModel())
 
 
-if __name__ != "hourglass.serving":  # loaded by MLflow as model code, not imported as part of the package
+if __name__ != "hourglass.inference.serving":  # loaded by MLflow as model code, not imported as part of the package
     _register()

@@ -19,7 +19,7 @@ from torch import nn
 
 from hourglass.config import TrainConfig
 
-# (parameters, config, implementation flags: fused= / foreach=, see hourglass.fastpath.optimizer_flags)
+# (parameters, config, implementation flags: fused= / foreach=, see hourglass.train.fastpath.optimizer_flags)
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hourglass.distributed import DistInfo, all_reduce_
+from hourglass.train.distributed import DistInfo, all_reduce_
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ switch (``train.``)      default     on CUDA                                    
 ``tf32``, ``cudnn_benchmark``, ``optimizer_impl`` and ``compile``/``compile_mode`` can change the trained numbers
 (rounding, algorithm choice, fused kernels' arithmetic), so dvc.yaml declares them and a checkpoint of other values
 is not resumed; the loader switches only change how fast the same batches arrive (speed-only, see
-:mod:`hourglass.fingerprint`). What a run resolved to goes into its runtime record (config.yaml, metrics.json,
+:mod:`hourglass.train.fingerprint`). What a run resolved to goes into its runtime record (config.yaml, metrics.json,
 MLflow ``runtime.*`` tags).
 
 Every key is read whatever the device, so a run on the CPU reads (and DVC tracks) the same keys as one on CUDA, and
@@ -43,7 +43,7 @@ from torch import nn
 from hourglass.config import TrainConfig
 from hourglass.data.dataset import MAX_AUTO_WORKERS, auto_workers, resolve_workers, worker_context  # noqa: F401
 
-# This project's optimisers (hourglass.optim) for which torch.optim has a fused implementation; RMSprop has none.
+# This project's optimisers (hourglass.train.optim) for which torch.optim has a fused implementation; RMSprop has none.
 FUSED_OPTIMIZERS = frozenset({"adam", "sgd"})
 IMPLEMENTATIONS = ("fused", "foreach", "for_loop")
 

@@ -1,7 +1,7 @@
 """Released weights in the pipeline: the ``import@<name>`` stage turns params.yaml ``imports.<name>`` into a model
 directory the evaluate stage, the report and ``hourglass predict`` take like a trained variant's.
 
-``models/<name>/checkpoint.pt`` is the port's checkpoint converted by :func:`hourglass.port_import.
+``models/<name>/checkpoint.pt`` is the port's checkpoint converted by :func:`hourglass.weights.port.
 import_port_checkpoint` (every tensor mapped and checked; the source's sha256 recorded). With MLflow on, the model is
 logged as the pose pyfunc in a run of the ablation experiment, nested under the sweep's parent run like the trained
 variants' runs, so MLflow's run comparison and the evaluate stage's ``eval/`` scores show it beside them;
@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hourglass.checkpoint import load_checkpoint
+from hourglass.io.checkpoint import load_checkpoint
 from hourglass.config import ParamsConfig
-from hourglass.inference import load_model
-from hourglass.port_import import PORT_PROJECT, ImportResult, import_port_checkpoint
-from hourglass.tracking import RunTracker, git_commit
+from hourglass.inference.runner import load_model
+from hourglass.weights.port import PORT_PROJECT, ImportResult, import_port_checkpoint
+from hourglass.tracking.runs import RunTracker, git_commit
 
 
 def import_release(params: ParamsConfig, name: str, out_dir: str | Path) -> ImportResult:

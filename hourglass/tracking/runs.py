@@ -26,10 +26,10 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from hourglass.atomic import write_atomic
-from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from hourglass.io.atomic import write_atomic
+from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from hourglass.config import MlflowConfig
-from hourglass.mlflow_store import (MLFLOW_JSON, SWEEP_TAG, TrackingWarning, _finite, default_tracking_uri,
+from hourglass.tracking.store import (MLFLOW_JSON, SWEEP_TAG, TrackingWarning, _finite, default_tracking_uri,
                                     ensure_experiment, metric_name, version_tags)
 
 EPOCHS_CSV = "epochs.csv"
@@ -71,7 +71,7 @@ def _read_csv_rows(path: Path) -> list[dict[str, str]]:
 def _requirements() -> list[str]:
     """What serving the logged model needs, pinned to this environment. Stated, not inferred: MLflow's inference
     re-loads the model in a subprocess, which costs about a minute on two cores. The list is the import closure of
-    ``hourglass.serving`` (the model code) beyond the standard library."""
+    ``hourglass.inference.serving`` (the model code) beyond the standard library."""
     from importlib.metadata import version
 
     torch_version = torch.__version__.split("+")[0]  # local labels (+cpu) are not installable from PyPI
@@ -93,7 +93,7 @@ def _unwrapped(network: nn.Module) -> nn.Module:
 
 def serving_checkpoint(network: nn.Module, input_res: int, config: Mapping[str, Any] | None = None,
                        variant: str | None = None, epoch: int | None = None) -> dict[str, Any]:
-    """The weights-only checkpoint the served model loads (``hourglass.inference.load_model`` format): CPU fp32
+    """The weights-only checkpoint the served model loads (``hourglass.inference.runner.load_model`` format): CPU fp32
     contiguous weights, and the training config with its ``model`` section taken from the network itself, so the
     rebuilt architecture always fits the weights."""
     network = _unwrapped(network)
@@ -269,7 +269,7 @@ class RunTracker:
     def log_model(self, network: nn.Module, input_res: int, registered_model: str | None,
                   config: Mapping[str, Any] | None = None, variant: str | None = None,
                   epoch: int | None = None) -> str | None:
-        """Log the network as the pose pyfunc (``hourglass.serving``: images in, keypoints out), register it, and
+        """Log the network as the pose pyfunc (``hourglass.inference.serving``: images in, keypoints out), register it, and
         write ``mlflow.json`` (run, model URI, registered name and version, store) for the flows and evaluation.
 
         The model is "from code": the weights go in as a weights-only checkpoint artifact and the ``hourglass``
@@ -287,16 +287,15 @@ class RunTracker:
             import mlflow
             from mlflow.tracking import MlflowClient
 
-            from hourglass import serving
+            from hourglass.inference import serving
 
             base, name, trained = self._training_config(config, variant, epoch)
-            package = Path(serving.__file__).resolve().parent
             with tempfile.TemporaryDirectory(prefix="hourglass-model-") as tmp:
                 weights = Path(tmp) / CHECKPOINT_NAME
                 save_checkpoint(serving_checkpoint(network, input_res, base, name, trained), weights)
                 info = mlflow.pyfunc.log_model(
                     name="model", python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(weights)},
-                    code_paths=[str(package)], signature=serving.signature(), input_example=serving.input_example(),
+                    code_paths=[str(serving.CODE_PACKAGE)], signature=serving.signature(), input_example=serving.input_example(),
                     pip_requirements=_requirements(),
                     registered_model_name=registered_model,
                 )

@@ -5,7 +5,7 @@
 with ``model.module.`` (a ``Trainer`` around ``DataParallel(PoseNet)``), or a bare state dict with or without that
 prefix -- and writes ``<out>/checkpoint.pt`` in our format: the weights of a :class:`~hourglass.model.StackedHourglass`
 and a config that ``hourglass predict --model``, the evaluate stage and the served model read
-(:func:`hourglass.inference.load_model`).
+(:func:`hourglass.inference.runner.load_model`).
 
 The two networks are the same network (hg.lua's), so the import is a renaming, written out layer by layer in
 :func:`port_key_map` and checked both ways: every tensor of our network must come from exactly one tensor of the
@@ -69,7 +69,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
+from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
 from hourglass.config import PORT_PROJECT
 from hourglass.model import HOURGLASS_DEPTH, count_parameters, create_model
 
@@ -373,17 +373,17 @@ IMPORT_EXPERIMENT = "hourglass-imports"
 
 def register_imported(checkpoint: str | Path, name: str, tracking_uri: str | None = None,
                       experiment: str = IMPORT_EXPERIMENT) -> tuple[str, str]:
-    """Log an imported checkpoint as the pose pyfunc (``hourglass.serving``, as training logs its models) in one
+    """Log an imported checkpoint as the pose pyfunc (``hourglass.inference.serving``, as training logs its models) in one
     MLflow run of ``experiment`` and register it as ``name``; the version is tagged like a trained one (variant,
     dataset, architecture, metric, epochs) plus ``source.project``, ``source.sha256`` and ``source.commit``.
     Returns ``(model URI, version)``. Unlike training's best-effort logging, a failing store raises."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from hourglass import serving
-    from hourglass.checkpoint import load_checkpoint
-    from hourglass.mlflow_store import default_tracking_uri, ensure_experiment, version_tags
-    from hourglass.tracking import _requirements, flatten_params
+    from hourglass.inference import serving
+    from hourglass.io.checkpoint import load_checkpoint
+    from hourglass.tracking.store import default_tracking_uri, ensure_experiment, version_tags
+    from hourglass.tracking.runs import _requirements, flatten_params
 
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
@@ -407,7 +407,7 @@ def register_imported(checkpoint: str | Path, name: str, tracking_uri: str | Non
         mlflow.log_params({k: v[:6000] for k, v in flatten_params(config).items()})
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(checkpoint)},
-            code_paths=[str(Path(serving.__file__).resolve().parent)], signature=serving.signature(),
+            code_paths=[str(serving.CODE_PACKAGE)], signature=serving.signature(),
             input_example=serving.input_example(), pip_requirements=_requirements(), registered_model_name=name)
     version = str(info.registered_model_version)
     tags = {**version_tags(config, variant if isinstance(variant, str) else None,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError
+from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 

@@ -1,4 +1,4 @@
-"""Score a prediction file against ground truth: ``python -m hourglass.evaluate PRED.h5 --gt GT_FILE``.
+"""Score a prediction file against ground truth: ``python -m hourglass.evaluation PRED.h5 --gt GT_FILE``.
 
 MPII ground truth (annotation h5 or Tompson's ``detections_our_format.mat``) gives PCKh@0.5 by default, FLIC ground
 truth gives PCK@0.2; the dataset is recognised from the ground truth's joint count. The default output is a table for
@@ -18,7 +18,7 @@ import numpy as np
 
 from hourglass.family import FAMILIES
 from hourglass.metrics import THRESHOLD_OPERATOR, PCKResult
-from hourglass.readers import GroundTruth, ReaderError, read_ground_truth, read_predictions
+from hourglass.io.eval_files import GroundTruth, ReaderError, read_ground_truth, read_predictions
 
 
 
@@ -81,7 +81,7 @@ def _json_value(value: float) -> float | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m hourglass.evaluate",
+        prog="python -m hourglass.evaluation",
         description="Score pose predictions with the official MPII PCKh or FLIC PCK protocol "
                     f"(a joint is correct when its normalised error is {THRESHOLD_OPERATOR} the threshold).",
     )
@@ -118,6 +118,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_table(result, args.predictions, args.gt))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

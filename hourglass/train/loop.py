@@ -4,7 +4,7 @@ The same function runs as a single process or as one process of a ``torchrun`` j
 :class:`DistInfo`; DistributedDataParallel over NCCL/gloo). Per epoch it trains on this rank's share of
 :class:`~hourglass.data.sampler.EpochSampler`'s order (``steps_per_epoch`` global batches, as many shuffled passes
 over the people as that takes), validates with the official metric (per-joint PCKh and the Figure 4 accuracy),
-records both DVC files and MLflow through :mod:`hourglass.tracking`, and writes an atomic checkpoint from which a killed run resumes to exactly the
+records both DVC files and MLflow through :mod:`hourglass.tracking.runs`, and writes an atomic checkpoint from which a killed run resumes to exactly the
 weights of an uninterrupted one (CPU, deterministic settings). Only rank 0 writes.
 
 Loss: the original ``nn.ParallelCriterion`` of per-stack ``MSECriterion``s with equal weights — the mean squared
@@ -35,23 +35,23 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from hourglass.atomic import write_atomic
-from hourglass.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from hourglass.io.atomic import write_atomic
+from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hourglass.config import ParamsConfig
 from hourglass.data.dataset import worker_init
 from hourglass.data.sampler import EpochSampler
 from hourglass.family import family_of
-from hourglass.fingerprint import mismatches, training_fingerprint
-from hourglass.distributed import DistInfo, barrier, broadcast_buffers, gather_objects, process_group
-from hourglass.fastpath import FastPath, backend_flags, compile_model, resolve_fast_path, resolve_workers
-from hourglass.inference import Predictions, predict_dataset
-from hourglass.init_weights import initialise_from
-from hourglass.loss_readback import LossReadback, NonFinite
+from hourglass.train.fingerprint import mismatches, training_fingerprint
+from hourglass.train.distributed import DistInfo, barrier, broadcast_buffers, gather_objects, process_group
+from hourglass.train.fastpath import FastPath, backend_flags, compile_model, resolve_fast_path, resolve_workers
+from hourglass.inference.runner import Predictions, predict_dataset
+from hourglass.train.init_from import initialise_from
+from hourglass.train.loss_readback import LossReadback, NonFinite
 from hourglass.model import StackedHourglass, create_model
-from hourglass.optim import create_optimizer, create_schedule, set_implementation
+from hourglass.train.optim import create_optimizer, create_schedule, set_implementation
 from hourglass.precision import Precision, runtime_record, select_device, select_precision
-from hourglass.mlflow_store import default_tracking_uri
-from hourglass.tracking import RunTracker, git_commit
+from hourglass.tracking.store import default_tracking_uri
+from hourglass.tracking.runs import RunTracker, git_commit
 
 log = logging.getLogger(__name__)
 RESOLVED_CONFIG = "config.yaml"
@@ -59,7 +59,7 @@ RESOLVED_CONFIG = "config.yaml"
 class NonFiniteLossError(FloatingPointError):
     """The loss became NaN or infinite; training stopped and the last good checkpoint is kept.
 
-    Losses are read back every ``train.log_every`` steps and at each epoch's end (:mod:`hourglass.loss_readback`):
+    Losses are read back every ``train.log_every`` steps and at each epoch's end (:mod:`hourglass.train.loss_readback`):
     the error comes at the first read-back after the bad step, before that step's update, and names the bad step.
     Updates between the two were made in memory only; the checkpoint is from the last epoch of finite losses."""
 
@@ -278,10 +278,10 @@ def train(
 ) -> TrainResult:
     """Train ``params.model`` (after ``variant``'s overrides) to ``params.train.epochs`` from training seed ``seed``
     (initial weights, sample order, augmentation; None: the first of ``params.seeds``); resume from
-    ``out_dir/checkpoint.pt`` when it belongs to this run (:mod:`hourglass.fingerprint`: the same configuration,
+    ``out_dir/checkpoint.pt`` when it belongs to this run (:mod:`hourglass.train.fingerprint`: the same configuration,
     ``data_fingerprint`` and code), else start fresh and say why. Rank 0 writes ``checkpoint.pt``, ``epochs.csv``, ``metrics.json`` and
     ``config.yaml`` to ``out_dir`` and logs the MLflow run; other ranks only compute. The device's fast path
-    (:mod:`hourglass.fastpath`) is resolved from ``params.train`` once; ``observer`` watches the step loop."""
+    (:mod:`hourglass.train.fastpath`) is resolved from ``params.train`` once; ``observer`` watches the step loop."""
     params = resolve_variant(params, variant)
     seed = params.seeds[0] if seed is None else int(seed)
     if seed < 0:

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from hourglass.config import ModelConfig
 from hourglass.heatmaps import decode, flip_average, heatmaps_to_image
 from hourglass.model import StackedHourglass, create_model

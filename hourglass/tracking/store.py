@@ -1,5 +1,5 @@
 """MLflow outside a training run: naming rules, the experiment's set-up, registered versions' tags, and the evaluate
-stage's scores added to the training run. Kept apart from :mod:`hourglass.tracking` (which also logs and serves the
+stage's scores added to the training run. Kept apart from :mod:`hourglass.tracking.runs` (which also logs and serves the
 model) so that a stage needing only these small calls imports nothing else; both are the project's one way to MLflow.
 """
 

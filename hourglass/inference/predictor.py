@@ -4,14 +4,14 @@ One person per crop, as the network was trained: the person is given by a box, b
 default as the whole image with the person assumed centred (what pose-hg-demo expects). Each crop is cut with the
 training preprocessing's own warp (``hourglass.data.preprocess.crop_person``: the ``hourglass.geometry`` crop matrix,
 anti-aliased for large downscales), run through the network with the flip test as in evaluation
-(``hourglass.inference.predict_heatmaps``), and decoded with the quarter-pixel step back to the original image
+(``hourglass.inference.runner.predict_heatmaps``), and decoded with the quarter-pixel step back to the original image
 (``decode_to_image``). Keypoints are ``(x, y, confidence)`` in 0-based pixels of the image as displayed.
 
 The confidence is on the training target's scale: the peak value of the final (flip-averaged) heatmap divided by
 the checkpoint config's ``train.target_scale`` (1 when the config has none). Training multiplies the Gaussian
 targets, whose peak is 1, by that factor (10 in the CPU preset, 1 in the recipes), so a raw peak runs to about
 ``target_scale``; divided by it, a perfect peak is about 1 and 0 means no evidence at all. It is a heatmap value,
-not a probability: it can be a little above 1 or below 0. The served model (``hourglass.serving``) runs through
+not a probability: it can be a little above 1 or below 0. The served model (``hourglass.inference.serving``) runs through
 :meth:`PosePredictor.predict_crops` too, so it reports the same numbers (:data:`CONFIDENCE_NOTE`).
 
 What the model was trained on travels with it (:class:`TrainedOn`, from the checkpoint's stored config and,
@@ -38,14 +38,14 @@ import cv2
 import numpy as np
 import torch
 
-from hourglass.checkpoint import CheckpointError, load_checkpoint
+from hourglass.io.checkpoint import CheckpointError, load_checkpoint
 from hourglass.data.augment import to_float_chw
 from hourglass.data.preprocess import CropSpec, crop_person
 from hourglass.family import family_for
 from hourglass.geometry import CROP_UNIT
-from hourglass.inference import LoadedModel, decode_to_image, load_model, predict_heatmaps
+from hourglass.inference.runner import LoadedModel, decode_to_image, load_model, predict_heatmaps
 from hourglass.joints import JOINT_SETS, JointSet
-from hourglass.model_source import resolve_checkpoint
+from hourglass.weights.source import resolve_checkpoint
 from hourglass.precision import Precision, select_precision
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -557,16 +557,3 @@ def result_record(name: str, image: np.ndarray | None, poses: Sequence[PoseResul
     if error is not None:
         record["error"] = error
     return record
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m hourglass.predict``: the same as ``hourglass predict``."""
-    from hourglass.cli import predict_main
-
-    return predict_main(argv)
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

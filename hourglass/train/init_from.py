@@ -1,6 +1,6 @@
 """Start a training run from another model's weights (``train.init_from``): fine-tuning, not resuming.
 
-The source is any model :mod:`hourglass.model_source` can name: a checkpoint of ours (``models/<variant>/``, one
+The source is any model :mod:`hourglass.weights.source` can name: a checkpoint of ours (``models/<variant>/``, one
 written by ``hourglass import`` from the official PyTorch port's release, or its ``checkpoint.pt``) or an MLflow
 model URI (``models:/hourglass@champion``). Only its weights are taken; the optimiser, the learning-rate schedule,
 the epoch counter and the sampler start fresh, and the run trains its own ``train.epochs``.
@@ -26,9 +26,9 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from hourglass.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
-from hourglass.model_source import resolve_checkpoint
-from hourglass.port_import import file_sha256
+from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
+from hourglass.weights.source import resolve_checkpoint
+from hourglass.weights.port import file_sha256
 
 JOINT_LAYERS = ("heatmaps.", "remap_heatmaps.", "auxiliary_heatmaps.")  # whose shapes follow the joint count
 TRAINING_ONLY_LAYERS = ("auxiliary_heatmaps.",)

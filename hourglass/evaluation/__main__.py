@@ -1,0 +1,7 @@
+"""``python -m hourglass.evaluation PRED --gt GT``: score a prediction file (see :mod:`hourglass.evaluation.score`)."""
+
+import sys
+
+from hourglass.evaluation.score import main
+
+sys.exit(main())

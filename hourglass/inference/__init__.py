@@ -1,0 +1,1 @@
+"""Running a trained network: batched prediction (``runner``), users' images and videos (``predictor``), serving."""

@@ -1,0 +1,1 @@
+"""MLflow and DVC's metric files: ``store`` holds the small MLflow calls, ``runs`` the run tracker and logged model."""

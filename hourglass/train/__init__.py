@@ -1,0 +1,1 @@
+"""Training: the loop, optimiser and schedule, DDP, the fast path, resume fingerprints and ``train.init_from``."""
