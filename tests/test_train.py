@@ -342,7 +342,7 @@ def test_code_digest_follows_the_loaded_project_sources(tmp_path):
     from hourglass.train import fingerprint
 
     files = fingerprint.loaded_project_files()
-    assert any(f.name == "train.py" and f.parent.name == "hourglass" for f in files)
+    assert any(f.name == "loop.py" and f.parent.name == "train" for f in files)
     copy = tmp_path / "hourglass"
     copy.mkdir()
     for f in files[:3]:
