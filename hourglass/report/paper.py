@@ -20,7 +20,7 @@ PAPER_MPII_HEADLINE = {"Elbow": 90.0, "Wrist": 85.2}
 # project; the paper's FLIC results table has elbow 99.0, wrist 97.0. The footnote names both sources.
 PAPER_FLIC_ISSUE = {"Wrist": 95.2}
 PAPER_FLIC_TABLE = {"Elbow": 99.0, "Wrist": 97.0}
-AUTHORS_PREDICTIONS = "pose-hg-demo/preds/valid-ours.h5"  # inside shared/anchor-data: the released model's
+AUTHORS_PREDICTIONS = "pose-hg-demo/preds/valid-ours.h5"  # in shared/anchor-data: the released model's validation predictions
 AUTHORS_GROUND_TRUTH = "pose-hg-train/data/mpii/annot/valid.h5"
 # The paper's Figure 4 has HG-Stacked-Int best: the variant every other one is compared with (paired intervals),
 # when the sweep has it; otherwise the sweep's first variant.
