@@ -7,12 +7,13 @@ unlabelled test rows ``(-1, -1)``. This module is the one place that converts: a
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from hourglass.io.atomic import atomic_path
 
 REQUIRED = ("center", "scale", "part", "imgname")
 
@@ -41,7 +42,7 @@ class Annotations:
     def num_joints(self) -> int:
         return self.joints.shape[1]
 
-    def subset(self, rows: np.ndarray | slice) -> "Annotations":
+    def subset(self, rows: np.ndarray | slice) -> Annotations:
         """Rows ``rows`` as a new table (numpy fancy indexing)."""
         return Annotations(
             imgname=self.imgname[rows], center=self.center[rows], scale=self.scale[rows],
@@ -84,23 +85,16 @@ def read_annotations(path: str | Path) -> Annotations:
 
 def write_annotations(path: str | Path, table: Annotations, name: str | None = None) -> None:
     """Write ``table`` in the original layout (1-based, missing joints as (0, 0)), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     part = np.where(table.annotated[..., None], table.joints + 1.0, 0.0)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            if name:
-                h5.attrs["name"] = name
-            h5["center"] = table.center + 1.0
-            h5["scale"] = table.scale
-            h5["part"] = part
-            h5["visible"] = table.visible.astype(np.float64)
-            h5["normalize"] = table.normalize
-            width = max(1, max((len(s) for s in table.imgname), default=1))
-            h5["imgname"] = np.array([s.encode() for s in table.imgname], dtype=f"S{width}")
-            for key, arr in table.extra.items():
-                h5[key] = arr
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        if name:
+            h5.attrs["name"] = name
+        h5["center"] = table.center + 1.0
+        h5["scale"] = table.scale
+        h5["part"] = part
+        h5["visible"] = table.visible.astype(np.float64)
+        h5["normalize"] = table.normalize
+        width = max(1, max((len(s) for s in table.imgname), default=1))
+        h5["imgname"] = np.array([s.encode() for s in table.imgname], dtype=f"S{width}")
+        for key, arr in table.extra.items():
+            h5[key] = arr

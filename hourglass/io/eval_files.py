@@ -15,8 +15,6 @@ J is 16 (MPII) or 11 (FLIC); the layout is chosen by shape, and a shape that fit
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +23,7 @@ import numpy as np
 import scipy.io
 
 from hourglass.io.annotations import AnnotationError, read_annotations
+from hourglass.io.atomic import atomic_path
 from hourglass.joints import FLIC, MPII
 
 # MPII head size = SC_BIAS x head-box diagonal (official util_get_head_size.m: 0.6 = 0.8 * 0.75).
@@ -149,7 +148,8 @@ def _preds_from_h5(path: Path, matlab: bool) -> np.ndarray:
     with h5:
         if "preds" not in h5:
             what = "variable" if matlab else "dataset"
-            raise ReaderError(f"{path}: missing {what} 'preds'; found {sorted(k for k in h5 if k not in _MAT_META_KEYS)}")
+            found = sorted(k for k in h5 if k not in _MAT_META_KEYS)
+            raise ReaderError(f"{path}: missing {what} 'preds'; found {found}")
         node = h5["preds"]
         if not isinstance(node, h5py.Dataset):
             raise ReaderError(f"{path}: 'preds' is a {type(node).__name__}, not a numeric array")
@@ -215,15 +215,7 @@ def write_predictions(path: str | Path, preds0: np.ndarray, extra: dict[str, np.
     extra = dict(extra or {})
     if "preds" in extra:
         raise ValueError(f"{path}: 'preds' is reserved for the predictions; rename that extra dataset")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        with h5py.File(tmp, "w") as h5:
-            h5["preds"] = preds0 + 1.0
-            for key, value in extra.items():
-                h5[key] = np.asarray(value)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        h5["preds"] = preds0 + 1.0
+        for key, value in extra.items():
+            h5[key] = np.asarray(value)

@@ -4,37 +4,24 @@ each run's resolved params) and when."""
 from __future__ import annotations
 
 import hashlib
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
+from hourglass.io.digest import file_sha256
+from hourglass.io.git import has_uncommitted_changes, head_commit
 from hourglass.report.inputs import VariantRun
-
-
-def sha256_file(path: Path) -> str:
-    """The hex SHA-256 of the file at ``path``."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def git_state(cwd: Path | None = None) -> str:
     """``<commit>`` (plus "with uncommitted changes" when the tree is dirty), or a sentence saying why not."""
-    def run(*args: str) -> subprocess.CompletedProcess[str] | None:
-        try:
-            return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=20)
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    head = run("rev-parse", "HEAD")
-    if head is None or head.returncode != 0 or not head.stdout.strip():
+    head = head_commit(cwd)
+    if head is None:
         return "unknown (not a git checkout, or git is unavailable)"
-    status = run("status", "--porcelain", "--untracked-files=no")
-    dirty = status is not None and status.returncode == 0 and bool(status.stdout.strip())
-    return f"`{head.stdout.strip()}`" + (" with uncommitted changes" if dirty else "")
+    return f"`{head}`" + (" with uncommitted changes" if has_uncommitted_changes(cwd) else "")
 
 
 def data_version(dataset: str, dvc_lock: Path, annot_dir: Path) -> str:
@@ -50,7 +37,7 @@ def data_version(dataset: str, dvc_lock: Path, annot_dir: Path) -> str:
             for out in (spec or {}).get("outs") or []:
                 if isinstance(out, Mapping) and str(out.get("path", "")).rstrip("/") == target and out.get("md5"):
                     return f"`{target}` md5 `{out['md5']}` (dvc.lock, stage `{stage}`)"
-    digests = [f"`{p.name}` sha256 `{sha256_file(p)[:16]}`" for p in sorted(annot_dir.glob("*.h5"))]
+    digests = [f"`{p.name}` sha256 `{file_sha256(p)[:16]}`" for p in sorted(annot_dir.glob("*.h5"))]
     if digests:
         return f"no `{target}` entry in dvc.lock; annotation files in `{annot_dir}`: " + ", ".join(digests)
     return f"unknown (no dvc.lock entry for `{target}` and no annotation files in `{annot_dir}`)"
@@ -90,9 +77,9 @@ def provenance(params_path: Path, dataset: str, dvc_lock: Path, annot_dir: Path,
     for run in (seed for variant in runs for seed in variant.seeds):
         config = run.path / "config.yaml"
         if config.is_file():
-            resolved.append(ResolvedParams(run.label if by_seed else run.name, config, sha256_file(config)[:16]))
+            resolved.append(ResolvedParams(run.label if by_seed else run.name, config, file_sha256(config)[:16]))
     return Provenance(params_path=params_path, params_text=params_text,
                       params_sha256=hashlib.sha256(params_text.encode()).hexdigest(),
                       git=git_state(params_path.resolve().parent), data=data_version(dataset, dvc_lock, annot_dir),
-                      generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                      generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
                       resolved=tuple(resolved))
