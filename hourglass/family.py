@@ -7,15 +7,23 @@ so a synthetic FLIC run is scored with FLIC's PCK@0.2 everywhere, never with MPI
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 
 from hourglass.config import ParamsConfig
 from hourglass.joints import FLIC, MPII, JointSet
-from hourglass.metrics import (FLIC_GROUPS, FLIC_THRESHOLD, MPII_GROUPS, MPII_THRESHOLD, PCKResult,
-                               flic_pck, mpii_pckh, subset_accuracy)
+from hourglass.metrics import (
+    FLIC_GROUPS,
+    FLIC_THRESHOLD,
+    MPII_GROUPS,
+    MPII_THRESHOLD,
+    PCKResult,
+    flic_pck,
+    mpii_pckh,
+    subset_accuracy,
+)
 
 Scorer = Callable[..., PCKResult]  # (pred, gt, annotated, normalize, threshold) -> PCKResult
 
@@ -84,7 +92,8 @@ class DatasetFamily:
     def validation_metrics(self, result: PCKResult) -> dict[str, float]:
         """``result`` as flat metric names MLflow accepts ('@' is not one of its characters)."""
         out = {f"{self.prefix}/{k.replace('@', '_at_')}": float(v) for k, v in result.as_dict().items()}
-        out.update({f"{self.prefix}/joint/{name}": float(v) for name, v in zip(result.joint_names, result.per_joint)})
+        joints = zip(result.joint_names, result.per_joint, strict=True)
+        out.update({f"{self.prefix}/joint/{name}": float(v) for name, v in joints})
         out["val/figure4"] = self.figure4(result)
         return out
 

@@ -13,15 +13,16 @@ setting); only ``train.variants`` may gain entries. The composed result is valid
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
-from hourglass.io.atomic import write_atomic
 from hourglass.config import ConfigError, parse_params
+from hourglass.io.atomic import write_atomic
 
 EXTENDS = "extends"  # the one key of a recipe that is not a params key
 OPEN_MAPPINGS = ("train.variants",)  # mappings whose entries are names, not settings: recipes may add to them

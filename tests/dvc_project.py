@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from shipped import REPO, merge  # noqa: F401  (merge: re-exported for the end-to-end tests)
 
 

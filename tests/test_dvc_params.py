@@ -78,8 +78,8 @@ STEP_RUN = ["--set", "train.schedule=step", "--set", "train.milestones=[1]", "--
 # (beyond the whole-config record train writes). Each reason was checked against the code that reads the key.
 UNDECLARED: dict[str, dict[str, str]] = {
     "train": {
-        # hourglass.train.loop: used only as `step % log_every` before tracker.log_step, which sends step/loss and step/lr
-        # to MLflow and writes nothing DVC tracks (epochs.csv and metrics.json are written per epoch).
+        # hourglass.train: used only as `step % log_every` before tracker.log_step, which sends step/loss and
+        # step/lr to MLflow and writes nothing DVC tracks (epochs.csv and metrics.json are written per epoch).
         "train.log_every": "spacing of the MLflow per-step loss/lr records only",
         # hourglass.data.sampler.Draw: a sample's augmentation comes from (seed, epoch, position), not from the
         # loader worker that loads it (tests/test_dataset.py checks 0, 1 and 2 workers give the same batches).
@@ -115,8 +115,8 @@ UNDECLARED: dict[str, dict[str, str]] = {
     },
 }
 UNDECLARED["evaluate_import"] = UNDECLARED["evaluate"]  # the same stage, run on an imported model
-# hourglass.weights.releases reloads the checkpoint it has just written (hourglass.inference.runner.load_model) to log it: the model
-# section read is the one inferred from the port file's tensors (dep: the file), never params.yaml's.
+# hourglass.weights.releases reloads the checkpoint it has just written (hourglass.inference.runner.load_model) to
+# log it: the model section read is the one inferred from the port file's tensors (dep: the file), never params.yaml's.
 UNDECLARED["import"] = {"model": "the imported checkpoint's model section, inferred from the file (dep: the file)"}
 # Allowed keys that must never be read from a section of the config parsed from params.yaml (only from copies and
 # other instances of the class): evaluate's model is the checkpoint's, which the recording tells apart by identity.
@@ -167,7 +167,7 @@ def _schema_paths() -> tuple[dict[type, str], dict[type, frozenset[str]]]:
     for cls, found in paths.items():
         parts = [p.split(".") for p in found]
         shared = []
-        for column in zip(*parts):
+        for column in zip(*parts, strict=False):  # the common prefix: as long as the shortest
             if len(set(column)) > 1:
                 break
             shared.append(column[0])
@@ -295,10 +295,11 @@ def _no_worker_pool(*args: Any, **kwargs: Any) -> None:
 @pytest.fixture(scope="module")
 def reads(tmp_path_factory) -> dict[str, Recorder]:
     """Run every stage in a tiny project; the recorder of each."""
+    from port_files import write_port_checkpoint
+
     import hourglass.data.preprocess
     import hourglass.data.synthetic
     from pipeline import download, evaluate, import_weights, preprocess, report, train
-    from port_files import write_port_checkpoint
 
     root = tmp_path_factory.mktemp("params-project")
     write_port_checkpoint(root / TINY["imports"][RELEASE]["path"])

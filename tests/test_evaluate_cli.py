@@ -10,7 +10,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 import scipy.io
 
 from hourglass.evaluation.score import main
@@ -18,7 +17,7 @@ from hourglass.io.eval_files import ReaderError, read_ground_truth, read_predict
 
 REPO = Path(__file__).resolve().parents[1]
 MPII_KEYS = ["Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean", "Mean_unweighted", "Mean@0.1"]
-GOLDEN = dict(zip(MPII_KEYS, [95.94, 94.68, 88.53, 83.38, 87.48, 83.09, 79.05, 88.04, 87.56, 28.65]))
+GOLDEN = dict(zip(MPII_KEYS, [95.94, 94.68, 88.53, 83.38, 87.48, 83.09, 79.05, 88.04, 87.56, 28.65], strict=True))
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from shipped import preset_raw
 
 from hourglass.config import parse_params
 from hourglass.family import FLIC_FAMILY, MPII_FAMILY, champion_metric, family_for, family_of
 from hourglass.joints import FLIC, MPII
-from shipped import preset_raw
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

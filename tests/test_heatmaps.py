@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from shipped import paper
 
 from hourglass import create_model
 from hourglass.geometry import flip_points, transform_points
@@ -20,7 +21,6 @@ from hourglass.heatmaps import (
     heatmaps_to_image,
 )
 from hourglass.joints import FLIC, MPII
-from shipped import paper
 
 
 def test_defaults_match_the_config_schema() -> None:
@@ -76,7 +76,7 @@ def original_postprocess(maps: np.ndarray) -> np.ndarray:
     for j in range(joints):
         index = int(np.argmax(maps[j]))
         px, py = index % width + 1, index // width + 1
-        hm = lambda x, y: maps[j, y - 1, x - 1]  # noqa: E731  (1-based access)
+        hm = lambda x, y, j=j: maps[j, y - 1, x - 1]  # noqa: E731  (1-based access)
         if 1 < px < width and 1 < py < height:
             diff = (hm(px + 1, py) - hm(px - 1, py), hm(px, py + 1) - hm(px, py - 1))
             out[j] = px + 0.25 * np.sign(diff[0]), py + 0.25 * np.sign(diff[1])

@@ -8,6 +8,7 @@ import pytest
 import scipy.io
 
 from hourglass.family import MPII_FAMILY
+from hourglass.io.eval_files import ReaderError, read_ground_truth, read_predictions, write_predictions
 from hourglass.joints import FLIC, MPII
 from hourglass.metrics import (
     FLIC_CURVE_THRESHOLDS,
@@ -20,7 +21,6 @@ from hourglass.metrics import (
     normalized_errors,
     within,
 )
-from hourglass.io.eval_files import ReaderError, read_ground_truth, read_predictions, write_predictions
 
 GOLDEN = {  # reference section 5, first row: valid-ours.h5 vs Tompson's detections_our_format.mat
     "Head": 95.94, "Shoulder": 94.68, "Elbow": 88.53, "Wrist": 83.38, "Hip": 87.48, "Knee": 83.09, "Ankle": 79.05,

@@ -9,8 +9,15 @@ import numpy as np
 import pytest
 import scipy.io
 
-from hourglass.io.mpii_submission import (MIN_PEOPLE, SubmissionError, build_submission, check_order,
-                                       read_release, read_submission, write_submission)
+from hourglass.io.mpii_submission import (
+    MIN_PEOPLE,
+    SubmissionError,
+    build_submission,
+    check_order,
+    read_release,
+    read_submission,
+    write_submission,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from mpii_release import write_release  # noqa: E402
@@ -51,7 +58,7 @@ def test_submission_round_trips_and_keeps_every_test_image_in_release_order(rele
 
     back = read_submission(path)
     assert len(back) == len(index)
-    for row, (i, p) in enumerate(zip(index, person)):
+    for row, (i, p) in enumerate(zip(index, person, strict=True)):
         np.testing.assert_allclose(back[(f"{i:09d}.jpg", int(p))], preds[row])
     assert ("000000001.jpg", 1) not in back
 

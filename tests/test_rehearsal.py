@@ -120,10 +120,10 @@ def build_mpii_mirror(out: Path, anchor: Path) -> None:
     cut_h5(valid, out / "test.h5", rows, replace={
         "index": np.arange(1, len(rows) + 1, dtype=np.float64), "person": np.zeros(len(rows)),
         "part": np.full_like(part, -1.0), "visible": np.zeros(part.shape[:2])})
+    people = [[{"objpos": tuple(p), "scale": float(s)}] for p, s in zip(objpos, scale_provided, strict=True)]
     write_release_zip(out / "mpii_human_pose_v1_u12_2.zip",
                       images=["000000000.jpg", *(names[r] for r in rows)], img_train=[1] + [0] * len(rows),
-                      people=[[]] + [[{"objpos": tuple(p), "scale": float(s)}] for p, s in zip(objpos,
-                                                                                              scale_provided)])
+                      people=[[]] + people)
 
 
 def _stand_in(joints: np.ndarray, seed: int) -> bytes:
@@ -246,8 +246,8 @@ def test_report_is_in_its_real_data_form_beside_the_papers_numbers(rehearsal):
 def test_mpii_test_people_become_a_submission_file(rehearsal):
     """MPII: the test people are predicted and written in the annotation release's layout, read back to the same
     predictions; FLIC has no test server and says so."""
-    from hourglass.io.mpii_submission import read_submission
     from hourglass.io.eval_files import read_predictions
+    from hourglass.io.mpii_submission import read_submission
 
     dataset, root, _, _ = rehearsal
     (variant,) = SWEEP[dataset]

@@ -22,16 +22,17 @@ import numpy as np
 import pytest
 import yaml
 from matplotlib.figure import Figure
+from shipped import paper, write_params
 
-from hourglass.io.annotations import Annotations, read_annotations
-from hourglass.evaluation.baselines import mean_pose, mean_pose_predictions, place_pose, score_mean_pose
 from hourglass.config import load_params, parse_params
 from hourglass.data.synthetic import generate_dataset
 from hourglass.draw import draw_skeleton
+from hourglass.evaluation.baselines import mean_pose, mean_pose_predictions, place_pose, score_mean_pose
 from hourglass.evaluation.score import score
 from hourglass.family import FAMILIES
-from hourglass.joints import MPII
+from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.io.eval_files import read_ground_truth, read_predictions, write_predictions
+from hourglass.joints import MPII
 from hourglass.report.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval
 from hourglass.report.examples import rank_people
 from hourglass.report.inputs import ReportPaths, discover_variants
@@ -40,7 +41,6 @@ from hourglass.report.paper import PAPER_MPII_FINAL, PAPER_MPII_INTERMEDIATE
 from hourglass.report.provenance import data_version
 from hourglass.report.summary import Summary, compute_summary, figure5_variants
 from pipeline.report import main
-from shipped import paper, write_params
 
 FIGURES = ("figure4.png", "figure5.png", "examples_best.png", "examples_worst.png")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -74,7 +74,7 @@ def _noisy(gt: Annotations, sigma: float, seed: int) -> np.ndarray:
 def _eval_block(preds: np.ndarray, valid: Path) -> tuple[dict, dict]:
     result = score(preds, read_ground_truth(valid))
     final = {**result.as_dict(), "figure4": FAMILIES[result.dataset].figure4(result)}
-    return final, dict(zip(result.joint_names, result.per_joint.tolist()))
+    return final, dict(zip(result.joint_names, result.per_joint.tolist(), strict=True))
 
 
 def _fake_variant(models: Path, raw: Path, params: Path, name: str, stacks: int, sigma: float,

@@ -115,7 +115,7 @@ def test_resample_weights_follow_the_documented_draws() -> None:
     weights = resample_weights(7, 5, seed=11)
     draws = np.random.default_rng(11).integers(0, 7, size=(5, 7))
     assert weights.shape == (5, 7) and (weights.sum(axis=1) == 7).all()
-    for row, drawn in zip(weights, draws):
+    for row, drawn in zip(weights, draws, strict=True):
         assert row.tolist() == np.bincount(drawn, minlength=7).tolist()
     with pytest.raises(ValueError, match="at least one person"):
         resample_weights(0, 5, seed=0)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.evaluation.score import score
-from hourglass.metrics import PCKResult
+from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.io.eval_files import read_ground_truth
+from hourglass.metrics import PCKResult
 
 CROP_PX_PER_SCALE = 200.0  # the crop side is 200 * scale px (person height / 200 convention)
 

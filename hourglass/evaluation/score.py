@@ -11,15 +11,14 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from hourglass.family import FAMILIES
-from hourglass.metrics import THRESHOLD_OPERATOR, PCKResult
 from hourglass.io.eval_files import GroundTruth, ReaderError, read_ground_truth, read_predictions
-
+from hourglass.metrics import THRESHOLD_OPERATOR, PCKResult
 
 
 def score(preds: np.ndarray, gt: GroundTruth, threshold: float | None = None,

@@ -129,7 +129,7 @@ def build_submission(release: Release, index: np.ndarray, person: np.ndarray, pr
     test = release.test_images
     position = {int(i): k for k, i in enumerate(test)}
     by_image: dict[int, dict[int, np.ndarray]] = {}
-    for row, (i, p) in enumerate(zip(index.tolist(), person.tolist())):
+    for row, (i, p) in enumerate(zip(index.tolist(), person.tolist(), strict=True)):
         if i not in position:
             raise SubmissionError(f"test row {row}: annolist({i + 1}) is not a test image of {release.source}")
         if p in by_image.setdefault(i, {}):

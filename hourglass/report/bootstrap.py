@@ -37,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hourglass.io.annotations import AnnotationError, Annotations
 from hourglass.family import DatasetFamily
-from hourglass.metrics import normalized_errors, within
+from hourglass.io.annotations import AnnotationError, Annotations
 from hourglass.io.eval_files import ReaderError, read_predictions
+from hourglass.metrics import normalized_errors, within
 from hourglass.report.inputs import VariantRun, finite
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -210,7 +210,7 @@ def bootstrap_variants(runs: Sequence[VariantRun], family: DatasetFamily, valid_
             missing.append(f"variant `{run.name}`: no 95 % interval: {err}")
             continue
         # the intervals are of the predictions: say so when a seed's predictions do not score as its record says
-        for seed, estimates in zip(run.evaluated, boot.seed_estimates[run.name]):
+        for seed, estimates in zip(run.evaluated, boot.seed_estimates[run.name], strict=True):
             final = (seed.eval or {}).get("final")
             for statistic, value in (final.items() if isinstance(final, Mapping) else ()):
                 value = finite(value)

@@ -13,15 +13,15 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hourglass.config import ParamsConfig
 from hourglass.io.annotations import read_annotations
 from hourglass.io.atomic import write_atomic
-from hourglass.config import ParamsConfig
-from hourglass.tracking.store import log_sweep_summary
 from hourglass.io.eval_files import read_predictions
 from hourglass.report.figures import write_figures
 from hourglass.report.inputs import ReportPaths
 from hourglass.report.markdown import render_markdown
 from hourglass.report.summary import Summary, compute_summary
+from hourglass.tracking.store import log_sweep_summary
 
 SCORES_NAME = "scores.json"  # the one file `dvc metrics show` lists: variant -> evaluated Mean (mean over seeds)
 CURVES_NAME = "curves.csv"  # every variant's validation curve in one table: dvc.yaml's top-level plot

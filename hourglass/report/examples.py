@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from hourglass.io.annotations import AnnotationError, Annotations
 from hourglass.family import DatasetFamily
-from hourglass.metrics import normalized_errors, within
+from hourglass.io.annotations import AnnotationError, Annotations
 from hourglass.io.eval_files import ReaderError, read_predictions
+from hourglass.metrics import normalized_errors, within
 from hourglass.report.inputs import SeedRun, VariantRun, final_scores
 
 KINDS = ("best", "worst")

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from hourglass.io.annotations import Annotations
 from hourglass.draw import PRED_STYLE, TRUE_STYLE, draw_skeleton, save_figure, show_crop
 from hourglass.family import DatasetFamily
+from hourglass.io.annotations import Annotations
 from hourglass.report.examples import KINDS, Example, read_rgb
 from hourglass.report.inputs import finite
 from hourglass.report.paper import paper_figure5
@@ -43,7 +43,7 @@ def message_figure(title: str, message: str) -> Figure:
 def _evaluated_step(variant: VariantSummary, x: Sequence[float]) -> float:
     """Where on the variant's curve the evaluated checkpoint lies: the row of its epoch, else the last point."""
     epoch = variant.evaluated_epoch
-    for row, value in zip(variant.epochs or [], x):
+    for row, value in zip(variant.epochs or [], x, strict=False):
         if epoch is not None and row.get("epoch") == epoch:
             return value
     return x[-1]
@@ -126,14 +126,15 @@ def figure5(summary: Summary) -> Figure:
     x = np.arange(len(groups))
     width = 0.4
     small = 8 if cols < 3 else 7
-    for i, (ax, (name, inter, final)) in enumerate(zip(axes.flat, panels)):
+    # the grid may have spare axes
+    for i, (ax, (name, inter, final)) in enumerate(zip(axes.flat, panels, strict=False)):
         is_paper = paper is not None and i == len(panels) - 1
         for shift, values, colour, what in ((-width / 2, inter, FIRST_COLOUR, "first hourglass"),
                                             (width / 2, final, FINAL_COLOUR, "final")):
             heights = [finite(values.get(g)) for g in groups]
             ax.bar(x + shift, [np.nan if h is None else h for h in heights], width, color=colour, label=what,
                    hatch="//" if is_paper else None, edgecolor="white" if is_paper else None, linewidth=0)
-            for xi, h in zip(x + shift, heights):
+            for xi, h in zip(x + shift, heights, strict=True):
                 if h is not None and h < 3.0:  # invisible at this scale: say what it is
                     ax.text(xi, h + 1.0, "0" if round(h, 1) == 0 else f"{h:.1f}", ha="center", va="bottom",
                             fontsize=small - 1, color="#333333")

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.family import DatasetFamily
+from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.layout import model_dir, seed_dirs
 
 

@@ -8,8 +8,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from hourglass.report.comparisons import PaperOrdering, Versus
-from hourglass.report.paper import (AUTHORS_PREDICTIONS, REFERENCE_VARIANT, ScoreRow, paper_footnote, paper_rows,
-                                    paper_summary_line)
+from hourglass.report.paper import (
+    AUTHORS_PREDICTIONS,
+    REFERENCE_VARIANT,
+    ScoreRow,
+    paper_footnote,
+    paper_rows,
+    paper_summary_line,
+)
 from hourglass.report.summary import Summary, VariantSummary, figure5_variants
 from hourglass.report.tables import bounds, cell, duration, markdown_table, scores_table, with_bounds
 

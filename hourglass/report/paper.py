@@ -20,7 +20,8 @@ PAPER_MPII_HEADLINE = {"Elbow": 90.0, "Wrist": 85.2}
 # project; the paper's FLIC results table has elbow 99.0, wrist 97.0. The footnote names both sources.
 PAPER_FLIC_ISSUE = {"Wrist": 95.2}
 PAPER_FLIC_TABLE = {"Elbow": 99.0, "Wrist": 97.0}
-AUTHORS_PREDICTIONS = "pose-hg-demo/preds/valid-ours.h5"  # in shared/anchor-data: the released model's validation predictions
+# In shared/anchor-data: the released model's validation predictions and their ground truth.
+AUTHORS_PREDICTIONS = "pose-hg-demo/preds/valid-ours.h5"
 AUTHORS_GROUND_TRUTH = "pose-hg-train/data/mpii/annot/valid.h5"
 # The paper's Figure 4 has HG-Stacked-Int best: the variant every other one is compared with (paired intervals),
 # when the sweep has it; otherwise the sweep's first variant.

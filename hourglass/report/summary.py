@@ -20,19 +20,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hourglass.io.annotations import AnnotationError
-from hourglass.evaluation.baselines import score_mean_pose
 from hourglass.config import PORT_PROJECT, ParamsConfig
+from hourglass.evaluation.baselines import score_mean_pose
 from hourglass.evaluation.score import evaluate_files
 from hourglass.family import FAMILIES, DatasetFamily, family_of
-from hourglass.metrics import PCKResult
+from hourglass.io.annotations import AnnotationError
 from hourglass.io.eval_files import ReaderError
+from hourglass.metrics import PCKResult
 from hourglass.report.bootstrap import BOOTSTRAP_STATISTICS, Interval, PeopleBootstrap, bootstrap_variants
 from hourglass.report.comparisons import BestVariant, PaperOrdering, best_variant, paper_ordering
 from hourglass.report.costs import CostRow, cost_rows, variant_costs
 from hourglass.report.examples import Examples, choose_examples
-from hourglass.report.inputs import (ReportPaths, Spread, ValidPeople, VariantRun, across_seeds, discover_variants,
-                                     final_scores, finite, intermediate_scores, supervision)
+from hourglass.report.inputs import (
+    ReportPaths,
+    Spread,
+    ValidPeople,
+    VariantRun,
+    across_seeds,
+    discover_variants,
+    final_scores,
+    finite,
+    intermediate_scores,
+    supervision,
+)
 from hourglass.report.paper import AUTHORS_GROUND_TRUTH, AUTHORS_PREDICTIONS, REFERENCE_VARIANT
 from hourglass.report.provenance import Provenance, provenance
 
@@ -50,7 +60,7 @@ class Measured:
     @classmethod
     def of(cls, result: PCKResult) -> Measured:
         return cls({**result.as_dict(), "figure4": FAMILIES[result.dataset].figure4(result)},
-                   dict(zip(result.joint_names, result.per_joint.tolist())))
+                   dict(zip(result.joint_names, result.per_joint.tolist(), strict=True)))
 
     @property
     def mean(self) -> float:

@@ -1,7 +1,9 @@
 """Screenshot the MLflow chart view of the ablation runs as a new user reaches it: a fresh browser profile, the
 experiment's Training runs page in chart mode, the sweep parent expanded (one click), the charts searched for a metric,
 the first chart opened full screen."""
-import sys, tempfile
+import sys
+import tempfile
+
 from playwright.sync_api import sync_playwright
 
 base, out, metric = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -1,6 +1,9 @@
 """Screenshot the Prefect flow run page (a fresh browser profile) and its artifact."""
-import sys, tempfile
+import sys
+import tempfile
+
 from playwright.sync_api import sync_playwright
+
 url, out = sys.argv[1], sys.argv[2]
 with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
     ctx = p.chromium.launch_persistent_context(profile, executable_path="/usr/bin/chromium", headless=True,
