@@ -187,7 +187,7 @@ class TrainConfig(Section):
     steps_per_epoch: int | None = Field(ge=1)
     val_batch_size: int = Field(ge=1)
     # Data loader processes per training process (spawned); auto: derived from the cores and the processes on this
-    # machine (hourglass.train.fastpath.auto_workers: none on the CPU, where they would compete with the compute threads)
+    # machine (hourglass.data.dataset.auto_workers: none on the CPU, where they would compete with the compute threads)
     workers: Annotated[int, Field(ge=0)] | Literal["auto"]
     prefetch_factor: int = Field(ge=1)  # batches each loader worker prepares ahead (only with workers > 0)
     pin_memory: bool  # CUDA: batches in page-locked memory, so the host-to-GPU copies run asynchronously
@@ -420,7 +420,3 @@ def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | No
         node[leaf] = value
     return parse_params(raw, path)
 
-
-def dump_params(config: ParamsConfig, path: str | Path) -> None:
-    """Write the resolved config beside an output (timm-style), so every artefact says what made it."""
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

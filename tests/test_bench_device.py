@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from hourglass.train import loop as train_module
+from hourglass.train import losses
 from hourglass.bench import device as bench_device
 from hourglass.bench.__main__ import main
 from shipped import PARAMS, recipe
@@ -106,14 +106,14 @@ def test_a_change_to_the_training_loop_reaches_the_benchmark(checked, monkeypatc
     """Slow hourglass.train.loop's step by 0.2 s: every timed step of both runs is that much slower, and the loop ran
     each run's warm-up + timed steps (it is the training loop, not a copy)."""
     calls = []
-    real = train_module._forward_loss
+    real = losses.forward_loss
 
     def slower(*args, **kwargs):
         calls.append(1)
         time.sleep(0.2)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_forward_loss", slower)
+    monkeypatch.setattr(losses, "forward_loss", slower)
     result, _ = _check(SMALLEST)
     assert len(calls) == 2 * (3 + 1)
     for name in ("fast", "fp32_eager"):

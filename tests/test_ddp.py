@@ -30,7 +30,9 @@ from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from hourglass.train.distributed import DistInfo
 from hourglass.model import create_model
 from hourglass.precision import Precision
-from hourglass.train.loop import heatmap_loss, train, validate
+from hourglass.train.loop import train
+from hourglass.train.losses import heatmap_loss
+from hourglass.train.validation import validate
 from shipped import write_params
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -56,7 +56,7 @@ from hourglass.train.fastpath import resolve_fast_path
 from hourglass.model import create_model
 from hourglass.precision import cpu_isa, cpu_model, select_device
 from hourglass.recipes import load_with_recipe
-from hourglass.train.loop import resolve_variant
+from hourglass.train.run_config import resolve_variant
 
 # Model and batch overrides of each size (on top of the params and recipe), and (timed steps, warm-up steps).
 SIZES: dict[str, dict[str, Any]] = {
@@ -332,13 +332,13 @@ def time_loader(params: ParamsConfig, train_set: Any, batches: int) -> dict[str,
     """The training DataLoader as the fast path builds it, alone, batches copied to the device: samples/s."""
     from torch.utils.data import DataLoader
 
-    from hourglass.train.loop import _seed_worker
+    from hourglass.train.seeding import seed_worker
 
     device = select_device()
     fast = resolve_fast_path(params.train, device)
     batch = params.train.batch_size
     sampler = EpochSampler(len(train_set), batch, steps=batches + max(1, fast.workers), seed=0)
-    loader = DataLoader(train_set, batch_size=batch, sampler=sampler, drop_last=True, worker_init_fn=_seed_worker,
+    loader = DataLoader(train_set, batch_size=batch, sampler=sampler, drop_last=True, worker_init_fn=seed_worker,
                         **fast.loader_kwargs())
     iterator = iter(loader)
     for _ in range(max(1, fast.workers)):  # until every worker has started and delivered
@@ -415,7 +415,7 @@ def _train_gflop(stacks: int, features: int, modules: int, supervision: str, ste
                  res: int) -> float:
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hourglass.train.loop import auxiliary_loss, heatmap_loss
+    from hourglass.train.losses import auxiliary_loss, heatmap_loss
 
     with torch.device("meta"):
         network = create_model(stacks=stacks, features=features, modules=modules, supervision=supervision,
