@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hourglass.config import parse_params
 from hourglass.family import FLIC_FAMILY, MPII_FAMILY, champion_metric, family_for, family_of
 from hourglass.joints import FLIC, MPII
+from hourglass.params_file import parse_params
 from shipped import preset_raw
 
 

@@ -17,10 +17,10 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from hourglass.params_file import parse_params
 from hourglass.train import loop as train_module
 from hourglass.train import losses
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from hourglass.config import parse_params
 from hourglass.heatmaps import gaussian_heatmaps, heatmaps_to_image
 from hourglass.model import create_model
 from hourglass.train.optim import create_optimizer, create_schedule
