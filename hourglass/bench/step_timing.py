@@ -20,7 +20,7 @@ from hourglass.config import ParamsConfig
 from hourglass.data.sampler import EpochSampler
 from hourglass.precision import select_device
 from hourglass.train import loop
-from hourglass.train.distributed import DistInfo
+from hourglass.train.distributed import SINGLE_PROCESS, DistInfo
 from hourglass.train.fastpath import resolve_fast_path
 from hourglass.train.seeding import seed_worker
 
@@ -103,7 +103,7 @@ class StepTimer:
 
 
 def time_training(params: ParamsConfig, out_dir: Path, train_set: Any, val_set: Any, warmup: int,
-                  info: DistInfo = DistInfo()) -> dict[str, Any]:
+                  info: DistInfo = SINGLE_PROCESS) -> dict[str, Any]:
     """One epoch of ``warmup + steps`` steps of :func:`hourglass.train.loop.train` (``params.train.steps_per_epoch``),
     timed by a :class:`StepTimer`; this process's figures, with the run's resolved runtime record."""
     device = select_device(info.local_rank)

@@ -40,6 +40,9 @@ class DistInfo:
         return self.rank == 0
 
 
+SINGLE_PROCESS = DistInfo()  # a run without torchrun: the default of every function that takes a DistInfo
+
+
 def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
     raw = env.get(key)
     if raw is None or raw == "":
@@ -89,15 +92,6 @@ def process_group(info: DistInfo, device: torch.device) -> Iterator[DistInfo]:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
-
-
-def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Mean of ``value`` over processes (a copy; the input is untouched)."""
-    out = value.detach().clone()
-    if info.enabled:
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        out /= info.world_size
-    return out
 
 
 def all_reduce_(value: torch.Tensor, info: DistInfo, op: str = "sum") -> torch.Tensor:

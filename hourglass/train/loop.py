@@ -34,7 +34,7 @@ from hourglass.precision import Precision, runtime_record, select_device, select
 from hourglass.tracking.runs import RunTracker, git_commit
 from hourglass.tracking.store import default_tracking_uri
 from hourglass.train import losses
-from hourglass.train.distributed import DistInfo, barrier, broadcast_buffers, process_group
+from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, barrier, broadcast_buffers, process_group
 from hourglass.train.fastpath import FastPath, backend_flags, compile_model, resolve_fast_path
 from hourglass.train.fingerprint import training_fingerprint
 from hourglass.train.init_from import initialise_from
@@ -81,7 +81,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-
 def _observed(batches: Iterable[Any], observer: StepObserver | None) -> Iterator[Any]:
     """``batches``, telling ``observer`` how long each one was waited for."""
     if observer is None:
@@ -106,7 +105,7 @@ def train(
     val_set: Dataset,
     variant: str | None = None,
     seed: int | None = None,
-    info: DistInfo = DistInfo(),
+    info: DistInfo = SINGLE_PROCESS,
     stage: str | None = None,
     data_fingerprint: str | None = None,
     observer: StepObserver | None = None,

@@ -15,13 +15,13 @@ from hourglass.family import family_of
 from hourglass.inference.runner import Predictions, predict_dataset
 from hourglass.precision import Precision
 from hourglass.train import losses
-from hourglass.train.distributed import DistInfo, gather_objects
+from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, gather_objects
 from hourglass.train.seeding import seed_worker
 
 
 @torch.no_grad()
 def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision: Precision,
-             info: DistInfo = DistInfo(), workers: int | None = None) -> dict[str, float]:
+             info: DistInfo = SINGLE_PROCESS, workers: int | None = None) -> dict[str, float]:
     """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding),
     loaded by ``workers`` processes (None: ``train.workers`` resolved for the device).
 
