@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install test test-slow demo bench device-check clean-venv
+.PHONY: install test test-slow demo device-check clean-venv
 
 install: $(STAMP)
 

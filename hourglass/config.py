@@ -1,21 +1,16 @@
 """The params.yaml schema: one validated config object, built once and passed down.
 
-Nothing else reads params.yaml. The schema holds types, bounds and meanings, never values: every key is required,
-so each setting has one home (params.yaml, the CPU preset; the recipes in ``recipes/`` hold only what differs from
-it, see :mod:`hourglass.recipes`) and a key left out is an error naming it, not a silent default.
-Every section forbids unknown keys, so a typo fails loudly with the dotted key
-path and, for choices, the allowed values (pydantic's messages), e.g.::
-
-    params.yaml: model.supervision: Input should be 'intermediate', 'final', 'add' or 'resolutions' (got 'inter')
+The schema holds types, bounds and meanings, never values: every key is required, so each setting has one home
+(params.yaml, the CPU preset; the recipes in ``recipes/`` hold only what differs from it, see
+:mod:`hourglass.recipes`) and a key left out is an error naming it, not a silent default. Every section forbids
+unknown keys, so a typo fails loudly (:mod:`hourglass.params_file` reads the file and words the errors).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class Section(BaseModel):
@@ -96,7 +91,7 @@ class DownloadConfig(Section):
     flic: tuple[SourceConfig, ...]
 
     @model_validator(mode="after")
-    def _unique_paths(self) -> "DownloadConfig":
+    def _unique_paths(self) -> DownloadConfig:
         for name in ("mpii", "flic"):
             paths = [s.path for s in getattr(self, name)]
             dupes = sorted({p for p in paths if paths.count(p) > 1})
@@ -112,7 +107,7 @@ class DownloadConfig(Section):
 
 
 class AugmentConfig(Section):
-    """Training augmentation of pose-hg-train ``src/util/pose.lua`` (reference section 2.1); every part can be turned off.
+    """Training augmentation of pose-hg-train ``src/util/pose.lua``; every part can be turned off.
 
     Scale factor ``2^clip(N(0, scale_sigma^2), +-scale_clip * scale_sigma)``, rotation
     ``clip(N(0, rotation_sigma^2), +-rotation_clip)`` degrees applied with ``rotation_prob``, mirror with ``flip_prob``,
@@ -130,7 +125,7 @@ class AugmentConfig(Section):
     colour_high: float = Field(ge=0)
 
     @model_validator(mode="after")
-    def _colour_range(self) -> "AugmentConfig":
+    def _colour_range(self) -> AugmentConfig:
         if self.colour_low > self.colour_high:
             raise ValueError(f"colour_low ({self.colour_low}) must not exceed colour_high ({self.colour_high})")
         return self
@@ -187,7 +182,7 @@ class TrainConfig(Section):
     steps_per_epoch: int | None = Field(ge=1)
     val_batch_size: int = Field(ge=1)
     # Data loader processes per training process (spawned); auto: derived from the cores and the processes on this
-    # machine (hourglass.train.fastpath.auto_workers: none on the CPU, where they would compete with the compute threads)
+    # machine (hourglass.data.dataset.auto_workers: none on the CPU, where they would compete with the compute threads)
     workers: Annotated[int, Field(ge=0)] | Literal["auto"]
     prefetch_factor: int = Field(ge=1)  # batches each loader worker prepares ahead (only with workers > 0)
     pin_memory: bool  # CUDA: batches in page-locked memory, so the host-to-GPU copies run asynchronously
@@ -232,7 +227,7 @@ class TrainConfig(Section):
     @field_validator("milestones")
     @classmethod
     def _increasing(cls, value: tuple[int, ...]) -> tuple[int, ...]:
-        if any(b <= a for a, b in zip(value, value[1:])) or any(m < 1 for m in value):
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)) or any(m < 1 for m in value):
             raise ValueError(f"milestones must be increasing positive epochs, got {list(value)}")
         return value
 
@@ -270,7 +265,7 @@ class SyntheticConfig(Section):
     workers: int = Field(ge=0)  # 0 = every core
 
     @model_validator(mode="after")
-    def _ranges(self) -> "SyntheticConfig":
+    def _ranges(self) -> SyntheticConfig:
         for key in ("width", "height", "person_height", "distractors", "occluders"):
             low, high = getattr(self, key)
             if low > high or low < 0:
@@ -357,7 +352,7 @@ class ParamsConfig(Section):
     report: ReportConfig
 
     @model_validator(mode="after")
-    def _sweep_names_variants(self) -> "ParamsConfig":
+    def _sweep_names_variants(self) -> ParamsConfig:
         known = sorted(self.train.variants)
         unknown = [name for name in self.sweep if name not in self.train.variants]
         if unknown:
@@ -374,53 +369,3 @@ class ParamsConfig(Section):
             raise ValueError(f"flows.champion_variant: {self.flows.champion_variant!r} is not in sweep "
                              f"{list(self.sweep)}; the champion must be a variant the pipeline trains")
         return self
-
-
-class ConfigError(ValueError):
-    """params.yaml is missing, unreadable or invalid; the message names the file and every bad key."""
-
-
-def _format(path: Path, err: ValidationError) -> str:
-    lines = [f"{path}: {len(err.errors())} invalid value(s)"]
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<top level>"
-        if e["type"] == "missing":
-            lines.append(f"  {key}: missing; every setting must be written in the params file (there are no "
-                         "defaults: see params.yaml)")
-            continue
-        got = f" (got {e['input']!r})" if not isinstance(e["input"], dict) else ""
-        lines.append(f"  {key}: {e['msg']}{got}")
-    return "\n".join(lines)
-
-
-def parse_params(raw: dict[str, Any], source: str | Path = "params.yaml") -> ParamsConfig:
-    """Validate an already-parsed params mapping."""
-    try:
-        return ParamsConfig.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(_format(Path(source), err)) from None
-
-
-def load_params(path: str | Path = "params.yaml", overrides: dict[str, Any] | None = None) -> ParamsConfig:
-    """Read and validate ``path``; ``overrides`` maps dotted keys to values (``{"model.stacks": 2}``)."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return parse_params(raw, path)
-
-
-def dump_params(config: ParamsConfig, path: str | Path) -> None:
-    """Write the resolved config beside an output (timm-style), so every artefact says what made it."""
-    Path(path).write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -111,21 +111,21 @@ def cpu_isa(flags: frozenset[str] | None = None) -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-def runtime_record(precision: Precision, requested: str, *, world_size: int = 1, compiled: bool = False,
-                   fast: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def runtime_record(precision: Precision, requested: str, *, fast: Mapping[str, Any],
+                   world_size: int = 1) -> dict[str, Any]:
     """How a run ran, resolved: ``precision: auto`` gives bf16 on one machine and fp32 on the next from the same
     params, so identical params are not identical runs. Kept with every run's outputs. ``fast`` is the resolved
     fast path (:meth:`hourglass.train.fastpath.FastPath.record`: TF32, cuDNN benchmarking, optimiser implementation,
-    compile and its mode, loader workers, pinning, persistence, prefetch); its ``compile`` replaces ``compiled``."""
+    compile and its mode, loader workers, pinning, persistence, prefetch)."""
     record: dict[str, Any] = {
         "device": str(precision.device), "device_name": device_name(precision.device),
         "precision": precision.name, "precision_requested": requested, "channels_last": precision.channels_last,
-        "compile": compiled, "world_size": world_size, "threads": torch.get_num_threads(),
+        "compile": fast["compile"], "world_size": world_size, "threads": torch.get_num_threads(),
         "torch": str(torch.__version__), "cuda": str(torch.version.cuda or "none"),
         "cudnn": str(torch.backends.cudnn.version() if precision.device.type == "cuda" else "none"),
         "cpu_isa": cpu_isa(), "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
     }
-    record.update(fast or {})
+    record.update(fast)
     return record
 
 

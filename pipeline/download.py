@@ -15,8 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
-from hourglass.config import ConfigError, load_params
 from hourglass.data.download import DownloadError, UnsafeArchiveError, download_dataset
+from hourglass.params_file import ConfigError, load_params
 from pipeline import logs
 from pipeline import synthesize
 

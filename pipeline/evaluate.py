@@ -41,7 +41,7 @@ import numpy as np
 
 from hourglass.io.atomic import write_json_atomic
 from hourglass.io.checkpoint import CheckpointError
-from hourglass.config import ConfigError, ModelConfig, ParamsConfig, load_params
+from hourglass.config import ModelConfig, ParamsConfig
 from hourglass.data.dataset import PoseDataset, create_dataset, resolve_workers
 from hourglass.data.preprocess import TABLE_NAME, PreprocessError, read_table
 from hourglass.evaluation.score import score
@@ -49,6 +49,7 @@ from hourglass.family import DatasetFamily, family_of
 from hourglass.inference.runner import LoadedModel, Predictions, load_model, predict_dataset
 from hourglass.layout import model_dir, stage_item
 from hourglass.metrics import PCKResult
+from hourglass.params_file import ConfigError, load_params
 from hourglass.tracking.store import log_evaluation
 from hourglass.model import count_parameters
 from hourglass.precision import select_device, select_precision

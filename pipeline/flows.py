@@ -49,9 +49,10 @@ from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
 from hourglass.io.atomic import write_json_atomic
-from hourglass.config import ConfigError, ParamsConfig, load_params
+from hourglass.config import ParamsConfig
 from hourglass.family import champion_metric
 from hourglass.layout import model_dir, parse_stage_item, stage_item
+from hourglass.params_file import ConfigError, load_params
 from hourglass.registry import Decision, RegistryError, promote_if_better, version_score
 
 DEPLOYMENT_NAME = "scheduled-retrain"

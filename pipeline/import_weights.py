@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from hourglass.io.checkpoint import CheckpointError
-from hourglass.config import ConfigError, load_params
+from hourglass.params_file import ConfigError, load_params
 from hourglass.weights.releases import import_release
 from pipeline import logs
 

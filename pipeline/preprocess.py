@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 from hourglass.io.annotations import AnnotationError
-from hourglass.config import ConfigError, load_params
 from hourglass.data.preprocess import PreprocessError, preprocess
+from hourglass.params_file import ConfigError, load_params
 from pipeline import logs
 
 

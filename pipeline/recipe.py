@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from hourglass.config import ConfigError
+from hourglass.params_file import ConfigError
 from hourglass.recipes import apply_recipe, changed_keys, composed_params, recipe_chain, recipe_path
 
 

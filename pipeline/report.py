@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from hourglass.config import ConfigError, load_params
+from hourglass.params_file import ConfigError, load_params
 from hourglass.report.build import run_report
 from hourglass.report.inputs import ReportPaths, find_anchor_data
 from pipeline import logs

@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from hourglass.config import ConfigError, load_params
 from hourglass.data.synthetic import generate_dataset
+from hourglass.params_file import ConfigError, load_params
 
 
 def build_parser() -> argparse.ArgumentParser:

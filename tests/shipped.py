@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from hourglass.config import ParamsConfig, Section, parse_params
+from hourglass.config import ParamsConfig, Section
+from hourglass.params_file import parse_params
 from hourglass.recipes import composed_params, recipe_path
 
 REPO = Path(__file__).resolve().parents[1]

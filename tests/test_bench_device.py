@@ -15,8 +15,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from hourglass.train import loop as train_module
-from hourglass.bench import device as bench_device
+from hourglass.train import losses
+from hourglass.bench import step_timing
+from hourglass.bench.projection import project, train_gflop
 from hourglass.bench.__main__ import main
 from shipped import PARAMS, recipe
 
@@ -106,14 +107,14 @@ def test_a_change_to_the_training_loop_reaches_the_benchmark(checked, monkeypatc
     """Slow hourglass.train.loop's step by 0.2 s: every timed step of both runs is that much slower, and the loop ran
     each run's warm-up + timed steps (it is the training loop, not a copy)."""
     calls = []
-    real = train_module._forward_loss
+    real = losses.forward_loss
 
     def slower(*args, **kwargs):
         calls.append(1)
         time.sleep(0.2)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "_forward_loss", slower)
+    monkeypatch.setattr(losses, "forward_loss", slower)
     result, _ = _check(SMALLEST)
     assert len(calls) == 2 * (3 + 1)
     for name in ("fast", "fp32_eager"):
@@ -141,7 +142,7 @@ def test_a_fast_path_that_fails_to_compile_is_reported_and_the_eager_one_measure
 
 def test_the_sync_counter_counts_cuda_sync_warnings_in_its_window_only():
     modes = []
-    counter = bench_device.SyncCounter(set_mode=modes.append)
+    counter = step_timing.SyncCounter(set_mode=modes.append)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("default")
         counter.start()
@@ -156,7 +157,7 @@ def test_the_sync_counter_counts_cuda_sync_warnings_in_its_window_only():
 
 
 def test_the_step_timer_counts_only_its_window():
-    timer = bench_device.StepTimer(torch.device("cpu"), warmup=2, steps=3)
+    timer = step_timing.StepTimer(torch.device("cpu"), warmup=2, steps=3)
     timer.on_batch(5.0)  # warm-up batches are not counted
     timer.on_step(0)
     timer.on_batch(5.0)
@@ -170,15 +171,15 @@ def test_the_step_timer_counts_only_its_window():
     assert figures["data_wait_share"] == pytest.approx(0.003 / figures["timed_s"])
     assert figures["samples_s"] == pytest.approx(24 / figures["timed_s"])
     with pytest.raises(RuntimeError, match="ran 0 of 3 timed steps"):
-        bench_device.StepTimer(torch.device("cpu"), 1, 3).figures(8)
+        step_timing.StepTimer(torch.device("cpu"), 1, 3).figures(8)
 
 
 def test_a_measured_recipe_network_is_projected_from_its_own_rate():
     """Measured at the MPII recipe's network and batch (as on a GPU at the paper size): 4.8 M samples at 1,000/s is
     1.33 h; the other variants are scaled by their FLOPs; FLIC's 11-joint network by its own FLOPs."""
     mpii = recipe("mpii")
-    gflop = bench_device.train_gflop(mpii.model, 16)
-    projection = bench_device.project(PARAMS, mpii, {"ok": True, "samples_s": 1000.0}, gflop)
+    gflop = train_gflop(mpii.model, 16)
+    projection = project(PARAMS, mpii, {"ok": True, "samples_s": 1000.0}, gflop)
     assert projection["mpii"]["hours"] == pytest.approx(4.8e6 / 1000 / 3600)
     assert projection["mpii"]["basis"] == "measured" and projection["mpii"]["variants"]["s8m1"]["basis"] == "measured"
     hg = projection["mpii"]["variants"]["hg"]
@@ -187,5 +188,5 @@ def test_a_measured_recipe_network_is_projected_from_its_own_rate():
         sum(v["hours"] for v in projection["mpii"]["variants"].values()))
     assert projection["flic"]["basis"].startswith("scaled by FLOPs")
     assert projection["flic"]["hours"] == pytest.approx(0.6e6 / 1000 / 3600, rel=0.01)
-    failed = bench_device.project(PARAMS, mpii, {"ok": False}, gflop)
+    failed = project(PARAMS, mpii, {"ok": False}, gflop)
     assert failed["mpii"]["hours"] is None and failed["mpii"]["sweep_hours"] is None

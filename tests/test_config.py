@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hourglass.config import ConfigError, load_params, parse_params
+from hourglass.params_file import ConfigError, load_params, parse_params
 from shipped import preset_raw
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,13 +13,13 @@ from torch.utils.data import DataLoader
 
 from hourglass.io.annotations import read_annotations
 from hourglass.bench.loader import make_raw_set
-from hourglass.config import ConfigError, parse_params
 from hourglass.data.augment import AugmentParams, sample_augmentation
 from hourglass.data.dataset import PoseDataset, create_dataset, worker_init
 from hourglass.data.preprocess import preprocess
 from hourglass.geometry import crop_image, flip_image, transform_points
 from hourglass.heatmaps import decode, heatmaps_to_image
 from hourglass.joints import MPII
+from hourglass.params_file import ConfigError, parse_params
 from shipped import paper, preset_raw, recipe
 
 RES, OUT = 128, 32

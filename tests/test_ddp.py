@@ -30,7 +30,9 @@ from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from hourglass.train.distributed import DistInfo
 from hourglass.model import create_model
 from hourglass.precision import Precision
-from hourglass.train.loop import heatmap_loss, train, validate
+from hourglass.train.loop import train
+from hourglass.train.losses import heatmap_loss
+from hourglass.train.validation import validate
 from shipped import write_params
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -131,9 +133,9 @@ mlflow: {enabled: false}
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A few synthetic images, preprocessed for 64 px inputs: (params.yaml, processed directory)."""
-    from hourglass.config import load_params
     from hourglass.data.preprocess import preprocess
     from hourglass.data.synthetic import generate_dataset
+    from hourglass.params_file import load_params
 
     root = tmp_path_factory.mktemp("tiny-data")
     params_path = root / "params.yaml"

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hourglass.config import DownloadConfig, ExtractConfig, SourceConfig, load_params
+from hourglass.config import DownloadConfig, ExtractConfig, SourceConfig
 from hourglass.data.download import (DownloadError, Expected, HttpSettings, UnsafeArchiveError,
                                      download_dataset, fetch, file_digests, git_blob_id, safe_extract)
+from hourglass.params_file import load_params
 from pipeline.download import main
 from shipped import paper, recipe
 from shipped import write_params as write_full_params

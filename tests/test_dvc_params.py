@@ -8,9 +8,9 @@ fields that hold values are keys; a field holding sections (``model``, ``train.v
 reached on the way to them, and the sections' own reads are recorded. A section
 instance is named by where it sits in a config parsed from params.yaml (found by identity, so a variant is
 ``train.variants.<name>``), else by its class's place in the schema (copies made by ``model_copy`` /
-``model_validate`` in the code, e.g. ``hourglass.train.loop.resolve_variant``'s model). ``model_dump`` of a section
-counts as a read of all of it; a dump of the whole config (train writes it to config.yaml, the checkpoint and the
-MLflow params, as a record of the run) is not a read of any key and is listed apart. Validation (pydantic's
+``model_validate`` in the code, e.g. ``hourglass.train.run_config.resolve_variant``'s model). ``model_dump`` of a
+section counts as a read of all of it; a dump of the whole config (train writes it to config.yaml, the checkpoint and
+the MLflow params, as a record of the run) is not a read of any key and is listed apart. Validation (pydantic's
 validators while params.yaml is parsed) is not a read of the stage's.
 
 Then, per stage, against its dvc.yaml ``params:`` (``${item.variant}`` resolved to the variant; a declared section
@@ -89,9 +89,9 @@ UNDECLARED: dict[str, dict[str, str]] = {
         "train.prefetch_factor": "batches each loader worker prepares ahead: the same batches",
         "train.pin_memory": "page-locked batches for asynchronous copies: the same batches",
         "train.persistent_workers": "loader workers kept across epochs: the same batches",
-        # hourglass.train.loop: only the "[variant seed s, k/N]" prefix of the per-epoch log line; declaring them would
-        # retrain every variant when one is added to the sweep, every seed when a seed is added. The run's own seed
-        # is in the stage's cmd (--seed ${item.seed}).
+        # hourglass.train.run_config.sweep_position: only the "[variant seed s, k/N]" prefix of the per-epoch log
+        # line; declaring them would retrain every variant when one is added to the sweep, every seed when a seed is
+        # added. The run's own seed is in the stage's cmd (--seed ${item.seed}).
         "sweep": "the log line's 'variant seed s, k/N' only",
         "seeds": "the log line's 'variant seed s, k/N' only",
     },
@@ -239,7 +239,7 @@ class Recorder:
                 made = base_validate(cls, *args, **kwargs)
             finally:
                 recorder._validating -= 1
-            if isinstance(made, ParamsConfig):  # a config parsed from params.yaml (hourglass.config.parse_params)
+            if isinstance(made, ParamsConfig):  # a config parsed from params.yaml (hourglass.params_file.parse_params)
                 recorder._roots.append(made)
                 _tree_paths(made, "", recorder._known)
             return made
@@ -378,8 +378,8 @@ def test_whole_config_dumps_are_the_known_ones(reads):
 
 def test_recorder_names_copies_and_variants():
     """A copy is named by its class's place, a variant by its name; validation reads nothing; dumps read all."""
-    from hourglass.config import parse_params
-    from hourglass.train.loop import resolve_variant
+    from hourglass.params_file import parse_params
+    from hourglass.train.run_config import resolve_variant
 
     recorder = Recorder()
     with recorder.active():

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from hourglass.io.checkpoint import save_checkpoint
-from hourglass.config import load_params
 from hourglass.data.dataset import create_dataset
 from hourglass.io.annotations import read_annotations
 from hourglass.geometry import transform_points
@@ -25,6 +24,7 @@ from hourglass.heatmaps import flip_heatmaps, heatmaps_to_image
 from hourglass.inference.runner import load_model, predict_dataset
 from hourglass.joints import MPII
 from hourglass.model import StackedHourglass, create_model
+from hourglass.params_file import load_params
 from hourglass.precision import select_precision
 from pipeline.evaluate import main
 from shipped import write_params

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from shipped import preset_raw
 
-from hourglass.config import parse_params
 from hourglass.family import FLIC_FAMILY, MPII_FAMILY, champion_metric, family_for, family_of
 from hourglass.joints import FLIC, MPII
+from hourglass.params_file import parse_params
 
 
 @pytest.mark.parametrize(("raw", "expected"), [

@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from hourglass.cli import main
-from hourglass.config import parse_params
+from hourglass.params_file import parse_params
 from hourglass.train.init_from import InitFromError, initialise_from
 from hourglass.model import create_model
 from hourglass.train.loop import RESOLVED_CONFIG, train

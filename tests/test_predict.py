@@ -25,11 +25,11 @@ import torch
 
 from hourglass.io.checkpoint import CheckpointError, save_checkpoint
 from hourglass.cli import build_parser, main
-from hourglass.config import parse_params
 from hourglass.geometry import flip_points
 from hourglass.joints import MPII
 from hourglass.model import create_model
 from hourglass.inference.predictor import Person, PosePredictor, PredictError, as_rgb_array, confidence_divisor
+from hourglass.params_file import parse_params
 from shipped import recipe_raw
 
 MPII_IMAGE = "mmpose/tests/data/mpii/004645041.jpg"  # 1280 x 720

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hourglass.config import load_params
 from hourglass.family import champion_metric
 from hourglass.model import create_model
+from hourglass.params_file import load_params
 from hourglass.recipes import RecipeError, apply_recipe, changed_keys, composed_params, recipe_chain, recipe_path
 from pipeline.recipe import main
 from shipped import PARAMS, REPO, preset_raw, recipe, recipe_raw

@@ -24,7 +24,6 @@ import yaml
 from matplotlib.figure import Figure
 from shipped import paper, write_params
 
-from hourglass.config import load_params, parse_params
 from hourglass.data.synthetic import generate_dataset
 from hourglass.draw import draw_skeleton
 from hourglass.evaluation.baselines import mean_pose, mean_pose_predictions, place_pose, score_mean_pose
@@ -33,6 +32,7 @@ from hourglass.family import FAMILIES
 from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.io.eval_files import read_ground_truth, read_predictions, write_predictions
 from hourglass.joints import MPII
+from hourglass.params_file import load_params, parse_params
 from hourglass.report.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval
 from hourglass.report.examples import rank_people
 from hourglass.report.inputs import ReportPaths, discover_variants

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from hourglass.io.annotations import read_annotations
-from hourglass.config import ConfigError
 from hourglass.data.synthetic import (
     OCCLUDER, Canvas, Outfit, draw_person, generate_dataset, label_person, place, sample_skeleton,
 )
 from hourglass.joints import FLIC, MPII
+from hourglass.params_file import ConfigError
 from hourglass.metrics import mpii_pckh
 from pipeline.synthesize import main as synthesize_main
 from shipped import paper, write_params

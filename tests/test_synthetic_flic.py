@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from dvc_project import REPO, dvc, make_project, merge  # noqa: E402
 from test_pipeline_e2e import TINY  # noqa: E402
 
-from hourglass.config import load_params
 from hourglass.family import champion_metric
+from hourglass.params_file import load_params
 
 # The end-to-end test's tiny configuration, with FLIC's joints and one variant.
 TINY_FLIC = merge(TINY, {"synthetic": {"joint_set": "flic"}, "mlflow": {"sweep": "flic-e2e"},

@@ -22,9 +22,10 @@ import torch
 from mlflow import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from hourglass.config import MlflowConfig, parse_params
+from hourglass.config import MlflowConfig
 from hourglass.inference.runner import load_model
 from hourglass.model import create_model
+from hourglass.params_file import parse_params
 from hourglass.precision import select_precision
 from hourglass.weights.source import checkpoint_in_mlflow_model
 from hourglass.inference.predictor import PosePredictor

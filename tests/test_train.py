@@ -17,14 +17,17 @@ import torch
 import yaml
 from torch.utils.data import Dataset
 
+from hourglass.params_file import parse_params
 from hourglass.train import loop as train_module
+from hourglass.train import losses
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from hourglass.config import parse_params
 from hourglass.heatmaps import gaussian_heatmaps, heatmaps_to_image
 from hourglass.model import create_model
 from hourglass.train.optim import create_optimizer, create_schedule
 from hourglass.precision import select_precision
-from hourglass.train.loop import NonFiniteLossError, auxiliary_loss, heatmap_loss, resolve_variant, train
+from hourglass.train.loop import NonFiniteLossError, train
+from hourglass.train.losses import auxiliary_loss, heatmap_loss
+from hourglass.train.run_config import resolve_variant
 from shipped import paper, preset_raw, recipe_raw
 
 RES = 64  # input pixels; heatmaps are RES / 4
@@ -106,7 +109,7 @@ def test_training_loss_of_hg_int_adds_the_lower_resolution_terms():
     samples = [ToyPoses(2)[i] for i in range(2)]
     batch = {k: torch.as_tensor(np.stack([s[k] for s in samples])) for k in ("image", "target")}
     precision = select_precision("fp32", torch.device("cpu"), channels_last=False)
-    loss = train_module._forward_loss(network, network, batch, precision, target_scale=1.0)
+    loss = losses.forward_loss(network, network, batch, precision, target_scale=1.0)
     outputs, maps = network(batch["image"], auxiliary=True)
     full = heatmap_loss(network.supervised(outputs), batch["target"])
     lower = auxiliary_loss(maps, batch["target"])
@@ -115,7 +118,7 @@ def test_training_loss_of_hg_int_adds_the_lower_resolution_terms():
     # The other modes' loss is the full-resolution part alone.
     torch.manual_seed(0)
     plain = create_model(stacks=1, modules=2, features=16, joints=16, supervision="final")
-    assert train_module._forward_loss(plain, plain, batch, precision, 1.0).item() == pytest.approx(
+    assert losses.forward_loss(plain, plain, batch, precision, 1.0).item() == pytest.approx(
         heatmap_loss(plain.supervised(plain(batch["image"])), batch["target"]).item(), rel=1e-6)
 
 
@@ -234,13 +237,13 @@ def test_hg_int_variant_trains_its_lower_resolution_heads(tmp_path, monkeypatch)
     variants = {"hg_int": {"stacks": 1, "modules": 2, "supervision": "resolutions"}}
     params = tiny_params(epochs=1, steps_per_epoch=2, lr=1e-3, variants=variants)
     calls = []
-    real = train_module.auxiliary_loss
+    real = losses.auxiliary_loss
 
     def counted(maps, *args, **kwargs):
         calls.append(len(maps))
         return real(maps, *args, **kwargs)
 
-    monkeypatch.setattr(train_module, "auxiliary_loss", counted)
+    monkeypatch.setattr(losses, "auxiliary_loss", counted)
     result = train(params, tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1), variant="hg_int")
     assert result.steps == 2 and calls == [3, 3]  # every step's loss had three lower-resolution terms
     assert math.isfinite(result.final_metrics["val/loss"])
@@ -264,7 +267,7 @@ def test_kill_and_resume_ends_with_identical_weights(tmp_path, monkeypatch):
     train(params, tmp_path / "full", train_set=data[0], val_set=data[1])
 
     calls = {"n": 0}
-    real = train_module.heatmap_loss
+    real = losses.heatmap_loss
 
     def crash_in_epoch_two(*args, **kwargs):
         calls["n"] += 1
@@ -272,11 +275,11 @@ def test_kill_and_resume_ends_with_identical_weights(tmp_path, monkeypatch):
             raise Interrupted("simulated kill")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "heatmap_loss", crash_in_epoch_two)
+    monkeypatch.setattr(losses, "heatmap_loss", crash_in_epoch_two)
     with pytest.raises(Interrupted):
         train(params, tmp_path / "resumed", train_set=data[0], val_set=data[1])
     assert load_checkpoint(tmp_path / "resumed" / CHECKPOINT_NAME)["epoch"] == 1
-    monkeypatch.setattr(train_module, "heatmap_loss", real)
+    monkeypatch.setattr(losses, "heatmap_loss", real)
     result = train(params, tmp_path / "resumed", train_set=data[0], val_set=data[1])
     assert result.epochs == 3
     full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "resumed")
@@ -357,14 +360,14 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     params = tiny_params(epochs=3)
     data = ToyPoses(8), ToyPoses(4, seed=1)
     calls = {"n": 0}
-    real = train_module.heatmap_loss
+    real = losses.heatmap_loss
 
     def nan_in_epoch_two(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return loss * math.nan if calls["n"] == 5 else loss  # epoch 1: 2 steps + 1 validation batch
 
-    monkeypatch.setattr(train_module, "heatmap_loss", nan_in_epoch_two)
+    monkeypatch.setattr(losses, "heatmap_loss", nan_in_epoch_two)
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3.*checkpoint .* \(epoch 1\) is kept"):
         train(params, tmp_path, train_set=data[0], val_set=data[1])
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
@@ -385,14 +388,14 @@ def test_a_non_finite_loss_between_read_backs_is_found_before_the_next_checkpoin
     params = tiny_params(epochs=3, log_every=log_every)
     data = ToyPoses(8), ToyPoses(4, seed=1)
     calls = {"n": 0}
-    real = train_module.heatmap_loss
+    real = losses.heatmap_loss
 
     def nan_once(*args, **kwargs):
         calls["n"] += 1
         loss = real(*args, **kwargs)
         return loss * math.nan if calls["n"] == bad_call else loss
 
-    monkeypatch.setattr(train_module, "heatmap_loss", nan_once)
+    monkeypatch.setattr(losses, "heatmap_loss", nan_once)
     with pytest.raises(NonFiniteLossError, match=message + r".*checkpoint .* \(epoch 1\) is kept"):
         train(params, tmp_path, train_set=data[0], val_set=data[1])
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)

@@ -29,34 +29,33 @@ one JSON object with every figure. Sizes: ``paper`` (the recipe's network and ba
 from __future__ import annotations
 
 import argparse
-import functools
 import json
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 import yaml
 
-from hourglass.io.annotations import read_annotations, write_annotations
-from hourglass.config import ModelConfig, ParamsConfig, parse_params
-from hourglass.data.dataset import available_cores, create_dataset
-from hourglass.data.preprocess import preprocess
-from hourglass.data.sampler import EpochSampler
-from hourglass.train.distributed import DistInfo, dist_info_from_env
-from hourglass.family import family_of
-from hourglass.train.fastpath import resolve_fast_path
-from hourglass.model import create_model
-from hourglass.precision import cpu_isa, cpu_model, select_device
+from hourglass.bench.ddp_timing import time_ddp
+from hourglass.bench.device_info import device_info
+from hourglass.bench.device_report import (
+    busy_cpu_warning,
+    describe_device,
+    describe_projection,
+    describe_run,
+    describe_settings,
+    loader_keeps_up,
+    loader_verdict,
+)
+from hourglass.bench.generated import datasets, make_data
+from hourglass.bench.projection import MEASURED_JOINTS, project, train_gflop
+from hourglass.bench.step_timing import time_loader, time_training
+from hourglass.config import ParamsConfig
+from hourglass.io.atomic import write_atomic
+from hourglass.precision import select_device
 from hourglass.recipes import load_with_recipe
-from hourglass.train.loop import resolve_variant
+from hourglass.train.fastpath import resolve_fast_path
 
 # Model and batch overrides of each size (on top of the params and recipe), and (timed steps, warm-up steps).
 SIZES: dict[str, dict[str, Any]] = {
@@ -70,10 +69,6 @@ STEPS = {"paper": (300, 30), "small": (20, 3), "smallest": (3, 1)}
 # fp32 eager: every switch of the fast path off (hourglass.train.fastpath), the loader as in the fast run.
 BASELINE = {"train.precision": "fp32", "train.channels_last": False, "train.compile": False, "train.tf32": False,
             "train.cudnn_benchmark": False, "train.optimizer_impl": "for_loop"}
-RECIPES = ("mpii", "flic")
-KEEPS_UP = 1.25  # loader headroom (loader alone / training's consumption) below which the loader is the bottleneck
-WAIT_LIMIT = 0.05  # share of the timed window spent waiting for batches above which the loader is the bottleneck
-WORKER_RESULT = "rank0.json"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,197 +98,9 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# -- the machine --------------------------------------------------------------------------------------------------
-def _nvidia_driver() -> str | None:
-    """The NVIDIA driver version from nvidia-smi (torch reports only the CUDA API version the driver supports)."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run([exe, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True,
-                             text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.splitlines()[0].strip() if out.strip() else None
-
-
-def _cuda_driver_api() -> str | None:
-    """The CUDA version the driver supports (torch's private helper; absent from CPU builds, hence best-effort)."""
-    getter = getattr(torch._C, "_cuda_getDriverVersion", None)
-    try:
-        version = int(getter()) if getter is not None else 0
-    except (RuntimeError, OSError, ValueError):
-        return None
-    return f"{version // 1000}.{version % 1000 // 10}" if version else None
-
-
-def _nccl_version() -> str | None:
-    try:
-        version = torch.cuda.nccl.version()
-    except (AttributeError, RuntimeError):
-        return None
-    return ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
-
-
-def device_info(device: torch.device) -> dict[str, Any]:
-    """What the check ran on."""
-    info: dict[str, Any] = {
-        "type": device.type, "torch": str(torch.__version__), "cuda": torch.version.cuda,
-        "gpu_count": torch.cuda.device_count() if device.type == "cuda" else 0,
-        "cpu": cpu_model(), "cpu_isa": cpu_isa(), "cores": available_cores(), "threads": torch.get_num_threads(),
-        "name": None, "memory_gib": None, "compute_capability": None, "driver": None, "cuda_driver_api": None,
-        "cudnn": None, "nccl": None, "bf16": None,
-        # other processes' load: on a busy CPU the figures fall far below a quiet machine's
-        "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-    }
-    if device.type == "cuda":
-        props = torch.cuda.get_device_properties(device)
-        info.update(name=props.name, memory_gib=round(props.total_memory / 2**30, 1),
-                    compute_capability=f"{props.major}.{props.minor}", driver=_nvidia_driver(),
-                    cuda_driver_api=_cuda_driver_api(), cudnn=torch.backends.cudnn.version(),
-                    bf16=torch.cuda.is_bf16_supported(including_emulation=False), nccl=_nccl_version())
-    else:
-        info["name"] = cpu_model()
-    return info
-
-
-def _describe_device(info: dict[str, Any]) -> str:
-    if info["type"] == "cuda":
-        return (f"{info['name']}, {info['memory_gib']} GiB, compute capability {info['compute_capability']}; "
-                f"driver {info['driver'] or 'unknown'} (CUDA {info['cuda_driver_api']}), CUDA {info['cuda']}, "
-                f"cuDNN {info['cudnn']}, NCCL {info['nccl']}, torch {info['torch']}; {info['gpu_count']} GPU(s); "
-                f"host {info['cpu']}, {info['cores']} cores")
-    return (f"no GPU: ran on the CPU, {info['cpu']} ({info['cpu_isa']}), {info['cores']} cores, "
-            f"{info['threads']} threads, torch {info['torch']}; load average {info['load_average']}")
-
-
-# -- generated data -----------------------------------------------------------------------------------------------
-def make_data(root: Path, params: ParamsConfig, people: int, seed: int = 0) -> Path:
-    """Generated MPII-like people (photo-like JPEGs) through the real preprocessing stage: ``root/processed`` with
-    a ``train`` split of ``people`` and a small ``valid`` split."""
-    from hourglass.bench.loader import make_raw_set
-
-    raw = root / "raw"
-    make_raw_set(raw, people, np.random.default_rng(seed))
-    table = read_annotations(raw / "annot" / "train.h5")
-    write_annotations(raw / "annot" / "valid.h5", table.subset(slice(0, min(8, len(table)))), name="bench")
-    preprocess(raw, root / "processed", params, dataset="bench", progress=False)
-    return root / "processed"
-
-
-def _datasets(processed: Path, params: ParamsConfig) -> tuple[Any, Any]:
-    return create_dataset(processed, "train", params, train=True), create_dataset(processed, "valid", params, False)
-
-
-# -- timing the training loop ---------------------------------------------------------------------------------------
-class SyncCounter:
-    """Counts the host synchronisations torch's CUDA sync debug mode reports (``torch.cuda.set_sync_debug_mode``:
-    a warning at every operation that makes the host wait for the GPU) between :meth:`start` and :meth:`stop`;
-    other warnings pass through. ``set_mode`` is injectable: the CPU has no such mode."""
-
-    MESSAGE = "called a synchronizing CUDA operation"
-
-    def __init__(self, set_mode: Any = None) -> None:
-        self.set_mode = set_mode or torch.cuda.set_sync_debug_mode
-        self.count = 0
-        self._saved: tuple[Any, list[Any]] | None = None
-
-    def start(self) -> None:
-        self._saved = (warnings.showwarning, list(warnings.filters))
-        warnings.simplefilter("always")  # every occurrence, not once per source line
-        warnings.showwarning = self._show
-        self.set_mode("warn")
-
-    def stop(self) -> None:
-        self.set_mode("default")
-        if self._saved is not None:
-            warnings.showwarning, warnings.filters[:] = self._saved
-            self._saved = None
-
-    def _show(self, message: Any, category: Any, filename: str, lineno: int, file: Any = None,
-              line: str | None = None) -> None:
-        if self.MESSAGE in str(message):
-            self.count += 1
-        elif self._saved is not None:
-            self._saved[0](message, category, filename, lineno, file, line)
-
-
-class StepTimer:
-    """A :class:`hourglass.train.loop.StepObserver`: the window from the end of step ``warmup - 1`` to the end of step
-    ``warmup + steps - 1`` (device synchronised at both ends), the time the loop waited for batches inside it, and,
-    given a :class:`SyncCounter` (on CUDA), the host synchronisations inside it."""
-
-    def __init__(self, device: torch.device, warmup: int, steps: int, syncs: SyncCounter | None = None) -> None:
-        self.device, self.warmup, self.steps = device, warmup, steps
-        self.started: float | None = None
-        self.ended: float | None = None
-        self.waited = 0.0
-        self.timed = 0
-        self.syncs = syncs
-
-    def on_batch(self, waited: float) -> None:
-        if self.started is not None and self.ended is None:
-            self.waited += waited
-
-    def on_step(self, step: int) -> None:
-        if step == self.warmup - 1:
-            _sync(self.device)
-            self.started = time.perf_counter()
-            if self.syncs is not None:
-                self.syncs.start()
-        elif self.started is not None and self.ended is None:
-            self.timed += 1
-            if self.timed == self.steps:
-                if self.syncs is not None:
-                    self.syncs.stop()
-                _sync(self.device)
-                self.ended = time.perf_counter()
-
-    def figures(self, global_batch: int) -> dict[str, float]:
-        if self.started is None or self.ended is None:
-            raise RuntimeError(f"the loop ran {self.timed} of {self.steps} timed steps")
-        seconds = self.ended - self.started
-        return {"samples_s": self.steps * global_batch / seconds, "step_ms": seconds / self.steps * 1e3,
-                "data_wait_share": self.waited / seconds, "timed_s": seconds,
-                "host_syncs": None if self.syncs is None else self.syncs.count}
-
-
-def time_training(params: ParamsConfig, out_dir: Path, train_set: Any, val_set: Any, warmup: int,
-                  info: DistInfo = DistInfo()) -> dict[str, Any]:
-    """One epoch of ``warmup + steps`` steps of :func:`hourglass.train.loop.train` (``params.train.steps_per_epoch``),
-    timed by a :class:`StepTimer`; this process's figures, with the run's resolved runtime record."""
-    from hourglass.train.loop import train  # the module attribute at call time: what the training stage runs
-
-    device = select_device(info.local_rank)
-    steps = int(params.train.steps_per_epoch) - warmup
-    timer = StepTimer(device, warmup, steps, SyncCounter() if device.type == "cuda" else None)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    started = time.perf_counter()
-    try:
-        train(params, out_dir, train_set=train_set, val_set=val_set, seed=0, info=info, observer=timer)
-    finally:  # a run that fails inside the window leaves neither the debug mode nor the warning hook behind
-        if timer.syncs is not None:
-            timer.syncs.stop()
-    run_s = time.perf_counter() - started
-    # the loop's own read-backs inside the window (steps warmup .. warmup + steps - 1): what host_syncs should be
-    readbacks = sum(1 for step in range(warmup, warmup + steps) if step % params.train.log_every == 0)
-    out = {"ok": True, **timer.figures(params.train.batch_size), "run_s": run_s, "timed_steps": steps,
-           "warmup_steps": warmup, "readbacks": readbacks, "peak_gpu_memory_gib": None}
-    if device.type == "cuda":
-        out["peak_gpu_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    if info.is_main:
-        out["runtime"] = json.loads((out_dir / "metrics.json").read_text())["runtime"]
-    return out
-
-
 def _run_config(name: str, params: ParamsConfig, root: Path, train_set: Any, val_set: Any, warmup: int,
                 gflop: float) -> dict[str, Any]:
+    """One timed run named ``name`` with its achieved TFLOP/s, or ``{"ok": False, "error": ...}`` when it failed."""
     try:
         out = time_training(params, root / name, train_set, val_set, warmup)
     except Exception as err:  # noqa: BLE001 - the check reports a broken path instead of stopping at it
@@ -302,210 +109,8 @@ def _run_config(name: str, params: ParamsConfig, root: Path, train_set: Any, val
     return out
 
 
-def _describe_run(figures: dict[str, Any]) -> str:
-    if not figures["ok"]:
-        return f"FAILED: {figures['error']}"
-    memory, syncs = figures["peak_gpu_memory_gib"], figures["host_syncs"]
-    return (f"{figures['samples_s']:.1f} samples/s, {figures['step_ms']:.1f} ms/step, "
-            f"{figures['achieved_tflop_s']:.3g} TFLOP/s, "
-            + (f"peak GPU memory {memory:.2f} GiB, " if memory is not None else "")
-            + f"waiting for data {figures['data_wait_share']:.1%} of the time"
-            + (f", {syncs} host syncs in {figures['timed_steps']} steps (loss read-backs: {figures['readbacks']})"
-               if syncs is not None else ""))
-
-
-def _settings(runtime: dict[str, Any] | None) -> str:
-    if not runtime:
-        return ""
-    parts = [runtime["precision"], "channels_last" if runtime["channels_last"] else "NCHW",
-             f"optimiser {runtime['optimizer_impl']}", f"{runtime['workers']} loader workers"]
-    if runtime["tf32"]:
-        parts.append("TF32")
-    if runtime["cudnn_benchmark"]:
-        parts.append("cudnn.benchmark")
-    parts.append(f"compile {runtime['compile_mode']}" if runtime["compile"] else "eager")
-    return ", ".join(parts)
-
-
-# -- the loader alone -----------------------------------------------------------------------------------------------
-def time_loader(params: ParamsConfig, train_set: Any, batches: int) -> dict[str, Any]:
-    """The training DataLoader as the fast path builds it, alone, batches copied to the device: samples/s."""
-    from torch.utils.data import DataLoader
-
-    from hourglass.train.loop import _seed_worker
-
-    device = select_device()
-    fast = resolve_fast_path(params.train, device)
-    batch = params.train.batch_size
-    sampler = EpochSampler(len(train_set), batch, steps=batches + max(1, fast.workers), seed=0)
-    loader = DataLoader(train_set, batch_size=batch, sampler=sampler, drop_last=True, worker_init_fn=_seed_worker,
-                        **fast.loader_kwargs())
-    iterator = iter(loader)
-    for _ in range(max(1, fast.workers)):  # until every worker has started and delivered
-        next(iterator)
-    started = time.perf_counter()
-    for _ in range(batches):
-        sample = next(iterator)
-        sample["image"].to(device, non_blocking=True)
-        sample["target"].to(device, non_blocking=True)
-    _sync(device)
-    seconds = time.perf_counter() - started
-    del iterator, loader
-    return {"workers": fast.workers, "pin_memory": fast.pin_memory, "prefetch_factor": fast.prefetch_factor,
-            "samples_s": batches * batch / seconds, "batches": batches}
-
-
-def _loader_verdict(loader: dict[str, Any], fast: dict[str, Any]) -> str:
-    wait = fast["data_wait_share"]
-    if loader["workers"] == 0:
-        advice = ("; loader workers would overlap it (train.workers), at the price of cores the training computes "
-                  "with" if wait >= WAIT_LIMIT else "")
-        return f"the training process loads its own batches: {wait:.1%} of the time{advice}"
-    if loader["keeps_up"]:
-        return "it keeps up"
-    return ("the loader limits training: raise train.workers or train.prefetch_factor, or give the job more cores "
-            "(README: Before a long run)")
-
-
-# -- several GPUs -------------------------------------------------------------------------------------------------
-def time_ddp(procs: int, params: ParamsConfig, processed: Path, root: Path, warmup: int,
-             timeout: float) -> dict[str, Any]:
-    """The fast path under ``torchrun --standalone --nproc-per-node=procs`` at ``params``' per-process batch
-    (the global batch is ``procs`` times it); rank 0's figures."""
-    per_process = params.train.batch_size
-    raw = params.model_dump(mode="json")
-    raw["train"]["batch_size"] = per_process * procs
-    spec = root / "ddp-spec.json"
-    spec.write_text(json.dumps({"params": raw, "data": str(processed), "out": str(root / "ddp"), "warmup": warmup}))
-    env = dict(os.environ)
-    if select_device().type != "cuda":  # gloo on the CPU: share the cores instead of oversubscribing them
-        env["OMP_NUM_THREADS"] = str(max(1, available_cores() // procs))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}",
-           "-m", "hourglass.bench.device", str(spec)]
-    try:
-        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"ran": False, "processes": procs, "reason": f"torchrun did not finish within {timeout:g} s"}
-    result = root / "ddp" / WORKER_RESULT
-    if done.returncode != 0 or not result.is_file():
-        tail = (done.stderr or done.stdout)[-2000:]
-        return {"ran": False, "processes": procs, "reason": f"torchrun exited {done.returncode}: {tail}"}
-    figures = json.loads(result.read_text())
-    figures.update(ran=True, processes=procs, per_process_batch=per_process, global_batch=per_process * procs,
-                   backend="nccl" if select_device().type == "cuda" else "gloo")
-    return figures
-
-
-def worker_main(argv: list[str]) -> int:
-    """One process of :func:`time_ddp`'s torchrun job: train on the generated data, rank 0 writes its figures."""
-    spec = json.loads(Path(argv[0]).read_text())
-    info = dist_info_from_env()
-    params = parse_params(spec["params"], "device check (torchrun)")
-    train_set, val_set = _datasets(Path(spec["data"]), params)
-    out_dir = Path(spec["out"])
-    figures = time_training(params, out_dir, train_set, val_set, int(spec["warmup"]), info)
-    if info.is_main:
-        (out_dir / WORKER_RESULT).write_text(json.dumps(figures))
-    return 0
-
-
-# -- FLOPs and the recipes' cost ------------------------------------------------------------------------------------
-@functools.lru_cache(maxsize=None)
-def _train_gflop(stacks: int, features: int, modules: int, supervision: str, stem_width: int, joints: int,
-                 res: int) -> float:
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from hourglass.train.loop import auxiliary_loss, heatmap_loss
-
-    with torch.device("meta"):
-        network = create_model(stacks=stacks, features=features, modules=modules, supervision=supervision,
-                               stem_width=stem_width, joints=joints)
-        # two samples: BatchNorm in training mode refuses one value per channel (a 64 px input's 1x1 bottom)
-        images = torch.empty(2, 3, res, res)
-        target = torch.empty(2, joints, res // 4, res // 4)
-    with FlopCounterMode(display=False) as counter:
-        outputs, maps = network(images, auxiliary=True)
-        loss = heatmap_loss(network.supervised(outputs), target)
-        if maps:
-            loss = loss + auxiliary_loss(maps, target)
-        loss.backward()
-    return counter.get_total_flops() / 2 / 1e9
-
-
-def train_gflop(model: ModelConfig, joints: int) -> float:
-    """Forward + backward GFLOP of one training sample of ``model`` (FlopCounterMode on the meta device)."""
-    return _train_gflop(model.stacks, model.features, model.modules, model.supervision, model.stem_width, joints,
-                        model.input_res)
-
-
-MEASURED_JOINTS = 16  # the generated people are MPII-like
-
-
-def _same_network(a: ModelConfig, b: ModelConfig) -> bool:
-    return a.network_kwargs() == b.network_kwargs() and a.input_res == b.input_res
-
-
-def project(params_path: Path, measured: ParamsConfig, figures: dict[str, Any], gflop: float) -> dict[str, Any]:
-    """The shipped recipes' wall-clock on this device at the fast path's measured rate ``figures["samples_s"]`` of
-    the ``measured`` network (``gflop`` per training sample), see the module docstring."""
-    out: dict[str, Any] = {}
-    rate = figures.get("samples_s") if figures.get("ok") else None
-    for name in RECIPES:
-        recipe = load_with_recipe(params_path, name)
-        cfg, joints = recipe.train, family_of(recipe).joints.count
-        if cfg.steps_per_epoch is None:
-            out[name] = {"error": "train.steps_per_epoch is null: the samples per epoch depend on the data"}
-            continue
-        samples = cfg.epochs * cfg.steps_per_epoch * cfg.batch_size
-
-        def hours(model: ModelConfig) -> tuple[float | None, str]:
-            if rate is None:
-                return None, "not measured"
-            if _same_network(model, measured.model) and cfg.batch_size == measured.train.batch_size \
-                    and joints == MEASURED_JOINTS:
-                return samples / rate / 3600, "measured"
-            ratio = train_gflop(model, joints) / gflop
-            # A smaller network computes fewer FLOP/s (per-layer overheads weigh more), so scaling from one is
-            # pessimistic, the more so the larger the ratio.
-            return samples * ratio / rate / 3600, f"scaled by FLOPs from the measured network ({ratio:,.3g}x)"
-
-        model_hours, basis = hours(recipe.model)
-        variants = {}
-        for variant in recipe.sweep:
-            variant_hours, variant_basis = hours(resolve_variant(recipe, variant).model)
-            variants[variant] = {"hours": variant_hours, "basis": variant_basis}
-        sweep_hours = None if rate is None else sum(v["hours"] for v in variants.values()) * len(recipe.seeds)
-        out[name] = {
-            "samples": samples, "epochs": cfg.epochs, "steps_per_epoch": cfg.steps_per_epoch,
-            "batch_size": cfg.batch_size, "network": recipe.model.network_kwargs() | {"input_res": recipe.model.input_res},
-            "gflop_per_sample": train_gflop(recipe.model, joints), "hours": model_hours, "basis": basis,
-            "sweep": list(recipe.sweep), "seeds": list(recipe.seeds), "variants": variants, "sweep_hours": sweep_hours,
-        }
-    return out
-
-
-def _describe_projection(name: str, p: dict[str, Any]) -> str:
-    if "error" in p:
-        return f"recipes/{name}.yaml: {p['error']}"
-    if p["hours"] is None:
-        return f"recipes/{name}.yaml: no projection (the fast path did not run)"
-    net = p["network"]
-    return (f"recipes/{name}.yaml: {p['epochs']} epochs x {p['steps_per_epoch']:,} steps x {p['batch_size']} = "
-            f"{p['samples'] / 1e6:.2f} M samples of the {net['stacks']}-stack network "
-            f"({p['gflop_per_sample']:.0f} GFLOP each): {_duration(p['hours'])} ({p['basis']}); its sweep of "
-            f"{len(p['sweep'])} variant(s) x {len(p['seeds'])} seed(s): {_duration(p['sweep_hours'])}")
-
-
-def _duration(hours: float) -> str:
-    if hours < 1:
-        return f"{hours * 60:.0f} min"
-    if hours < 72:
-        return f"{hours:.1f} h"
-    return f"{hours / 24:,.0f} days"
-
-
-# -- the command ----------------------------------------------------------------------------------------------------
 def _overrides(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as dotted-key overrides, each value read as YAML."""
     out = {}
     for item in items:
         key, sep, raw = item.partition("=")
@@ -516,6 +121,7 @@ def _overrides(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The whole check (see the module docstring): lines on stdout as measured, every figure in the returned dict."""
     started = time.perf_counter()
     device = select_device()
     size = args.size or ("paper" if device.type == "cuda" else "small")
@@ -536,14 +142,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     fast_params = load_with_recipe(args.params, recipe, overrides)
     slow_params = load_with_recipe(args.params, recipe, {**overrides, **BASELINE})
     info = device_info(device)
-    _say(f"device check: {_describe_device(info)}")
-    if device.type == "cpu" and info["load_average"] is not None and info["load_average"] >= info["cores"]:
-        why = (f"torch's {info['threads']} threads wait for each other when other processes hold their cores, and "
-               f"the figures fall far below a quiet machine's (measured on 2 busy cores: about 17x slower with 2 "
-               f"threads than with OMP_NUM_THREADS=1); rerun when it is quiet, or with OMP_NUM_THREADS set to the "
-               f"free cores" if info["threads"] > 1 else "other processes share the cores, so the figures are below "
-               f"a quiet machine's")
-        _say(f"warning: the CPU is busy (load average {info['load_average']} on {info['cores']} cores): {why}")
+    _say(f"device check: {describe_device(info)}")
+    warning = busy_cpu_warning(info)
+    if warning:
+        _say(warning)
     model, batch = fast_params.model, fast_params.train.batch_size
     gflop = train_gflop(model, MEASURED_JOINTS)
     _say(f"network: {model.stacks} stacks x {model.features} features, {model.modules} module(s), "
@@ -561,7 +163,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         people = max(48, 2 * batch * max(1, procs))
         t0 = time.perf_counter()
         processed = make_data(root, fast_params, people)
-        train_set, val_set = _datasets(processed, fast_params)
+        train_set, val_set = datasets(processed, fast_params)
         result["data"] = {"people": people, "crop_res": train_set.crop_res, "seconds": time.perf_counter() - t0}
 
         # The fast path as training resolves it here; when that compiles, the same without compiling too (what
@@ -573,7 +175,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         runs = {}
         for name, params in configs:
             runs[name] = _run_config(name, params, root, train_set, val_set, warmup, gflop)
-            _say(f"{name.replace('_', ' ')} ({_settings(runs[name].get('runtime'))}): {_describe_run(runs[name])}")
+            settings = describe_settings(runs[name].get("runtime"))
+            _say(f"{name.replace('_', ' ')} ({settings}): {describe_run(runs[name])}")
         result["runs"] = runs
         # the run the loader, DDP and the projections go by: the fast path, or without compile where that failed
         chosen = "fast" if runs["fast"]["ok"] or "fast_eager" not in runs else "fast_eager"
@@ -592,12 +195,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loader = time_loader(fast_params, train_set, max(steps, 50))
         consumed = fast["samples_s"] if fast["ok"] else None
         loader["headroom"] = loader["samples_s"] / consumed if consumed else None
-        loader["keeps_up"] = bool(loader["headroom"] and loader["headroom"] >= KEEPS_UP
-                                  and fast["data_wait_share"] < WAIT_LIMIT)
+        loader["keeps_up"] = loader_keeps_up(loader, fast)
         result["loader"] = loader
         if consumed:
             _say(f"data loader alone ({loader['workers']} workers): {loader['samples_s']:.0f} samples/s, "
-                 f"{loader['headroom']:.1f}x what the fast path consumes; {_loader_verdict(loader, fast)}")
+                 f"{loader['headroom']:.1f}x what the fast path consumes; {loader_verdict(loader, fast)}")
 
         # DDP eager where the fast path compiles (every process would compile again, minutes of the check's five),
         # against the single process's eager figure
@@ -621,14 +223,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     result["projection"] = project(args.params, fast_params, fast, gflop)
     for name, projection in result["projection"].items():
-        _say("projected: " + _describe_projection(name, projection))
+        _say("projected: " + describe_projection(name, projection))
     if device.type != "cuda":
         _say(f"(ran on the CPU at the {size} size: the projections say what this CPU would take)")
     result["seconds"] = time.perf_counter() - started
     if args.json is not None:
-        args.json.write_text(json.dumps(result, sort_keys=True, indent=1))
+        write_atomic(args.json, json.dumps(result, sort_keys=True, indent=1))
     return result
-
-
-if __name__ == "__main__":  # one process of the torchrun job started by time_ddp
-    sys.exit(worker_main(sys.argv[1:]))

@@ -40,6 +40,9 @@ class DistInfo:
         return self.rank == 0
 
 
+SINGLE_PROCESS = DistInfo()  # a run without torchrun: the default of every function that takes a DistInfo
+
+
 def _env_int(env: Mapping[str, str], key: str, default: int) -> int:
     raw = env.get(key)
     if raw is None or raw == "":
@@ -91,15 +94,6 @@ def barrier(info: DistInfo) -> None:
         dist.barrier()
 
 
-def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:
-    """Mean of ``value`` over processes (a copy; the input is untouched)."""
-    out = value.detach().clone()
-    if info.enabled:
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-        out /= info.world_size
-    return out
-
-
 def all_reduce_(value: torch.Tensor, info: DistInfo, op: str = "sum") -> torch.Tensor:
     """``value`` reduced in place over processes with ``op`` (``sum``, ``min`` or ``max``); returned for chaining."""
     if info.enabled:
@@ -114,15 +108,6 @@ def gather_objects(obj: Any, info: DistInfo) -> list[Any]:
     out: list[Any] = [None] * info.world_size
     dist.all_gather_object(out, obj)
     return out
-
-
-def broadcast_object(obj: Any, info: DistInfo) -> Any:
-    """Rank 0's ``obj`` on every process."""
-    if not info.enabled:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
 
 
 def broadcast_buffers(module: torch.nn.Module, info: DistInfo) -> None:

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from hourglass.config import TrainConfig
-from hourglass.data.dataset import MAX_AUTO_WORKERS, auto_workers, resolve_workers, worker_context  # noqa: F401
+from hourglass.data.dataset import resolve_workers, worker_context
 
 # This project's optimisers (hourglass.train.optim) for which torch.optim has a fused implementation; RMSprop has none.
 FUSED_OPTIMIZERS = frozenset({"adam", "sgd"})
@@ -115,7 +115,8 @@ def resolve_fast_path(cfg: TrainConfig, device: torch.device, *, processes: int 
     # Every switch is read on every device (the CPU then records the CUDA-only ones as off).
     tf32, benchmark, impl = cfg.tf32, cfg.cudnn_benchmark, cfg.optimizer_impl
     compile_requested, mode = cfg.compile, cfg.compile_mode
-    workers_requested, prefetch, pin, persistent = cfg.workers, cfg.prefetch_factor, cfg.pin_memory, cfg.persistent_workers
+    workers_requested, prefetch = cfg.workers, cfg.prefetch_factor
+    pin, persistent = cfg.pin_memory, cfg.persistent_workers
     cuda = device.type == "cuda"
     workers = resolve_workers(workers_requested, device, processes, cores)
     compiled = cuda if compile_requested == "auto" else bool(compile_requested)

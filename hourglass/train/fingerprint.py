@@ -7,7 +7,8 @@ continuing another run's weights.
 
 * configuration: the resolved params that shape the weights (dataset, the run's training seed, model with the
   variant applied, targets, augmentation, train), leaving out what only changes speed or logging (data loader
-  workers, prefetch, pinning and persistence, validation batch size, log interval), the other variants' definitions and the sweep's other seeds;
+  workers, prefetch, pinning and persistence, validation batch size, log interval), the other variants' definitions
+  and the sweep's other seeds;
 * data: the preprocessing stage's own fingerprint of its output (``preprocess.json``), when the run has one;
 * code: the sources of every module of this project loaded when training starts, i.e. the code the run executes.
 """

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from hourglass.train.distributed import DistInfo, all_reduce_
+from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, all_reduce_
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class NonFinite:
 class LossReadback:
     """Per-step losses of one training process, accumulated on its device (see the module docstring)."""
 
-    def __init__(self, device: torch.device, info: DistInfo = DistInfo()) -> None:
+    def __init__(self, device: torch.device, info: DistInfo = SINGLE_PROCESS) -> None:
         self.device, self.info = device, info
         self._epoch_sum = torch.zeros((), dtype=torch.float64, device=device)
         self._epoch_steps = 0

@@ -1,0 +1,83 @@
+"""The checkpoint a training run writes after every epoch, and resuming from it.
+
+A killed run resumes to exactly the weights of an uninterrupted one (CPU, deterministic settings): the checkpoint
+holds the model, optimiser, schedule and scaler states, the epoch and step counters, every random generator and the
+per-epoch history. It is resumed only when its fingerprint (:mod:`hourglass.train.fingerprint`: configuration, data
+and code) is this run's; the sampler needs no saved position, since an epoch's batches depend only on (seed, epoch)
+and every checkpoint is written at an epoch's end.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from hourglass.io.checkpoint import load_checkpoint, rng_state, set_rng_state
+from hourglass.train.fastpath import FastPath
+from hourglass.train.fingerprint import mismatches
+from hourglass.train.optim import LearningRateSchedule, set_implementation
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_state(*, network: nn.Module, optimizer: torch.optim.Optimizer, schedule: LearningRateSchedule,
+                     scaler: torch.amp.GradScaler, epoch: int, step: int, seed: int, steps_per_epoch: int,
+                     record: Mapping[str, Any], variant: str | None, run_id: str | None,
+                     history: list[dict[str, float]], fingerprint: Mapping[str, Any],
+                     initialised: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Everything :func:`restore` needs to continue after ``epoch`` epochs (``step`` optimiser steps), plus the
+    run's resolved config (``record``) and identity for provenance."""
+    return {
+        "model": network.state_dict(), "optimizer": optimizer.state_dict(),
+        "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+        "epoch": epoch, "step": step,
+        "sampler": {"epoch": epoch, "seed": seed, "steps": steps_per_epoch},
+        "rng": rng_state(), "config": record, "variant": variant, "seed": seed,
+        "mlflow_run_id": run_id, "history": history, "fingerprint": fingerprint,
+        **({"initialised_from": initialised} if initialised else {}),
+    }
+
+
+def resumable_state(path: Path, fingerprint: Mapping[str, Any], device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` when it belongs to this run (same configuration, data and code), else None,
+    saying why it is not resumed."""
+    if not path.exists():
+        return None
+    state = load_checkpoint(path, map_location=device)
+    differ = mismatches(state.get("fingerprint"), fingerprint)
+    if differ:
+        log.warning("%s: starting fresh, not resuming: the checkpoint belongs to another run (%s differ%s); it "
+                    "is replaced after the first epoch", path, ", ".join(differ), "s" if len(differ) == 1 else "")
+        return None
+    return state
+
+
+@dataclass
+class Resumed:
+    """Where a resumed run continues: its counters, MLflow run, history and the source of its first weights."""
+
+    epoch: int
+    step: int
+    run_id: str | None
+    history: list[dict[str, float]] = field(default_factory=list)
+    initialised: dict[str, Any] | None = None
+
+
+def restore(state: Mapping[str, Any], network: nn.Module, optimizer: torch.optim.Optimizer,
+            schedule: LearningRateSchedule, scaler: torch.amp.GradScaler, fast: FastPath) -> Resumed:
+    """Load a :func:`checkpoint_state` into the run's objects and the global generators. Checkpoints written with
+    the sampler's former ``position`` entry load the same: only the entries read here matter."""
+    network.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    set_implementation(optimizer, fast.optimizer_flags())
+    schedule.load_state_dict(state["schedule"])
+    scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    return Resumed(epoch=int(state["epoch"]), step=int(state["step"]), run_id=state.get("mlflow_run_id"),
+                   history=list(state.get("history", [])), initialised=state.get("initialised_from"))

@@ -1,0 +1,71 @@
+"""What one training run is: the params with its variant applied, and the records of them it leaves behind
+(``config.yaml`` beside the outputs, the checkpoint's and logged model's ``config``, the MLflow run's params)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hourglass.config import ParamsConfig
+from hourglass.io.atomic import write_atomic
+
+
+def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
+    """``params`` with the named variant's model overrides (and its ``init_from``, if any, as ``train.init_from``)
+    applied (None: the ``model`` and ``train`` sections as they are)."""
+    if variant is None:
+        return params
+    try:
+        overrides = params.train.variants[variant]
+    except KeyError:
+        known = ", ".join(sorted(params.train.variants)) or "none defined"
+        raise ValueError(f"params.yaml: train.variants has no variant {variant!r} (known: {known})") from None
+    model = params.model.model_copy(update=overrides.model_overrides())
+    update: dict[str, Any] = {"model": type(params.model).model_validate(model.model_dump())}
+    if overrides.init_from is not None:
+        update["train"] = params.train.model_copy(update={"init_from": overrides.init_from})
+    return params.model_copy(update=update)
+
+
+def run_params(params: ParamsConfig, name: str, seed: int,
+               initialised: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The MLflow run's params: what this run was (its data, seed, resolved network, targets, augmentation and
+    training recipe, and for a fine-tuning run the source of its first weights), not every variant's definition,
+    the download URLs or other stages' settings."""
+    dumped = params.model_dump(mode="json")
+    out: dict[str, Any] = {"variant": name, "dataset": params.dataset, "seed": seed}
+    out.update({key: dumped[key] for key in ("model", "targets", "augment")})
+    out["train"] = {k: v for k, v in dumped["train"].items() if k != "variants"}
+    if params.dataset == "synthetic":
+        out["synthetic"] = dumped["synthetic"]
+    if initialised:  # InitReport.to_dict(); train.init_from above names the source
+        out["init"] = {"sha256": initialised["sha256"], "source_joints": initialised["source_joints"],
+                       "reinitialised": ",".join(initialised["reinitialised"]) or "none"}
+    return out
+
+
+def run_record(params: ParamsConfig, seed: int) -> dict[str, Any]:
+    """The resolved params of a run with its own training seed (``seed``, beside the sweep's ``seeds``): what
+    config.yaml, the checkpoint and the logged model record."""
+    return {**params.model_dump(mode="json"), "seed": seed}
+
+
+def write_config(record: Mapping[str, Any], variant: str | None, runtime: Mapping[str, Any], path: Path,
+                 initialised: Mapping[str, Any] | None = None) -> None:
+    """The resolved config and how the run ran (and, fine-tuning, where its first weights came from), beside the
+    outputs, so every artefact says what made it."""
+    extra = {"initialised_from": dict(initialised)} if initialised else {}
+    write_atomic(path, yaml.safe_dump({"variant": variant, "runtime": dict(runtime), **extra, **record},
+                                      sort_keys=False))
+
+
+def sweep_position(params: ParamsConfig, variant: str | None, seed: int) -> str:
+    """The log-line prefix that says where this run is in the sweep's variant x seed matrix, in dvc.yaml's order
+    (``"[hg_int seed 0, 2/5] "``), so a log of many stages says how far the sweep is."""
+    if variant in params.sweep and seed in params.seeds:
+        position = params.sweep.index(variant) * len(params.seeds) + params.seeds.index(seed)
+        return f"[{variant} seed {seed}, {position + 1}/{len(params.sweep) * len(params.seeds)}] "
+    return f"[{variant} seed {seed}] "

@@ -1,0 +1,54 @@
+"""Per-epoch validation: the validation loss and the dataset family's official metric, sharded over processes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from hourglass.config import ParamsConfig
+from hourglass.data.dataset import resolve_workers
+from hourglass.family import family_of
+from hourglass.inference.runner import Predictions, predict_dataset
+from hourglass.precision import Precision
+from hourglass.train import losses
+from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, gather_objects
+from hourglass.train.seeding import seed_worker
+
+
+@torch.no_grad()
+def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision: Precision,
+             info: DistInfo = SINGLE_PROCESS, workers: int | None = None) -> dict[str, float]:
+    """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding),
+    loaded by ``workers`` processes (None: ``train.workers`` resolved for the device).
+
+    No flip test: per-epoch validation tracks progress at the cost of one pass; ``pipeline.evaluate`` scores with it.
+    The loss is :func:`hourglass.train.losses.heatmap_loss`, looked up at call time like the training step's.
+    """
+    indices = range(info.rank, len(dataset), info.world_size)
+    loss = {"sum": 0.0, "count": 0}
+
+    def add_loss(batch: Mapping[str, Any], outputs: Tensor) -> None:
+        supervised = model.supervised(outputs).float()
+        target = batch["target"].to(precision.device)
+        loss["sum"] += float(losses.heatmap_loss(supervised, target, params.train.target_scale)) * len(outputs)
+        loss["count"] += len(outputs)
+
+    if workers is None:
+        workers = resolve_workers(params.train.workers, precision.device, info.processes_here)
+    shard = None
+    if len(indices):
+        shard = predict_dataset(model, dataset, precision, batch_size=params.train.val_batch_size,
+                                workers=workers, indices=indices, on_batch=add_loss, worker_init_fn=seed_worker)
+    gathered = gather_objects({"pred": shard, "loss_sum": loss["sum"], "count": loss["count"]}, info)
+    parts = [g["pred"] for g in gathered if g["pred"] is not None]
+    if not parts:
+        raise ValueError("validation set is empty")
+    merged = Predictions.concatenate(parts).sorted_by_row()
+    family = family_of(params)
+    out = family.validation_metrics(family.score(merged.coords, merged.joints, merged.annotated, merged.normalize))
+    out["val/loss"] = sum(g["loss_sum"] for g in gathered) / sum(g["count"] for g in gathered)
+    return out
