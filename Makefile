@@ -12,7 +12,7 @@ export DO_NOT_TRACK := 1
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export MPLBACKEND := Agg
 
-.PHONY: install test test-slow demo device-check clean-venv
+.PHONY: install lint test test-slow demo device-check clean-venv
 
 install: $(STAMP)
 
@@ -23,7 +23,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-test: install
+# ruff (pyproject.toml [tool.ruff]) and dvc.yaml's code deps against the stages' imports; `make test` runs it first
+lint: install
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m pipeline.dvc_deps --check
+
+test: install lint
 	$(BIN)/python -m pytest -q
 
 # -rA: the report also shows what passing tests print (the measured accuracy and training time)
