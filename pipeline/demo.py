@@ -1,8 +1,8 @@
 """``make demo``: the whole pipeline on the embedded synthetic dataset, end to end, with one command.
 
 Runs ``dvc repro`` (generate -> preprocess -> train@<variant>-<seed> -> evaluate@<variant>-<seed> -> report) with
-the project's params.yaml, then prints ``dvc metrics show`` and where every output landed. A second run does nothing: DVC sees
-that no dependency changed.
+the project's params.yaml, then prints ``dvc metrics show`` and where every output landed. A second run does nothing:
+DVC sees that no dependency changed.
 """
 
 from __future__ import annotations

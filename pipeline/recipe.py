@@ -48,7 +48,8 @@ def apply(args: argparse.Namespace) -> str:
         return (f"{args.params} with {chain}: valid; it would change {len(changed)} setting(s): "
                 f"{', '.join(changed) or 'none'}")
     changed = apply_recipe(args.params, path, args.out)
-    return f"{args.out or args.params}: {chain} applied, {len(changed)} setting(s) changed: {', '.join(changed) or 'none'}"
+    return (f"{args.out or args.params}: {chain} applied, {len(changed)} setting(s) changed: "
+            f"{', '.join(changed) or 'none'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -154,7 +154,7 @@ def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision
     """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding),
     loaded by ``workers`` processes (None: ``train.workers`` resolved for the device).
 
-    No flip test: per-epoch validation tracks progress at the cost of one pass; ``pipeline.evaluate`` scores with it.
+    No flip test: per-epoch validation tracks progress at the cost of one pass; ``hourglass.evaluation.stage`` scores with it.
     """
     indices = range(info.rank, len(dataset), info.world_size)
     loss = {"sum": 0.0, "count": 0}
