@@ -36,7 +36,7 @@ class StageFailed(RuntimeError):
 
 
 class FlowSetupError(RuntimeError):
-    """The repository lacks what the flow needs (a stage, mlflow.json, a metric); the message says which."""
+    """dvc.yaml lacks a stage the flow needs, or DVC cannot list them; the message says which."""
 
 
 def _dvc(*args: str) -> list[str]:

@@ -70,7 +70,6 @@ def _stage_state(stage: str, ran: bool) -> Any:
     return Completed(name="Skipped", message=f"dvc: {stage} is up to date, nothing ran", data=stage)
 
 
-
 @task(name="fetch-data", task_run_name="fetch-data-{stage}", cache_policy=NO_CACHE)
 def fetch_data(stage: str, repo: str) -> str:
     """Download (or synthesize) the dataset; the flow gives this task its retries with exponential backoff."""
