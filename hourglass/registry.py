@@ -5,7 +5,8 @@ only when its validation score strictly beats the current champion's, so a rerun
 replaces a model that is already serving. Every decision is written back to the registry as tags on the
 candidate's model version and on its run, so the MLflow UI shows why a version was or was not promoted.
 
-No Prefect here: the retraining flow (``pipeline.flows``) and a person at a prompt use the same function.
+No Prefect here: :mod:`hourglass.champion` chooses the candidate for the retraining flow (``pipeline.flows``)
+and for a person at a prompt, and both call :func:`promote_if_better`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """``make demo``: the whole pipeline on the embedded synthetic dataset, end to end, with one command.
 
 Runs ``dvc repro`` (generate -> preprocess -> train@<variant>-<seed> -> evaluate@<variant>-<seed> -> report) with
-the project's params.yaml, then prints ``dvc metrics show`` and where every output landed. A second run does nothing: DVC sees
-that no dependency changed.
+the project's params.yaml, then prints ``dvc metrics show`` and where every output landed. A second run does nothing:
+DVC sees that no dependency changed.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+from pipeline import stage
 
 OUTPUTS = """Outputs:
   data/raw/<dataset>/              images + annotation h5 (generated or downloaded)
@@ -59,19 +61,25 @@ def summary_table(summary_path: Path) -> str:
     return "\n".join(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+class DemoFailed(RuntimeError):
+    """``dvc repro`` exited non-zero; the failing stage printed its reason above."""
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--repo", type=Path, default=Path.cwd(),
                         help="project directory holding dvc.yaml and params.yaml (default: the current directory)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def demo(args: argparse.Namespace) -> str:
+    """Reproduce the pipeline, set the champion alias; returns the scores and where the outputs are."""
     repo = args.repo.resolve()
     if not (repo / "dvc.yaml").is_file():
-        print(f"error: {repo}/dvc.yaml not found; run from the project directory or pass --repo", file=sys.stderr)
-        return 2
+        raise stage.UsageError(f"{repo}/dvc.yaml not found; run from the project directory or pass --repo")
     if not (repo / ".git").exists():
-        print(f"error: {repo} is not a git checkout; DVC experiments and metrics diffs need git "
-              "(clone the repository instead of copying it)", file=sys.stderr)
-        return 2
+        raise stage.UsageError(f"{repo} is not a git checkout; DVC experiments and metrics diffs need git "
+                               "(clone the repository instead of copying it)")
     env = dict(os.environ)
     # Stage commands say `python -m ...`: make that the interpreter running this demo (the project's venv).
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -80,19 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     code = _run([*dvc, "repro"], repo, env)
     if code:
-        print(f"error: dvc repro failed with exit code {code}; the stage's message is above", file=sys.stderr)
-        return code
+        raise DemoFailed(f"dvc repro failed with exit code {code}; the stage's message is above")
     _run([*dvc, "metrics", "show"], repo, env)
     # The champion contest, so `models:/<name>@champion` (README) resolves right after the demo.
     if _run([sys.executable, "-m", "pipeline.flows", "promote", "--repo", str(repo)], repo, env):
         print("warning: no champion alias was set (the message is above); the pipeline's outputs are complete",
               file=sys.stderr)
-    print(f"\ndvc repro took {(time.monotonic() - started) / 60:.1f} min. Validation scores of the evaluate stage "
-          "(flip test; 95 % intervals and paired differences in reports/results.md):")
-    print(summary_table(repo / "reports" / "summary.json"))
-    print(OUTPUTS)
-    return 0
+    return (f"\ndvc repro took {(time.monotonic() - started) / 60:.1f} min. Validation scores of the evaluate stage "
+            "(flip test; 95 % intervals and paired differences in reports/results.md):\n"
+            f"{summary_table(repo / 'reports' / 'summary.json')}\n{OUTPUTS}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the demo; exit codes as :mod:`pipeline.stage` says."""
+    return stage.run(build_parser(), demo, argv, failures=(DemoFailed,))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,24 +1,20 @@
 """DVC stage ``download``: fetch the real dataset named in params.yaml into ``data/raw/<dataset>/``.
 
-    python -m pipeline.download [--params params.yaml] [--dataset mpii|flic]
+    python -m pipeline.download [--params params.yaml] [--dataset mpii|flic|synthetic] [--root DIR]
 
-The work is :func:`hourglass.data.download.download_dataset`; this module only parses arguments, sets up
-logging and turns failures into a one-line error and a non-zero exit code. For ``dataset: synthetic`` (the
-embedded default) the "download" is the generator, :mod:`pipeline.synthesize`, writing the same layout into
-``<root>/synthetic/``, so one DVC stage produces ``data/raw/${dataset}`` whatever the dataset.
+The work is :func:`hourglass.data.download.download_dataset`. For ``dataset: synthetic`` (the embedded default) the
+"download" is the generator, :func:`pipeline.synthesize.generate`, writing the same layout into ``<root>/synthetic/``,
+so one DVC stage produces ``data/raw/${dataset}`` whatever the dataset.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
 from hourglass.data.download import DownloadError, UnsafeArchiveError, download_dataset
-from hourglass.params_file import ConfigError, load_params
-from pipeline import logs
-from pipeline import synthesize
+from hourglass.params_file import load_params
+from pipeline import stage, synthesize
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,29 +32,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the stage; returns the exit code (0 done, 1 download/verification failure, 2 bad params)."""
-    args = build_parser().parse_args(argv)
-    logs.configure(logging.INFO, "%(levelname)s %(message)s")
-    try:
-        config = load_params(args.params)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def fetch(args: argparse.Namespace) -> str:
+    """Download (or generate) the dataset; returns the summary line."""
+    config = load_params(args.params)
     dataset = args.dataset or config.dataset
     if dataset == "synthetic":
         root = Path(args.root or config.download.root)
-        return synthesize.main(["--params", str(args.params), "--out", str(root / "synthetic")]
-                               + (["--no-progress"] if args.no_progress else []))
-    try:
-        manifest = download_dataset(config.download, dataset, root=args.root,
-                                    progress=False if args.no_progress else None)
-    except (DownloadError, UnsafeArchiveError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    print(f"{dataset}: done; manifest {manifest}")
-    return 0
+        return synthesize.generate(config, root / "synthetic", progress=not args.no_progress)
+    manifest = download_dataset(config.download, dataset, root=args.root, progress=False if args.no_progress else None)
+    return f"{dataset}: done; manifest {manifest}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage; exit codes as :mod:`pipeline.stage` says."""
+    return stage.run(build_parser(), fetch, argv, failures=(DownloadError, UnsafeArchiveError),
+                     fmt="%(levelname)s %(message)s")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -12,16 +12,12 @@ as ``evaluate@<variant>`` scores a trained variant, and the report shows it besi
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
 from hourglass.io.checkpoint import CheckpointError
-from hourglass.params_file import ConfigError, load_params
+from hourglass.params_file import load_params
 from hourglass.weights.releases import import_release
-from pipeline import logs
-
-log = logging.getLogger("pipeline.import_weights")
+from pipeline import stage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,21 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logs.configure(logging.INFO)
-    try:
-        params = load_params(args.params)
-        out = args.out or Path("models") / args.name
-        result = import_release(params, args.name, out)
-    except (ConfigError, CheckpointError, ValueError) as err:
-        log.error("%s", err)
-        return 1
+def convert(args: argparse.Namespace) -> str:
+    """Convert the release; returns the summary line."""
+    result = import_release(load_params(args.params), args.name, args.out or Path("models") / args.name)
     arch = result.architecture
-    print(f"import@{args.name}: {result.source} ({arch.stacks} stacks, {arch.features} features, {arch.joints} "
-          f"joints, {result.parameters:,} parameters, sha256 {result.sha256[:12]}) -> {result.path}")
-    return 0
+    return (f"import@{args.name}: {result.source} ({arch.stacks} stacks, {arch.features} features, {arch.joints} "
+            f"joints, {result.parameters:,} parameters, sha256 {result.sha256[:12]}) -> {result.path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage; exit codes as :mod:`pipeline.stage` says."""
+    return stage.run(build_parser(), convert, argv, failures=(CheckpointError, ValueError))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

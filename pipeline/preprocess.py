@@ -1,20 +1,18 @@
 """DVC stage ``preprocess``: crop every person of ``data/raw/<dataset>`` into HDF5 shards + ``annotations.parquet``.
 
 ``python -m pipeline.preprocess [--params params.yaml] [--raw data/raw/<dataset>] [--out data/processed/<dataset>]``.
-A thin wrapper over :func:`hourglass.data.preprocess.preprocess`; exits 1 with the reason when the input is bad.
+The work is :func:`hourglass.data.preprocess.preprocess`; bad input exits 1 with the reason (:mod:`pipeline.stage`).
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 from pathlib import Path
 
-from hourglass.io.annotations import AnnotationError
 from hourglass.data.preprocess import PreprocessError, preprocess
-from hourglass.params_file import ConfigError, load_params
-from pipeline import logs
+from hourglass.io.annotations import AnnotationError
+from hourglass.params_file import load_params
+from pipeline import stage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,22 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logs.configure(logging.INFO)
-    try:
-        params = load_params(args.params)
-        raw = Path(args.raw) if args.raw else Path("data/raw") / params.dataset
-        out = Path(args.out) if args.out else Path("data/processed") / params.dataset
-        summary = preprocess(raw, out, params, progress=not args.no_progress)
-    except (ConfigError, AnnotationError, PreprocessError) as err:
-        logging.getLogger("pipeline.preprocess").error("%s", err)
-        return 1
+def run_preprocess(args: argparse.Namespace) -> str:
+    """Crop the raw dataset into shards; returns the summary line."""
+    params = load_params(args.params)
+    raw = Path(args.raw) if args.raw else Path("data/raw") / params.dataset
+    out = Path(args.out) if args.out else Path("data/processed") / params.dataset
+    summary = preprocess(raw, out, params, progress=not args.no_progress)
     state = "up to date" if summary["skipped"] else "written"
-    print(f"{out}: {summary['rows']} people, {summary['bad_images']} bad image(s), "
-          f"{len(summary['shards'])} shard(s) {state}")
-    return 0
+    return (f"{out}: {summary['rows']} people, {summary['bad_images']} bad image(s), "
+            f"{len(summary['shards'])} shard(s) {state}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage; exit codes as :mod:`pipeline.stage` says."""
+    return stage.run(build_parser(), run_preprocess, argv, failures=(AnnotationError, PreprocessError))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

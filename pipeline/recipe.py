@@ -8,13 +8,12 @@ what changed. ``git checkout params.yaml`` returns to the preset; ``dvc params d
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
-from hourglass.params_file import ConfigError
 from hourglass.recipes import apply_recipe, changed_keys, composed_params, recipe_chain, recipe_path
+from pipeline import stage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,28 +33,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def apply(args: argparse.Namespace) -> str:
+    """List the recipes, check one, or apply it; returns the summary line."""
     if args.list or args.recipe is None:
         names = sorted(p.stem for p in args.recipes.glob("*.yaml"))
-        print(f"recipes in {args.recipes}: {', '.join(names) or 'none'}")
-        return 0 if args.list else 2
+        listing = f"recipes in {args.recipes}: {', '.join(names) or 'none'}"
+        if args.list:
+            return listing
+        raise stage.UsageError(f"no recipe named; {listing}")
     path = recipe_path(args.recipe, args.recipes)
-    try:
-        chain = " <- ".join(str(p) for p, _ in recipe_chain(path))
-        if args.check:
-            changed = sorted(changed_keys(yaml.safe_load(args.params.read_text()), composed_params(args.params, path)))
-            print(f"{args.params} with {chain}: valid; it would change {len(changed)} setting(s): "
-                  f"{', '.join(changed) or 'none'}")
-            return 0
-        changed = apply_recipe(args.params, path, args.out)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    target = args.out or args.params
-    print(f"{target}: {chain} applied, {len(changed)} setting(s) changed: {', '.join(changed) or 'none'}")
-    return 0
+    chain = " <- ".join(str(p) for p, _ in recipe_chain(path))
+    if args.check:
+        changed = sorted(changed_keys(yaml.safe_load(args.params.read_text()), composed_params(args.params, path)))
+        return (f"{args.params} with {chain}: valid; it would change {len(changed)} setting(s): "
+                f"{', '.join(changed) or 'none'}")
+    changed = apply_recipe(args.params, path, args.out)
+    return (f"{args.out or args.params}: {chain} applied, {len(changed)} setting(s) changed: "
+            f"{', '.join(changed) or 'none'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; exit codes as :mod:`pipeline.stage` says (an invalid recipe is a config error: 2)."""
+    return stage.run(build_parser(), apply, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

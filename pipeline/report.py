@@ -6,20 +6,19 @@ Writes ``<out>/results.md`` (our variants beside the paper's numbers and the mea
 intervals, model size and speed, Figures 4 and 5, examples, provenance), ``summary.json`` (its every number),
 ``scores.json`` and ``curves.csv`` (DVC's metric and plot) and ``figures/*.png``; with MLflow on, the sweep's parent
 run gets the summary. Missing optional inputs (an untrained variant, no evaluation yet, no images, no anchor data)
-are listed in the report, not fatal. Exits 1 with the reason when the params file is invalid.
+are listed in the report, not fatal. An invalid params file exits 2 with the reason.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-from hourglass.params_file import ConfigError, load_params
+from hourglass.params_file import load_params
 from hourglass.report.build import run_report
 from hourglass.report.inputs import ReportPaths, find_anchor_data
-from pipeline import logs
+from pipeline import stage
 
 log = logging.getLogger("pipeline.report")
 
@@ -47,15 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the stage; returns the process exit code (0 ok, 1 bad params)."""
-    args = build_parser().parse_args(argv)
-    logs.configure(logging.INFO)
-    try:
-        params = load_params(args.params)
-    except ConfigError as err:
-        log.error("%s", err)
-        return 1
+def report(args: argparse.Namespace) -> str:
+    """Build the report; returns the summary line."""
+    params = load_params(args.params)
     anchor = args.anchor_data if args.anchor_data is not None else find_anchor_data()
     paths = ReportPaths(params=args.params, models=args.models, out=args.out,
                         raw=args.data or Path(params.download.root) / params.dataset, dvc_lock=args.dvc_lock,
@@ -65,10 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("missing input: %s", line)
     if parent_run:
         log.info("summary and report logged to the parent run of sweep %r", params.mlflow.sweep)
-    print(f"report: {len(summary['variants'])} variant(s), {len(summary['missing'])} missing input(s) "
-          f"-> {args.out / 'results.md'}")
-    return 0
+    return (f"report: {len(summary['variants'])} variant(s), {len(summary['missing'])} missing input(s) "
+            f"-> {args.out / 'results.md'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the stage; exit codes as :mod:`pipeline.stage` says."""
+    return stage.run(build_parser(), report, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,18 +1,21 @@
-"""DVC stage ``synthesize``: render the procedural people dataset into the layout of a real download.
+"""Render the procedural people dataset into the layout of a real download (hourglass.data.synthetic).
 
 ``python -m pipeline.synthesize [--params params.yaml] [--out data/raw/synthetic]`` writes ``<out>/images/*.jpg``
-and ``<out>/annot/{train,valid}.h5`` from the ``synthetic`` section of params.yaml (see hourglass.data.synthetic).
+and ``<out>/annot/{train,valid}.h5`` from the ``synthetic`` section of params.yaml. dvc.yaml has no stage of its
+own for it: its ``download`` stage (``python -m pipeline.download``) calls :func:`generate` when ``dataset`` is
+``synthetic``; this command runs the generator by hand.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
+from hourglass.config import ParamsConfig
 from hourglass.data.synthetic import generate_dataset
-from hourglass.params_file import ConfigError, load_params
+from hourglass.params_file import load_params
+from pipeline import stage
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,21 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        params = load_params(args.params)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+def generate(params: ParamsConfig, out: Path, progress: bool) -> str:
+    """Generate the dataset into ``out``; returns the summary line (images, people, speed)."""
     start = time.perf_counter()
-    tables = generate_dataset(params.synthetic, args.out, progress=not args.no_progress)
+    tables = generate_dataset(params.synthetic, out, progress=progress)
     seconds = time.perf_counter() - start
     images = params.synthetic.train_images + params.synthetic.valid_images
     people = {split: len(table) for split, table in tables.items()}
-    print(f"synthesize: {images} images, people {people} -> {args.out} in {seconds:.1f} s "
-          f"({images / max(seconds, 1e-9):.1f} images/s)")
-    return 0
+    return (f"synthesize: {images} images, people {people} -> {out} in {seconds:.1f} s "
+            f"({images / max(seconds, 1e-9):.1f} images/s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the generator; exit codes as :mod:`pipeline.stage` says."""
+    return stage.run(build_parser(), lambda args: generate(load_params(args.params), args.out, not args.no_progress),
+                     argv)
 
 
 if __name__ == "__main__":

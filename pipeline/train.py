@@ -1,47 +1,36 @@
 """DVC stage ``train@<variant>-<seed>``: train one ablation variant from one training seed on the preprocessed data.
 
 ``python -m pipeline.train --variant NAME [--seed N] [--out models/NAME/seed-N] [--params params.yaml] [--data DIR]
-[--set KEY=VALUE]``
-
-``--seed`` is the run's training seed (initial weights, sample order, augmentation draws); without it, the first of
-params.yaml's ``seeds``. ``--out`` defaults to ``models/<variant>/seed-<seed>``, where dvc.yaml's stage writes.
-
-Runs as one process or under ``torchrun --standalone --nproc-per-node=N -m pipeline.train ...`` (DDP over NCCL on
-CUDA, gloo on CPU). Everything comes from params.yaml (``train``, ``model`` with the variant's overrides,
-``mlflow``). Outputs, written by rank 0 only, in ``--out``: ``checkpoint.pt`` (resumed from when it belongs to the same params, data and code),
-``metrics.json``, ``epochs.csv``, ``config.yaml`` and, when ``mlflow.log_model`` is on, ``mlflow.json``. Exits 1
-with the reason on bad input or a diverged loss (the last good checkpoint is kept).
+[--set KEY=VALUE]``; also under ``torchrun --standalone --nproc-per-node=N -m pipeline.train ...`` (DDP over NCCL on
+CUDA, gloo on CPU). ``--seed`` defaults to the first of params.yaml's ``seeds``. The work is
+:func:`hourglass.train.loop.train`: rank 0 writes ``checkpoint.pt`` (resumed from when it belongs to the same params,
+data and code), ``metrics.json``, ``epochs.csv``, ``config.yaml`` and ``mlflow.json`` into ``--out``. Bad input or a
+diverged loss exits 1 with the reason (the last good checkpoint is kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from hourglass.io.checkpoint import CheckpointError
 from hourglass.data.dataset import create_dataset
 from hourglass.data.preprocess import PreprocessError
-from hourglass.params_file import ConfigError, load_params
-from hourglass.train.distributed import dist_info_from_env
 from hourglass.family import family_of
-from hourglass.train.fingerprint import data_digest
+from hourglass.io.checkpoint import CheckpointError
 from hourglass.layout import model_dir, stage_item
+from hourglass.params_file import load_params
+from hourglass.train.distributed import DistInfo, dist_info_from_env
+from hourglass.train.fingerprint import data_digest
 from hourglass.train.loop import NonFiniteLossError, train
-from pipeline import logs
-
-log = logging.getLogger("pipeline.train")
+from pipeline import stage
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", required=True, help="name of a variant in params.yaml train.variants")
-    parser.add_argument("--seed", type=_seed, default=None,
+    parser.add_argument("--seed", type=stage.seed, default=None,
                         help="the run's training seed, an integer >= 0 (default: the first of params.yaml's seeds)")
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory (default: models/<variant>/seed-<seed>)")
@@ -54,56 +43,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _seed(text: str) -> int:
-    """``--seed``: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative; seeds are integers >= 0")
-    return value
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["train.epochs=2"]`` -> ``{"train.epochs": 2}``; a malformed item is an error naming it."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        try:
-            out[key.strip()] = yaml.safe_load(raw)
-        except yaml.YAMLError as err:
-            raise ConfigError(f"--set {item!r}: value is not valid YAML: {err}") from None
-    return out
+def run_training(args: argparse.Namespace, info: DistInfo) -> str | None:
+    """Train one run; returns rank 0's summary line."""
+    params = load_params(args.params, stage.parse_overrides(args.overrides))
+    seed = params.seeds[0] if args.seed is None else args.seed
+    out = args.out or model_dir(args.variant, seed)
+    data = args.data or Path("data/processed") / params.dataset
+    train_set = create_dataset(data, "train", params, train=True)
+    val_set = create_dataset(data, "valid", params, train=False)
+    name = f"train@{stage_item(args.variant, seed)}"
+    result = train(params, out, train_set=train_set, val_set=val_set, variant=args.variant, seed=seed, info=info,
+                   stage=name, data_fingerprint=data_digest(data))
+    if not info.is_main:
+        return None
+    family = family_of(params)
+    return (f"{name}: {result.epochs} epochs, {result.steps} steps, validation {family.metric} Mean "
+            f"{result.final_metrics[family.headline]:.2f} (no flip test) -> {out}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run the stage; exit codes as :mod:`pipeline.stage` says."""
     info = dist_info_from_env()
-    logs.configure(logging.INFO if info.is_main else logging.WARNING,
-                   fmt=f"%(asctime)s rank{info.rank} %(levelname)s %(name)s: %(message)s")
-    try:
-        params = load_params(args.params, parse_overrides(args.overrides))
-        seed = params.seeds[0] if args.seed is None else args.seed
-        out = args.out or model_dir(args.variant, seed)
-        data = args.data or Path("data/processed") / params.dataset
-        train_set = create_dataset(data, "train", params, train=True)
-        val_set = create_dataset(data, "valid", params, train=False)
-        stage = f"train@{stage_item(args.variant, seed)}"
-        result = train(params, out, train_set=train_set, val_set=val_set, variant=args.variant, seed=seed,
-                       info=info, stage=stage, data_fingerprint=data_digest(data))
-    except (ConfigError, PreprocessError, CheckpointError, NonFiniteLossError, ValueError) as err:
-        log.error("%s", err)
-        return 1
-    if info.is_main:
-        family = family_of(params)
-        mean = result.final_metrics[family.headline]
-        print(f"{stage}: {result.epochs} epochs, {result.steps} steps, validation "
-              f"{family.metric} Mean {mean:.2f} (no flip test) -> {out}")
-    return 0
+    return stage.run(build_parser(), lambda args: run_training(args, info), argv,
+                     failures=(PreprocessError, CheckpointError, NonFiniteLossError, ValueError),
+                     level=logging.INFO if info.is_main else logging.WARNING,
+                     fmt=f"%(asctime)s rank{info.rank} %(levelname)s %(name)s: %(message)s")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """Accuracy bars on the embedded synthetic dataset (slow: minutes of training; `make test-slow`).
 
-These train the real pipeline pieces (generator -> preprocessing -> ``hourglass.train.loop`` -> ``pipeline.evaluate``) on
+These train the real pipeline pieces (generator -> preprocessing -> ``hourglass.train.loop`` -> ``hourglass.evaluation.stage``) on
 the default ``params.yaml`` data and check what the issue promises:
 
 * a 2-stack model trained for at most ten minutes on two cores (``TEN_MINUTES``: the demo's recipe for 15 epochs
@@ -25,7 +25,7 @@ from hourglass.data.synthetic import generate_dataset
 from hourglass.params_file import load_params
 from hourglass.precision import cpu_supports_bf16
 from hourglass.train.loop import train
-from pipeline.evaluate import evaluate
+from hourglass.evaluation.stage import evaluate
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -35,21 +35,9 @@ from prefect.settings import (
 )
 from prefect.testing.utilities import prefect_test_harness
 
-from pipeline.flows import (
-    ARTIFACT_KEY,
-    FlowSetupError,
-    StageFailed,
-    build_deployment,
-    decide_champion,
-    file_metric,
-    main,
-    choose_candidate,
-    plan_stages,
-    promote,
-    read_training_record,
-    run_dvc_repro,
-    server_problem,
-)
+from hourglass.champion import ChampionError, choose_candidate, decide_champion, file_metric, read_training_record
+from pipeline.dvc_stages import FlowSetupError, StageFailed, plan_stages, run_dvc_repro
+from pipeline.flows import ARTIFACT_KEY, build_deployment, main, promote, server_problem
 from shipped import write_params
 
 MODEL = "fake-hg"
@@ -253,10 +241,10 @@ def test_plan_maps_stages_and_rejects_unknown_champion() -> None:
 
 def test_training_record_errors_name_the_file_and_key(tmp_path: Path) -> None:
     path = tmp_path / "mlflow.json"
-    with pytest.raises(FlowSetupError, match="not found"):
+    with pytest.raises(ChampionError, match="not found"):
         read_training_record(path)
     path.write_text(json.dumps({"run_id": "r", "model_uri": "m", "registered_model": "hg"}))
-    with pytest.raises(FlowSetupError, match=r"mlflow.json: missing or empty key\(s\) version"):
+    with pytest.raises(ChampionError, match=r"mlflow.json: missing or empty key\(s\) version"):
         read_training_record(path)
 
 
@@ -265,7 +253,7 @@ def test_file_metric_reads_flat_nested_and_null(tmp_path: Path) -> None:
     path.write_text(json.dumps({"val/pckh/Mean": 0.5, "val": {"pck": 0.25}, "broken": None, "name": "x"}))
     assert file_metric(path, "val/pckh/Mean") == 0.5 and file_metric(path, "val.pck") == 0.25
     assert math.isnan(file_metric(path, "broken")) and file_metric(path, "absent") is None
-    with pytest.raises(FlowSetupError, match="'name' is 'x', not a number"):
+    with pytest.raises(ChampionError, match="'name' is 'x', not a number"):
         file_metric(path, "name")
 
 
@@ -369,7 +357,7 @@ def test_missing_metric_everywhere_is_a_clear_error(tmp_path: Path, mlflow_uri: 
     (model_dir / "mlflow.json").write_text(json.dumps(
         {"run_id": run_id, "model_uri": f"models:/{MODEL}/1", "registered_model": MODEL, "version": 1}
     ))
-    with pytest.raises(FlowSetupError, match=r"'val/pckh/Mean' \(params flows.champion_metric\) is neither"):
+    with pytest.raises(ChampionError, match=r"'val/pckh/Mean' \(params flows.champion_metric\) is neither"):
         decide_champion(tmp_path, "b", "val/pckh/Mean", True, logging.getLogger("test-flows"), [0])
     assert not (tmp_path / "reports" / "champion.json").exists()
 
@@ -394,7 +382,7 @@ def test_the_best_seed_competes_ties_keep_the_first(tmp_path: Path, mlflow_uri: 
     assert list(chosen.seed_scores) == [4, 3, 1, 2] and math.isnan(chosen.seed_scores[4])
     assert choose_candidate(tmp_path, "b", [2, 1], "val/pckh/Mean", True, log).seed == 2  # a tie keeps the first
     assert choose_candidate(tmp_path, "b", [1, 3, 4], "val/pckh/Mean", False, log).seed == 3
-    with pytest.raises(FlowSetupError, match=r"seed-7/mlflow.json: not found"):
+    with pytest.raises(ChampionError, match=r"seed-7/mlflow.json: not found"):
         choose_candidate(tmp_path, "b", [1, 7], "val/pckh/Mean", True, log)
 
 

@@ -114,7 +114,7 @@ def test_a_recipe_with_an_unknown_or_invalid_key_writes_nothing(tmp_path):
     with pytest.raises(RecipeError, match="cycle"):
         apply_recipe(tmp_path / "params.yaml", tmp_path / "loop.yaml")
     assert (tmp_path / "params.yaml").read_text() == original
-    assert main(["nope", "--params", str(tmp_path / "params.yaml"), "--recipes", str(REPO / "recipes")]) == 1
+    assert main(["nope", "--params", str(tmp_path / "params.yaml"), "--recipes", str(REPO / "recipes")]) == 2
 
 
 def test_a_recipe_may_add_variants():

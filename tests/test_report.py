@@ -557,9 +557,9 @@ def test_flic_family_uses_pck_and_its_paper_rows(tmp_path: Path) -> None:
     _assert_pngs(rep.out / "figures")
 
 
-def test_bad_params_exit_1(tmp_path: Path) -> None:
+def test_bad_params_exit_2(tmp_path: Path) -> None:
     write_params(tmp_path / "params.yaml", {"report": {"examples": 0}})
-    assert main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "r")]) == 1
+    assert main(["--params", str(tmp_path / "params.yaml"), "--out", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()
 
 

@@ -62,7 +62,7 @@ def test_report_is_in_flic_form(project):
 
 
 def test_champion_contest_compares_the_flic_headline(project):
-    from pipeline.flows import decide_champion
+    from hourglass.champion import decide_champion
 
     root, env = project
     params = load_params(root / "params.yaml")
@@ -70,7 +70,7 @@ def test_champion_contest_compares_the_flic_headline(project):
     assert metric == "eval/pck/Mean"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-        decision = decide_champion(root, "hg_stacked_int", metric, True, logging.getLogger("test"), params.seeds)
+        decision, _ = decide_champion(root, "hg_stacked_int", metric, True, logging.getLogger("test"), params.seeds)
     evaluation = json.loads((root / "models/hg_stacked_int/seed-0/eval/metrics.json").read_text())
     assert decision.promoted and decision.metric == "eval/pck/Mean"
     assert decision.candidate_score == pytest.approx(evaluation["final"]["Mean"])  # the flip-test score

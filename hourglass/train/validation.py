@@ -25,7 +25,8 @@ def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision
     """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding),
     loaded by ``workers`` processes (None: ``train.workers`` resolved for the device).
 
-    No flip test: per-epoch validation tracks progress at the cost of one pass; ``pipeline.evaluate`` scores with it.
+    No flip test: per-epoch validation tracks progress at the cost of one pass; ``hourglass.evaluation.stage``
+    scores with it.
     The loss is :func:`hourglass.train.losses.heatmap_loss`, looked up at call time like the training step's.
     """
     indices = range(info.rank, len(dataset), info.world_size)
