@@ -128,7 +128,7 @@ def test_experiments_and_metrics_diff(project):
 
 
 def test_demo_summary_lists_every_variant_beside_the_mean_pose(project):
-    from pipeline.demo import summary_table
+    from hourglass.report.scoreboard import summary_table
 
     root, _ = project
     table = summary_table(root / "reports" / "summary.json").splitlines()
