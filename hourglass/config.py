@@ -278,7 +278,7 @@ class SyntheticConfig(Section):
 
 
 class FlowsConfig(Section):
-    """Scheduled retraining (pipeline.flows) and the champion policy (hourglass.registry)."""
+    """Scheduled retraining (pipeline.flows) and the champion policy (hourglass.champion, hourglass.registry)."""
 
     cron: str  # when the served deployment retrains: 5 cron fields or a macro such as @daily
     timezone: str  # IANA zone the cron is read in
