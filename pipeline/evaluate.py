@@ -42,8 +42,9 @@ import numpy as np
 from hourglass.io.atomic import write_json_atomic
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.config import ConfigError, ModelConfig, ParamsConfig, load_params
-from hourglass.data.dataset import PoseDataset, create_dataset, resolve_workers
-from hourglass.data.preprocess import TABLE_NAME, PreprocessError, read_table
+from hourglass.data.dataset import PoseDataset, create_dataset
+from hourglass.data.workers import resolve_workers
+from hourglass.data.table import TABLE_NAME, PreprocessError, read_table
 from hourglass.evaluation.score import score
 from hourglass.family import DatasetFamily, family_of
 from hourglass.inference.runner import LoadedModel, Predictions, load_model, predict_dataset

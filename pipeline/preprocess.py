@@ -13,7 +13,8 @@ from pathlib import Path
 
 from hourglass.io.annotations import AnnotationError
 from hourglass.config import ConfigError, load_params
-from hourglass.data.preprocess import PreprocessError, preprocess
+from hourglass.data.preprocess import preprocess
+from hourglass.data.table import PreprocessError
 from pipeline import logs
 
 

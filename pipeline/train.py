@@ -26,7 +26,7 @@ import yaml
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.config import ConfigError, load_params
 from hourglass.data.dataset import create_dataset
-from hourglass.data.preprocess import PreprocessError
+from hourglass.data.table import PreprocessError
 from hourglass.train.distributed import dist_info_from_env
 from hourglass.family import family_of
 from hourglass.train.fingerprint import data_digest

@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 
 from hourglass.train import fastpath
 from hourglass.train import loop as train_module
-from hourglass.data.dataset import MAX_AUTO_WORKERS, auto_workers, resolve_workers
+from hourglass.data.workers import MAX_AUTO_WORKERS, auto_workers, resolve_workers
 from hourglass.train.fastpath import backend_flags, compile_model, resolve_fast_path, resolve_optimizer_impl
 from hourglass.train.optim import create_optimizer
 from hourglass.precision import cpu_isa, select_precision

@@ -47,7 +47,8 @@ import yaml
 
 from hourglass.io.annotations import read_annotations, write_annotations
 from hourglass.config import ModelConfig, ParamsConfig, parse_params
-from hourglass.data.dataset import available_cores, create_dataset
+from hourglass.data.dataset import create_dataset
+from hourglass.data.workers import available_cores
 from hourglass.data.preprocess import preprocess
 from hourglass.data.sampler import EpochSampler
 from hourglass.train.distributed import DistInfo, dist_info_from_env

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from hourglass.config import TrainConfig
-from hourglass.data.dataset import MAX_AUTO_WORKERS, auto_workers, resolve_workers, worker_context  # noqa: F401
+from hourglass.data.workers import MAX_AUTO_WORKERS, auto_workers, resolve_workers, worker_context  # noqa: F401
 
 # This project's optimisers (hourglass.train.optim) for which torch.optim has a fused implementation; RMSprop has none.
 FUSED_OPTIMIZERS = frozenset({"adam", "sgd"})

@@ -38,7 +38,7 @@ from tqdm import tqdm
 from hourglass.io.atomic import write_atomic
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hourglass.config import ParamsConfig
-from hourglass.data.dataset import worker_init
+from hourglass.io.images import single_threaded_cv2
 from hourglass.data.sampler import EpochSampler
 from hourglass.family import family_of
 from hourglass.train.fingerprint import mismatches, training_fingerprint
@@ -190,7 +190,7 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    worker_init(worker_id)
+    single_threaded_cv2(worker_id)
 
 
 def _observed(batches: Iterable[Any], observer: StepObserver | None) -> Iterator[Any]:
