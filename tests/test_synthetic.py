@@ -14,9 +14,11 @@ import pytest
 
 from hourglass.io.annotations import read_annotations
 from hourglass.config import ConfigError
-from hourglass.data.synthetic import (
-    OCCLUDER, Canvas, Outfit, draw_person, generate_dataset, label_person, place, sample_skeleton,
-)
+from hourglass.data.synthetic import generate_dataset
+from hourglass.data.synthetic_drawing import OCCLUDER, Canvas, draw_person, place
+from hourglass.data.synthetic_figure import sample_skeleton
+from hourglass.data.synthetic_look import Outfit
+from hourglass.data.synthetic_scene import label_person
 from hourglass.joints import FLIC, MPII
 from hourglass.metrics import mpii_pckh
 from pipeline.synthesize import main as synthesize_main
