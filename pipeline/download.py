@@ -16,7 +16,9 @@ import sys
 from pathlib import Path
 
 from hourglass.config import ConfigError, load_params
-from hourglass.data.download import DownloadError, UnsafeArchiveError, download_dataset
+from hourglass.data.archive import UnsafeArchiveError
+from hourglass.data.download import download_dataset
+from hourglass.data.fetch import DownloadError
 from pipeline import logs
 from pipeline import synthesize
 

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from hourglass.config import DownloadConfig, ExtractConfig, SourceConfig, load_params
-from hourglass.data.download import (DownloadError, Expected, HttpSettings, UnsafeArchiveError,
-                                     download_dataset, fetch, file_digests, git_blob_id, safe_extract)
+from hourglass.data.archive import UnsafeArchiveError, safe_extract
+from hourglass.data.download import download_dataset
+from hourglass.data.fetch import DownloadError, Expected, HttpSettings, fetch, file_digests, git_blob_id
 from pipeline.download import main
 from shipped import paper, recipe
 from shipped import write_params as write_full_params
@@ -429,7 +430,7 @@ def test_download_dataset_writes_layout_and_manifest_and_is_idempotent(
         server: ServerState, tmp_path: Path, anchor_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = local_config(server, anchor_dir, tmp=tmp_path)
     root = tmp_path / "raw"
-    with caplog.at_level(logging.INFO, logger="hourglass.data.download"):
+    with caplog.at_level(logging.INFO, logger="hourglass.data.manifest"):
         manifest_path = download_dataset(config, "mpii", root=root, progress=False)
     assert "no checksum pinned" in caplog.text
     base = root / "mpii"
