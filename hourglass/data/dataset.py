@@ -1,4 +1,4 @@
-"""The training/evaluation Dataset over the preprocessed shards (``hourglass.data.preprocess``).
+"""The training/evaluation Dataset over the preprocessed shards (``hourglass.data.shards``).
 
 A sample is one person: the stored crop goes through ONE ``cv2.warpAffine`` (augmentation folded into the matrix,
 see ``hourglass.data.augment``) to the input resolution, and the joints through the same matrix to Gaussian targets
@@ -31,9 +31,16 @@ import torch
 from torch.utils.data import Dataset
 
 from hourglass.config import AugmentConfig, ParamsConfig
-from hourglass.data.augment import (IDENTITY, AugmentParams, apply_affine, required_margin, sample_augmentation,
-                                    stored_to_input, to_float_chw)
-from hourglass.data.preprocess import CROPS_KEY, SUMMARY_NAME, shard_name
+from hourglass.data.augment import (
+    IDENTITY,
+    AugmentParams,
+    apply_affine,
+    required_margin,
+    sample_augmentation,
+    stored_to_input,
+    to_float_chw,
+)
+from hourglass.data.shards import CROPS_KEY, SUMMARY_NAME, shard_name
 from hourglass.data.table import TABLE_NAME, PreprocessError, column_array, read_table
 from hourglass.family import family_of
 from hourglass.heatmaps import DEFAULT_RADIUS, DEFAULT_SIGMA, gaussian_heatmaps
@@ -199,5 +206,5 @@ class PoseDataset(Dataset):
 def create_dataset(processed_dir: str | Path, split: str, params: ParamsConfig, train: bool) -> PoseDataset:
     """The dataset of ``split`` configured from ``params``: augmented with ``params.augment`` when ``train``."""
     return PoseDataset(processed_dir, split, input_res=params.model.input_res, output_res=params.model.input_res // 4,
-                       sigma=params.targets.sigma, radius=params.targets.radius, augment=params.augment if train else None,
-                       joint_set=family_of(params).joints)
+                       sigma=params.targets.sigma, radius=params.targets.radius,
+                       augment=params.augment if train else None, joint_set=family_of(params).joints)

@@ -32,7 +32,6 @@ from functools import partial
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
@@ -40,22 +39,27 @@ from tqdm import tqdm
 from hourglass import geometry
 from hourglass.config import ParamsConfig, PreprocessConfig
 from hourglass.data import crop as crop_module
+from hourglass.data import shards as shards_module
 from hourglass.data import table as table_module
 from hourglass.data.augment import required_margin
 from hourglass.data.crop import CropSpec, crop_person
 from hourglass.data.parallel import ordered_map
-from hourglass.data.table import (SPLITS, TABLE_NAME, PreprocessError, build_table, column_array, read_splits,
-                                  write_parquet)
+from hourglass.data.shards import FORMAT_VERSION, SHARD_GLOB, SUMMARY_NAME, ShardWriter, shard_name
+from hourglass.data.table import (
+    SPLITS,
+    TABLE_NAME,
+    PreprocessError,
+    build_table,
+    column_array,
+    read_splits,
+    write_parquet,
+)
 from hourglass.io.atomic import write_json_atomic
 from hourglass.io.digest import file_sha256
 from hourglass.io.images import decode_rgb, single_threaded_cv2
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-SUMMARY_NAME = "preprocess.json"
-CROPS_KEY = "crops"
-SHARD_GLOB = "shard-*.h5"
 
 
 def crop_spec(params: ParamsConfig) -> CropSpec:
@@ -103,7 +107,7 @@ def process_image(task: ImageTask, images_dir: Path, spec: CropSpec) -> ImageRes
         image = decode_rgb(data, apply_orientation=False, check_eoi=spec.jpeg_eoi_check)
     except (ValueError, cv2.error) as err:
         return ImageResult(task.imgname, task.rows, None, f"corrupt: {path}: {err}")
-    crops = np.stack([crop_person(image, c, s, spec) for c, s in zip(task.centers, task.scales)])
+    crops = np.stack([crop_person(image, c, s, spec) for c, s in zip(task.centers, task.scales, strict=True)])
     return ImageResult(task.imgname, task.rows, crops, None)
 
 
@@ -128,55 +132,6 @@ def run_tasks(tasks: list[ImageTask], images_dir: Path, spec: CropSpec, workers:
     yield from ordered_map(work, tasks, workers, chunksize=chunk, initializer=single_threaded_cv2)
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Writing
-
-
-class ShardWriter:
-    """Appends crops to ``shard-NNNNN.h5`` files of at most ``shard_rows`` people inside ``directory``."""
-
-    def __init__(self, directory: Path, spec: CropSpec, shard_rows: int):
-        self.directory, self.spec, self.shard_rows = directory, spec, shard_rows
-        self.counts: list[int] = []
-        self._file: h5py.File | None = None
-        self._crops: h5py.Dataset | None = None
-
-    def _open(self) -> None:
-        res = self.spec.crop_res
-        self._file = h5py.File(self.directory / shard_name(len(self.counts)), "w")
-        self._file.attrs.update(margin=self.spec.margin, crop_res=res, format_version=FORMAT_VERSION)
-        self._crops = self._file.create_dataset(
-            CROPS_KEY, shape=(self.shard_rows, res, res, 3), maxshape=(None, res, res, 3), dtype=np.uint8,
-            chunks=(1, res, res, 3))  # one chunk per person: a sample is one contiguous read, nothing to decompress
-        self.counts.append(0)
-
-    def append(self, crop: np.ndarray) -> tuple[int, int]:
-        """Store one crop; returns its (shard, row in shard)."""
-        if self._file is None:
-            self._open()
-        shard, row = len(self.counts) - 1, self.counts[-1]
-        self._crops[row] = crop
-        self.counts[-1] += 1
-        if self.counts[-1] == self.shard_rows:
-            self._close_current()
-        return shard, row
-
-    def _close_current(self) -> None:
-        if self._file is not None:
-            self._crops.resize(self.counts[-1], axis=0)
-            self._file.close()
-            self._file = None
-
-    def close(self) -> list[int]:
-        """Finish the last shard; returns the row count of every shard."""
-        self._close_current()
-        return list(self.counts)
-
-
-def shard_name(index: int) -> str:
-    return f"shard-{index:05d}.h5"
-
-
 # How the work is spread over processes, not what it computes: left out of the fingerprint and the summary, so
 # changing them neither rebuilds the shards nor changes an output (dvc.yaml does not declare them either).
 SPEED_ONLY_KEYS = ("workers", "chunk_images")
@@ -184,11 +139,12 @@ SPEED_ONLY_KEYS = ("workers", "chunk_images")
 
 def fingerprint(raw_dir: Path, dataset: str, spec: CropSpec, config: PreprocessConfig) -> str:
     """Digest of everything that determines the output: parameters, annotation files, the code (this
-    stage, the crop, the table, the geometry).
+    stage, the crop, the shards, the table, the geometry).
 
     ``workers`` and ``chunk_images`` only change the speed, so they are left out.
     """
-    code = {Path(m.__file__).name: file_sha256(m.__file__) for m in (geometry, crop_module, table_module)}
+    modules = (geometry, crop_module, shards_module, table_module)
+    code = {Path(m.__file__).name: file_sha256(m.__file__) for m in modules}
     code[Path(__file__).name] = file_sha256(__file__)
     annot = raw_dir / "annot"
     payload = {
@@ -261,7 +217,7 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, params: ParamsConfig, d
                         f"preprocess.max_bad_fraction={config.max_bad_fraction} allows ({allowed_bad}); "
                         f"first: {bad[0]['image']} ({bad[0]['error']})")
                 continue
-            for row, crop in zip(result.rows, result.crops):
+            for row, crop in zip(result.rows, result.crops, strict=True):
                 shard[row], shard_row[row] = writer.append(crop)
         counts = writer.close()
         seconds = time.perf_counter() - start
