@@ -23,11 +23,23 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hourglass.io.checkpoint import CheckpointError
+from hourglass.inference.predictor import (
+    CONFIDENCE_NOTE,
+    PosePredictor,
+    PoseResult,
+    PredictError,
+    expand_inputs,
+    is_video,
+    parse_numbers,
+    people_for,
+    read_image,
+    result_record,
+    video_frames,
+    video_info,
+    whole_image_warning,
+)
 from hourglass.io.atomic import write_atomic
-from hourglass.inference.predictor import (CONFIDENCE_NOTE, PoseResult, PosePredictor, PredictError, expand_inputs, is_video,
-                               parse_numbers, people_for, read_image, result_record, video_frames, video_info,
-                               whole_image_warning)
+from hourglass.io.checkpoint import CheckpointError
 
 DESCRIPTION = """\
 Keypoints of people in images, folders of images, or a video, with a trained stacked hourglass.

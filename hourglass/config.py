@@ -53,7 +53,7 @@ def _relative_posix(value: str) -> str:
 
 
 class ExtractConfig(Section):
-    """Which archive members become the dataset's files (hourglass.data.download.safe_extract).
+    """Which archive members become the dataset's files (hourglass.data.archive.safe_extract).
 
     Members under ``member_prefix`` land in ``into`` with the prefix stripped; all other members are skipped
     (but still safety-checked). MPII's tar holds ``images/``; FLIC.zip is assumed to hold ``FLIC/images/``.

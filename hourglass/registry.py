@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from mlflow import MlflowClient
@@ -177,7 +177,7 @@ def promote_if_better(
         champion_version=champion_version,
         champion_score=champion_score,
         reason=reason,
-        decided_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        decided_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     _record(client, decision, mv.run_id)
     return decision

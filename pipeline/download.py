@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hourglass.data.download import DownloadError, UnsafeArchiveError, download_dataset
+from hourglass.data.archive import UnsafeArchiveError
+from hourglass.data.download import download_dataset
+from hourglass.data.fetch import DownloadError
 from hourglass.params_file import load_params
 from pipeline import stage, synthesize
 

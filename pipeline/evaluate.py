@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hourglass.data.preprocess import PreprocessError
+from hourglass.data.table import PreprocessError
 from hourglass.evaluation.split_predictions import SPLIT
 from hourglass.evaluation.stage import evaluate
 from hourglass.io.annotations import AnnotationError

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hourglass.data.preprocess import PreprocessError, preprocess
+from hourglass.data.preprocess import preprocess
+from hourglass.data.table import PreprocessError
 from hourglass.io.annotations import AnnotationError
 from hourglass.params_file import load_params
 from pipeline import stage

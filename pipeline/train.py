@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from hourglass.data.dataset import create_dataset
-from hourglass.data.preprocess import PreprocessError
+from hourglass.data.table import PreprocessError
 from hourglass.family import family_of
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.layout import model_dir, stage_item

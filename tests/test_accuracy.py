@@ -22,10 +22,10 @@ import torch
 from hourglass.data.dataset import create_dataset
 from hourglass.data.preprocess import preprocess
 from hourglass.data.synthetic import generate_dataset
+from hourglass.evaluation.stage import evaluate
 from hourglass.params_file import load_params
 from hourglass.precision import cpu_supports_bf16
 from hourglass.train.loop import train
-from hourglass.evaluation.stage import evaluate
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-
-from hourglass.train import losses
-from hourglass.bench import step_timing
-from hourglass.bench.projection import project, train_gflop
-from hourglass.bench.__main__ import main
 from shipped import PARAMS, recipe
+
+from hourglass.bench import step_timing
+from hourglass.bench.__main__ import main
+from hourglass.bench.projection import project, train_gflop
+from hourglass.train import losses
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shipped import preset_raw
 
 from hourglass.params_file import ConfigError, load_params, parse_params
-from shipped import preset_raw
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURE4 = {"hg", "hg_int", "hg_stacked", "hg_stacked_int", "hg_stacked_add"}

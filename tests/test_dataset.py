@@ -9,18 +9,19 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from shipped import paper, preset_raw, recipe
 from torch.utils.data import DataLoader
 
-from hourglass.io.annotations import read_annotations
 from hourglass.bench.loader import make_raw_set
 from hourglass.data.augment import AugmentParams, sample_augmentation
-from hourglass.data.dataset import PoseDataset, create_dataset, worker_init
+from hourglass.data.dataset import PoseDataset, create_dataset
 from hourglass.data.preprocess import preprocess
 from hourglass.geometry import crop_image, flip_image, transform_points
 from hourglass.heatmaps import decode, heatmaps_to_image
+from hourglass.io.annotations import read_annotations
+from hourglass.io.images import single_threaded_cv2
 from hourglass.joints import MPII
 from hourglass.params_file import ConfigError, parse_params
-from shipped import paper, preset_raw, recipe
 
 RES, OUT = 128, 32
 
@@ -99,7 +100,7 @@ def test_targets_peak_at_the_augmented_joints_and_pixels_agree(processed, draw: 
 
 
 def read_names(out: Path) -> list[str]:
-    from hourglass.data.preprocess import read_table
+    from hourglass.data.table import read_table
 
     return read_table(out / "annotations.parquet").column("imgname").to_pylist()
 
@@ -153,7 +154,8 @@ def test_pickles_without_open_files_and_loads_with_spawn_workers(processed):
     assert ds._files
     clone = pickle.loads(pickle.dumps(ds))
     assert clone._files == {}
-    loader = DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="spawn", worker_init_fn=worker_init)
+    loader = DataLoader(ds, batch_size=4, num_workers=2, multiprocessing_context="spawn",
+                        worker_init_fn=single_threaded_cv2)
     batches = list(loader)
     assert len(batches) == 3
     batch = batches[0]
@@ -197,8 +199,8 @@ def test_sampled_augmentation_does_not_depend_on_loader_workers_and_repeats_diff
     workers, and a person met twice in one epoch of several passes is augmented twice, differently."""
     from torch.utils.data import DataLoader
 
-    from hourglass.data.dataset import worker_context
     from hourglass.data.sampler import EpochSampler
+    from hourglass.data.workers import worker_context
 
     _, out = processed
     ds = PoseDataset(out, "train", input_res=RES, augment=paper("augment"))

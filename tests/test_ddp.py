@@ -24,16 +24,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
+from shipped import write_params
 from torch.utils.data import DistributedSampler, default_collate
 
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from hourglass.train.distributed import DistInfo
 from hourglass.model import create_model
 from hourglass.precision import Precision
+from hourglass.train.distributed import DistInfo
 from hourglass.train.loop import train
 from hourglass.train.losses import heatmap_loss
 from hourglass.train.validation import validate
-from shipped import write_params
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import ToyPoses, tiny_params  # noqa: E402  (the shared dataset)

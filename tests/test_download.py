@@ -19,14 +19,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from hourglass.config import DownloadConfig, ExtractConfig, SourceConfig
-from hourglass.data.download import (DownloadError, Expected, HttpSettings, UnsafeArchiveError,
-                                     download_dataset, fetch, file_digests, git_blob_id, safe_extract)
-from hourglass.params_file import load_params
-from pipeline.download import main
 from shipped import paper, recipe
 from shipped import write_params as write_full_params
+
+from hourglass.config import DownloadConfig, ExtractConfig, SourceConfig
+from hourglass.data.archive import UnsafeArchiveError, safe_extract
+from hourglass.data.download import download_dataset
+from hourglass.data.fetch import DownloadError, Expected, HttpSettings, fetch, file_digests, git_blob_id
+from hourglass.params_file import load_params
+from pipeline.download import main
 
 FAST = HttpSettings(retries=2, backoff=0.01, timeout=5.0, chunk_bytes=4096, progress=False)
 VALID_BLOB = "b9e088439064a351a24d0b2ecfc58fc86e5afe86"
@@ -430,7 +431,7 @@ def test_download_dataset_writes_layout_and_manifest_and_is_idempotent(
         server: ServerState, tmp_path: Path, anchor_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = local_config(server, anchor_dir, tmp=tmp_path)
     root = tmp_path / "raw"
-    with caplog.at_level(logging.INFO, logger="hourglass.data.download"):
+    with caplog.at_level(logging.INFO, logger="hourglass.data.manifest"):
         manifest_path = download_dataset(config, "mpii", root=root, progress=False)
     assert "no checksum pinned" in caplog.text
     base = root / "mpii"

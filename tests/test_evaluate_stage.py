@@ -15,19 +15,19 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from shipped import write_params
 
-from hourglass.io.checkpoint import save_checkpoint
 from hourglass.data.dataset import create_dataset
-from hourglass.io.annotations import read_annotations
 from hourglass.geometry import transform_points
 from hourglass.heatmaps import flip_heatmaps, heatmaps_to_image
 from hourglass.inference.runner import load_model, predict_dataset
+from hourglass.io.annotations import read_annotations
+from hourglass.io.checkpoint import save_checkpoint
 from hourglass.joints import MPII
 from hourglass.model import StackedHourglass, create_model
 from hourglass.params_file import load_params
 from hourglass.precision import select_precision
 from pipeline.evaluate import main
-from shipped import write_params
 
 TINY_PARAMS = """\
 dataset: synthetic

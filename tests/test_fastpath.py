@@ -12,15 +12,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from shipped import paper, section
 from torch.utils.data import DataLoader
 
+from hourglass.data.workers import MAX_AUTO_WORKERS, auto_workers, resolve_workers
+from hourglass.precision import cpu_isa, select_precision
 from hourglass.train import fastpath
 from hourglass.train import loop as train_module
-from hourglass.data.dataset import MAX_AUTO_WORKERS, auto_workers, resolve_workers
 from hourglass.train.fastpath import backend_flags, compile_model, resolve_fast_path, resolve_optimizer_impl
 from hourglass.train.optim import create_optimizer
-from hourglass.precision import cpu_isa, select_precision
-from shipped import paper, section
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import ToyPoses, tiny_params  # noqa: E402

@@ -9,9 +9,9 @@ decision, the artifact and reports/champion.json.
 from __future__ import annotations
 
 import json
-import os
 import logging
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -24,8 +24,8 @@ from mlflow import MlflowClient
 from prefect.artifacts import Artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.sorting import FlowRunSort
 from prefect.client.schemas.objects import TaskRun
+from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import (
     PREFECT_API_URL,
     PREFECT_HOME,
@@ -34,11 +34,11 @@ from prefect.settings import (
     temporary_settings,
 )
 from prefect.testing.utilities import prefect_test_harness
+from shipped import write_params
 
 from hourglass.champion import ChampionError, choose_candidate, decide_champion, file_metric, read_training_record
 from pipeline.dvc_stages import FlowSetupError, StageFailed, plan_stages, run_dvc_repro
 from pipeline.flows import ARTIFACT_KEY, build_deployment, main, promote, server_problem
-from shipped import write_params
 
 MODEL = "fake-hg"
 STAGES_PY = '''

@@ -17,15 +17,15 @@ import pytest
 import torch
 import yaml
 from mlflow import MlflowClient
-
-from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from hourglass.cli import main
-from hourglass.params_file import parse_params
-from hourglass.train.init_from import InitFromError, initialise_from
-from hourglass.model import create_model
-from hourglass.train.loop import RESOLVED_CONFIG, train
 from shipped import recipe_raw
 from test_train import ToyPoses
+
+from hourglass.cli import main
+from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from hourglass.model import create_model
+from hourglass.params_file import parse_params
+from hourglass.train.init_from import InitFromError, initialise_from
+from hourglass.train.loop import RESOLVED_CONFIG, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

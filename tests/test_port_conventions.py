@@ -2,7 +2,7 @@
 
 The port cuts a person (its ``utils/img.py`` ``crop``, described here, not copied) as the window between the integer
 parts of ``centre -+ 100 * scale`` (zero outside the image), resized to the input size with OpenCV's bilinear
-``resize``. Ours (:func:`hourglass.data.preprocess.crop_person`) maps ``centre`` to the crop's middle exactly, and
+``resize``. Ours (:func:`hourglass.data.crop.crop_person`) maps ``centre`` to the crop's middle exactly, and
 shrinks by box averages before the warp for downscales above 2x. So the two differ by the half-pixel convention:
 the port's window starts at ``trunc(centre - 100 * scale)``, half a source pixel plus that truncation off ours, and
 its side is an integer. Given that same window, ours reproduces the port's crop to under 1/255 (mean absolute
@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pytest
 
-from hourglass.data.preprocess import CropSpec, crop_person
+from hourglass.data.crop import CropSpec, crop_person
 from hourglass.geometry import CROP_UNIT
 
 MPII_IMAGES = "mmpose/tests/data/mpii"

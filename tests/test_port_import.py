@@ -19,13 +19,19 @@ import numpy as np
 import pytest
 import torch
 
-from hourglass.io.checkpoint import CheckpointError
 from hourglass.cli import build_parser, main
-from hourglass.inference.runner import load_model
-from hourglass.model import count_parameters
-from hourglass.weights.port import (PORT_PROJECT, PortArchitecture, PortImportError, import_port_checkpoint,
-                                   port_key_map, read_port_state)
 from hourglass.inference.predictor import PosePredictor, TrainedOn
+from hourglass.inference.runner import load_model
+from hourglass.io.checkpoint import CheckpointError
+from hourglass.model import count_parameters
+from hourglass.weights.port import (
+    PORT_PROJECT,
+    PortArchitecture,
+    PortImportError,
+    import_port_checkpoint,
+    port_key_map,
+    read_port_state,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -22,15 +22,15 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from shipped import recipe_raw
 
-from hourglass.io.checkpoint import CheckpointError, save_checkpoint
 from hourglass.cli import build_parser, main
 from hourglass.geometry import flip_points
+from hourglass.inference.predictor import Person, PosePredictor, PredictError, as_rgb_array, confidence_divisor
+from hourglass.io.checkpoint import CheckpointError, save_checkpoint
 from hourglass.joints import MPII
 from hourglass.model import create_model
-from hourglass.inference.predictor import Person, PosePredictor, PredictError, as_rgb_array, confidence_divisor
 from hourglass.params_file import parse_params
-from shipped import recipe_raw
 
 MPII_IMAGE = "mmpose/tests/data/mpii/004645041.jpg"  # 1280 x 720
 BOX = (440, 160, 840, 560)  # the crop (1.25 x 400 px around the box centre) lies inside that image
@@ -402,8 +402,7 @@ def _front_facing_mpii(width: int, height: int) -> np.ndarray:
 def test_overlay_draws_the_two_sides_in_two_colours_with_a_legend(tmp_path):
     from matplotlib.colors import to_hex, to_rgb
 
-    from hourglass.draw import (CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR, legend_corner, overlay_figure,
-                                pose_overlay)
+    from hourglass.draw import CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR, legend_corner, overlay_figure, pose_overlay
     from hourglass.joints import FLIC
 
     image = np.full((300, 400, 3), 90, np.uint8)

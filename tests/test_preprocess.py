@@ -10,16 +10,23 @@ import cv2
 import numpy as np
 import pytest
 import yaml
+from shipped import recipe
 
-from hourglass.io.annotations import read_annotations, write_annotations
 from hourglass.bench.loader import make_raw_set
 from hourglass.config import ParamsConfig
 from hourglass.data.augment import required_margin
-from hourglass.data.preprocess import (PreprocessError, build_table, column_array, crop_spec, preprocess, read_table,
-                                       table_annotations, write_parquet)
+from hourglass.data.preprocess import crop_spec, preprocess
+from hourglass.data.table import (
+    PreprocessError,
+    build_table,
+    column_array,
+    read_table,
+    table_annotations,
+    write_parquet,
+)
 from hourglass.geometry import crop_image, transform_points
+from hourglass.io.annotations import read_annotations, write_annotations
 from pipeline.preprocess import main as stage_main
-from shipped import recipe
 
 MPII_VALID = "pose-hg-train/data/mpii/annot/valid.h5"
 MMPOSE = "mmpose/tests/data/mpii"

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from shipped import PARAMS, REPO, preset_raw, recipe, recipe_raw
 
 from hourglass.family import champion_metric
 from hourglass.model import create_model
 from hourglass.params_file import load_params
 from hourglass.recipes import RecipeError, apply_recipe, changed_keys, composed_params, recipe_chain, recipe_path
 from pipeline.recipe import main
-from shipped import PARAMS, REPO, preset_raw, recipe, recipe_raw
 
 FIGURE4 = {"hg", "hg_int", "hg_stacked", "hg_stacked_int", "hg_stacked_add"}
 # What a real-data recipe may change in the CPU preset: the data, the variants, the network's size, the targets,

@@ -28,14 +28,14 @@ import pytest
 import torch
 from mlflow import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
-
-from hourglass.io.checkpoint import CheckpointError
-from hourglass.cli import main
-from hourglass.model import create_model
-from hourglass.weights.source import checkpoint_in_mlflow_model
-from hourglass.inference.predictor import Person, PosePredictor, as_rgb_array
-from hourglass.tracking.runs import PARENT_RUN_ENV, RunTracker
 from shipped import paper, recipe_raw
+
+from hourglass.cli import main
+from hourglass.inference.predictor import Person, PosePredictor, as_rgb_array
+from hourglass.io.checkpoint import CheckpointError
+from hourglass.model import create_model
+from hourglass.tracking.runs import PARENT_RUN_ENV, RunTracker
+from hourglass.weights.source import checkpoint_in_mlflow_model
 
 MPII_IMAGE = "mmpose/tests/data/mpii/004645041.jpg"  # 1280 x 720
 NAME = "hg-serve"

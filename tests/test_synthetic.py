@@ -11,16 +11,18 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-
-from hourglass.io.annotations import read_annotations
-from hourglass.data.synthetic import (
-    OCCLUDER, Canvas, Outfit, draw_person, generate_dataset, label_person, place, sample_skeleton,
-)
-from hourglass.joints import FLIC, MPII
-from hourglass.params_file import ConfigError
-from hourglass.metrics import mpii_pckh
-from pipeline.synthesize import main as synthesize_main
 from shipped import paper, write_params
+
+from hourglass.data.synthetic import generate_dataset
+from hourglass.data.synthetic_drawing import OCCLUDER, Canvas, draw_person, place
+from hourglass.data.synthetic_figure import sample_skeleton
+from hourglass.data.synthetic_look import Outfit
+from hourglass.data.synthetic_scene import label_person
+from hourglass.io.annotations import read_annotations
+from hourglass.joints import FLIC, MPII
+from hourglass.metrics import mpii_pckh
+from hourglass.params_file import ConfigError
+from pipeline.synthesize import main as synthesize_main
 
 FIELDS = {"center", "scale", "part", "visible", "normalize", "imgname", "index", "person", "torsoangle"}
 

@@ -21,18 +21,28 @@ import pytest
 import torch
 from mlflow import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
+from shipped import paper
 
 from hourglass.config import MlflowConfig
+from hourglass.inference.predictor import PosePredictor
 from hourglass.inference.runner import load_model
 from hourglass.model import create_model
 from hourglass.params_file import parse_params
 from hourglass.precision import select_precision
-from hourglass.weights.source import checkpoint_in_mlflow_model
-from hourglass.inference.predictor import PosePredictor
-from hourglass.tracking.runs import (EPOCHS_CSV, METRICS_JSON, MLFLOW_JSON, PARENT_RUN_ENV, RunTracker, TrackingWarning,
-                                default_tracking_uri, ensure_parent_run, flatten_params, metric_name)
+from hourglass.tracking.runs import (
+    EPOCHS_CSV,
+    METRICS_JSON,
+    MLFLOW_JSON,
+    PARENT_RUN_ENV,
+    RunTracker,
+    TrackingWarning,
+    default_tracking_uri,
+    ensure_parent_run,
+    flatten_params,
+    metric_name,
+)
 from hourglass.train.loop import train
-from shipped import paper
+from hourglass.weights.source import checkpoint_in_mlflow_model
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_train import ToyPoses, tiny_params  # noqa: E402

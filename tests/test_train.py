@@ -15,20 +15,20 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from shipped import paper, preset_raw, recipe_raw
 from torch.utils.data import Dataset
 
+from hourglass.heatmaps import gaussian_heatmaps, heatmaps_to_image
+from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
+from hourglass.model import create_model
 from hourglass.params_file import parse_params
+from hourglass.precision import select_precision
 from hourglass.train import loop as train_module
 from hourglass.train import losses
-from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
-from hourglass.heatmaps import gaussian_heatmaps, heatmaps_to_image
-from hourglass.model import create_model
-from hourglass.train.optim import create_optimizer, create_schedule
-from hourglass.precision import select_precision
 from hourglass.train.loop import NonFiniteLossError, train
 from hourglass.train.losses import auxiliary_loss, heatmap_loss
+from hourglass.train.optim import create_optimizer, create_schedule
 from hourglass.train.run_config import resolve_variant
-from shipped import paper, preset_raw, recipe_raw
 
 RES = 64  # input pixels; heatmaps are RES / 4
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from hourglass.data.dataset import available_cores
+from hourglass.data.workers import available_cores
 from hourglass.precision import cpu_isa, cpu_model
 
 

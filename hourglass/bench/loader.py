@@ -19,12 +19,13 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from hourglass.io.annotations import Annotations, write_annotations
 from hourglass.bench.preprocess import random_people, write_jpegs
 from hourglass.data.augment import stored_to_input, to_float_chw
 from hourglass.data.dataset import create_dataset
 from hourglass.data.preprocess import preprocess
 from hourglass.heatmaps import gaussian_heatmaps
+from hourglass.io.annotations import Annotations, write_annotations
+from hourglass.io.images import single_threaded_cv2
 from hourglass.joints import MPII
 from hourglass.recipes import load_with_recipe
 
@@ -66,7 +67,7 @@ def _rate(count: int, seconds: float) -> float:
 
 def run(args: argparse.Namespace) -> dict:
     torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    single_threaded_cv2()
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
     params = load_with_recipe(args.params, None if args.recipe == "none" else args.recipe,

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 
 from hourglass.model import create_model
-from hourglass.train.optim import create_optimizer
 from hourglass.precision import Precision, select_device, select_precision
 from hourglass.recipes import load_with_recipe
 from hourglass.train.losses import heatmap_loss
+from hourglass.train.optim import create_optimizer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

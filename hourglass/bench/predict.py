@@ -22,11 +22,10 @@ import numpy as np
 import torch
 
 from hourglass.bench.preprocess import synthetic_image
-from hourglass.io.checkpoint import save_checkpoint
 from hourglass.config import ModelConfig
-from hourglass.model import create_model
 from hourglass.inference.predictor import Person, PosePredictor, as_rgb_array
-
+from hourglass.io.checkpoint import save_checkpoint
+from hourglass.model import create_model
 
 # hg.lua's network: what the benchmark measures unless told otherwise.
 PAPER_NETWORK = ModelConfig(stacks=8, features=256, modules=1, supervision="intermediate", input_res=256,

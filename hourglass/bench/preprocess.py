@@ -16,8 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hourglass.data.preprocess import ImageTask, crop_spec, process_image
+from hourglass.io.images import decode_rgb, single_threaded_cv2
 from hourglass.recipes import load_with_recipe
-from hourglass.data.preprocess import ImageTask, crop_spec, decode_image, process_image
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,7 +78,7 @@ def _best_rate(work, items: list, repeats: int) -> float:
 
 
 def run(args: argparse.Namespace) -> dict:
-    cv2.setNumThreads(1)
+    single_threaded_cv2()
     rng = np.random.default_rng(args.seed)
     params = load_with_recipe(args.params, None if args.recipe == "none" else args.recipe,
                               {"model.input_res": args.input_res})
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> dict:
             tasks.append(ImageTask(name, np.arange(people), centers, scales))
         blobs = [(images / n).read_bytes() for n in names]
         _best_rate(lambda t: process_image(t, images, spec), tasks[:2], 1)  # warm-up: page cache, code paths
-        decode_rate = _best_rate(lambda b: decode_image(b), blobs, args.repeats)
+        decode_rate = _best_rate(lambda b: decode_rgb(b, apply_orientation=False), blobs, args.repeats)
         full_rate = _best_rate(lambda t: process_image(t, images, spec), tasks, args.repeats)
         people = sum(len(t.rows) for t in tasks)
         mean_bytes = float(np.mean([len(b) for b in blobs]))

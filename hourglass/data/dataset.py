@@ -1,4 +1,4 @@
-"""The training/evaluation Dataset over the preprocessed shards (``hourglass.data.preprocess``).
+"""The training/evaluation Dataset over the preprocessed shards (``hourglass.data.shards``).
 
 A sample is one person: the stored crop goes through ONE ``cv2.warpAffine`` (augmentation folded into the matrix,
 see ``hourglass.data.augment``) to the input resolution, and the joints through the same matrix to Gaussian targets
@@ -31,20 +31,22 @@ import torch
 from torch.utils.data import Dataset
 
 from hourglass.config import AugmentConfig, ParamsConfig
-from hourglass.data.augment import (IDENTITY, AugmentParams, apply_affine, required_margin, sample_augmentation,
-                                    stored_to_input, to_float_chw)
-from hourglass.data.preprocess import (CROPS_KEY, SUMMARY_NAME, TABLE_NAME, PreprocessError, column_array, read_table,
-                                       shard_name)
+from hourglass.data.augment import (
+    IDENTITY,
+    AugmentParams,
+    apply_affine,
+    required_margin,
+    sample_augmentation,
+    stored_to_input,
+    to_float_chw,
+)
+from hourglass.data.shards import CROPS_KEY, SUMMARY_NAME, shard_name
+from hourglass.data.table import TABLE_NAME, PreprocessError, column_array, read_table
 from hourglass.family import family_of
 from hourglass.heatmaps import DEFAULT_RADIUS, DEFAULT_SIGMA, gaussian_heatmaps
 from hourglass.joints import FLIC, MPII, JointSet
 
 _BY_COUNT = {MPII.count: MPII, FLIC.count: FLIC}
-
-
-def worker_init(worker_id: int) -> None:
-    """DataLoader ``worker_init_fn``: one OpenCV thread per worker process, so workers do not oversubscribe cores."""
-    cv2.setNumThreads(1)
 
 
 class PoseDataset(Dataset):
@@ -201,52 +203,8 @@ class PoseDataset(Dataset):
         }
 
 
-MAX_AUTO_WORKERS = 8  # ~2,000 augmented samples/s per worker core here (bench loader); 8 leaves headroom on slow cores
-
-
-def worker_context(workers: int) -> str | None:
-    """How DataLoader workers start: ``spawn`` whenever there are workers.
-
-    Forking a process whose OpenMP/OpenCV thread pools are already running (the trainer has run the model and
-    drawn samples by then) can deadlock the child on its first parallel call; seen here as a stalled training run.
-    A spawned worker starts clean and opens its HDF5 shards itself.
-    """
-    return "spawn" if workers > 0 else None
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask where the OS has one, e.g. under a container's cpuset)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def auto_workers(device: torch.device, processes: int = 1, cores: int | None = None) -> int:
-    """Loader workers per training process for ``workers: auto``.
-
-    CUDA: the machine's cores shared by its ``processes`` training processes, one core of each share kept for the
-    process itself (it launches the kernels), at least 1 and at most :data:`MAX_AUTO_WORKERS`. CPU: 0, the main
-    process loads: workers would compete with the compute threads for the same cores, and loading is a small part of
-    a CPU step (2-4 % of it for the CPU preset's network on 2 cores: ``python -m hourglass.bench device``'s
-    data-wait share, NOTES.md).
-    """
-    if device.type != "cuda":
-        return 0
-    cores = available_cores() if cores is None else cores
-    share = cores // max(1, processes)
-    return max(1, min(MAX_AUTO_WORKERS, share - 1))
-
-
-def resolve_workers(requested: int | str, device: torch.device, processes: int = 1, cores: int | None = None) -> int:
-    """``train.workers`` as a number (``auto``: :func:`auto_workers`)."""
-    if requested == "auto":
-        return auto_workers(device, processes, cores)
-    return int(requested)
-
-
 def create_dataset(processed_dir: str | Path, split: str, params: ParamsConfig, train: bool) -> PoseDataset:
     """The dataset of ``split`` configured from ``params``: augmented with ``params.augment`` when ``train``."""
     return PoseDataset(processed_dir, split, input_res=params.model.input_res, output_res=params.model.input_res // 4,
-                       sigma=params.targets.sigma, radius=params.targets.radius, augment=params.augment if train else None,
-                       joint_set=family_of(params).joints)
+                       sigma=params.targets.sigma, radius=params.targets.radius,
+                       augment=params.augment if train else None, joint_set=family_of(params).joints)

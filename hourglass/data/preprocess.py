@@ -32,46 +32,34 @@ from functools import partial
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from hourglass.io.atomic import write_json_atomic
 from hourglass import geometry
-from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.config import ParamsConfig, PreprocessConfig
+from hourglass.data import crop as crop_module
+from hourglass.data import shards as shards_module
+from hourglass.data import table as table_module
 from hourglass.data.augment import required_margin
+from hourglass.data.crop import CropSpec, crop_person
 from hourglass.data.parallel import ordered_map
-from hourglass.geometry import CROP_UNIT, crop_matrix, transform_points
+from hourglass.data.shards import FORMAT_VERSION, SHARD_GLOB, SUMMARY_NAME, ShardWriter, shard_name
+from hourglass.data.table import (
+    SPLITS,
+    TABLE_NAME,
+    PreprocessError,
+    build_table,
+    column_array,
+    read_splits,
+    write_parquet,
+)
+from hourglass.io.atomic import write_json_atomic
+from hourglass.io.digest import file_sha256
+from hourglass.io.images import decode_rgb, single_threaded_cv2
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-SPLITS = ("train", "valid", "test")
-TABLE_NAME = "annotations.parquet"
-SUMMARY_NAME = "preprocess.json"
-CROPS_KEY = "crops"
-SHARD_GLOB = "shard-*.h5"
-EXTRA_META = b"hourglass.extra"  # Parquet schema metadata: JSON {name: trailing shape} of the h5 extra fields
-# Columns written by build_table; h5 extra fields must not collide with them.
-CORE_COLUMNS = ("row", "split", "source_row", "dataset", "imgname", "center", "scale", "normalize", "joints",
-                "annotated", "visible", "crop_joints", "crop_scale", "shard", "shard_row")
-
-
-class PreprocessError(RuntimeError):
-    """The stage cannot produce a complete output (bad input layout, too many bad images)."""
-
-
-@dataclass(frozen=True)
-class CropSpec:
-    """How people are stored: side ``margin * 200 * scale`` original px, resampled to ``crop_res`` px."""
-
-    margin: float
-    crop_res: int
-    antialias: bool = True
-    jpeg_eoi_check: bool = True
 
 
 def crop_spec(params: ParamsConfig) -> CropSpec:
@@ -82,139 +70,6 @@ def crop_spec(params: ParamsConfig) -> CropSpec:
     crop_res = pre.crop_res if pre.crop_res is not None else math.ceil(margin * params.model.input_res - 1e-6)
     return CropSpec(margin=float(margin), crop_res=int(crop_res), antialias=pre.antialias,
                     jpeg_eoi_check=pre.jpeg_eoi_check)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The annotation table (no images needed)
-
-
-def read_splits(raw_dir: str | Path) -> dict[str, Annotations]:
-    """The annotation h5 of every split present under ``<raw_dir>/annot/``, in ``SPLITS`` order."""
-    annot = Path(raw_dir) / "annot"
-    splits = {s: read_annotations(annot / f"{s}.h5") for s in SPLITS if (annot / f"{s}.h5").is_file()}
-    if not splits:
-        raise PreprocessError(f"{annot}: no annotation file; expected one or more of "
-                              f"{[s + '.h5' for s in SPLITS]}")
-    joints = {s: a.num_joints for s, a in splits.items()}
-    if len(set(joints.values())) != 1:
-        raise PreprocessError(f"{annot}: splits disagree on the number of joints: {joints}")
-    return splits
-
-
-def _fixed_list(values: np.ndarray, inner: pa.DataType) -> pa.Array:
-    """``(N, a, b, ...)`` -> nested fixed-size lists, so Parquet keeps the shape and numpy gets it back in one go."""
-    flat = pa.array(values.reshape(-1), type=inner)
-    for size in reversed(values.shape[1:]):
-        flat = pa.FixedSizeListArray.from_arrays(flat, size)
-    return flat
-
-
-def column_array(column: pa.ChunkedArray | pa.Array, dtype: type) -> np.ndarray:
-    """Inverse of ``_fixed_list``: nested fixed-size lists -> ``(N, a, b, ...)`` numpy."""
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    shape = [len(array)]
-    while pa.types.is_fixed_size_list(array.type):
-        shape.append(array.type.list_size)
-        array = array.flatten()
-    return array.to_numpy(zero_copy_only=False).astype(dtype, copy=False).reshape(shape)
-
-
-def build_table(splits: dict[str, Annotations], dataset: str, spec: CropSpec) -> pa.Table:
-    """One row per person of every split: original and stored-crop joints, the h5 fields, ``shard = -1`` (not yet
-    cropped). ``crop_joints`` are in stored-crop pixels: ``transform_points(joints, center, crop_scale, crop_res)``.
-    """
-    columns: dict[str, list[pa.Array]] = {}
-    extra_shapes: dict[str, list[int]] = {}
-    for split, table in splits.items():
-        n = len(table)
-        crop_scale = table.scale * spec.margin
-        crop_joints = transform_points(table.joints, table.center, crop_scale, spec.crop_res) if n else table.joints
-        parts = {
-            "split": pa.array([split] * n, pa.string()),
-            "source_row": pa.array(np.arange(n, dtype=np.int64)),
-            "dataset": pa.array([dataset] * n, pa.string()),
-            "imgname": pa.array(table.imgname.tolist(), pa.string()),
-            "center": _fixed_list(table.center, pa.float64()),
-            "scale": pa.array(table.scale, pa.float64()),
-            "normalize": pa.array(table.normalize, pa.float64()),
-            "joints": _fixed_list(table.joints, pa.float64()),
-            "annotated": _fixed_list(table.annotated, pa.bool_()),
-            "visible": _fixed_list(table.visible, pa.bool_()),
-            "crop_joints": _fixed_list(crop_joints, pa.float64()),
-            "crop_scale": pa.array(crop_scale, pa.float64()),
-        }
-        for key, values in table.extra.items():
-            if key in CORE_COLUMNS:
-                raise PreprocessError(f"annotation field {key!r} of split {split!r} collides with a table column")
-            values = np.asarray(values)
-            if values.dtype.kind in "SU":
-                values = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.reshape(-1)]
-                                  ).reshape(values.shape)
-            shape = list(values.shape[1:])
-            if extra_shapes.setdefault(key, shape) != shape:
-                raise PreprocessError(f"annotation field {key!r} has shape {shape} in split {split!r} but "
-                                      f"{extra_shapes[key]} elsewhere")
-            arrow_type = pa.string() if values.dtype.kind == "U" else pa.from_numpy_dtype(values.dtype)
-            parts[key] = _fixed_list(values, arrow_type) if shape else pa.array(values, arrow_type)
-        for key, array in parts.items():
-            columns.setdefault(key, []).append(array)
-    missing = {k for k in extra_shapes if len(columns[k]) != len(splits)}
-    if missing:
-        raise PreprocessError(f"annotation field(s) {sorted(missing)} are absent from some splits of {dataset!r}")
-    merged = {k: pa.concat_arrays(v) for k, v in columns.items()}
-    total = len(merged["split"])
-    merged["row"] = pa.array(np.arange(total, dtype=np.int64))
-    merged["shard"] = pa.array(np.full(total, -1, dtype=np.int32))
-    merged["shard_row"] = pa.array(np.full(total, -1, dtype=np.int64))
-    order = list(CORE_COLUMNS) + [k for k in merged if k not in CORE_COLUMNS]
-    schema_meta = {EXTRA_META: json.dumps(extra_shapes).encode()}
-    return pa.table({k: merged[k] for k in order}).replace_schema_metadata(schema_meta)
-
-
-def table_annotations(table: pa.Table, split: str | None = None) -> Annotations:
-    """The rows of ``table`` (of one ``split``, or all) back as an :class:`Annotations` (0-based, NaN, extras)."""
-    if split is not None:
-        mask = np.asarray(table.column("split").to_pylist()) == split
-        table = table.filter(pa.array(mask))
-    shapes = json.loads((table.schema.metadata or {}).get(EXTRA_META, b"{}"))
-    extra = {}
-    for key in shapes:
-        column = table.column(key)
-        if pa.types.is_fixed_size_list(column.type) or shapes[key]:
-            extra[key] = column_array(column, object).reshape([len(table)] + shapes[key])
-        else:
-            extra[key] = column.to_numpy()
-        if extra[key].dtype == object:
-            extra[key] = np.asarray(extra[key].tolist())
-    return Annotations(
-        imgname=np.asarray(table.column("imgname").to_pylist(), dtype=str),
-        center=column_array(table.column("center"), np.float64),
-        scale=table.column("scale").to_numpy(),
-        joints=column_array(table.column("joints"), np.float64),
-        annotated=column_array(table.column("annotated"), bool),
-        visible=column_array(table.column("visible"), bool),
-        normalize=table.column("normalize").to_numpy(),
-        extra=extra,
-    )
-
-
-def write_parquet(table: pa.Table, path: str | Path) -> None:
-    """Write ``table`` atomically (temporary name, then ``os.replace``)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def read_table(path: str | Path) -> pa.Table:
-    """Read ``annotations.parquet`` with a clear error when it is missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise PreprocessError(f"{path}: annotation table not found; run `python -m pipeline.preprocess` first")
-    return pq.read_table(path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -239,69 +94,6 @@ class ImageResult:
     error: str | None
 
 
-def decode_image(data: bytes, check_eoi: bool = True) -> np.ndarray:
-    """Encoded bytes -> RGB uint8, decoded straight to RGB (no per-crop conversion).
-
-    EXIF orientation is ignored: the annotations refer to the stored pixel grid, as Torch's ``image.load`` read it.
-    Raises ``ValueError`` on undecodable or truncated data: libjpeg decodes a truncated JPEG with a grey bottom and
-    only a warning, so a JPEG must end with its EOI marker (allowing a little trailing padding).
-    """
-    if check_eoi and data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
-        raise ValueError("truncated JPEG (no end-of-image marker)")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
-    if image is None or image.size == 0:
-        raise ValueError("not a decodable image")
-    return image
-
-
-def _aligned(lo: int, hi: int, size: int, unit: int) -> tuple[int, int]:
-    """Grow ``[lo, hi)`` within ``[0, size)`` to a multiple of ``unit`` long; trim the far end only when the range
-    already spans the whole image (those last < unit pixels then read as zero padding)."""
-    short = -(hi - lo) % unit
-    grow = min(short, size - hi)
-    hi, short = hi + grow, short - grow
-    grow = min(short, lo)
-    lo, short = lo - grow, short - grow
-    if short:
-        hi -= unit - short
-    return lo, hi
-
-
-def crop_person(image: np.ndarray, center: np.ndarray, scale: float, spec: CropSpec) -> np.ndarray:
-    """The stored crop ``crop_matrix(center, margin * scale, crop_res)`` of an image, same channel order.
-
-    For downscales beyond 2x the window's bounding box is first shrunk by 2^m with 2x2 box averages (``INTER_AREA``
-    at an integer factor, OpenCV's fast path), leaving at most 2x to the bilinear warp, so the crop does not alias
-    (the original scaled the image with ``image.scale`` before cropping for the same reason). The warp matrix
-    accounts for the shrink exactly, so pixels stay where ``transform_points`` puts the joints.
-    """
-    res = spec.crop_res
-    crop_scale = scale * spec.margin
-    matrix = crop_matrix(center, crop_scale, res)
-    source = image
-    side = CROP_UNIT * crop_scale
-    factor = side / res
-    if spec.antialias and factor > 2.0:
-        height, width = image.shape[:2]
-        unit = 2 ** math.ceil(math.log2(factor / 2.0))
-        half = side / 2.0 + 1.0
-        x0, x1 = max(0, math.floor(center[0] - half)), min(width, math.ceil(center[0] + half) + 1)
-        y0, y1 = max(0, math.floor(center[1] - half)), min(height, math.ceil(center[1] + half) + 1)
-        x0, x1 = _aligned(x0, x1, width, unit)
-        y0, y1 = _aligned(y0, y1, height, unit)
-        if x1 - x0 >= unit and y1 - y0 >= unit:
-            source = image[y0:y1, x0:x1]
-            for _ in range(int(math.log2(unit))):
-                source = cv2.resize(source, (source.shape[1] // 2, source.shape[0] // 2),
-                                    interpolation=cv2.INTER_AREA)
-            # A 2^m box shrink maps pixel centres as u = (x - x0 + 0.5) / unit - 0.5; invert that and compose.
-            back = np.array([[unit, 0.0, 0.5 * unit - 0.5 + x0], [0.0, unit, 0.5 * unit - 0.5 + y0],
-                             [0.0, 0.0, 1.0]])
-            matrix = matrix @ back
-    return cv2.warpAffine(source, matrix, (res, res), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                          borderValue=0)
-
-
 def process_image(task: ImageTask, images_dir: Path, spec: CropSpec) -> ImageResult:
     """Read, decode and crop one image; a bad image becomes an ``ImageResult`` with an error, never an exception."""
     path = images_dir / task.imgname
@@ -312,16 +104,11 @@ def process_image(task: ImageTask, images_dir: Path, spec: CropSpec) -> ImageRes
     except OSError as err:
         return ImageResult(task.imgname, task.rows, None, f"unreadable: {path}: {err}")
     try:
-        image = decode_image(data, spec.jpeg_eoi_check)
+        image = decode_rgb(data, apply_orientation=False, check_eoi=spec.jpeg_eoi_check)
     except (ValueError, cv2.error) as err:
         return ImageResult(task.imgname, task.rows, None, f"corrupt: {path}: {err}")
-    crops = np.stack([crop_person(image, c, s, spec) for c, s in zip(task.centers, task.scales)])
+    crops = np.stack([crop_person(image, c, s, spec) for c, s in zip(task.centers, task.scales, strict=True)])
     return ImageResult(task.imgname, task.rows, crops, None)
-
-
-def _init_worker() -> None:
-    """Pool workers each own one core: no OpenCV thread pool inside them."""
-    cv2.setNumThreads(1)
 
 
 def image_tasks(table: pa.Table) -> list[ImageTask]:
@@ -342,64 +129,7 @@ def run_tasks(tasks: list[ImageTask], images_dir: Path, spec: CropSpec, workers:
     if workers <= 1 or len(tasks) <= 1:
         yield from map(work, tasks)
         return
-    yield from ordered_map(work, tasks, workers, chunksize=chunk, initializer=_init_worker)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Writing
-
-
-class ShardWriter:
-    """Appends crops to ``shard-NNNNN.h5`` files of at most ``shard_rows`` people inside ``directory``."""
-
-    def __init__(self, directory: Path, spec: CropSpec, shard_rows: int):
-        self.directory, self.spec, self.shard_rows = directory, spec, shard_rows
-        self.counts: list[int] = []
-        self._file: h5py.File | None = None
-        self._crops: h5py.Dataset | None = None
-
-    def _open(self) -> None:
-        res = self.spec.crop_res
-        self._file = h5py.File(self.directory / shard_name(len(self.counts)), "w")
-        self._file.attrs.update(margin=self.spec.margin, crop_res=res, format_version=FORMAT_VERSION)
-        self._crops = self._file.create_dataset(
-            CROPS_KEY, shape=(self.shard_rows, res, res, 3), maxshape=(None, res, res, 3), dtype=np.uint8,
-            chunks=(1, res, res, 3))  # one chunk per person: a sample is one contiguous read, nothing to decompress
-        self.counts.append(0)
-
-    def append(self, crop: np.ndarray) -> tuple[int, int]:
-        """Store one crop; returns its (shard, row in shard)."""
-        if self._file is None:
-            self._open()
-        shard, row = len(self.counts) - 1, self.counts[-1]
-        self._crops[row] = crop
-        self.counts[-1] += 1
-        if self.counts[-1] == self.shard_rows:
-            self._close_current()
-        return shard, row
-
-    def _close_current(self) -> None:
-        if self._file is not None:
-            self._crops.resize(self.counts[-1], axis=0)
-            self._file.close()
-            self._file = None
-
-    def close(self) -> list[int]:
-        """Finish the last shard; returns the row count of every shard."""
-        self._close_current()
-        return list(self.counts)
-
-
-def shard_name(index: int) -> str:
-    return f"shard-{index:05d}.h5"
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    yield from ordered_map(work, tasks, workers, chunksize=chunk, initializer=single_threaded_cv2)
 
 
 # How the work is spread over processes, not what it computes: left out of the fingerprint and the summary, so
@@ -408,12 +138,14 @@ SPEED_ONLY_KEYS = ("workers", "chunk_images")
 
 
 def fingerprint(raw_dir: Path, dataset: str, spec: CropSpec, config: PreprocessConfig) -> str:
-    """Digest of everything that determines the output: parameters, annotation files, this code and the geometry.
+    """Digest of everything that determines the output: parameters, annotation files, the code (this
+    stage, the crop, the shards, the table, the geometry).
 
     ``workers`` and ``chunk_images`` only change the speed, so they are left out.
     """
-    code = {Path(m.__file__).name: _sha256_file(Path(m.__file__)) for m in (geometry,)}
-    code[Path(__file__).name] = _sha256_file(Path(__file__))
+    modules = (geometry, crop_module, shards_module, table_module)
+    code = {Path(m.__file__).name: file_sha256(m.__file__) for m in modules}
+    code[Path(__file__).name] = file_sha256(__file__)
     annot = raw_dir / "annot"
     payload = {
         "format_version": FORMAT_VERSION,
@@ -421,7 +153,7 @@ def fingerprint(raw_dir: Path, dataset: str, spec: CropSpec, config: PreprocessC
         "spec": spec.__dict__,
         "shard_rows": config.shard_rows,
         "max_bad_fraction": config.max_bad_fraction,
-        "annotations": {s: _sha256_file(annot / f"{s}.h5") for s in SPLITS if (annot / f"{s}.h5").is_file()},
+        "annotations": {s: file_sha256(annot / f"{s}.h5") for s in SPLITS if (annot / f"{s}.h5").is_file()},
         "code": code,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
@@ -485,7 +217,7 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, params: ParamsConfig, d
                         f"preprocess.max_bad_fraction={config.max_bad_fraction} allows ({allowed_bad}); "
                         f"first: {bad[0]['image']} ({bad[0]['error']})")
                 continue
-            for row, crop in zip(result.rows, result.crops):
+            for row, crop in zip(result.rows, result.crops, strict=True):
                 shard[row], shard_row[row] = writer.append(crop)
         counts = writer.close()
         seconds = time.perf_counter() - start
@@ -529,6 +261,8 @@ def _install(tmp_dir: Path, out_dir: Path, table: pa.Table, summary: dict) -> No
     (out_dir / SUMMARY_NAME).unlink(missing_ok=True)
     for stale in out_dir.glob(SHARD_GLOB):
         stale.unlink()
+    # The shards are renamed out of the run's private directory rather than written through io.atomic: h5py fills
+    # each one over many appends, and none may appear in ``out_dir`` before the whole run has succeeded.
     for entry in summary["shards"]:
         os.replace(tmp_dir / entry["name"], out_dir / entry["name"])
     write_parquet(table, out_dir / TABLE_NAME)

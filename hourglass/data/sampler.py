@@ -40,7 +40,7 @@ class Draw(int):
 
     stream: tuple[int, int, int]
 
-    def __new__(cls, index: int, stream: tuple[int, int, int]) -> "Draw":
+    def __new__(cls, index: int, stream: tuple[int, int, int]) -> Draw:
         draw = super().__new__(cls, index)
         draw.stream = stream
         return draw

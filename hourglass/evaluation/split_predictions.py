@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from hourglass.config import ModelConfig, ParamsConfig
-from hourglass.data.dataset import PoseDataset, resolve_workers
-from hourglass.data.preprocess import TABLE_NAME, PreprocessError, read_table
+from hourglass.data.dataset import PoseDataset
+from hourglass.data.table import TABLE_NAME, PreprocessError, read_table
+from hourglass.data.workers import resolve_workers
 from hourglass.inference.runner import LoadedModel, Predictions, predict_dataset
 from hourglass.io.eval_files import GroundTruth, ReaderError
 

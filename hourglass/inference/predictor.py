@@ -2,7 +2,7 @@
 
 One person per crop, as the network was trained: the person is given by a box, by MPII's centre and scale, or by
 default as the whole image with the person assumed centred (what pose-hg-demo expects). Each crop is cut with the
-training preprocessing's own warp (``hourglass.data.preprocess.crop_person``: the ``hourglass.geometry`` crop matrix,
+training preprocessing's own warp (``hourglass.data.crop.crop_person``: the ``hourglass.geometry`` crop matrix,
 anti-aliased for large downscales), run through the network with the flip test as in evaluation
 (``hourglass.inference.runner.predict_heatmaps``), and decoded with the quarter-pixel step back to the original image
 (``decode_to_image``). Keypoints are ``(x, y, confidence)`` in 0-based pixels of the image as displayed.
@@ -38,15 +38,15 @@ import cv2
 import numpy as np
 import torch
 
-from hourglass.io.checkpoint import CheckpointError, load_checkpoint
 from hourglass.data.augment import to_float_chw
-from hourglass.data.preprocess import CropSpec, crop_person
+from hourglass.data.crop import CropSpec, crop_person
 from hourglass.family import family_for
 from hourglass.geometry import CROP_UNIT
 from hourglass.inference.runner import LoadedModel, decode_to_image, load_model, predict_heatmaps
+from hourglass.io.checkpoint import CheckpointError, load_checkpoint
 from hourglass.joints import JOINT_SETS, JointSet
-from hourglass.weights.source import resolve_checkpoint
 from hourglass.precision import Precision, select_precision
+from hourglass.weights.source import resolve_checkpoint
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv"})

@@ -28,12 +28,12 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
-from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from hourglass.config import ModelConfig
+from hourglass.data.workers import worker_context
 from hourglass.heatmaps import decode, flip_average, heatmaps_to_image
+from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from hourglass.model import StackedHourglass, create_model
 from hourglass.precision import Precision
-from hourglass.data.dataset import worker_context
 
 # The batch hook gets the collated batch and the model's raw (unflipped) outputs (N, stacks, J, h, w), e.g. for a loss.
 BatchHook = Callable[[Mapping[str, Any], Tensor], None]

@@ -26,11 +26,19 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from hourglass.config import MlflowConfig
 from hourglass.io.atomic import write_atomic
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
-from hourglass.config import MlflowConfig
-from hourglass.tracking.store import (MLFLOW_JSON, SWEEP_TAG, TrackingWarning, _finite, default_tracking_uri,
-                                    ensure_experiment, metric_name, version_tags)
+from hourglass.tracking.store import (
+    MLFLOW_JSON,
+    SWEEP_TAG,
+    TrackingWarning,
+    _finite,
+    default_tracking_uri,
+    ensure_experiment,
+    metric_name,
+    version_tags,
+)
 
 EPOCHS_CSV = "epochs.csv"
 METRICS_JSON = "metrics.json"

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from hourglass.config import TrainConfig
-from hourglass.data.dataset import resolve_workers, worker_context
+from hourglass.data.workers import resolve_workers, worker_context
 
 # This project's optimisers (hourglass.train.optim) for which torch.optim has a fused implementation; RMSprop has none.
 FUSED_OPTIMIZERS = frozenset({"adam", "sgd"})

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from hourglass.config import ParamsConfig
-from hourglass.data.dataset import resolve_workers
+from hourglass.data.workers import resolve_workers
 from hourglass.family import family_of
 from hourglass.inference.runner import Predictions, predict_dataset
 from hourglass.precision import Precision

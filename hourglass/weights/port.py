@@ -69,8 +69,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
 from hourglass.config import PORT_PROJECT
+from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
 from hourglass.model import HOURGLASS_DEPTH, count_parameters, create_model
 
 PORT_PREFIXES = ("model.module.", "module.")  # Trainer(DataParallel(PoseNet)), DataParallel(PoseNet)
@@ -382,8 +382,8 @@ def register_imported(checkpoint: str | Path, name: str, tracking_uri: str | Non
 
     from hourglass.inference import serving
     from hourglass.io.checkpoint import load_checkpoint
-    from hourglass.tracking.store import default_tracking_uri, ensure_experiment, version_tags
     from hourglass.tracking.runs import _requirements, flatten_params
+    from hourglass.tracking.store import default_tracking_uri, ensure_experiment, version_tags
 
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():

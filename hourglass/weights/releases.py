@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hourglass.io.checkpoint import load_checkpoint
 from hourglass.config import ParamsConfig
 from hourglass.inference.runner import load_model
-from hourglass.weights.port import PORT_PROJECT, ImportResult, import_port_checkpoint
+from hourglass.io.checkpoint import load_checkpoint
 from hourglass.tracking.runs import RunTracker, git_commit
+from hourglass.weights.port import PORT_PROJECT, ImportResult, import_port_checkpoint
 
 
 def import_release(params: ParamsConfig, name: str, out_dir: str | Path) -> ImportResult:
