@@ -113,6 +113,9 @@ class StackedHourglass(nn.Module):
         if stem_width < 4 or stem_width % 4:
             raise ValueError(f"stem_width must be a positive multiple of 4, got {stem_width}")
         self.stacks, self.joints, self.supervision = stacks, joints, supervision
+        # The constructor's arguments: checkpoints and logged models record them and rebuild with create_model(**config).
+        self.config: dict[str, int | str] = {"stacks": stacks, "features": features, "modules": modules,
+                                             "joints": joints, "supervision": supervision, "stem_width": stem_width}
         # hg.lua: 64 then 128 channels whatever nFeats is (stem_width=128). At twice the hourglass's resolution
         # the stem dominates the compute of a narrow model, so CPU presets narrow it too (NOTES.md).
         half = stem_width // 2

@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import os
-import subprocess
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -52,15 +51,6 @@ def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
-def git_commit(cwd: str | Path | None = None) -> str | None:
-    """HEAD of the working tree, or None outside a git checkout."""
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
@@ -94,17 +84,16 @@ def _unwrapped(network: nn.Module) -> nn.Module:
 def serving_checkpoint(network: nn.Module, input_res: int, config: Mapping[str, Any] | None = None,
                        variant: str | None = None, epoch: int | None = None) -> dict[str, Any]:
     """The weights-only checkpoint the served model loads (``hourglass.inference.runner.load_model`` format): CPU fp32
-    contiguous weights, and the training config with its ``model`` section taken from the network itself, so the
-    rebuilt architecture always fits the weights."""
+    contiguous weights, the network's constructor arguments, and the training config with its ``model`` section
+    taken from the network itself, so the rebuilt architecture always fits the weights."""
     network = _unwrapped(network)
     weights = {k: (v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()).contiguous()
                for k, v in network.state_dict().items()}
-    model = {"stacks": int(network.stacks), "features": int(network.heatmaps[0].in_channels),
-             "modules": len(network.heads[0][0]), "supervision": str(network.supervision),
-             "stem_width": 2 * int(network.stem[0].out_channels), "input_res": int(input_res)}
+    arguments = dict(network.config)
+    model = {key: value for key, value in arguments.items() if key != "joints"}
     full = copy.deepcopy(dict(config or {}))
-    full["model"] = {**dict(full.get("model") or {}), **model}
-    return {"model": weights, "config": full, "variant": variant, "epoch": epoch}
+    full["model"] = {**dict(full.get("model") or {}), **model, "input_res": int(input_res)}
+    return {"model": weights, "network": arguments, "config": full, "variant": variant, "epoch": epoch}
 
 
 def ensure_parent_run(experiment: str, sweep: str, tracking_uri: str | None = None) -> str:

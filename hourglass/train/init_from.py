@@ -28,7 +28,7 @@ from torch import Tensor, nn
 
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from hourglass.weights.source import resolve_checkpoint
-from hourglass.weights.port import file_sha256
+from hourglass.io.digest import file_sha256
 
 JOINT_LAYERS = ("heatmaps.", "remap_heatmaps.", "auxiliary_heatmaps.")  # whose shapes follow the joint count
 TRAINING_ONLY_LAYERS = ("auxiliary_heatmaps.",)

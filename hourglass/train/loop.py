@@ -51,7 +51,8 @@ from hourglass.model import StackedHourglass, create_model
 from hourglass.train.optim import create_optimizer, create_schedule, set_implementation
 from hourglass.precision import Precision, runtime_record, select_device, select_precision
 from hourglass.tracking.store import default_tracking_uri
-from hourglass.tracking.runs import RunTracker, git_commit
+from hourglass.io.git import head_commit
+from hourglass.tracking.runs import RunTracker
 
 log = logging.getLogger(__name__)
 RESOLVED_CONFIG = "config.yaml"
@@ -361,7 +362,7 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
         tags = {"variant": name, "seed": str(seed), "dvc.stage": stage or f"train@{name}-{seed}",
                 "precision": precision.describe(),
                 "world_size": str(info.world_size), **{f"runtime.{k}": str(v) for k, v in runtime.items()}}
-        commit = git_commit()
+        commit = head_commit()
         if commit:
             tags.update({"git.commit": commit, "mlflow.source.git.commit": commit})
         tracker = RunTracker(out_dir, params.mlflow, run_name=f"{name}/seed-{seed}",
@@ -432,7 +433,7 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
             if tracker is not None:
                 tracker.log_epoch(epoch + 1, metrics)
                 save_checkpoint({
-                    "model": network.state_dict(), "optimizer": optimizer.state_dict(),
+                    "model": network.state_dict(), "network": network.config, "optimizer": optimizer.state_dict(),
                     "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
                     "epoch": epoch + 1, "step": step,
                     "sampler": {"epoch": epoch + 1, "position": 0, "seed": seed, "steps": steps_per_epoch},

@@ -59,7 +59,6 @@ predict`` reports the validation score as unknown until the evaluate stage has s
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -70,6 +69,7 @@ import torch
 from torch import Tensor
 
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
+from hourglass.io.digest import file_sha256
 from hourglass.config import PORT_PROJECT
 from hourglass.model import HOURGLASS_DEPTH, count_parameters, create_model
 
@@ -198,11 +198,6 @@ def port_key_map(arch: PortArchitecture) -> tuple[dict[str, str], list[str]]:
 
 
 # -- reading the port's file ---------------------------------------------------------------------------------------
-def file_sha256(path: str | Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def read_port_state(path: str | Path) -> tuple[dict[str, Tensor], str, int | None]:
     """``(state dict without its prefix, the prefix, epoch)`` of a port checkpoint, read with ``weights_only``."""
     path = Path(path)
@@ -361,8 +356,10 @@ def import_port_checkpoint(
             "input": "ours NCHW, the port NHWC; both RGB in [0, 1]",
         },
     }
-    save_checkpoint({"model": weights, "config": config, "variant": name, "epoch": epoch}, target)
-    parameters = count_parameters(create_model(**arch.network_kwargs()))
+    network = create_model(**arch.network_kwargs())
+    save_checkpoint({"model": weights, "network": network.config, "config": config, "variant": name, "epoch": epoch},
+                    target)
+    parameters = count_parameters(network)
     return ImportResult(path=target, source=source, sha256=sha256, epoch=epoch, architecture=arch, prefix=prefix,
                         mapped=len(weights) - len(filled), dropped=tuple(dropped), filled=tuple(filled),
                         parameters=parameters)
