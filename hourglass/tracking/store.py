@@ -11,7 +11,8 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,25 @@ def default_tracking_uri(project_dir: str | Path | None = None) -> str:
         return env
     root = Path(project_dir) if project_dir is not None else Path.cwd()
     return f"sqlite:///{root.resolve() / 'mlflow.db'}"
+
+
+@contextmanager
+def fluent_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's global tracking URI set to ``uri`` for the block, then cleared. The project's one use of that global:
+    ``mlflow.models.Model.log`` (logging a pyfunc into a run and registering it) reads the store only from it and has
+    no argument for it; every other call gets the URI from an ``MlflowClient``. ``mlflow.set_tracking_uri`` also
+    writes ``MLFLOW_TRACKING_URI`` into the environment (and clearing it removes the variable), so the variable is put
+    back as it was."""
+    import mlflow
+
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        if env is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = env
 
 
 def metric_name(name: str) -> str:
@@ -99,7 +119,7 @@ def log_evaluation(model_dir: str | Path, metrics: Mapping[str, float], tags: Ma
         from mlflow.entities import Metric, RunTag
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(uri)
+        client = MlflowClient(tracking_uri=uri)
         now = int(time.time() * 1000)
         batch = [Metric(metric_name(k), float(v), now, 0) for k, v in metrics.items() if _finite(v) is not None]
         run_tags = [RunTag(k, str(v)) for k, v in tags.items()]
@@ -129,7 +149,7 @@ def log_sweep_summary(experiment: str, sweep: str, scores: Mapping[str, float | 
         from mlflow.entities import Metric, RunTag
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(uri)
+        client = MlflowClient(tracking_uri=uri)
         exp_id = ensure_experiment(client, experiment)
         found = client.search_runs([exp_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1,
                                    order_by=["attributes.start_time ASC"])

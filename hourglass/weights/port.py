@@ -374,13 +374,13 @@ def register_imported(checkpoint: str | Path, name: str, tracking_uri: str | Non
     MLflow run of ``experiment`` and register it as ``name``; the version is tagged like a trained one (variant,
     dataset, architecture, metric, epochs) plus ``source.project``, ``source.sha256`` and ``source.commit``.
     Returns ``(model URI, version)``. Unlike training's best-effort logging, a failing store raises."""
-    import mlflow
+    from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
+    from mlflow.tracking.context.registry import resolve_tags
 
-    from hourglass.inference import serving
     from hourglass.io.checkpoint import load_checkpoint
+    from hourglass.tracking.runs import flatten_params, log_pose_model
     from hourglass.tracking.store import default_tracking_uri, ensure_experiment, version_tags
-    from hourglass.tracking.runs import _requirements, flatten_params
 
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
@@ -396,16 +396,19 @@ def register_imported(checkpoint: str | Path, name: str, tracking_uri: str | Non
     if source.get("commit"):
         source_tags["source.commit"] = str(source["commit"])
     uri = tracking_uri or default_tracking_uri()
-    client = MlflowClient(uri)
-    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
     experiment_id = ensure_experiment(client, experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"import-{variant or checkpoint.parent.name}",
-                          tags={**source_tags, "hourglass.imported": "true"}):
-        mlflow.log_params({k: v[:6000] for k, v in flatten_params(config).items()})
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(checkpoint)},
-            code_paths=[str(serving.CODE_PACKAGE)], signature=serving.signature(),
-            input_example=serving.input_example(), pip_requirements=_requirements(), registered_model_name=name)
+    run_id = client.create_run(experiment_id, run_name=f"import-{variant or checkpoint.parent.name}",
+                               tags=resolve_tags({**source_tags, "hourglass.imported": "true"})).info.run_id
+    try:
+        params = [Param(k, v[:6000]) for k, v in flatten_params(config).items()]
+        for i in range(0, len(params), 100):  # log_batch caps a request at 100 params
+            client.log_batch(run_id, params=params[i:i + 100])
+        info = log_pose_model(uri, run_id, checkpoint, name)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
     version = str(info.registered_model_version)
     tags = {**version_tags(config, variant if isinstance(variant, str) else None,
                            int(epoch) if epoch is not None else None), **source_tags}
