@@ -29,7 +29,7 @@ from hourglass.io.atomic import write_atomic
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from hourglass.config import MlflowConfig
 from hourglass.tracking.store import (MLFLOW_JSON, SWEEP_TAG, TrackingWarning, _finite, default_tracking_uri,
-                                     ensure_experiment, fluent_tracking_uri, metric_name, version_tags)
+                                     ensure_experiment, fluent_store, metric_name, version_tags)
 
 EPOCHS_CSV = "epochs.csv"
 METRICS_JSON = "metrics.json"
@@ -104,10 +104,12 @@ def log_pose_model(tracking_uri: str, run_id: str, checkpoint: str | Path, regis
     as its code, so neither logging nor loading pickles anything."""
     import mlflow
     from mlflow.models import Model
+    from mlflow.tracking import MlflowClient
 
     from hourglass.inference import serving
 
-    with fluent_tracking_uri(tracking_uri):
+    experiment_id = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.experiment_id
+    with fluent_store(tracking_uri, experiment_id):
         return Model.log(
             artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id,
             python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(checkpoint)},

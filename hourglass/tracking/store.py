@@ -40,22 +40,28 @@ def default_tracking_uri(project_dir: str | Path | None = None) -> str:
 
 
 @contextmanager
-def fluent_tracking_uri(uri: str) -> Iterator[None]:
-    """MLflow's global tracking URI set to ``uri`` for the block, then cleared. The project's one use of that global:
-    ``mlflow.models.Model.log`` (logging a pyfunc into a run and registering it) reads the store only from it and has
-    no argument for it; every other call gets the URI from an ``MlflowClient``. ``mlflow.set_tracking_uri`` also
-    writes ``MLFLOW_TRACKING_URI`` into the environment (and clearing it removes the variable), so the variable is put
-    back as it was."""
+def fluent_store(uri: str, experiment_id: str) -> Iterator[None]:
+    """MLflow's global tracking URI set to ``uri`` and its experiment to ``experiment_id`` for the block, then put
+    back. The project's one use of MLflow's global state: ``mlflow.models.Model.log`` (logging a pyfunc into a run
+    and registering it) reads the store only from the global URI, and files the logged model under the global
+    experiment (``MLFLOW_EXPERIMENT_ID``, else the Default one) rather than its run's; it has no argument for
+    either. Every other call gets the URI from an ``MlflowClient``. ``mlflow.set_tracking_uri`` also writes
+    ``MLFLOW_TRACKING_URI`` into the environment (and clearing it removes the variable), so both variables are put
+    back as they were."""
     import mlflow
 
-    env = os.environ.get("MLFLOW_TRACKING_URI")
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
     mlflow.set_tracking_uri(uri)
+    os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
     try:
         yield
     finally:
         mlflow.set_tracking_uri(None)
-        if env is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = env
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def metric_name(name: str) -> str:
