@@ -19,12 +19,13 @@ import numpy as np
 import pytest
 import torch
 
+from hourglass.config import PORT_PROJECT
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.cli import build_parser, main
 from hourglass.inference.runner import load_model
 from hourglass.model import count_parameters
-from hourglass.weights.port import (PORT_PROJECT, PortArchitecture, PortImportError, import_port_checkpoint,
-                                   port_key_map, read_port_state)
+from hourglass.weights.port import PortImportError, import_port_checkpoint, read_port_state
+from hourglass.weights.port_keys import PortArchitecture, port_key_map
 from hourglass.inference.predictor import PosePredictor, TrainedOn
 
 pytestmark = pytest.mark.usefixtures("one_thread")

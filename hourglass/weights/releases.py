@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from hourglass.io.checkpoint import load_checkpoint
-from hourglass.config import ParamsConfig
+from hourglass.config import PORT_PROJECT, ParamsConfig
 from hourglass.inference.runner import load_model
-from hourglass.weights.port import PORT_PROJECT, ImportResult, import_port_checkpoint
+from hourglass.weights.port import ImportResult, import_port_checkpoint
 from hourglass.io.git import head_commit
 from hourglass.tracking.runs import RunTracker
 
