@@ -39,11 +39,19 @@ def anchor_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite store with its schema already migrated: copying it per test is ~20x faster than migrating."""
+    """An MLflow SQLite store with its schema already migrated: copying it per test is ~20x faster than migrating.
+    Created from inside its own directory, since the store's Default experiment keeps its artifacts under the working
+    directory of the store's creation (``mlruns/0``): runs logged there land beside the template, not in the checkout.
+    """
     from mlflow.tracking import MlflowClient
 
     db = tmp_path_factory.mktemp("mlflow-template") / "template.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    cwd = Path.cwd()
+    os.chdir(db.parent)
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    finally:
+        os.chdir(cwd)
     return db
 
 
