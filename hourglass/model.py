@@ -28,7 +28,7 @@ the intermediate heatmap convolutions feed the remap even when only the last sta
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, TypedDict, Unpack
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +36,17 @@ from torch import Tensor, nn
 Supervision = Literal["intermediate", "final", "add", "resolutions"]
 SUPERVISION_MODES: tuple[str, ...] = ("intermediate", "final", "add", "resolutions")
 HOURGLASS_DEPTH = 4  # 64 -> 32 -> 16 -> 8 -> 4 px, as in hg.lua
+
+
+class NetworkArguments(TypedDict, total=False):
+    """``StackedHourglass``'s constructor arguments, as ``create_model`` takes them and checkpoints record them."""
+
+    stacks: int
+    features: int
+    modules: int
+    joints: int
+    supervision: Supervision
+    stem_width: int
 
 
 class Residual(nn.Module):
@@ -113,6 +124,9 @@ class StackedHourglass(nn.Module):
         if stem_width < 4 or stem_width % 4:
             raise ValueError(f"stem_width must be a positive multiple of 4, got {stem_width}")
         self.stacks, self.joints, self.supervision = stacks, joints, supervision
+        # The constructor's arguments: checkpoints and logged models record them; create_model(**config) rebuilds.
+        self.config: NetworkArguments = {"stacks": stacks, "features": features, "modules": modules, "joints": joints,
+                                         "supervision": supervision, "stem_width": stem_width}
         # hg.lua: 64 then 128 channels whatever nFeats is (stem_width=128). At twice the hourglass's resolution
         # the stem dominates the compute of a narrow model, so CPU presets narrow it too (NOTES.md).
         half = stem_width // 2
@@ -178,20 +192,13 @@ class StackedHourglass(nn.Module):
         return self.supervised(self(images))[:, -1]
 
 
-def create_model(
-    stacks: int = 8,
-    features: int = 256,
-    modules: int = 1,
-    joints: int = 16,
-    supervision: Supervision = "intermediate",
-    stem_width: int = 128,
-) -> StackedHourglass:
-    """Build the network. ``modules`` is the number of residual modules per location (``nModules``): the single
-    hourglass "HG" of the same depth as a 2-stack model is ``create_model(stacks=1, modules=2)``, and Figure 4's
-    "HG-Int" is that hourglass with ``supervision="resolutions"``. ``stem_width`` is the stem's width (the
-    original's 128; its 7x7 convolution has half as many channels)."""
-    return StackedHourglass(stacks=stacks, features=features, modules=modules, joints=joints, supervision=supervision,
-                            stem_width=stem_width)
+def create_model(**arguments: Unpack[NetworkArguments]) -> StackedHourglass:
+    """Build the network (defaults: the paper's 8-stack, 256-feature MPII model). ``modules`` is the number of
+    residual modules per location (``nModules``): the single hourglass "HG" of the same depth as a 2-stack model is
+    ``create_model(stacks=1, modules=2)``, and Figure 4's "HG-Int" is that hourglass with
+    ``supervision="resolutions"``. ``stem_width`` is the stem's width (the original's 128; its 7x7 convolution has
+    half as many channels)."""
+    return StackedHourglass(**arguments)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -39,29 +39,35 @@ def anchor_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def _migrated_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite store with its schema already migrated: copying it per test is ~20x faster than migrating."""
+    """An MLflow SQLite store with its schema already migrated: copying it per test is ~20x faster than migrating.
+    Created from inside its own directory, since the store's Default experiment keeps its artifacts under the working
+    directory of the store's creation (``mlruns/0``): runs logged there land beside the template, not in the checkout.
+    """
     from mlflow.tracking import MlflowClient
 
     db = tmp_path_factory.mktemp("mlflow-template") / "template.db"
-    MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    cwd = Path.cwd()
+    os.chdir(db.parent)
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{db}").search_experiments()
+    finally:
+        os.chdir(cwd)
     return db
 
 
 @pytest.fixture
 def mlflow_store(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh MLflow SQLite store for one test, its URI returned: ``MLFLOW_TRACKING_URI`` and the fluent API's
-    global URI point at it (both restored afterwards), artifacts land beside it (the test runs in ``tmp_path``), and
-    a run the test left active is ended."""
+    """A fresh MLflow SQLite store for one test, its URI returned: ``MLFLOW_TRACKING_URI`` points at it (restored
+    afterwards; the project never sets MLflow's global URI, so the fluent API follows the variable), artifacts land
+    beside it (the test runs in ``tmp_path``), and a run the test left active is ended."""
     import shutil
 
     import mlflow
-    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     db = tmp_path / "mlflow.db"
     shutil.copy(_migrated_db, db)
     uri = f"sqlite:///{db}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)
     monkeypatch.chdir(tmp_path)
     yield uri
     mlflow.end_run()

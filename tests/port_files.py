@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from hourglass.model import create_model
-from hourglass.weights.port import PORT_STEM_CHANNELS, PortArchitecture, port_key_map
+from hourglass.weights.port_keys import PORT_STEM_CHANNELS, PortArchitecture, port_key_map
 
 
 def write_port_checkpoint(path: Path, stacks: int = 1, features: int = 16, joints: int = 16, seed: int = 0,

@@ -115,12 +115,9 @@ UNDECLARED: dict[str, dict[str, str]] = {
     },
 }
 UNDECLARED["evaluate_import"] = UNDECLARED["evaluate"]  # the same stage, run on an imported model
-# hourglass.weights.releases reloads the checkpoint it has just written (hourglass.inference.runner.load_model) to
-# log it: the model section read is the one inferred from the port file's tensors (dep: the file), never params.yaml's.
-UNDECLARED["import"] = {"model": "the imported checkpoint's model section, inferred from the file (dep: the file)"}
 # Allowed keys that must never be read from a section of the config parsed from params.yaml (only from copies and
 # other instances of the class): evaluate's model is the checkpoint's, which the recording tells apart by identity.
-ONLY_FROM_COPIES = {"evaluate": ("model",), "evaluate_import": ("model",), "import": ("model",)}
+ONLY_FROM_COPIES = {"evaluate": ("model",), "evaluate_import": ("model",)}
 
 # Stages that dump the whole config (not a read of any key: a record of the run, next to its outputs).
 WHOLE_CONFIG_DUMPS = {

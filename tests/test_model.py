@@ -101,3 +101,21 @@ def test_bad_arguments_are_named():
         create_model(supervision="int")
     with pytest.raises(ValueError, match="features"):
         create_model(features=30)
+
+
+def test_the_model_rebuilds_from_its_own_config():
+    model = create_model(stacks=2, features=16, modules=2, joints=14, supervision="resolutions", stem_width=32)
+    rebuilt = create_model(**model.config)
+    assert rebuilt.config == model.config
+    assert rebuilt.load_state_dict(model.state_dict()) is not None  # same layers, same shapes
+
+
+def test_a_served_checkpoint_keeps_the_stem_width(tmp_path):
+    from hourglass.inference.runner import load_model
+    from hourglass.io.checkpoint import save_checkpoint
+    from hourglass.tracking.runs import serving_checkpoint
+
+    model = create_model(stacks=1, features=16, joints=14, stem_width=32)
+    save_checkpoint(serving_checkpoint(model, 64, {"dataset": "mpii"}), tmp_path / "checkpoint.pt")
+    loaded = load_model(tmp_path)
+    assert loaded.model.config == model.config and loaded.model_config.stem_width == 32

@@ -20,18 +20,13 @@ import pytest
 import torch
 
 from hourglass.cli import build_parser, main
+from hourglass.config import PORT_PROJECT
 from hourglass.inference.predictor import PosePredictor, TrainedOn
 from hourglass.inference.runner import load_model
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.model import count_parameters
-from hourglass.weights.port import (
-    PORT_PROJECT,
-    PortArchitecture,
-    PortImportError,
-    import_port_checkpoint,
-    port_key_map,
-    read_port_state,
-)
+from hourglass.weights.port import PortImportError, import_port_checkpoint, read_port_state
+from hourglass.weights.port_keys import PortArchitecture, port_key_map
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -224,19 +219,13 @@ def test_import_options_are_explained():
         assert action.help, f"option {action.option_strings or action.dest} has no help"
 
 
-def test_register_logs_the_imported_model_tagged_with_its_source(fixture_dir, tmp_path, _migrated_db, monkeypatch):
+def test_register_logs_the_imported_model_tagged_with_its_source(fixture_dir, tmp_path, mlflow_store):
     import mlflow
     from mlflow import MlflowClient
 
     from hourglass.weights.source import checkpoint_in_mlflow_model
 
-    db = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_db, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.chdir(tmp_path)  # artifacts land beside the store
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)  # the command sets the global URI; restored after
+    uri = mlflow_store
     out = tmp_path / "models" / "port_reg"
     try:
         assert main(["import", str(fixture_dir / "checkpoint.pt"), "--out", str(out), "--register", "hg-port",

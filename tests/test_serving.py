@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -27,7 +26,6 @@ import numpy as np
 import pytest
 import torch
 from mlflow import MlflowClient
-from mlflow.tracking._tracking_service import utils as tracking_utils
 from shipped import paper, recipe_raw
 
 from hourglass.cli import main
@@ -43,16 +41,11 @@ BOX = [440, 160, 840, 560]
 
 
 @pytest.fixture
-def store(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+def store(tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A fresh store with the pose model registered as ``hg-serve@champion``; yields its URI."""
-    db = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_db, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    uri = mlflow_store
     monkeypatch.setenv("HOURGLASS_PRECISION", "fp32")
     monkeypatch.delenv(PARENT_RUN_ENV, raising=False)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)
-    monkeypatch.chdir(tmp_path)  # artifacts land beside the store
     tracker = RunTracker(tmp_path / "out", paper("mlflow", sweep=None, experiment="test", registered_model=NAME,
                                                         system_metrics=False), run_name="hg", params={})
     torch.manual_seed(0)
@@ -60,7 +53,6 @@ def store(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -
     tracker.finish({"x": 1.0})
     MlflowClient(uri).set_registered_model_alias(NAME, "champion", "1")
     yield uri
-    mlflow.end_run()
 
 
 def _free_port() -> int:

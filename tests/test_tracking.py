@@ -20,7 +20,6 @@ import pandas as pd
 import pytest
 import torch
 from mlflow import MlflowClient
-from mlflow.tracking._tracking_service import utils as tracking_utils
 from shipped import paper
 
 from hourglass.config import MlflowConfig
@@ -95,7 +94,6 @@ def test_unreachable_server_warns_once_and_still_writes_dvc_files(tmp_path, monk
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tracker = _tracker(tmp_path)

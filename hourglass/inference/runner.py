@@ -66,10 +66,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
         model_config = ModelConfig.model_validate(config["model"])
     except ValueError as err:
         raise CheckpointError(f"{path}: invalid model config in the checkpoint: {err}") from None
-    head = weights.get("heatmaps.0.weight")
-    if not isinstance(head, Tensor) or head.ndim != 4:
-        raise CheckpointError(f"{path}: weights have no 'heatmaps.0.weight' output layer; not a StackedHourglass")
-    model = create_model(**model_config.network_kwargs(), joints=int(head.shape[0]))
+    try:
+        model = create_model(**_network_arguments(state, model_config, path))
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: invalid network arguments in the checkpoint: {err}") from None
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:
@@ -78,6 +78,19 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     epoch = state.get("epoch")
     return LoadedModel(model=model.to(device).eval(), model_config=model_config, config=dict(config),
                        variant=state.get("variant"), epoch=int(epoch) if epoch is not None else None, path=path)
+
+
+def _network_arguments(state: Mapping[str, Any], model_config: ModelConfig, path: Path) -> dict[str, Any]:
+    """``create_model``'s arguments: the checkpoint's ``network`` record (``StackedHourglass.config``), or for a file
+    written before checkpoints carried it (the test fixtures, the shared anchor data's checkpoints, older training,
+    serving and imported checkpoints) the config's ``model`` section with the joint count read off the output layer."""
+    network = state.get("network")
+    if isinstance(network, Mapping):
+        return dict(network)
+    head = state["model"].get("heatmaps.0.weight")
+    if not isinstance(head, Tensor) or head.ndim != 4:
+        raise CheckpointError(f"{path}: weights have no 'heatmaps.0.weight' output layer; not a StackedHourglass")
+    return {**model_config.network_kwargs(), "joints": int(head.shape[0])}
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ import csv
 import io
 import json
 import os
-import subprocess
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -36,6 +35,7 @@ from hourglass.tracking.store import (
     _finite,
     default_tracking_uri,
     ensure_experiment,
+    fluent_store,
     metric_name,
     version_tags,
 )
@@ -58,15 +58,6 @@ def flatten_params(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[dotted] = json.dumps(value) if isinstance(value, (list, tuple, Mapping)) else str(value)
     return out
-
-
-def git_commit(cwd: str | Path | None = None) -> str | None:
-    """HEAD of the working tree, or None outside a git checkout."""
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
 
 
 def _read_csv_rows(path: Path) -> list[dict[str, str]]:
@@ -102,24 +93,46 @@ def _unwrapped(network: nn.Module) -> nn.Module:
 def serving_checkpoint(network: nn.Module, input_res: int, config: Mapping[str, Any] | None = None,
                        variant: str | None = None, epoch: int | None = None) -> dict[str, Any]:
     """The weights-only checkpoint the served model loads (``hourglass.inference.runner.load_model`` format): CPU fp32
-    contiguous weights, and the training config with its ``model`` section taken from the network itself, so the
-    rebuilt architecture always fits the weights."""
+    contiguous weights, the network's constructor arguments, and the training config with its ``model`` section
+    taken from the network itself, so the rebuilt architecture always fits the weights."""
     network = _unwrapped(network)
     weights = {k: (v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()).contiguous()
                for k, v in network.state_dict().items()}
-    model = {"stacks": int(network.stacks), "features": int(network.heatmaps[0].in_channels),
-             "modules": len(network.heads[0][0]), "supervision": str(network.supervision),
-             "stem_width": 2 * int(network.stem[0].out_channels), "input_res": int(input_res)}
+    arguments = dict(network.config)
+    model = {key: value for key, value in arguments.items() if key != "joints"}
     full = copy.deepcopy(dict(config or {}))
-    full["model"] = {**dict(full.get("model") or {}), **model}
-    return {"model": weights, "config": full, "variant": variant, "epoch": epoch}
+    full["model"] = {**dict(full.get("model") or {}), **model, "input_res": int(input_res)}
+    return {"model": weights, "network": arguments, "config": full, "variant": variant, "epoch": epoch}
+
+
+def log_pose_model(tracking_uri: str, run_id: str, checkpoint: str | Path, registered_model: str | None) -> Any:
+    """Log ``checkpoint`` into run ``run_id`` as the pose pyfunc (``hourglass.inference.serving``: images in, keypoints
+    out), registered as ``registered_model`` when given; returns MLflow's ``ModelInfo``.
+
+    The model is "from code": the weights go in as a weights-only checkpoint artifact and the ``hourglass`` package
+    as its code, so neither logging nor loading pickles anything."""
+    import mlflow
+    from mlflow.models import Model
+    from mlflow.tracking import MlflowClient
+
+    from hourglass.inference import serving
+
+    experiment_id = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.experiment_id
+    with fluent_store(tracking_uri, experiment_id):
+        return Model.log(
+            artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id,
+            python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(checkpoint)},
+            code_paths=[str(serving.CODE_PACKAGE)], signature=serving.signature(),
+            input_example=serving.input_example(), pip_requirements=_requirements(),
+            registered_model_name=registered_model)
 
 
 def ensure_parent_run(experiment: str, sweep: str, tracking_uri: str | None = None) -> str:
     """The id of the sweep's parent run, created on first use (the tag ``hourglass.sweep`` finds it again)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri or default_tracking_uri())
+    uri = tracking_uri or default_tracking_uri()
+    client = MlflowClient(tracking_uri=uri)
     exp_id = ensure_experiment(client, experiment)
     found = client.search_runs([exp_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1,
                                order_by=["attributes.start_time ASC"])
@@ -159,6 +172,7 @@ class RunTracker:
         self._mlflow_ok = True
         self._pending: list[Any] = []
         self._client: Any = None
+        self._monitor: Any = None  # MLflow's system metrics sampler of the run, when cfg.system_metrics
         self.run_id: str | None = None
         self._last_epoch: int = 0
         self._last_values: dict[str, float] = {}
@@ -207,27 +221,33 @@ class RunTracker:
             return
 
         def start() -> str:
-            import mlflow
+            from mlflow.entities import Param, RunStatus
             from mlflow.tracking import MlflowClient
+            from mlflow.tracking.context.registry import resolve_tags
 
-            mlflow.set_tracking_uri(self.tracking_uri)
-            client = MlflowClient(self.tracking_uri)
+            client = MlflowClient(tracking_uri=self.tracking_uri)
             exp_id = ensure_experiment(client, self.cfg.experiment)
             if run_id is not None:
-                run = mlflow.start_run(run_id=run_id, log_system_metrics=self.cfg.system_metrics)
+                client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+                started = run_id
             else:
                 parent = os.environ.get(PARENT_RUN_ENV) or (
                     ensure_parent_run(self.cfg.experiment, self.cfg.sweep, self.tracking_uri)
                     if self.cfg.sweep else None)
-                run = mlflow.start_run(experiment_id=exp_id, run_name=run_name, parent_run_id=parent,
-                                       nested=parent is not None, tags=tags,
-                                       log_system_metrics=self.cfg.system_metrics)
-                flat = flatten_params(params)
-                items = list(flat.items())
-                for i in range(0, len(items), 100):  # log_params caps a request at 100 params
-                    mlflow.log_params(dict(items[i:i + 100]))
+                # resolve_tags adds the source, user and git tags MLflow's fluent start_run adds.
+                run_tags = resolve_tags({**tags, **({"mlflow.parentRunId": parent} if parent else {})})
+                started = client.create_run(exp_id, run_name=run_name, tags=run_tags).info.run_id
+                items = [Param(k, v) for k, v in flatten_params(params).items()]
+                for i in range(0, len(items), 100):  # log_batch caps a request at 100 params
+                    client.log_batch(started, params=items[i:i + 100])
+            if self.cfg.system_metrics:
+                from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+                self._monitor = SystemMetricsMonitor(started, resume_logging=run_id is not None,
+                                                     tracking_uri=self.tracking_uri)
+                self._monitor.start()
             self._client = client
-            return run.info.run_id
+            return started
 
         self.run_id = self._mlflow("starting the run", start)
 
@@ -277,14 +297,13 @@ class RunTracker:
     def log_model(self, network: nn.Module, input_res: int, registered_model: str | None,
                   config: Mapping[str, Any] | None = None, variant: str | None = None,
                   epoch: int | None = None) -> str | None:
-        """Log the network as the pose pyfunc (``hourglass.inference.serving``: images in, keypoints out), register it, and
-        write ``mlflow.json`` (run, model URI, registered name and version, store) for the flows and evaluation.
+        """Log the network as the pose pyfunc (:func:`log_pose_model`), register it, and write ``mlflow.json`` (run,
+        model URI, registered name and version, store) for the flows and evaluation.
 
-        The model is "from code": the weights go in as a weights-only checkpoint artifact and the ``hourglass``
-        package as its code, so neither logging nor loading pickles anything. ``config`` (the resolved params) says
-        which joint set and flip test the model uses, ``variant``/``epoch`` what it is; without ``config`` the
-        run's ``checkpoint.pt`` in the output directory supplies all three when present. Returns the model URI, or None without MLflow (``mlflow.json`` then
-        has null fields, so the file a DVC stage declares always exists).
+        ``config`` (the resolved params) says which joint set and flip test the model uses, ``variant``/``epoch``
+        what it is; without ``config`` the run's ``checkpoint.pt`` in the output directory supplies all three when
+        present. Returns the model URI, or None without MLflow (``mlflow.json`` then has null fields, so the file a
+        DVC stage declares always exists).
         """
         record: dict[str, Any] = {"run_id": self.run_id, "model_uri": None, "registered_model": registered_model,
                                   "version": None, "tracking_uri": self.tracking_uri}
@@ -292,27 +311,16 @@ class RunTracker:
         def log() -> str:
             import tempfile
 
-            import mlflow
-            from mlflow.tracking import MlflowClient
-
-            from hourglass.inference import serving
-
             base, name, trained = self._training_config(config, variant, epoch)
             with tempfile.TemporaryDirectory(prefix="hourglass-model-") as tmp:
                 weights = Path(tmp) / CHECKPOINT_NAME
                 save_checkpoint(serving_checkpoint(network, input_res, base, name, trained), weights)
-                info = mlflow.pyfunc.log_model(
-                    name="model", python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(weights)},
-                    code_paths=[str(serving.CODE_PACKAGE)], signature=serving.signature(), input_example=serving.input_example(),
-                    pip_requirements=_requirements(),
-                    registered_model_name=registered_model,
-                )
+                info = log_pose_model(self.tracking_uri, self.run_id, weights, registered_model)
             version = info.registered_model_version
             record.update(model_uri=info.model_uri, version=str(version) if version is not None else None)
             if version is not None:  # one registered name, many architectures: each version says what it is
-                client = self._client or MlflowClient(self.tracking_uri)
                 for key, value in version_tags(base, name, trained).items():
-                    client.set_model_version_tag(registered_model, str(version), key, value)
+                    self._client.set_model_version_tag(registered_model, str(version), key, value)
             return info.model_uri
 
         uri = self._mlflow("logging the model", log) if self.mlflow_active else None
@@ -350,9 +358,10 @@ class RunTracker:
     def close(self, status: str = "FINISHED") -> None:
         """Flush and end the MLflow run (``FAILED`` / ``KILLED`` for an aborted training); idempotent."""
         self._flush()
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
         if self.mlflow_active:
-            import mlflow
-
-            self._mlflow("ending the run", lambda: mlflow.end_run(status=status))
+            self._mlflow("ending the run", lambda: self._client.set_terminated(self.run_id, status))
         self.run_id = None if not self._mlflow_ok else self.run_id
         self._mlflow_ok = False

@@ -11,7 +11,8 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,31 @@ def default_tracking_uri(project_dir: str | Path | None = None) -> str:
         return env
     root = Path(project_dir) if project_dir is not None else Path.cwd()
     return f"sqlite:///{root.resolve() / 'mlflow.db'}"
+
+
+@contextmanager
+def fluent_store(uri: str, experiment_id: str) -> Iterator[None]:
+    """MLflow's global tracking URI set to ``uri`` and its experiment to ``experiment_id`` for the block, then put
+    back. The project's one use of MLflow's global state: ``mlflow.models.Model.log`` (logging a pyfunc into a run
+    and registering it) reads the store only from the global URI, and files the logged model under the global
+    experiment (``MLFLOW_EXPERIMENT_ID``, else the Default one) rather than its run's; it has no argument for
+    either. Every other call gets the URI from an ``MlflowClient``. ``mlflow.set_tracking_uri`` also writes
+    ``MLFLOW_TRACKING_URI`` into the environment (and clearing it removes the variable), so both variables are put
+    back as they were."""
+    import mlflow
+
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_ID")}
+    mlflow.set_tracking_uri(uri)
+    os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def metric_name(name: str) -> str:
@@ -99,7 +125,7 @@ def log_evaluation(model_dir: str | Path, metrics: Mapping[str, float], tags: Ma
         from mlflow.entities import Metric, RunTag
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(uri)
+        client = MlflowClient(tracking_uri=uri)
         now = int(time.time() * 1000)
         batch = [Metric(metric_name(k), float(v), now, 0) for k, v in metrics.items() if _finite(v) is not None]
         run_tags = [RunTag(k, str(v)) for k, v in tags.items()]
@@ -129,7 +155,7 @@ def log_sweep_summary(experiment: str, sweep: str, scores: Mapping[str, float | 
         from mlflow.entities import Metric, RunTag
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient(uri)
+        client = MlflowClient(tracking_uri=uri)
         exp_id = ensure_experiment(client, experiment)
         found = client.search_runs([exp_id], filter_string=f"tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1,
                                    order_by=["attributes.start_time ASC"])

@@ -29,9 +29,10 @@ from hourglass.config import ParamsConfig
 from hourglass.data.sampler import EpochSampler
 from hourglass.family import family_of
 from hourglass.io.checkpoint import CHECKPOINT_NAME, save_checkpoint
+from hourglass.io.git import head_commit
 from hourglass.model import StackedHourglass, create_model
 from hourglass.precision import Precision, runtime_record, select_device, select_precision
-from hourglass.tracking.runs import RunTracker, git_commit
+from hourglass.tracking.runs import RunTracker
 from hourglass.tracking.store import default_tracking_uri
 from hourglass.train import losses
 from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, barrier, broadcast_buffers, process_group
@@ -189,7 +190,7 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
         tags = {"variant": name, "seed": str(seed), "dvc.stage": stage or f"train@{name}-{seed}",
                 "precision": precision.describe(),
                 "world_size": str(info.world_size), **{f"runtime.{k}": str(v) for k, v in runtime.items()}}
-        commit = git_commit()
+        commit = head_commit()
         if commit:
             tags.update({"git.commit": commit, "mlflow.source.git.commit": commit})
         tracker = RunTracker(out_dir, params.mlflow, run_name=f"{name}/seed-{seed}",

@@ -1,10 +1,10 @@
 """The checkpoint a training run writes after every epoch, and resuming from it.
 
 A killed run resumes to exactly the weights of an uninterrupted one (CPU, deterministic settings): the checkpoint
-holds the model, optimiser, schedule and scaler states, the epoch and step counters, every random generator and the
-per-epoch history. It is resumed only when its fingerprint (:mod:`hourglass.train.fingerprint`: configuration, data
-and code) is this run's; the sampler needs no saved position, since an epoch's batches depend only on (seed, epoch)
-and every checkpoint is written at an epoch's end.
+holds the model and its constructor arguments (``network``), the optimiser, schedule and scaler states, the epoch
+and step counters, every random generator and the per-epoch history. It is resumed only when its fingerprint
+(:mod:`hourglass.train.fingerprint`: configuration, data and code) is this run's; the sampler needs no saved
+position, since an epoch's batches depend only on (seed, epoch) and every checkpoint is written at an epoch's end.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from hourglass.io.checkpoint import load_checkpoint, rng_state, set_rng_state
+from hourglass.model import StackedHourglass
 from hourglass.train.fastpath import FastPath
 from hourglass.train.fingerprint import mismatches
 from hourglass.train.optim import LearningRateSchedule, set_implementation
@@ -26,7 +27,7 @@ from hourglass.train.optim import LearningRateSchedule, set_implementation
 log = logging.getLogger(__name__)
 
 
-def checkpoint_state(*, network: nn.Module, optimizer: torch.optim.Optimizer, schedule: LearningRateSchedule,
+def checkpoint_state(*, network: StackedHourglass, optimizer: torch.optim.Optimizer, schedule: LearningRateSchedule,
                      scaler: torch.amp.GradScaler, epoch: int, step: int, seed: int, steps_per_epoch: int,
                      record: Mapping[str, Any], variant: str | None, run_id: str | None,
                      history: list[dict[str, float]], fingerprint: Mapping[str, Any],
@@ -34,7 +35,7 @@ def checkpoint_state(*, network: nn.Module, optimizer: torch.optim.Optimizer, sc
     """Everything :func:`restore` needs to continue after ``epoch`` epochs (``step`` optimiser steps), plus the
     run's resolved config (``record``) and identity for provenance."""
     return {
-        "model": network.state_dict(), "optimizer": optimizer.state_dict(),
+        "model": network.state_dict(), "network": network.config, "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
         "epoch": epoch, "step": step,
         "sampler": {"epoch": epoch, "seed": seed, "steps": steps_per_epoch},

@@ -8,10 +8,10 @@ and a config that ``hourglass predict --model``, the evaluate stage and the serv
 (:func:`hourglass.inference.runner.load_model`).
 
 The two networks are the same network (hg.lua's), so the import is a renaming, written out layer by layer in
-:func:`port_key_map` and checked both ways: every tensor of our network must come from exactly one tensor of the
-port's, with the same shape, and every tensor of the port's must be used -- except the ``skip_layer`` of each
-``Residual`` whose input and output widths are equal, which the port registers but never runs (it adds the input
-itself); those are dropped and counted. Anything else (a missing or left-over tensor, a shape that does not fit)
+:mod:`hourglass.weights.port_keys` and checked both ways: every tensor of our network must come from exactly one
+tensor of the port's, with the same shape, and every tensor of the port's must be used -- except the ``skip_layer`` of
+each ``Residual`` whose input and output widths are equal, which the port registers but never runs (it adds the
+input itself); those are dropped and counted. Anything else (a missing or left-over tensor, a shape that does not fit)
 raises :class:`PortImportError` naming the first such key, and nothing is written -- save BatchNorm's
 ``num_batches_tracked`` counters, which files written by PyTorch before 0.4.1 lack and which no evaluation reads:
 those are set to 0 and counted.
@@ -20,20 +20,6 @@ What is read from the tensors' shapes: ``stacks`` (the number of ``hgs``), ``fea
 ``joints`` (``oup_dim``) and the stem width (twice the 7x7 convolution's 64 channels, our ``stem_width=128``). The
 port's hourglass always has one residual per location (our ``modules: 1``) and depth 4 (ours is fixed at 4); its
 ``increase`` option (wider lower branches) has no counterpart here and fails on the first mis-shaped tensor.
-
-Layer by layer (port key below ``model.module.`` -> ours; a port ``Conv`` is ``conv`` (+ ``bn``) (+ ReLU)):
-
-* ``pre.0.conv`` / ``pre.0.bn`` -> ``stem.0`` / ``stem.1`` (7x7/2 conv, BN; ReLU ``stem.2``); ``pre.2`` and
-  ``stem.4`` are the max-pool; the residuals ``pre.1``, ``pre.3``, ``pre.4`` -> ``stem.3``, ``stem.5``, ``stem.6``;
-* a port ``Residual`` ``bn1, conv1.conv, bn2, conv2.conv, bn3, conv3.conv`` -> our ``body.0, body.2, body.3, body.5,
-  body.6, body.8`` (the ReLUs are ``body.1/4/7``), ``skip_layer.conv`` -> ``skip`` where the widths differ;
-* ``hgs.<i>.0`` (a one-hourglass ``Sequential``) -> ``hourglasses.<i>``; in each level ``up1``, ``low1``, ``low3``
-  -> ``up1.0``, ``low1.0``, ``low3.0`` (our locations are ``Sequential`` s of ``modules`` residuals), the inner
-  hourglass ``low2`` -> ``low2``, and the bottom level's residual ``low2`` -> ``low2.0``;
-* ``features.<i>.0`` (residual) -> ``heads.<i>.0.0``; ``features.<i>.1.conv`` / ``.bn`` -> ``heads.<i>.1`` /
-  ``heads.<i>.2`` (1x1 conv, BN, ReLU ``heads.<i>.3``);
-* ``outs.<i>.conv`` -> ``heatmaps.<i>``; ``merge_features.<i>.conv.conv`` -> ``remap_features.<i>``;
-  ``merge_preds.<i>.conv.conv`` -> ``remap_heatmaps.<i>``.
 
 Input convention: the port's ``PoseNet.forward`` takes NHWC tensors and permutes them to NCHW itself; ours takes
 NCHW. Both take RGB scaled to [0, 1] with no mean or std subtracted (the port's ``test.py`` feeds ``img / 255`` of an
@@ -59,44 +45,27 @@ predict`` reports the validation score as unknown until the evaluate stage has s
 
 from __future__ import annotations
 
-import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import Tensor
 
 from hourglass.config import PORT_PROJECT
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, save_checkpoint
+from hourglass.io.digest import file_sha256
 from hourglass.model import HOURGLASS_DEPTH, count_parameters, create_model
+from hourglass.weights.port_keys import PORT_STEM_CHANNELS, PortArchitecture, port_key_map
 
 PORT_PREFIXES = ("model.module.", "module.")  # Trainer(DataParallel(PoseNet)), DataParallel(PoseNet)
-PORT_STEM_CHANNELS = 64  # the port's 7x7 convolution: Conv(3, 64, 7, 2, bn=True, relu=True)
 SUPERVISION = "intermediate"  # the port's loss sums every stack's (PoseNet.calc_loss)
-BN_TENSORS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-CONV_TENSORS = ("weight", "bias")
 
 
 class PortImportError(CheckpointError):
     """A file is not a pytorch_stacked_hourglass checkpoint this importer can map; the message names the file and
     the first key or shape that does not fit."""
-
-
-@dataclass(frozen=True)
-class PortArchitecture:
-    """The port's ``PoseNet`` as its tensors describe it, in our terms."""
-
-    stacks: int
-    features: int  # the port's inp_dim
-    joints: int  # the port's oup_dim
-    stem_width: int  # 2 x the 7x7 convolution's channels
-
-    def network_kwargs(self) -> dict[str, Any]:
-        return {"stacks": self.stacks, "features": self.features, "modules": 1, "joints": self.joints,
-                "stem_width": self.stem_width}
 
 
 @dataclass(frozen=True)
@@ -130,79 +99,7 @@ class ImportResult:
                 + f"{self.parameters:,} parameters")
 
 
-# -- the mapping, layer by layer -------------------------------------------------------------------------------------
-def _conv(ours: str, port: str) -> Iterator[tuple[str, str]]:
-    for name in CONV_TENSORS:
-        yield f"{ours}.{name}", f"{port}.{name}"
-
-
-def _bn(ours: str, port: str) -> Iterator[tuple[str, str]]:
-    for name in BN_TENSORS:
-        yield f"{ours}.{name}", f"{port}.{name}"
-
-
-def _residual(ours: str, port: str, in_channels: int, out_channels: int,
-              unused: list[str]) -> Iterator[tuple[str, str]]:
-    """Our ``Residual`` (``body`` = BN, ReLU, conv1x1, BN, ReLU, conv3x3, BN, ReLU, conv1x1; ``skip``) from the
-    port's (``bn1, conv1, bn2, conv2, bn3, conv3, skip_layer``; each ``conv<k>`` a ``Conv`` holding ``.conv``)."""
-    yield from _bn(f"{ours}.body.0", f"{port}.bn1")
-    yield from _conv(f"{ours}.body.2", f"{port}.conv1.conv")
-    yield from _bn(f"{ours}.body.3", f"{port}.bn2")
-    yield from _conv(f"{ours}.body.5", f"{port}.conv2.conv")
-    yield from _bn(f"{ours}.body.6", f"{port}.bn3")
-    yield from _conv(f"{ours}.body.8", f"{port}.conv3.conv")
-    if in_channels != out_channels:
-        yield from _conv(f"{ours}.skip", f"{port}.skip_layer.conv")
-    else:  # registered by the port, never run: its forward adds x itself when need_skip is False
-        unused.extend(f"{port}.skip_layer.conv.{name}" for name in CONV_TENSORS)
-
-
-def _hourglass(ours: str, port: str, depth: int, features: int, unused: list[str]) -> Iterator[tuple[str, str]]:
-    """One level of the recursive hourglass (ours: ``residuals`` of one module at each location)."""
-    yield from _residual(f"{ours}.up1.0", f"{port}.up1", features, features, unused)
-    yield from _residual(f"{ours}.low1.0", f"{port}.low1", features, features, unused)
-    if depth > 1:
-        yield from _hourglass(f"{ours}.low2", f"{port}.low2", depth - 1, features, unused)
-    else:
-        yield from _residual(f"{ours}.low2.0", f"{port}.low2", features, features, unused)
-    yield from _residual(f"{ours}.low3.0", f"{port}.low3", features, features, unused)
-
-
-def port_key_map(arch: PortArchitecture) -> tuple[dict[str, str], list[str]]:
-    """``({our key: port key}, [unused port keys])`` for the port's ``PoseNet`` of ``arch`` (keys without prefix),
-    in the order of the port's own state dict."""
-    pairs: list[tuple[str, str]] = []
-    unused: list[str] = []
-    half, width, features = arch.stem_width // 2, arch.stem_width, arch.features
-    pairs += _conv("stem.0", "pre.0.conv")
-    pairs += _bn("stem.1", "pre.0.bn")
-    pairs += _residual("stem.3", "pre.1", half, width, unused)
-    pairs += _residual("stem.5", "pre.3", width, width, unused)
-    pairs += _residual("stem.6", "pre.4", width, features, unused)
-    for i in range(arch.stacks):
-        pairs += _hourglass(f"hourglasses.{i}", f"hgs.{i}.0", HOURGLASS_DEPTH, features, unused)
-    for i in range(arch.stacks):
-        pairs += _residual(f"heads.{i}.0.0", f"features.{i}.0", features, features, unused)
-        pairs += _conv(f"heads.{i}.1", f"features.{i}.1.conv")
-        pairs += _bn(f"heads.{i}.2", f"features.{i}.1.bn")
-    for i in range(arch.stacks):
-        pairs += _conv(f"heatmaps.{i}", f"outs.{i}.conv")
-    for i in range(arch.stacks - 1):
-        pairs += _conv(f"remap_features.{i}", f"merge_features.{i}.conv.conv")
-    for i in range(arch.stacks - 1):
-        pairs += _conv(f"remap_heatmaps.{i}", f"merge_preds.{i}.conv.conv")
-    mapping = dict(pairs)
-    if len(mapping) != len(pairs) or len(set(mapping.values())) != len(pairs):
-        raise AssertionError("port_key_map maps a key twice")  # a bug here, not in the file
-    return mapping, unused
-
-
 # -- reading the port's file ---------------------------------------------------------------------------------------
-def file_sha256(path: str | Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def read_port_state(path: str | Path) -> tuple[dict[str, Tensor], str, int | None]:
     """``(state dict without its prefix, the prefix, epoch)`` of a port checkpoint, read with ``weights_only``."""
     path = Path(path)
@@ -299,8 +196,8 @@ def convert_state_dict(state: Mapping[str, Tensor], arch: PortArchitecture, wher
             filled.append(ours)
             continue
         if tensor is None:
-            raise PortImportError(f"{where}: missing tensor {prefix + port!r} (for our {ours!r}); the file is not a complete "
-                                  f"{arch.stacks}-stack PoseNet")
+            raise PortImportError(f"{where}: missing tensor {prefix + port!r} (for our {ours!r}); the file is not a "
+                                  f"complete {arch.stacks}-stack PoseNet")
         if tuple(tensor.shape) != tuple(target[ours].shape):
             raise PortImportError(f"{where}: {prefix + port!r} has shape {tuple(tensor.shape)}, but our {ours!r} needs "
                                   f"{tuple(target[ours].shape)} ({arch.stacks} stacks, {arch.features} features, "
@@ -361,8 +258,10 @@ def import_port_checkpoint(
             "input": "ours NCHW, the port NHWC; both RGB in [0, 1]",
         },
     }
-    save_checkpoint({"model": weights, "config": config, "variant": name, "epoch": epoch}, target)
-    parameters = count_parameters(create_model(**arch.network_kwargs()))
+    network = create_model(**arch.network_kwargs())
+    save_checkpoint({"model": weights, "network": network.config, "config": config, "variant": name, "epoch": epoch},
+                    target)
+    parameters = count_parameters(network)
     return ImportResult(path=target, source=source, sha256=sha256, epoch=epoch, architecture=arch, prefix=prefix,
                         mapped=len(weights) - len(filled), dropped=tuple(dropped), filled=tuple(filled),
                         parameters=parameters)
@@ -373,16 +272,17 @@ IMPORT_EXPERIMENT = "hourglass-imports"
 
 def register_imported(checkpoint: str | Path, name: str, tracking_uri: str | None = None,
                       experiment: str = IMPORT_EXPERIMENT) -> tuple[str, str]:
-    """Log an imported checkpoint as the pose pyfunc (``hourglass.inference.serving``, as training logs its models) in one
-    MLflow run of ``experiment`` and register it as ``name``; the version is tagged like a trained one (variant,
-    dataset, architecture, metric, epochs) plus ``source.project``, ``source.sha256`` and ``source.commit``.
+    """Log an imported checkpoint as the pose pyfunc (:func:`hourglass.tracking.runs.log_pose_model`, as training logs
+    its models) in one MLflow run of ``experiment`` and register it as ``name``; the version is tagged like a trained
+    one (variant, dataset, architecture, metric, epochs) plus ``source.project``, ``source.sha256`` and
+    ``source.commit``.
     Returns ``(model URI, version)``. Unlike training's best-effort logging, a failing store raises."""
-    import mlflow
+    from mlflow.entities import Param
     from mlflow.tracking import MlflowClient
+    from mlflow.tracking.context.registry import resolve_tags
 
-    from hourglass.inference import serving
     from hourglass.io.checkpoint import load_checkpoint
-    from hourglass.tracking.runs import _requirements, flatten_params
+    from hourglass.tracking.runs import flatten_params, log_pose_model
     from hourglass.tracking.store import default_tracking_uri, ensure_experiment, version_tags
 
     checkpoint = Path(checkpoint)
@@ -399,16 +299,19 @@ def register_imported(checkpoint: str | Path, name: str, tracking_uri: str | Non
     if source.get("commit"):
         source_tags["source.commit"] = str(source["commit"])
     uri = tracking_uri or default_tracking_uri()
-    client = MlflowClient(uri)
-    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
     experiment_id = ensure_experiment(client, experiment)
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"import-{variant or checkpoint.parent.name}",
-                          tags={**source_tags, "hourglass.imported": "true"}):
-        mlflow.log_params({k: v[:6000] for k, v in flatten_params(config).items()})
-        info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(checkpoint)},
-            code_paths=[str(serving.CODE_PACKAGE)], signature=serving.signature(),
-            input_example=serving.input_example(), pip_requirements=_requirements(), registered_model_name=name)
+    run_id = client.create_run(experiment_id, run_name=f"import-{variant or checkpoint.parent.name}",
+                               tags=resolve_tags({**source_tags, "hourglass.imported": "true"})).info.run_id
+    try:
+        params = [Param(k, v[:6000]) for k, v in flatten_params(config).items()]
+        for i in range(0, len(params), 100):  # log_batch caps a request at 100 params
+            client.log_batch(run_id, params=params[i:i + 100])
+        info = log_pose_model(uri, run_id, checkpoint, name)
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
     version = str(info.registered_model_version)
     tags = {**version_tags(config, variant if isinstance(variant, str) else None,
                            int(epoch) if epoch is not None else None), **source_tags}

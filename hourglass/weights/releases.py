@@ -14,11 +14,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hourglass.config import ParamsConfig
+from hourglass.config import PORT_PROJECT, ParamsConfig
 from hourglass.inference.runner import load_model
 from hourglass.io.checkpoint import load_checkpoint
-from hourglass.tracking.runs import RunTracker, git_commit
-from hourglass.weights.port import PORT_PROJECT, ImportResult, import_port_checkpoint
+from hourglass.io.git import head_commit
+from hourglass.tracking.runs import RunTracker
+from hourglass.weights.port import ImportResult, import_port_checkpoint
 
 
 def import_release(params: ParamsConfig, name: str, out_dir: str | Path) -> ImportResult:
@@ -37,7 +38,7 @@ def import_release(params: ParamsConfig, name: str, out_dir: str | Path) -> Impo
             "source.project": PORT_PROJECT, "source.sha256": result.sha256}
     if spec.commit:
         tags["source.commit"] = spec.commit
-    commit = git_commit()
+    commit = head_commit()
     if commit:
         tags.update({"git.commit": commit, "mlflow.source.git.commit": commit})
     run_params = {"variant": name, "dataset": config["dataset"], "model": config["model"],

@@ -8,7 +8,6 @@ model's copy of the code.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError
@@ -36,30 +35,17 @@ def resolve_checkpoint(source: str | Path, workdir: str | Path, tracking_uri: st
     downloaded into ``workdir`` (that file only, not the model's copy of the code)."""
     if not is_mlflow_uri(source):
         return Path(source)
-    import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
-    previous = mlflow.get_tracking_uri() if tracking_uri else None
-    quiet = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
-    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    from hourglass.tracking.store import default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    try:  # the registry is the tracking store's, as for every MLflow call of the project
+        repository = get_artifact_repository(str(source), tracking_uri=uri, registry_uri=uri)
+    except MlflowException as err:
+        raise CheckpointError(f"{source}: cannot fetch the MLflow model ({err.message})") from None
     try:
-        if tracking_uri:
-            mlflow.set_tracking_uri(tracking_uri)
-        try:
-            repository = get_artifact_repository(str(source))
-        except MlflowException as err:
-            raise CheckpointError(f"{source}: cannot fetch the MLflow model ({err.message})") from None
-        try:
-            return Path(repository.download_artifacts(f"artifacts/{CHECKPOINT_NAME}", str(workdir)))
-        except (MlflowException, OSError):
-            return checkpoint_in_mlflow_model(workdir, str(source))  # raises: the model has no checkpoint
-    finally:
-        if previous is not None:
-            mlflow.set_tracking_uri(previous)
-        if quiet is None:
-            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
-        else:
-            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = quiet
-
-
+        return Path(repository.download_artifacts(f"artifacts/{CHECKPOINT_NAME}", str(workdir)))
+    except (MlflowException, OSError):
+        return checkpoint_in_mlflow_model(workdir, str(source))  # raises: the model has no checkpoint
