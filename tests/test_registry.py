@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
-
 import mlflow
 import mlflow.pytorch
 import pytest
 import torch
 from mlflow import MlflowClient
-from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from hourglass.registry import RegistryError, promote_if_better
 
@@ -19,16 +14,10 @@ NAME = "hg-test"
 
 
 @pytest.fixture
-def client(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[MlflowClient]:
-    """A fresh registry; the fluent API (log_model, load_model) points at it too until the test ends."""
-    db = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_db, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", uri)  # = mlflow.set_tracking_uri, but undone after
-    monkeypatch.chdir(tmp_path)  # artifacts land beside the store, never in the checkout
-    yield MlflowClient(tracking_uri=uri)
-    mlflow.end_run()
+def client(mlflow_store: str) -> MlflowClient:
+    """A fresh registry (conftest's ``mlflow_store``); the fluent API (log_model, load_model) follows it through
+    ``MLFLOW_TRACKING_URI``."""
+    return MlflowClient(tracking_uri=mlflow_store)
 
 
 def _register(client: MlflowClient, score: float | None, metric: str = "pckh_mean") -> str:
