@@ -18,18 +18,10 @@ from tqdm import tqdm
 
 from hourglass.cli_outputs import csv_rows, csv_text, dumps, overlay_path, write_png, write_text
 from hourglass.cli_video import run_video
-from hourglass.inference.predictor import (
-    CONFIDENCE_NOTE,
-    PosePredictor,
-    PredictError,
-    expand_inputs,
-    is_video,
-    parse_numbers,
-    people_for,
-    read_image,
-    result_record,
-    whole_image_warning,
-)
+from hourglass.inference.errors import PredictError
+from hourglass.inference.inputs import expand_inputs, is_video, read_image
+from hourglass.inference.people import parse_numbers, people_for, whole_image_warning
+from hourglass.inference.predictor import CONFIDENCE_NOTE, PosePredictor, result_record
 from hourglass.io.checkpoint import CheckpointError
 
 DESCRIPTION = """\

@@ -16,14 +16,10 @@ import numpy as np
 from tqdm import tqdm
 
 from hourglass.cli_outputs import csv_rows, overlay_path
-from hourglass.inference.predictor import (
-    PosePredictor,
-    PredictError,
-    people_for,
-    video_frames,
-    video_info,
-    whole_image_warning,
-)
+from hourglass.inference.errors import PredictError
+from hourglass.inference.inputs import video_frames, video_info
+from hourglass.inference.people import people_for, whole_image_warning
+from hourglass.inference.predictor import PosePredictor
 from hourglass.io.atomic import atomic_path, open_atomic
 
 

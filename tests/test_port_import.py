@@ -21,8 +21,9 @@ import torch
 
 from hourglass.cli import build_parser, main
 from hourglass.config import PORT_PROJECT
-from hourglass.inference.predictor import PosePredictor, TrainedOn
+from hourglass.inference.predictor import PosePredictor
 from hourglass.inference.runner import load_model
+from hourglass.inference.trained_on import TrainedOn
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.model import count_parameters
 from hourglass.weights.port import PortImportError, import_port_checkpoint, read_port_state

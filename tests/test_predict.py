@@ -26,7 +26,11 @@ from shipped import recipe_raw
 
 from hourglass.cli import build_parser, main
 from hourglass.geometry import flip_points
-from hourglass.inference.predictor import Person, PosePredictor, PredictError, as_rgb_array, confidence_divisor
+from hourglass.inference.errors import PredictError
+from hourglass.inference.inputs import as_rgb_array
+from hourglass.inference.people import Person
+from hourglass.inference.predictor import PosePredictor
+from hourglass.inference.trained_on import confidence_divisor
 from hourglass.io.checkpoint import CheckpointError, save_checkpoint
 from hourglass.joints import MPII
 from hourglass.model import create_model

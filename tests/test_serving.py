@@ -29,7 +29,9 @@ from mlflow import MlflowClient
 from shipped import paper, recipe_raw
 
 from hourglass.cli import main
-from hourglass.inference.predictor import Person, PosePredictor, as_rgb_array
+from hourglass.inference.inputs import as_rgb_array
+from hourglass.inference.people import Person
+from hourglass.inference.predictor import PosePredictor
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.model import create_model
 from hourglass.tracking.runs import PARENT_RUN_ENV, RunTracker

@@ -23,7 +23,9 @@ import torch
 
 from hourglass.bench.preprocess import synthetic_image
 from hourglass.config import ModelConfig
-from hourglass.inference.predictor import Person, PosePredictor, as_rgb_array
+from hourglass.inference.inputs import as_rgb_array
+from hourglass.inference.people import Person
+from hourglass.inference.predictor import PosePredictor
 from hourglass.io.checkpoint import save_checkpoint
 from hourglass.model import create_model
 

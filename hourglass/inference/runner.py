@@ -202,7 +202,8 @@ def predict_dataset(
                 parts.append(Predictions(
                     rows=batch["row"].numpy().astype(np.int64), coords=coords, maxvals=maxvals,
                     stack_coords=stack_coords, stack_maxvals=stack_maxvals,
-                    joints=batch["joints"].numpy().astype(np.float64), annotated=batch["annotated"].numpy().astype(bool),
+                    joints=batch["joints"].numpy().astype(np.float64),
+                    annotated=batch["annotated"].numpy().astype(bool),
                     normalize=batch["normalize"].numpy().astype(np.float64)))
     finally:
         model.train(was_training)

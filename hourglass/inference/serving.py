@@ -89,13 +89,15 @@ class PoseModel(PythonModel):
             raise MlflowException.invalid_parameter_value(str(err)) from None
 
     def _predict(self, model_input: pd.DataFrame) -> pd.DataFrame:
-        from hourglass.inference.predictor import Person, PredictError, as_rgb_array
+        from hourglass.inference.errors import PredictError
+        from hourglass.inference.inputs import as_rgb_array
+        from hourglass.inference.people import Person
 
         if not isinstance(model_input, pd.DataFrame) or "image" not in model_input.columns:
             raise PredictError("input must be a table with an 'image' column (encoded image bytes, base64 over REST)")
         items = []
         boxes = model_input["box"] if "box" in model_input.columns else [None] * len(model_input)
-        for row, (image, box) in enumerate(zip(model_input["image"], boxes)):
+        for row, (image, box) in enumerate(zip(model_input["image"], boxes, strict=True)):
             name = f"row {row}"
             rgb = as_rgb_array(image, name)
             height, width = rgb.shape[:2]
