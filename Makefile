@@ -23,12 +23,12 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
-# ruff (pyproject.toml [tool.ruff]) and dvc.yaml's code deps against the stages' imports; not yet run by `make test`: the tree is not ruff-clean yet
+# ruff (pyproject.toml [tool.ruff]) and dvc.yaml's code deps against the stages' imports; `make test` runs it first
 lint: install
 	$(BIN)/python -m ruff check .
 	$(BIN)/python -m pipeline.dvc_deps --check
 
-test: install
+test: install lint
 	$(BIN)/python -m pytest -q
 
 # -rA: the report also shows what passing tests print (the measured accuracy and training time)

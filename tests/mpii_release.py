@@ -23,7 +23,7 @@ def release_struct(images: Sequence[str], img_train: Sequence[int],
                    people: Sequence[Sequence[dict[str, Any]]]) -> dict[str, Any]:
     """``RELEASE`` for savemat; ``people[i]`` lists image i's people as {"objpos": (x, y), "scale": s}."""
     annolist = np.zeros(len(images), dtype=[("image", object), ("annorect", object)])
-    for i, (name, persons) in enumerate(zip(images, people)):
+    for i, (name, persons) in enumerate(zip(images, people, strict=True)):
         rects = np.zeros(len(persons), dtype=[("scale", object), ("objpos", object)])
         for p, person in enumerate(persons):
             x, y = person["objpos"]

@@ -24,8 +24,8 @@ from hourglass.train import losses
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 TOP_KEYS = {"benchmark", "ran_on", "device", "size", "recipe", "loop", "network", "batch", "timed_steps",
-            "warmup_steps", "gflop_per_sample", "data", "runs", "projected_from", "speedup", "compile_speedup", "loader",
-            "ddp", "projection", "seconds"}
+            "warmup_steps", "gflop_per_sample", "data", "runs", "projected_from", "speedup", "compile_speedup",
+            "loader", "ddp", "projection", "seconds"}
 DEVICE_KEYS = {"type", "name", "memory_gib", "compute_capability", "driver", "cuda_driver_api", "cuda", "cudnn", "nccl",
                "torch", "gpu_count", "bf16", "cpu", "cpu_isa", "cores", "threads", "load_average"}
 RUN_KEYS = {"ok", "samples_s", "step_ms", "data_wait_share", "peak_gpu_memory_gib", "timed_s", "run_s",
@@ -84,7 +84,7 @@ def test_the_json_has_every_figure_and_says_it_ran_on_the_cpu(checked):
     for name, samples in (("mpii", 100 * 8000 * 6), ("flic", 50 * 2000 * 6)):
         projection = result["projection"][name]
         assert set(projection) == PROJECTION_KEYS and projection["samples"] == samples
-        assert 150 < projection["gflop_per_sample"] < 180  # the issue's ~165 GFLOP for the 8-stack network
+        assert 150 < projection["gflop_per_sample"] < 180  # ~165 GFLOP per sample for the 8-stack network
         assert projection["hours"] > 0 and projection["basis"].startswith("scaled by FLOPs")
     assert set(result["projection"]["mpii"]["variants"]) == set(recipe("mpii").sweep)
     assert text.count("projected: recipes/") == 2
@@ -147,10 +147,11 @@ def test_the_sync_counter_counts_cuda_sync_warnings_in_its_window_only():
         warnings.simplefilter("default")
         counter.start()
         for _ in range(3):  # the same line three times: counted three times
-            warnings.warn("Warning: called a synchronizing CUDA operation (function cudaStreamSynchronize)")
-        warnings.warn("something else")
+            warnings.warn("Warning: called a synchronizing CUDA operation (function cudaStreamSynchronize)",
+                          stacklevel=1)
+        warnings.warn("something else", stacklevel=1)
         counter.stop()
-        warnings.warn("called a synchronizing CUDA operation, after the window")
+        warnings.warn("called a synchronizing CUDA operation, after the window", stacklevel=1)
     assert counter.count == 3 and modes == ["warn", "default"]
     assert [str(w.message) for w in caught] == ["something else", "called a synchronizing CUDA operation, after the "
                                                                     "window"]

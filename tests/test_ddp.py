@@ -125,7 +125,8 @@ seeds: [0]
 model: {stacks: 1, features: 16, input_res: 64}
 synthetic: {train_images: 6, valid_images: 3, workers: 1}
 preprocess: {workers: 1}
-train: {batch_size: 4, epochs: 2, steps_per_epoch: null, val_batch_size: 4, workers: 1, precision: fp32, variants: {tiny: {}}}
+train: {batch_size: 4, epochs: 2, steps_per_epoch: null, val_batch_size: 4, workers: 1, precision: fp32,
+        variants: {tiny: {}}}
 mlflow: {enabled: false}
 """
 

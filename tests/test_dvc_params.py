@@ -107,9 +107,9 @@ UNDECLARED: dict[str, dict[str, str]] = {
     "evaluate": {
         # The network and the input resolution come from the checkpoint's own config, never from params.yaml:
         # hourglass.inference.runner.load_model rebuilds the model from checkpoint["config"]["model"], and
-        # hourglass.evaluation.split_predictions.dataset_params puts that ModelConfig into the params the dataset is built from. The
-        # reads are of that ModelConfig (named by its class, "model"); params.yaml's model section reaches this stage
-        # through its dep models/<variant>/checkpoint.pt.
+        # hourglass.evaluation.split_predictions.dataset_params puts that ModelConfig into the params the dataset is
+        # built from. The reads are of that ModelConfig (named by its class, "model"); params.yaml's model section
+        # reaches this stage through its dep models/<variant>/checkpoint.pt.
         "model": "the checkpoint's stored model section, not params.yaml's (dep: the checkpoint)",
         "train.workers": "data loader processes: validation samples are not augmented, the same predictions",
     },

@@ -36,7 +36,8 @@ model: {stacks: 2, features: 16, input_res: 64}
 targets: {flip_test: %(flip)s}
 synthetic: {train_images: 1, valid_images: 6, workers: 1}
 preprocess: {workers: 1}
-train: {steps_per_epoch: null, val_batch_size: 4, workers: 0, precision: fp32, channels_last: false, variants: {tiny: {}}}
+train: {steps_per_epoch: null, val_batch_size: 4, workers: 0, precision: fp32, channels_last: false,
+        variants: {tiny: {}}}
 mlflow: {enabled: false}
 """
 

@@ -1,5 +1,5 @@
-"""The CUDA fast path as switches (hourglass.train.fastpath): what a run requests on CUDA, with the device injected (this
-machine has no GPU), that the CPU resolves the CUDA-only switches to no-ops, and that the training loop takes what
+"""The CUDA fast path as switches (hourglass.train.fastpath): what a run requests on CUDA, with the device injected
+(this machine has no GPU), that the CPU resolves the CUDA-only switches to no-ops, and that the training loop takes what
 was resolved (DataLoader, optimiser, backend flags, the runtime record) and reads its losses back only every
 ``log_every`` steps.
 """

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -135,7 +136,7 @@ def test_finetuning_from_the_imported_port_trains_and_records_its_source(importe
     # not a resume: the run trains its own epochs from step 0, and its loss falls
     assert result.epochs == 4 and result.steps == 4 * 6
     losses = [h["train/loss"] for h in result.history]
-    assert all(b < a for a, b in zip(losses, losses[1:])) and losses[-1] < 0.9 * losses[0], losses
+    assert all(b < a for a, b in pairwise(losses)) and losses[-1] < 0.9 * losses[0], losses
     digest = hashlib.sha256((imported / CHECKPOINT_NAME).read_bytes()).hexdigest()
     recorded = yaml.safe_load((out / RESOLVED_CONFIG).read_text())["initialised_from"]
     assert recorded["source"] == str(imported) and recorded["sha256"] == digest

@@ -144,7 +144,7 @@ def test_batched_folder_equals_one_by_one(predictor, tmp_path):
     for i, image in enumerate(images):
         cv2.imwrite(str(folder / f"im{i}.png"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     batched = predictor.predict([(im, [Person.whole_image(120, im.shape[0])]) for im in images])
-    for image, poses in zip(images, batched):
+    for image, poses in zip(images, batched, strict=True):
         [alone] = predictor.predict_image(image)
         assert np.allclose(poses[0].keypoints, alone.keypoints, atol=1e-4)
 
@@ -414,7 +414,7 @@ def test_overlay_draws_the_two_sides_in_two_colours_with_a_legend(tmp_path):
     fig = overlay_figure(image, [pose], MPII)
     ax = fig.axes[0]
     expected = {"left": LEFT_COLOUR, "right": RIGHT_COLOUR, "centre": CENTRE_COLOUR}
-    for line, (a, b) in zip(ax.lines, MPII.limbs):
+    for line, (a, b) in zip(ax.lines, MPII.limbs, strict=True):
         names = {MPII.names[a][:2], MPII.names[b][:2]} & {"l_", "r_"}
         side = {"l_": "left", "r_": "right"}[names.pop()] if len(names) == 1 else "centre"
         assert to_hex(line.get_color()) == expected[side], (MPII.names[a], MPII.names[b])

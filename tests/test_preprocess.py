@@ -79,7 +79,7 @@ def test_real_mpii_joints_map_back_within_half_pixel(real_mpii, anchor_dir: Path
     # The mmpose JSON holds the same five people (1-based joints, -1 = missing): the fixture is what we think it is.
     reference = json.loads((anchor_dir / MMPOSE / "test_mpii.json").read_text())
     assert [r["image"] for r in reference] == list(original.imgname)
-    for ref, joints in zip(reference, original.joints):
+    for ref, joints in zip(reference, original.joints, strict=True):
         ref_joints = np.asarray(ref["joints"], dtype=float) - 1.0
         annotated = np.asarray(ref["joints_vis"]) > 0
         np.testing.assert_allclose(joints[annotated], ref_joints[annotated], atol=1.0)
@@ -155,7 +155,7 @@ def test_bad_images_are_named_counted_and_dropped(raw_set: Path, tmp_path: Path,
     assert [s["rows"] for s in summary["shards"]] == [7, 7, 2]
     assert sorted(p.name for p in out.iterdir()) == [
         "annotations.parquet", "preprocess.json", "shard-00000.h5", "shard-00001.h5", "shard-00002.h5"]
-    pairs = set(zip(table.column("shard").to_pylist(), table.column("shard_row").to_pylist()))
+    pairs = set(zip(table.column("shard").to_pylist(), table.column("shard_row").to_pylist(), strict=True))
     assert len(pairs) == 16
 
 

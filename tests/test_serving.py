@@ -173,8 +173,8 @@ def test_logged_model_takes_joint_set_and_flip_test_from_the_runs_checkpoint(sto
     network = create_model(stacks=1, features=16).eval()
     save_checkpoint({"model": network.state_dict(), "config": params.model_dump(mode="json"), "variant": "hg",
                      "epoch": 3, "optimizer": {}}, out / "checkpoint.pt")
-    tracker = RunTracker(out, paper("mlflow", sweep=None, experiment="test", registered_model=NAME, system_metrics=False),
-                         run_name="hg", params={})
+    mlflow_cfg = paper("mlflow", sweep=None, experiment="test", registered_model=NAME, system_metrics=False)
+    tracker = RunTracker(out, mlflow_cfg, run_name="hg", params={})
     tracker.log_model(network, 64, NAME)
     tracker.finish({"x": 1.0})
     assert json.loads((out / "mlflow.json").read_text())["version"] == "2"

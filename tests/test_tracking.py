@@ -152,7 +152,7 @@ def test_logged_model_is_registered_and_runs_on_any_batch(tmp_path, store, monke
         encoded = [cv2.imencode(".png", im)[1].tobytes() for im in images]
         out = loaded.predict(pd.DataFrame({"image": encoded}))
         assert len(out) == batch
-        for image, keypoints in zip(images, out["keypoints"]):
+        for image, keypoints in zip(images, out["keypoints"], strict=True):
             [expected] = reference.predict_image(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
             assert np.array(keypoints).shape == (16, 3)
             assert np.allclose(np.array(keypoints), expected.keypoints, atol=0.01)

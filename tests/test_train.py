@@ -10,6 +10,7 @@ import csv
 import itertools
 import json
 import math
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -68,8 +69,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny_params(**train_overrides):
     """A 1-stack, 16-feature network on 64 px inputs, fp32, deterministic, MLflow off."""
-    train = {"batch_size": 4, "epochs": 3, "steps_per_epoch": None, "val_batch_size": 8, "workers": 0, "precision": "fp32",
-             "deterministic": True, "log_every": 1, **train_overrides}
+    train = {"batch_size": 4, "epochs": 3, "steps_per_epoch": None, "val_batch_size": 8, "workers": 0,
+             "precision": "fp32", "deterministic": True, "log_every": 1, **train_overrides}
     return parse_params(recipe_raw("mpii", {"dataset": "synthetic", "seeds": [3],
                          "model": {"stacks": 1, "features": 16, "input_res": RES},
                          "train": train, "mlflow": {"enabled": False}}))
@@ -169,7 +170,7 @@ def test_cosine_schedule_falls_from_the_end_of_warmup_to_zero_at_the_last_step()
     assert rates[:2] == [1.0, 2.0]  # warm-up, then the cosine starts from the full rate
     assert rates[7] == pytest.approx(1.0)  # halfway through the 10 decaying steps
     assert rates[12] == pytest.approx(0.0, abs=1e-12)
-    assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
+    assert all(a >= b for a, b in pairwise(rates[1:]))
     assert not schedule.end_epoch(99.0)  # per step, not per epoch: validation does not move it
     floored = paper("train", lr=2.0, schedule="cosine", min_lr=0.1)
     assert create_schedule(create_optimizer(torch.nn.Linear(2, 2), floored), floored, 10).lr_at(10) == 0.1
@@ -328,7 +329,7 @@ def test_the_training_seed_is_the_runs_own_and_part_of_its_fingerprint(tmp_path,
     assert yaml.safe_load((tmp_path / "s5" / "config.yaml").read_text())["seed"] == 5
     assert load_checkpoint(tmp_path / "s3" / CHECKPOINT_NAME)["seed"] == 3
     assert any(not torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
-                                                     other.model.state_dict().values()))
+                                                     other.model.state_dict().values(), strict=True))
     with caplog.at_level("INFO", logger="hourglass.train.loop"):
         train(params, tmp_path / "s5", train_set=data[0], val_set=data[1], seed=6)
     assert "starting fresh, not resuming" in caplog.text and "(config differs)" in caplog.text

@@ -9,7 +9,8 @@ import sys
 
 # Subcommand -> (module, help). Each module adds its own options and returns its figures as a dict.
 BENCHMARKS = {
-    "model": ("hourglass.bench.model", "training/inference img/s of the network: fast path vs fp32 eager NCHW, and matmul peak"),
+    "model": ("hourglass.bench.model",
+              "training/inference img/s of the network: fast path vs fp32 eager NCHW, and matmul peak"),
     "loader": ("hourglass.bench.loader", "augmented training samples/s of the data loader on one core"),
     "preprocess": ("hourglass.bench.preprocess", "crop preprocessing images/s against JPEG decoding alone, one core"),
     "predict": ("hourglass.bench.predict", "single-image latency and batched throughput of the predict path"),

@@ -96,10 +96,10 @@ def run(args: argparse.Namespace) -> dict:
         matrices = [stored_to_input(dataset.crop_res, dataset.margin, dataset.input_res, d) for d in draws]
         size = (dataset.input_res, dataset.input_res)
         start = time.perf_counter()
-        for i, m in zip(indices, matrices):
+        for i, m in zip(indices, matrices, strict=True):
             cv2.warpAffine(crops[int(i)], m, size, flags=cv2.INTER_LINEAR)
         warp = (time.perf_counter() - start) / len(indices)
-        warped = [cv2.warpAffine(crops[int(i)], m, size) for i, m in zip(indices[:64], matrices[:64])]
+        warped = [cv2.warpAffine(crops[int(i)], m, size) for i, m in zip(indices[:64], matrices[:64], strict=True)]
         start = time.perf_counter()
         for k, d in enumerate(draws):
             to_float_chw(warped[k % len(warped)], d.colour)

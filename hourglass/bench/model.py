@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stacks", type=int, nargs="+", default=[2, 8], help="stack counts to measure (default 2 8)")
     parser.add_argument("--batch", type=int, default=8, help="images per step (default 8)")
     parser.add_argument("--res", type=int, default=256, help="input resolution in pixels (default 256)")
-    parser.add_argument("--iters", type=int, default=3, help="timed iterations per measurement; the fastest counts (default 3)")
+    parser.add_argument("--iters", type=int, default=3,
+                        help="timed iterations per measurement; the fastest counts (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations before timing (default 1)")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                         help="precision of the fast path (default auto, as training)")
@@ -114,7 +115,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     baseline = Precision(device=device, name="fp32", channels_last=False)
     _progress(f"device {device}, {torch.get_num_threads()} threads; fast path: {fast.describe()}"
               f"{' + torch.compile' if args.compile else ''}; baseline: {baseline.describe()} eager")
-    result: dict[str, Any] = {"device": str(device), "fast_path": fast.describe() + (" compile" if args.compile else ""),
+    result: dict[str, Any] = {"device": str(device),
+                              "fast_path": fast.describe() + (" compile" if args.compile else ""),
                               "batch": args.batch, "res": args.res, "train_img_s": {}, "infer_img_s": {},
                               "baseline_train_img_s": {}, "baseline_infer_img_s": {}}
     result["matmul_gflops_fp32"] = matmul_gflops(torch.float32, args.matmul_size, device)
@@ -126,7 +128,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             train_ips, infer_ips = measure(stacks, precision, args, compile_model)
             result[f"{key}train_img_s"][str(stacks)] = train_ips
             result[f"{key}infer_img_s"][str(stacks)] = infer_ips
-            _progress(f"{stacks} stacks, {key or 'fast_'}path: train {train_ips:.2f} img/s, infer {infer_ips:.2f} img/s")
+            _progress(f"{stacks} stacks, {key or 'fast_'}path: train {train_ips:.2f} img/s, "
+                      f"infer {infer_ips:.2f} img/s")
         train_ratio = result["train_img_s"][str(stacks)] / result["baseline_train_img_s"][str(stacks)]
         infer_ratio = result["infer_img_s"][str(stacks)] / result["baseline_infer_img_s"][str(stacks)]
         _progress(f"{stacks} stacks: fast/baseline = {train_ratio:.2f}x training, {infer_ratio:.2f}x inference")

@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> dict:
         images = Path(tmp)
         names = write_jpegs(images, args.images, args.height, args.width, rng)
         tasks = []
-        for i, name in enumerate(names):
+        for name in names:
             people = 1 + int(rng.integers(0, 2))
             centers, scales = random_people(rng, args.height, args.width, people)
             tasks.append(ImageTask(name, np.arange(people), centers, scales))
