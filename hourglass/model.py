@@ -172,7 +172,8 @@ class StackedHourglass(nn.Module):
         stacked = torch.stack(outputs, dim=1)
         if not auxiliary:
             return stacked
-        return stacked, [head(level) for head, level in zip(self.auxiliary_heatmaps, path, strict=True)]
+        # Outside the resolutions mode there are no heads, so the path's levels go unused (the zip is empty).
+        return stacked, [head(level) for head, level in zip(self.auxiliary_heatmaps, path, strict=False)]
 
     def supervised(self, outputs: Tensor) -> Tensor:
         """The heatmaps the loss applies to, as (N, K, joints, H, W), per the supervision mode.
