@@ -1,9 +1,10 @@
 """Training checkpoints: plain tensors and Python values only, written atomically, read with ``weights_only=True``.
 
-A checkpoint holds everything needed to continue a run as if it had never stopped: model, optimiser, schedule and
-scaler states, the epoch/step counters, the sampler position and every random generator the loop or the data
-pipeline may draw from (torch, CUDA, numpy, Python ``random``), plus the resolved config for provenance. Nothing in
-it is a custom class, so loading never unpickles code.
+A checkpoint holds everything needed to continue a run as if it had never stopped (:mod:`hourglass.train.resume`
+builds it): the model's weights and constructor arguments, the optimiser, schedule and scaler states, the epoch/step
+counters and every random generator the loop or the data pipeline may draw from (torch, CUDA, numpy, Python
+``random``), plus the resolved config for provenance. Nothing in it is a custom class, so loading never unpickles
+code.
 """
 
 from __future__ import annotations
