@@ -36,7 +36,7 @@ from hourglass.train.losses import heatmap_loss
 from hourglass.train.validation import validate
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import ToyPoses, tiny_params  # noqa: E402  (the shared dataset)
+from toy_poses import ToyPoses, tiny_params  # noqa: E402  (the shared dataset)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

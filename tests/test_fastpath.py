@@ -23,7 +23,7 @@ from hourglass.train.fastpath import backend_flags, compile_model, resolve_fast_
 from hourglass.train.optim import create_optimizer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import ToyPoses, tiny_params  # noqa: E402
+from toy_poses import ToyPoses, tiny_params  # noqa: E402
 
 CUDA = torch.device("cuda", 1)
 CPU = torch.device("cpu")

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -176,14 +175,11 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 @pytest.fixture
-def mlflow_uri(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh MLflow store; the env var reaches the stub training stages through `dvc repro`."""
-    db = tmp_path / "mlflow.db"
-    shutil.copy(_migrated_db, db)
-    uri = f"sqlite:///{db}"
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+def mlflow_uri(mlflow_store: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """conftest's fresh MLflow store; its ``MLFLOW_TRACKING_URI`` reaches the stub training stages through
+    ``dvc repro``."""
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    return uri
+    return mlflow_store
 
 
 def make_repo(root: Path, *, log_metric: bool = True, download_fails_once: bool = True) -> Path:

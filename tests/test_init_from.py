@@ -19,7 +19,7 @@ import torch
 import yaml
 from mlflow import MlflowClient
 from shipped import recipe_raw
-from test_train import ToyPoses
+from toy_poses import ToyPoses
 
 from hourglass.cli import main
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint

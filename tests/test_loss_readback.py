@@ -21,7 +21,7 @@ from hourglass.train.distributed import DistInfo
 from hourglass.train.loss_readback import LossReadback
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import ToyPoses, tiny_params  # noqa: E402
+from toy_poses import ToyPoses, tiny_params  # noqa: E402
 
 HOST_READS = ("item", "tolist", "numpy", "__float__", "__int__", "__bool__", "__index__")
 

@@ -22,7 +22,9 @@ from hourglass.metrics import (
     within,
 )
 
-GOLDEN = {  # reference section 5, first row: valid-ours.h5 vs Tompson's detections_our_format.mat
+# The authors' released validation predictions (pose-hg-demo's valid-ours.h5) against Tompson's
+# detections_our_format.mat, measured independently of this code: the official protocol's answer.
+GOLDEN = {
     "Head": 95.94, "Shoulder": 94.68, "Elbow": 88.53, "Wrist": 83.38, "Hip": 87.48, "Knee": 83.09, "Ankle": 79.05,
     "Mean": 88.04, "Mean_unweighted": 87.56, "Mean@0.1": 28.65,
 }

@@ -6,7 +6,7 @@ import torch
 from hourglass import create_model
 from hourglass.model import count_parameters
 
-# pose-hg-train hg.lua, 16 joints, 256 features, 1 module per location (reference section 1.3).
+# The parameter counts of pose-hg-train's hg.lua network: 16 joints, 256 features, 1 module per location.
 HG_LUA_PARAMS = {1: 3_426_448, 2: 6_570_400, 4: 12_858_304, 8: 25_434_112}
 
 
@@ -16,7 +16,7 @@ def test_parameter_counts_match_hg_lua(stacks):
 
 
 def test_flic_joint_count_changes_only_the_heatmap_layers():
-    # 8 stacks, 11 FLIC joints: 25,414,872 per reference section 1.3.
+    # 8 stacks, 11 FLIC joints: hg.lua's count with 11-channel heatmap layers.
     assert count_parameters(create_model(stacks=8, joints=11)) == 25_414_872
 
 

@@ -44,7 +44,7 @@ from hourglass.train.loop import train
 from hourglass.weights.source import checkpoint_in_mlflow_model
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_train import ToyPoses, tiny_params  # noqa: E402
+from toy_poses import ToyPoses, tiny_params  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

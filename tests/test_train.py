@@ -1,13 +1,12 @@
-"""The training loop: loss, schedule, checkpoints, kill-and-resume, non-finite loss, outputs, pipeline entry point.
+"""The training loop: loss, schedule, checkpoints, outputs, what it learns, its log lines (kill-and-resume,
+fingerprints and non-finite losses: ``test_train_resume.py``).
 
-Mechanics run on ``ToyPoses``, an in-memory dataset with the training sample layout of hourglass.data (a bright
-blob at each joint on a dark noisy image), so they need no preprocessed data and take seconds.
+Mechanics run on ``toy_poses.ToyPoses`` (no preprocessed data, seconds per run).
 """
 
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import math
 from itertools import pairwise
@@ -17,63 +16,21 @@ import pytest
 import torch
 import yaml
 from shipped import paper, preset_raw, recipe_raw
-from torch.utils.data import Dataset
+from toy_poses import ToyPoses, tiny_params
 
-from hourglass.heatmaps import gaussian_heatmaps, heatmaps_to_image
+from hourglass.heatmaps import gaussian_heatmaps
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from hourglass.model import create_model
 from hourglass.params_file import parse_params
 from hourglass.precision import select_precision
 from hourglass.train import loop as train_module
 from hourglass.train import losses
-from hourglass.train.loop import NonFiniteLossError, train
+from hourglass.train.loop import train
 from hourglass.train.losses import auxiliary_loss, heatmap_loss
 from hourglass.train.optim import create_optimizer, create_schedule
 from hourglass.train.run_config import resolve_variant
 
-RES = 64  # input pixels; heatmaps are RES / 4
-
-
-# One colour per joint, so that which blob is which joint can be learnt (identical blobs could not be told apart).
-PALETTE = np.array(list(itertools.product((0.3, 0.65, 1.0), repeat=3))[-16:], dtype=np.float32)
-
-
-class ToyPoses(Dataset):
-    """``count`` people with 16 joints, each a blob of its own colour on dark noise; the original image is the
-    crop itself (centre RES/2, scale RES/200)."""
-
-    def __init__(self, count: int, seed: int = 0, res: int = RES, joints: int = 16) -> None:
-        rng = np.random.default_rng(seed)
-        self.res, hm = res, res // 4
-        self.hm_points = rng.integers(2, hm - 2, size=(count, joints, 2)).astype(np.float32)
-        self.annotated = rng.random((count, joints)) > 0.1
-        self.center = np.full((count, 2), res / 2, dtype=np.float32)
-        self.scale = np.full(count, res / 200, dtype=np.float32)
-        self.joints = heatmaps_to_image(self.hm_points, self.center, self.scale, hm).astype(np.float32)
-        self.joints[~self.annotated] = np.nan
-        self.noise = rng.random((count, 3, res, res), dtype=np.float32) * 0.2
-
-    def __len__(self) -> int:
-        return len(self.hm_points)
-
-    def __getitem__(self, i: int) -> dict:
-        target = gaussian_heatmaps(self.hm_points[i], self.annotated[i], self.res // 4)
-        blobs = torch.nn.functional.interpolate(torch.from_numpy(target)[None], scale_factor=4)[0].numpy()
-        image = np.clip(self.noise[i] + np.einsum("jc,jhw->chw", PALETTE[:len(blobs)], blobs), 0, 1).astype(np.float32)
-        return {"image": image, "target": target, "row": i, "center": self.center[i], "scale": self.scale[i],
-                "joints": self.joints[i], "annotated": self.annotated[i], "normalize": np.float32(self.res / 4)}
-
-
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def tiny_params(**train_overrides):
-    """A 1-stack, 16-feature network on 64 px inputs, fp32, deterministic, MLflow off."""
-    train = {"batch_size": 4, "epochs": 3, "steps_per_epoch": None, "val_batch_size": 8, "workers": 0,
-             "precision": "fp32", "deterministic": True, "log_every": 1, **train_overrides}
-    return parse_params(recipe_raw("mpii", {"dataset": "synthetic", "seeds": [3],
-                         "model": {"stacks": 1, "features": 16, "input_res": RES},
-                         "train": train, "mlflow": {"enabled": False}}))
 
 
 def test_heatmap_loss_sums_per_output_mse():
@@ -255,154 +212,6 @@ def test_hg_int_variant_trains_its_lower_resolution_heads(tmp_path, monkeypatch)
     for i in range(3):
         assert not torch.equal(trained[f"auxiliary_heatmaps.{i}.weight"], initial[f"auxiliary_heatmaps.{i}.weight"])
     assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["config"]["model"]["supervision"] == "resolutions"
-
-
-class Interrupted(RuntimeError):
-    pass
-
-
-def test_kill_and_resume_ends_with_identical_weights(tmp_path, monkeypatch):
-    """Epochs of 6 steps of 4 over 10 people (2.4 passes): the resumed run draws the uninterrupted run's order."""
-    params = tiny_params(epochs=3, lr=1e-3, warmup_steps=3, optimizer="rmsprop", steps_per_epoch=6)
-    data = ToyPoses(10), ToyPoses(8, seed=1)
-    train(params, tmp_path / "full", train_set=data[0], val_set=data[1])
-
-    calls = {"n": 0}
-    real = losses.heatmap_loss
-
-    def crash_in_epoch_two(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 10:  # epoch 2 (6 steps/epoch + 1 validation batch per epoch), mid-epoch
-            raise Interrupted("simulated kill")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(losses, "heatmap_loss", crash_in_epoch_two)
-    with pytest.raises(Interrupted):
-        train(params, tmp_path / "resumed", train_set=data[0], val_set=data[1])
-    assert load_checkpoint(tmp_path / "resumed" / CHECKPOINT_NAME)["epoch"] == 1
-    monkeypatch.setattr(losses, "heatmap_loss", real)
-    result = train(params, tmp_path / "resumed", train_set=data[0], val_set=data[1])
-    assert result.epochs == 3
-    full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "resumed")
-    assert full.keys() == resumed.keys()
-    for name in full:
-        assert torch.equal(full[name], resumed[name]), name
-    rows = list(csv.DictReader(open(tmp_path / "resumed" / "epochs.csv")))
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    full_rows = list(csv.DictReader(open(tmp_path / "full" / "epochs.csv")))
-    assert [r["val/pckh/Mean"] for r in rows] == [r["val/pckh/Mean"] for r in full_rows]
-
-
-def test_a_checkpoint_of_another_configuration_data_or_code_is_not_resumed(tmp_path, caplog):
-    params = tiny_params(epochs=1)
-    data = ToyPoses(8), ToyPoses(4, seed=1)
-    train(params, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-1")
-    longer = parse_params({**params.model_dump(mode="json"), "model": {**params.model.model_dump(), "features": 32},
-                           "train": {**params.train.model_dump(mode="json"), "epochs": 2}})
-    with caplog.at_level("INFO", logger="hourglass.train.loop"):
-        result = train(longer, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-1")
-    assert "starting fresh, not resuming" in caplog.text and "(config differs)" in caplog.text
-    assert "resuming" not in caplog.text.replace("not resuming", "")
-    assert result.epochs == 2 and load_checkpoint(tmp_path / CHECKPOINT_NAME)["config"]["model"]["features"] == 32
-    caplog.clear()
-    with caplog.at_level("INFO", logger="hourglass.train.loop"):
-        train(longer, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-2")
-    assert "(data differs)" in caplog.text
-    # Settings that change only speed or logging keep the checkpoint: the finished run is resumed at its end.
-    faster = parse_params({**longer.model_dump(mode="json"),
-                           "train": {**longer.train.model_dump(mode="json"), "workers": 1, "log_every": 5}})
-    caplog.clear()
-    with caplog.at_level("INFO", logger="hourglass.train.loop"):
-        train(faster, tmp_path, train_set=data[0], val_set=data[1], data_fingerprint="data-2")
-    assert "resuming" in caplog.text and "starting fresh" not in caplog.text
-
-
-def test_the_training_seed_is_the_runs_own_and_part_of_its_fingerprint(tmp_path, caplog):
-    """`seed=` (the stage's --seed) drives the run; a checkpoint of another seed is not resumed; the sweep's other
-    seeds (`seeds`) are not part of a run's identity, so adding one leaves the existing runs resumable."""
-    params = tiny_params(epochs=1)
-    data = ToyPoses(8), ToyPoses(4, seed=1)
-    first = train(params, tmp_path / "s3", train_set=data[0], val_set=data[1])  # default: the first of seeds (3)
-    other = train(params, tmp_path / "s5", train_set=data[0], val_set=data[1], seed=5)
-    state = load_checkpoint(tmp_path / "s5" / CHECKPOINT_NAME)
-    assert state["seed"] == 5 and state["config"]["seed"] == 5 and state["config"]["seeds"] == [3]
-    assert yaml.safe_load((tmp_path / "s5" / "config.yaml").read_text())["seed"] == 5
-    assert load_checkpoint(tmp_path / "s3" / CHECKPOINT_NAME)["seed"] == 3
-    assert any(not torch.equal(a, b) for a, b in zip(first.model.state_dict().values(),
-                                                     other.model.state_dict().values(), strict=True))
-    with caplog.at_level("INFO", logger="hourglass.train.loop"):
-        train(params, tmp_path / "s5", train_set=data[0], val_set=data[1], seed=6)
-    assert "starting fresh, not resuming" in caplog.text and "(config differs)" in caplog.text
-    more_seeds = parse_params({**params.model_dump(mode="json"), "seeds": [3, 4]})
-    caplog.clear()
-    with caplog.at_level("INFO", logger="hourglass.train.loop"):
-        train(more_seeds, tmp_path / "s3", train_set=data[0], val_set=data[1], seed=3)
-    assert "resuming" in caplog.text and "starting fresh" not in caplog.text
-    with pytest.raises(ValueError, match="seed must be an integer >= 0"):
-        train(params, tmp_path / "bad", train_set=data[0], val_set=data[1], seed=-1)
-
-
-def test_code_digest_follows_the_loaded_project_sources(tmp_path):
-    from hourglass.train import fingerprint
-
-    files = fingerprint.loaded_project_files()
-    assert any(f.name == "loop.py" and f.parent.name == "train" for f in files)
-    copy = tmp_path / "hourglass"
-    copy.mkdir()
-    for f in files[:3]:
-        (copy / f.name).write_bytes(f.read_bytes())
-    copies = sorted(copy.iterdir())
-    before = fingerprint.code_digest(copies)
-    copies[0].write_text(copies[0].read_text() + "\n# edited\n")
-    assert fingerprint.code_digest(copies) != before
-
-
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
-    params = tiny_params(epochs=3)
-    data = ToyPoses(8), ToyPoses(4, seed=1)
-    calls = {"n": 0}
-    real = losses.heatmap_loss
-
-    def nan_in_epoch_two(*args, **kwargs):
-        calls["n"] += 1
-        loss = real(*args, **kwargs)
-        return loss * math.nan if calls["n"] == 5 else loss  # epoch 1: 2 steps + 1 validation batch
-
-    monkeypatch.setattr(losses, "heatmap_loss", nan_in_epoch_two)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3.*checkpoint .* \(epoch 1\) is kept"):
-        train(params, tmp_path, train_set=data[0], val_set=data[1])
-    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
-    assert state["epoch"] == 1
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    assert not (tmp_path / "metrics.json").exists()
-
-
-@pytest.mark.parametrize(("log_every", "bad_call", "message"), [
-    # 2 steps per epoch (steps 0-1, 2-3, ...), each epoch's validation one more loss call. log_every 3: step 2 is
-    # not read back, step 3 is: found there, before step 3's update (step 2's was made in memory only).
-    (3, 4, r"epoch 2, step 2; it was read back at step 3 .* the update of step 2 was made in memory only"),
-    # log_every 5: neither step of epoch 2 is a read-back point; the epoch's end is, before validation/checkpoint.
-    (5, 5, r"epoch 2, step 3; it was read back at step 3 .* the update of step 3 was made in memory only"),
-])
-def test_a_non_finite_loss_between_read_backs_is_found_before_the_next_checkpoint(tmp_path, monkeypatch, log_every,
-                                                                                 bad_call, message):
-    params = tiny_params(epochs=3, log_every=log_every)
-    data = ToyPoses(8), ToyPoses(4, seed=1)
-    calls = {"n": 0}
-    real = losses.heatmap_loss
-
-    def nan_once(*args, **kwargs):
-        calls["n"] += 1
-        loss = real(*args, **kwargs)
-        return loss * math.nan if calls["n"] == bad_call else loss
-
-    monkeypatch.setattr(losses, "heatmap_loss", nan_once)
-    with pytest.raises(NonFiniteLossError, match=message + r".*checkpoint .* \(epoch 1\) is kept"):
-        train(params, tmp_path, train_set=data[0], val_set=data[1])
-    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
-    assert state["epoch"] == 1 and state["step"] == 2
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    assert not (tmp_path / "metrics.json").exists()
 
 
 def test_a_split_smaller_than_one_global_batch_is_a_clear_error(tmp_path):

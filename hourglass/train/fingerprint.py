@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from hourglass.config import ParamsConfig
+from hourglass.io.digest import file_sha256
 
 PROJECT_PACKAGES = ("hourglass", "pipeline")
 # Train keys that change neither the weights nor the metrics: a resumed run may differ in these. The loader's
@@ -63,7 +64,7 @@ def code_digest(files: list[Path] | None = None) -> str:
     for path in files:
         parts = path.parts
         start = max(i for i, part in enumerate(parts) if part in PROJECT_PACKAGES)
-        entries["/".join(parts[start:])] = hashlib.sha256(path.read_bytes()).hexdigest()
+        entries["/".join(parts[start:])] = file_sha256(path)
     return _digest(entries)
 
 
