@@ -1,1 +1,2 @@
-"""Files on disk: annotation and evaluation files, checkpoints, the MPII submission, and the one atomic writer."""
+"""Files on disk: annotation and evaluation files, checkpoints, the MPII submission, the one atomic writer, the one
+file digest, the git checkout and the one image decode."""
