@@ -254,7 +254,6 @@ class SyntheticConfig(Section):
     seed: int = Field(ge=0)
     train_images: int = Field(ge=1)
     valid_images: int = Field(ge=1)
-    joint_set: Literal["mpii", "flic"]
     width: tuple[int, int]  # image width range, px
     height: tuple[int, int]  # image height range, px
     person_height: tuple[int, int]  # standing height of the main person, px (capped by the image)
@@ -331,7 +330,8 @@ class ImportConfig(Section):
 class ParamsConfig(Section):
     """The whole params.yaml: one section per stage, plus the dataset choice and the ablation sweep."""
 
-    dataset: Literal["synthetic", "mpii", "flic"]
+    # The dataset card's name: datasets/<dataset>.yaml (mpii, flic, synthetic, synthetic_flic, or a user's own).
+    dataset: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     # The training seeds the sweep trains: dvc.yaml's train/evaluate stages are a matrix of sweep x seeds, and a
     # run's own seed comes from its command (``pipeline.train --seed N``; by hand the default is the first one).
     seeds: tuple[Annotated[int, Field(ge=0, strict=True)], ...] = Field(min_length=1)
@@ -350,6 +350,17 @@ class ParamsConfig(Section):
     mlflow: MlflowConfig
     flows: FlowsConfig
     report: ReportConfig
+
+    @field_validator("dataset")
+    @classmethod
+    def _card_exists(cls, value: str) -> str:
+        from hourglass.dataset_card import CardError, card_path  # local: the card module imports no config
+
+        try:
+            card_path(value)
+        except CardError as err:
+            raise ValueError(str(err)) from None
+        return value
 
     @model_validator(mode="after")
     def _sweep_names_variants(self) -> ParamsConfig:

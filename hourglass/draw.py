@@ -4,10 +4,10 @@ Everything works on a ``matplotlib.figure.Figure`` built without pyplot (the Agg
 global GUI state and works headless. Coordinates are 0-based image pixels (pixel centres at integers), as everywhere
 inside the code.
 
-Sides: a joint named ``l_*`` is "left", ``r_*`` "right", any other the centre; a limb takes the side of its
-joints (a limb across the body, l_* to r_*, counts as centre). For MPII models left is the person's left. FLIC's
-labels are observer-centric (``hourglass.joints``): ``l_*`` is the joint at larger x, the image's right side, so the
-overlay legend says so rather than claiming the person's side.
+Sides: the dataset card's flip pairs say which joint is "left" and which "right" (``JointSet.joint_sides``), any
+other is the centre; a limb takes the side of its joints (a limb across the body counts as centre). For most cards
+left is the person's left. FLIC's labels are observer-centric (``sides: observer``): its ``l_*`` is the joint at larger
+x, the image's right side, so the overlay legend says so rather than claiming the person's side.
 """
 
 from __future__ import annotations
@@ -35,9 +35,8 @@ LEGEND_MIN_SIDE = 160  # images whose shorter side is below this (px) get no leg
 
 
 def joint_sides(joint_set: JointSet) -> tuple[str, ...]:
-    """Per joint ``"left"`` (``l_*``), ``"right"`` (``r_*``) or ``"centre"``."""
-    return tuple("left" if n.startswith("l_") else "right" if n.startswith("r_") else "centre"
-                 for n in joint_set.names)
+    """Per joint ``"left"``, ``"right"`` or ``"centre"`` (the dataset card's pairs say which)."""
+    return joint_set.joint_sides
 
 
 def limb_side(joint_set: JointSet, a: int, b: int) -> str:
@@ -47,11 +46,11 @@ def limb_side(joint_set: JointSet, a: int, b: int) -> str:
 
 
 def side_labels(joint_set: JointSet) -> tuple[str, str]:
-    """The legend's words for the ``l_*`` and the ``r_*`` joints of ``joint_set``: the person's left and right for
-    MPII; for FLIC, whose labels are observer-centric, the side of the image they are labelled by."""
-    if joint_set.name == "flic":
-        return ("FLIC l_*: image right (observer-centric)", "FLIC r_*: image left (observer-centric)")
-    return ("person's left (l_*)", "person's right (r_*)")
+    """The legend's words for the left and the right joints of ``joint_set``: the person's left and right, or, where
+    the labels are observer-centric (FLIC), the side of the image they are labelled by."""
+    if joint_set.observer:
+        return ("left labels: image right (observer-centric)", "right labels: image left (observer-centric)")
+    return ("person's left", "person's right")
 
 
 def draw_skeleton(ax: Axes, joints: np.ndarray, joint_set: JointSet, *, colour: str, linestyle: str = "-",

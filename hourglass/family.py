@@ -1,39 +1,33 @@
-"""The dataset family of a run: which joints, flip permutation, metric and headline numbers apply.
+"""The dataset family of a run: which keypoints, flip permutation, metric and headline numbers apply.
 
-Decided once, from the params (``dataset``, and for the synthetic people ``synthetic.joint_set``), by
-:func:`family_of`; every stage, the report and the champion check take what they need from the returned object,
-so a synthetic FLIC run is scored with FLIC's PCK@0.2 everywhere, never with MPII's PCKh by accident.
+Built once from the run's dataset card (:mod:`hourglass.dataset_card`) by :func:`family_of`; every stage, the report
+and the champion check take what they need from the returned object, so a synthetic FLIC run is scored with FLIC's
+PCK@0.2 everywhere, never with MPII's PCKh by accident, and a user's card with K keypoints is scored as its card says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
 from hourglass.config import ParamsConfig
-from hourglass.joints import FLIC, MPII, JointSet
-from hourglass.metrics import (
-    FLIC_GROUPS,
-    FLIC_THRESHOLD,
-    MPII_GROUPS,
-    MPII_THRESHOLD,
-    PCKResult,
-    flic_pck,
-    mpii_pckh,
-    subset_accuracy,
-)
+from hourglass.dataset_card import DatasetCard, card_from_record, load_card
+from hourglass.joints import JointSet
+from hourglass.metrics import PCKResult, normalized_errors, pck_from_errors, subset_accuracy
 
-Scorer = Callable[..., PCKResult]  # (pred, gt, annotated, normalize, threshold) -> PCKResult
+# What the per-person normaliser is, by the card's measure.normalize, in the words of the report ("within 0.5 ...").
+UNITS = {"head": "head sizes", "torso": "torso sizes", "box": "box sizes (the box's longer side)"}
 
 
 @dataclass(frozen=True)
 class DatasetFamily:
-    """Everything that differs between MPII-style and FLIC-style data, in one place."""
+    """Everything that differs between datasets, in one place (built from the card by :func:`family_from_card`)."""
 
-    name: str  # 'mpii' | 'flic'
-    joints: JointSet  # joint order, flip permutation, limbs
+    card: DatasetCard
+    name: str  # the card's name: 'mpii', 'synthetic', a user's 'hands'
+    joints: JointSet  # keypoint order, flip permutation, limbs
     metric: str  # the headline metric as people write it: 'PCKh@0.5'
     prefix: str  # metric names logged by training: '<prefix>/Mean', '<prefix>/joint/<name>'
     threshold: float
@@ -42,7 +36,9 @@ class DatasetFamily:
     figure4_joints: tuple[str, ...]  # the ablation figure's accuracy: mean over these joints
     figure4_label: str
     mean_note: str  # what the Mean column averages
-    scorer: Scorer
+    mean_joints: tuple[int, ...]  # the keypoints the Mean pools
+    curve_thresholds: np.ndarray
+    mean_at_0_1: bool  # the Mean at threshold 0.1 is reported too (MPII's PCKh@0.1)
 
     @property
     def headline(self) -> str:
@@ -74,16 +70,21 @@ class DatasetFamily:
             out.update({f"eval/stack{k}/{name}": value for name, value in names(values).items()})
         return out
 
-        out = names(self.eval_prefix, final)
-        for k, values in enumerate(stacks, start=1):
-            out.update({f"eval/stack{k}/{name[len('eval/'):]}": v for name, v in names(self.eval_prefix,
-                                                                                        values).items()})
-        return out
-
     def score(self, pred: np.ndarray, gt: np.ndarray, annotated: np.ndarray, normalize: np.ndarray,
               threshold: float | None = None) -> PCKResult:
         """The family's metric of (N, J, 2) predictions (threshold defaults to the family's)."""
-        return self.scorer(pred, gt, annotated, normalize, self.threshold if threshold is None else threshold)
+        errors = normalized_errors(pred, gt, annotated, normalize)
+        if errors.shape[1] != self.joints.count:
+            raise ValueError(f"{self.name}: {self.metric} needs {self.joints.count} keypoints, got {errors.shape[1]}")
+        return pck_from_errors(errors, self.joints, self.groups, self.mean_joints,
+                               self.threshold if threshold is None else threshold, self.curve_thresholds,
+                               mean_at_0_1=self.mean_at_0_1)
+
+    @property
+    def figure4_words(self) -> tuple[str, ...]:
+        """The table groups of the ablation keypoints, in lower case and order: ('wrist', 'elbow', ...)."""
+        owner = {j: group for group, members in self.groups.items() for j in members}
+        return tuple(dict.fromkeys(owner.get(j, j).lower() for j in self.figure4_joints))
 
     def figure4(self, result: PCKResult) -> float:
         """The ablation accuracy of ``result``: its mean over :attr:`figure4_joints`."""
@@ -103,48 +104,49 @@ class DatasetFamily:
         if name in ("val/figure4", "val/loss", "eval/figure4") or name.startswith(
                 (self.prefix + "/", self.eval_prefix + "/")):
             return
-        raise ValueError(f"flows.champion_metric: {name!r} is not logged by {self.name.upper()}-family runs "
+        raise ValueError(f"flows.champion_metric: {name!r} is not logged by runs on {self.name!r} "
                          f"(their headline is {self.headline!r}; others start with {self.prefix + '/'!r})")
 
 
-# The paper's ablation accuracy on MPII: "average PCKh across wrists, elbows, knees and ankles" (the harder joints).
-MPII_FIGURE4_JOINTS = ("l_wrist", "r_wrist", "l_elbow", "r_elbow", "l_knee", "r_knee", "l_ankle", "r_ankle")
-# On FLIC the paper reports elbows and wrists only.
-FLIC_FIGURE4_JOINTS = ("l_elbow", "r_elbow", "l_wrist", "r_wrist")
+def family_from_card(card: DatasetCard) -> DatasetFamily:
+    """The family a card describes: its keypoints as a :class:`JointSet`, its measure as the scorer's settings."""
+    m = card.measure
+    joints = JointSet(name=card.name, names=card.keypoints, flip=card.flip_permutation, limbs=card.limbs,
+                      sides=card.keypoint_sides, observer=card.sides == "observer")
+    threshold = float(m.threshold)
+    metric = f"{m.metric}@{threshold:g}"
+    excluded = set(m.mean_excludes)
+    mean_joints = tuple(i for i, name in enumerate(card.keypoints) if name not in excluded)
+    ablation = m.ablation_keypoints if m.ablation_keypoints is not None else card.keypoints
+    curve = np.arange(round(m.curve_max * 100) + 1) / 100.0  # i/100: every threshold the correctly rounded decimal
+    curve.setflags(write=False)
+    every = "all" if not excluded else "all keypoints except " + ", ".join(m.mean_excludes) + ","
+    return DatasetFamily(
+        card=card, name=card.name, joints=joints, metric=metric, prefix=f"val/{m.metric.lower()}",
+        threshold=threshold, unit=UNITS[m.normalize], groups=card.table_groups, figure4_joints=tuple(ablation),
+        figure4_label=m.ablation_label or f"{metric} averaged over every keypoint",
+        mean_note=m.mean_note or f"left and right averaged; Mean over {every} {len(mean_joints)} keypoints, "
+                                 "weighted by keypoint count",
+        mean_joints=mean_joints, curve_thresholds=curve, mean_at_0_1=m.mean_at_0_1,
+    )
 
-MPII_FAMILY = DatasetFamily(
-    name="mpii", joints=MPII, metric="PCKh@0.5", prefix="val/pckh", threshold=MPII_THRESHOLD, unit="head sizes",
-    groups=MPII_GROUPS, figure4_joints=MPII_FIGURE4_JOINTS,
-    figure4_label="PCKh@0.5 averaged over wrists, elbows, knees and ankles, as in the paper",
-    mean_note="left and right averaged; Mean over all joints except pelvis and thorax, weighted by joint count",
-    scorer=mpii_pckh,
-)
 
-FLIC_FAMILY = DatasetFamily(
-    name="flic", joints=FLIC, metric="PCK@0.2", prefix="val/pck", threshold=FLIC_THRESHOLD, unit="torso sizes",
-    groups=FLIC_GROUPS, figure4_joints=FLIC_FIGURE4_JOINTS,
-    figure4_label="PCK@0.2 averaged over elbows and wrists, the joints the paper reports on FLIC",
-    mean_note="left and right averaged; Mean over all 11 joints",
-    scorer=flic_pck,
-)
-
-FAMILIES: Mapping[str, DatasetFamily] = {"mpii": MPII_FAMILY, "flic": FLIC_FAMILY}
-
-
-def family_for(dataset: str, joint_set: str) -> DatasetFamily:
-    """The rule: a real dataset is its own family; the synthetic people are whichever joint set they were drawn
-    with. (Raw values, for a checkpoint's stored config; use :func:`family_of` on a validated config.)"""
-    name = joint_set if dataset == "synthetic" else dataset
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise ValueError(f"no dataset family {name!r} (dataset {dataset!r}); expected one of "
-                         f"{sorted(FAMILIES)}") from None
+def family_named(dataset: str) -> DatasetFamily:
+    """The family of the card called ``dataset`` (``datasets/<dataset>.yaml``)."""
+    return family_from_card(load_card(dataset))
 
 
 def family_of(params: ParamsConfig) -> DatasetFamily:
-    """The family of a validated config."""
-    return family_for(params.dataset, params.synthetic.joint_set)
+    """The family of a validated config: its ``dataset`` card's."""
+    return family_named(params.dataset)
+
+
+def family_of_checkpoint(config: Mapping | None, card: Mapping | None = None) -> DatasetFamily:
+    """The family a checkpoint's model was trained on: its stored card, else the card named by its stored config
+    (checkpoints from before cards: ``dataset`` and ``synthetic.joint_set``)."""
+    config = config or {}
+    legacy = (config.get("synthetic") or {}).get("joint_set")
+    return family_from_card(card_from_record(card, config.get("dataset"), legacy))
 
 
 def champion_metric(params: ParamsConfig) -> str:

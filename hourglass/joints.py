@@ -18,10 +18,21 @@ class JointSet:
     names: tuple[str, ...]
     flip: tuple[int, ...]  # flip[j] = index of the joint that j becomes when the image is mirrored
     limbs: tuple[tuple[int, int], ...]
+    # Per joint 'left', 'right' or 'centre' (a dataset card's pairs say which); None: from the l_/r_ prefixes.
+    sides: tuple[str, ...] | None = None
+    observer: bool = False  # left/right are the image's sides, not the person's (FLIC's observer-centric labels)
 
     @property
     def count(self) -> int:
         return len(self.names)
+
+    @property
+    def joint_sides(self) -> tuple[str, ...]:
+        """Per joint ``"left"``, ``"right"`` or ``"centre"``."""
+        if self.sides is not None:
+            return self.sides
+        return tuple("left" if n.startswith("l_") else "right" if n.startswith("r_") else "centre"
+                     for n in self.names)
 
     def index(self, joint: str) -> int:
         return self.names.index(joint)
@@ -46,6 +57,7 @@ FLIC = JointSet(
            "l_hip", "r_hip", "l_eye", "r_eye", "nose"),
     flip=(3, 4, 5, 0, 1, 2, 7, 6, 9, 8, 10),
     limbs=((0, 1), (1, 2), (3, 4), (4, 5), (0, 3), (0, 6), (3, 7), (6, 7), (8, 10), (9, 10)),
+    observer=True,
 )
 
 JOINT_SETS = {"mpii": MPII, "flic": FLIC}

@@ -112,7 +112,7 @@ class PCKResult:
         """
         out = {name: float(value) for name, value in self.groups.items()}
         out["Mean"] = float(self.mean)
-        if self.dataset == "mpii":
+        if self.mean_at_0_1 is not None:
             out["Mean_unweighted"] = float(self.mean_unweighted)
             out["Mean@0.1"] = float(self.mean_at_0_1)
         return out
@@ -225,6 +225,7 @@ def flic_pck(pred: np.ndarray, gt: np.ndarray, annotated: np.ndarray, torso_size
 def subset_accuracy(result: PCKResult, joint_set: JointSet, joints: Sequence[str]) -> float:
     """Unweighted mean of ``result``'s per-joint accuracy over the named ``joints`` of ``joint_set`` (the ablation
     figure's number: the paper's MPII ablations average wrists, elbows, knees and ankles)."""
-    if result.dataset != joint_set.name:
-        raise ValueError(f"a {result.dataset!r} result has no {joint_set.name!r} joints {list(joints)}")
+    if tuple(result.joint_names) != tuple(joint_set.names):
+        raise ValueError(f"a {result.dataset!r} result has other joints than {joint_set.name!r}: "
+                         f"{list(result.joint_names)} against {list(joint_set.names)}")
     return _nanmean(result.per_joint[[joint_set.index(j) for j in joints]])

@@ -2,8 +2,9 @@
 
 ``python -m pipeline.synthesize [--params params.yaml] [--out data/raw/synthetic]`` writes ``<out>/images/*.jpg``
 and ``<out>/annot/{train,valid}.h5`` from the ``synthetic`` section of params.yaml. dvc.yaml has no stage of its
-own for it: its ``download`` stage (``python -m pipeline.download``) calls :func:`generate` when ``dataset`` is
-``synthetic``; this command runs the generator by hand.
+own for it: its ``download`` stage (``python -m pipeline.download``) calls :func:`generate` when the dataset's card
+has ``format: synthetic``; this command runs the generator by hand. The card's keypoints choose the rows drawn: MPII's
+16 joints (``datasets/synthetic.yaml``) or FLIC's 11 (``datasets/synthetic_flic.yaml``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import time
 from pathlib import Path
 
 from hourglass.config import ParamsConfig
-from hourglass.data.synthetic import generate_dataset
+from hourglass.data.synthetic import generate_dataset, synthetic_layout
+from hourglass.dataset_card import load_card
 from hourglass.params_file import load_params
 from pipeline import stage
 
@@ -31,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 def generate(params: ParamsConfig, out: Path, progress: bool) -> str:
     """Generate the dataset into ``out``; returns the summary line (images, people, speed)."""
     start = time.perf_counter()
-    tables = generate_dataset(params.synthetic, out, progress=progress)
+    layout = synthetic_layout(load_card(params.dataset).keypoints)
+    tables = generate_dataset(params.synthetic, out, progress=progress, joint_set=layout)
     seconds = time.perf_counter() - start
     images = params.synthetic.train_images + params.synthetic.valid_images
     people = {split: len(table) for split, table in tables.items()}

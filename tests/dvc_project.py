@@ -33,7 +33,7 @@ def make_project(root: Path, params: dict[str, Any], mlflow_db: Path | None = No
 
     ``mlflow_db``: an already migrated SQLite store to start from (copying it is much faster than migrating).
     """
-    for name in ("hourglass", "pipeline", "recipes"):
+    for name in ("hourglass", "pipeline", "recipes", "datasets"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

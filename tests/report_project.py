@@ -20,7 +20,7 @@ from shipped import paper, write_params
 
 from hourglass.data.synthetic import generate_dataset
 from hourglass.evaluation.score import score
-from hourglass.family import FAMILIES
+from hourglass.family import family_named
 from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.io.eval_files import read_ground_truth, read_predictions, write_predictions
 from hourglass.params_file import load_params, parse_params
@@ -41,10 +41,10 @@ def synthetic_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def project_params(tmp: Path, raw: Path, joint_set: str = "mpii", seeds: tuple[int, ...] = (0,)) -> Path:
-    params = {"dataset": "synthetic", "sweep": ["hg2", "hg1", "hg4"], "seeds": list(seeds),
+def project_params(tmp: Path, raw: Path, dataset: str = "synthetic", seeds: tuple[int, ...] = (0,)) -> Path:
+    params = {"dataset": dataset, "sweep": ["hg2", "hg1", "hg4"], "seeds": list(seeds),
               "flows": {"champion_variant": "hg2"},
-              "download": {"root": str(raw.parent)}, "synthetic": {"joint_set": joint_set},
+              "download": {"root": str(raw.parent)},
               "train": {"batch_size": 4, "variants": {"hg2": {"stacks": 2}, "hg1": {"stacks": 1},
                                                       "hg4": {"stacks": 4}}},
               "mlflow": {"enabled": False}, "report": {"examples": 4}}
@@ -58,9 +58,11 @@ def noisy(gt: Annotations, sigma: float, seed: int) -> np.ndarray:
     return np.where(gt.annotated[..., None], gt.joints + noise, gt.center[:, None, :])
 
 
-def eval_block(preds: np.ndarray, valid: Path) -> tuple[dict, dict]:
-    result = score(preds, read_ground_truth(valid))
-    final = {**result.as_dict(), "figure4": FAMILIES[result.dataset].figure4(result)}
+def eval_block(preds: np.ndarray, valid: Path, dataset: str | None = None) -> tuple[dict, dict]:
+    gt = read_ground_truth(valid)
+    family = family_named(dataset or gt.dataset)
+    result = score(preds, gt, dataset=family.name)
+    final = {**result.as_dict(), "figure4": family.figure4(result)}
     return final, dict(zip(result.joint_names, result.per_joint.tolist(), strict=True))
 
 
@@ -167,7 +169,7 @@ def resampled_scores(preds: Path, valid: Path) -> dict[str, np.ndarray]:
     scored = np.flatnonzero(gt.annotated.any(axis=1))
     people = len(scored)
     draws = np.random.default_rng(BOOTSTRAP_SEED).integers(0, people, size=(BOOTSTRAP_RESAMPLES, people))
-    family = FAMILIES[gt.dataset]
+    family = family_named(gt.dataset)
     out: dict[str, list[float]] = {"Mean": [], "figure4": []}
     for rows in scored[draws]:
         result = family.score(pred[rows], gt.joints[rows], gt.annotated[rows], gt.normalize[rows])

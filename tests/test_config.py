@@ -24,7 +24,8 @@ def test_demo_params_train_the_figure4_variants_on_synthetic_data():
 @pytest.mark.parametrize(("raw", "message"), [
     ({"model": {"supervision": "inter"}}, r"model\.supervision: Input should be 'intermediate', 'final', 'add' or "
                                           r"'resolutions' \(got 'inter'\)"),
-    ({"dataset": "coco"}, r"dataset: Input should be 'synthetic', 'mpii' or 'flic' \(got 'coco'\)"),
+    ({"dataset": "coco"}, r"dataset: Value error, dataset 'coco': no card found .*known cards: \['flic', 'mpii', "
+                          r"'synthetic', 'synthetic_flic'\]"),
     ({"train": {"lr": 0}}, r"train\.lr: Input should be greater than 0"),
     ({"train": {"batchsize": 4}}, r"train\.batchsize: Extra inputs are not permitted"),
     ({"sweep": ["nope"]}, r"sweep: \['nope'\] not in train\.variants"),

@@ -111,7 +111,7 @@ def test_a_port_file_is_refused_with_the_import_command(anchor_dir):
 def _finetune_params(source: str, epochs: int = 4):
     """The FLIC recipe at test size on the synthetic joint set: 11 joints, so the heads start fresh."""
     return parse_params(recipe_raw("flic", {
-        "dataset": "synthetic", "seeds": [1], "synthetic": {"joint_set": "flic"},
+        "dataset": "synthetic_flic", "seeds": [1],
         "model": {**ARCH, "input_res": RES},
         "train": {"batch_size": 4, "epochs": epochs, "steps_per_epoch": 6, "val_batch_size": 8, "workers": 0,
                   "precision": "fp32", "deterministic": True, "log_every": 1, "optimizer": "adam", "lr": 1e-3,

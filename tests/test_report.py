@@ -34,7 +34,8 @@ from shipped import paper, write_params
 
 from hourglass.data.synthetic import generate_dataset
 from hourglass.evaluation.baselines import score_mean_pose
-from hourglass.family import FAMILIES
+from hourglass.family import family_named
+from hourglass.joints import FLIC
 from hourglass.io.eval_files import read_ground_truth
 from hourglass.report.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval
 from hourglass.report.paper import PAPER_MPII_FINAL, PAPER_MPII_INTERMEDIATE
@@ -64,7 +65,7 @@ def test_variants_are_scored_beside_the_baseline(report: tuple[Report, dict], ra
     summary = rep.summary
     baseline = score_mean_pose(raw / "annot" / "train.h5", raw / "annot" / "valid.h5")
     assert summary.baseline.mean == pytest.approx(baseline.mean)
-    assert summary.baseline.values["figure4"] == pytest.approx(FAMILIES["mpii"].figure4(baseline))
+    assert summary.baseline.values["figure4"] == pytest.approx(family_named("synthetic").figure4(baseline))
     assert [v.name for v in summary.variants] == ["hg2", "hg1", "hg4"]  # the sweep's order, trained or not
     for name, final in finals.items():
         variant = summary.variant(name)
@@ -264,14 +265,14 @@ def test_empty_project_degrades_to_a_report(tmp_path: Path) -> None:
 
 
 def test_flic_family_uses_pck_and_its_paper_rows(tmp_path: Path) -> None:
-    raw = tmp_path / "raw" / "synthetic"
-    generate_dataset(paper("synthetic", train_images=6, valid_images=4, joint_set="flic", workers=1), raw,
-                     progress=False)
-    params = project_params(tmp_path, raw, joint_set="flic")
+    raw = tmp_path / "raw" / "synthetic_flic"
+    generate_dataset(paper("synthetic", train_images=6, valid_images=4, workers=1), raw, progress=False,
+                     joint_set=FLIC)
+    params = project_params(tmp_path, raw, dataset="synthetic_flic")
     final = fake_variant(tmp_path / "models", raw, params, "hg2", 2, 0.02)
     rep = run_stage(tmp_path, params, tmp_path / "models", tmp_path / "none")
     summary = rep.summary
-    assert summary.family.name == "flic" and summary.metric == "PCK@0.2"
+    assert summary.family.name == "synthetic_flic" and summary.metric == "PCK@0.2"
     assert summary.variant("hg2").final["Wrist"] == pytest.approx(final["Wrist"])
     assert summary.authors is None and not any("authors'" in line for line in summary.missing)  # MPII only
     assert not any(line.startswith(("Figure 4 is empty", "Figure 5 has no variant")) for line in summary.missing)

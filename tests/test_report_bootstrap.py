@@ -6,9 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hourglass.family import FAMILIES, FLIC_FAMILY, MPII_FAMILY
+from hourglass.family import family_named
 from hourglass.metrics import MPII_MEAN_JOINTS
 from hourglass.report.bootstrap import Interval, PeopleBootstrap, correct_joints, mean_joints, resample_weights
+
+MPII_FAMILY = family_named("mpii")
+FLIC_FAMILY = family_named("flic")
+FAMILIES = {"mpii": MPII_FAMILY, "flic": FLIC_FAMILY}
 
 
 def _bootstrap_people(family, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

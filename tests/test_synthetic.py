@@ -112,8 +112,8 @@ def test_occluded_joints_stay_annotated_but_not_visible() -> None:
 
 
 def test_flic_variant_is_observer_centric_with_torso_normalisation(tmp_path: Path) -> None:
-    generate_dataset(paper("synthetic", train_images=8, valid_images=2, joint_set="flic", workers=1), tmp_path,
-                     progress=False)
+    generate_dataset(paper("synthetic", train_images=8, valid_images=2, workers=1), tmp_path, progress=False,
+                     joint_set=FLIC)
     with h5py.File(tmp_path / "annot" / "train.h5", "r") as h5:
         assert h5.attrs["name"] == "flic"
     table = read_annotations(tmp_path / "annot" / "train.h5")

@@ -20,7 +20,7 @@ from hourglass.family import champion_metric
 from hourglass.params_file import load_params
 
 # The end-to-end test's tiny configuration, with FLIC's joints and one variant.
-TINY_FLIC = merge(TINY, {"synthetic": {"joint_set": "flic"}, "mlflow": {"sweep": "flic-e2e"},
+TINY_FLIC = merge(TINY, {"dataset": "synthetic_flic", "mlflow": {"sweep": "flic-e2e"},
                          "sweep": ["hg_stacked_int"]})
 
 
@@ -90,6 +90,6 @@ def test_mlflow_run_carries_the_evaluate_stages_scores_and_the_experiment_kind(p
     assert run.data.tags["eval.metric"] == "PCK@0.2, flip test (evaluate stage)"
     assert client.get_experiment(run.info.experiment_id).tags["mlflow.experimentKind"] == "custom_model_development"
     version = client.get_model_version(record["registered_model"], record["version"])
-    assert version.tags["variant"] == "hg_stacked_int" and version.tags["dataset"] == "synthetic"
+    assert version.tags["variant"] == "hg_stacked_int" and version.tags["dataset"] == "synthetic_flic"
     assert version.tags["metric"] == "PCK@0.2" and "stacks=2" in version.tags["architecture"]
     assert version.tags["eval.mean"] == f"{evaluation['final']['Mean']:.2f}"

@@ -20,7 +20,7 @@ their labels in ``synthetic_scene``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +34,7 @@ from hourglass.data.synthetic_scene import PersonLabel, render_scene
 from hourglass.io.annotations import Annotations, write_annotations
 from hourglass.io.atomic import write_atomic
 from hourglass.io.images import single_threaded_cv2
+from hourglass.joints import FLIC, MPII, JointSet
 
 SPLITS = ("train", "valid")
 
@@ -50,6 +51,7 @@ def image_name(split: str, index: int) -> str:
 @dataclass(frozen=True)
 class _Task:
     cfg: SyntheticConfig
+    joint_set: JointSet  # the row layout drawn: MPII's or FLIC's (see synthetic_layout)
     split: str
     index: int
     image_dir: Path
@@ -63,7 +65,7 @@ def _write_jpeg(path: Path, image: np.ndarray, quality: int) -> None:
 
 
 def _render_task(task: _Task) -> tuple[str, list[PersonLabel]]:
-    scene = render_scene(image_rng(task.cfg.seed, task.split, task.index), task.cfg)
+    scene = render_scene(image_rng(task.cfg.seed, task.split, task.index), task.cfg, task.joint_set)
     name = image_name(task.split, task.index)
     _write_jpeg(task.image_dir / name, scene.image, task.cfg.jpeg_quality)
     return name, scene.labels
@@ -97,8 +99,20 @@ def to_table(rows: list[tuple[str, list[PersonLabel]]], first_index: int) -> Ann
     )
 
 
-def generate_dataset(cfg: SyntheticConfig, out: str | Path, progress: bool = True) -> dict[str, Annotations]:
-    """Write ``out/images/*.jpg`` and ``out/annot/{train,valid}.h5``; returns the tables written.
+def synthetic_layout(keypoints: Sequence[str]) -> JointSet:
+    """The row layout the generator draws for a card listing ``keypoints``: MPII's 16 joints (head-size rows) or
+    FLIC's 11 (observer-centric, torso-size rows), the two it knows; any other list is an error naming both."""
+    for layout in (MPII, FLIC):
+        if tuple(keypoints) == layout.names:
+            return layout
+    raise ValueError(f"format: synthetic draws MPII's keypoints {list(MPII.names)} or FLIC's {list(FLIC.names)} "
+                     f"in that order; the card lists {list(keypoints)}")
+
+
+def generate_dataset(cfg: SyntheticConfig, out: str | Path, progress: bool = True,
+                     joint_set: JointSet = MPII) -> dict[str, Annotations]:
+    """Write ``out/images/*.jpg`` and ``out/annot/{train,valid}.h5`` with ``joint_set``'s rows (MPII or FLIC);
+    returns the tables written.
 
     Old annotation files are removed first and the new ones written last, so an interrupted run never leaves an
     h5 that lists images which were not written. Stale images of our own naming pattern are deleted.
@@ -117,11 +131,11 @@ def generate_dataset(cfg: SyntheticConfig, out: str | Path, progress: bool = Tru
     workers = cfg.workers or os.cpu_count() or 1
     tables: dict[str, Annotations] = {}
     for split in SPLITS:
-        tasks = [_Task(cfg, split, i, image_dir) for i in range(counts[split])]
+        tasks = [_Task(cfg, joint_set, split, i, image_dir) for i in range(counts[split])]
         rows = list(_run(tasks, workers, f"synthesize {split}", progress))
         tables[split] = to_table(rows, first_index=0 if split == "train" else counts["train"])
     for split, table in tables.items():
-        write_annotations(annot_dir / f"{split}.h5", table, name=cfg.joint_set)
+        write_annotations(annot_dir / f"{split}.h5", table, name=joint_set.name)
     return tables
 
 

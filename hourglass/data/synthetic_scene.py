@@ -187,10 +187,10 @@ def _uniform_int(rng: np.random.Generator, pair: tuple[int, int]) -> int:
     return int(rng.integers(pair[0], pair[1] + 1))
 
 
-def render_scene(rng: np.random.Generator, cfg: SyntheticConfig) -> Scene:
-    """Background, the main person plus distractors in random depth order, occluders, camera noise."""
+def render_scene(rng: np.random.Generator, cfg: SyntheticConfig, joint_set: JointSet = MPII) -> Scene:
+    """Background, the main person plus distractors in random depth order, occluders, camera noise; people are
+    labelled with ``joint_set``'s rows (MPII or FLIC)."""
     width, height = _uniform_int(rng, cfg.width), _uniform_int(rng, cfg.height)
-    joint_set = FLIC if cfg.joint_set == "flic" else MPII
     image = draw_background(rng, width, height)
     canvas = Canvas(image, np.full((height, width), BACKGROUND, np.int32))
     main_height = float(rng.uniform(cfg.person_height[0], max(cfg.person_height[0],

@@ -51,9 +51,11 @@ def mean_pose_predictions(train: Annotations, valid: Annotations) -> np.ndarray:
     return place_pose(mean_pose(train), valid.center, valid.scale)
 
 
-def score_mean_pose(train_path: str | Path, valid_path: str | Path) -> PCKResult:
-    """Score the mean pose of ``train_path`` on ``valid_path`` (annotation h5 files) with the dataset's metric."""
+def score_mean_pose(train_path: str | Path, valid_path: str | Path, dataset: str | None = None) -> PCKResult:
+    """Score the mean pose of ``train_path`` on ``valid_path`` (annotation h5 files) with the card ``dataset``'s
+    metric (default: the card the joint count suggests)."""
     train = read_annotations(train_path)
     valid = read_annotations(valid_path)
     preds = mean_pose_predictions(train, valid)
-    return score(preds, read_ground_truth(valid_path), pred_source=f"mean pose of {train_path}")
+    return score(preds, read_ground_truth(valid_path), pred_source=f"mean pose of {train_path}",
+                 dataset=dataset)

@@ -16,39 +16,58 @@ from pathlib import Path
 
 import numpy as np
 
-from hourglass.family import FAMILIES
+from hourglass.dataset_card import CardError
+from hourglass.family import DatasetFamily, family_named
 from hourglass.io.eval_files import GroundTruth, ReaderError, read_ground_truth, read_predictions
 from hourglass.metrics import THRESHOLD_OPERATOR, PCKResult
 
 
+def ground_truth_family(gt: GroundTruth, dataset: str | None = None) -> DatasetFamily:
+    """The card that scores ``gt``: the one named, else the one its joint count suggests (16: mpii, 11: flic)."""
+    name = dataset or gt.dataset
+    if name is None:
+        raise ReaderError(f"{gt.source}: {gt.joints.shape[1]} joints per person match no built-in card; name the "
+                          "dataset's card with --dataset NAME (datasets/NAME.yaml)")
+    family = family_named(name)
+    if family.joints.count != gt.joints.shape[1]:
+        raise ReaderError(f"{gt.source}: {gt.joints.shape[1]} joints per person, but card {name!r} has "
+                          f"{family.joints.count} keypoints")
+    return family
+
+
 def score(preds: np.ndarray, gt: GroundTruth, threshold: float | None = None,
-          pred_source: str | Path = "predictions") -> PCKResult:
-    """Score 0-based predictions against ``gt`` with the dataset's metric (threshold defaults to 0.5 / 0.2)."""
+          pred_source: str | Path = "predictions", dataset: str | None = None) -> PCKResult:
+    """Score 0-based predictions against ``gt`` with the card's metric (threshold defaults to the card's)."""
     expected = gt.joints.shape
     if preds.shape != expected:
         raise ReaderError(f"{pred_source}: 'preds' has shape {preds.shape} but the ground truth {gt.source} has "
                           f"{expected} (rows, joints, xy); they must describe the same people in the same order")
-    return FAMILIES[gt.dataset].score(preds, gt.joints, gt.annotated, gt.normalize, threshold)
+    return ground_truth_family(gt, dataset).score(preds, gt.joints, gt.annotated, gt.normalize, threshold)
 
 
-def evaluate_files(pred_path: str | Path, gt_path: str | Path, threshold: float | None = None) -> PCKResult:
+def evaluate_files(pred_path: str | Path, gt_path: str | Path, threshold: float | None = None,
+                   dataset: str | None = None) -> PCKResult:
     """Read both files and score them (see :func:`score`)."""
     gt = read_ground_truth(gt_path)
     preds = read_predictions(pred_path, joints=gt.joints.shape[1], people=len(gt))
-    return score(preds, gt, threshold, pred_path)
+    return score(preds, gt, threshold, pred_path, dataset)
 
 
 def _pct(value: float | None) -> str:
     return "   n/a" if value is None or math.isnan(value) else f"{value:6.2f}"
 
 
-def format_table(result: PCKResult, pred_path: str | Path, gt_path: str | Path) -> str:
-    """A human-readable report: per joint, per group, both means and (MPII) PCKh@0.1."""
-    metric = "PCKh" if result.dataset == "mpii" else "PCK"
-    norm = "0.6 x head-box diagonal" if result.dataset == "mpii" else "torso size ||rsho - lhip||"
+NORMALISERS = {"head": "0.6 x head-box diagonal", "torso": "torso size ||rsho - lhip||",
+               "box": "the person box's longer side"}
+
+
+def format_table(result: PCKResult, pred_path: str | Path, gt_path: str | Path, family: DatasetFamily) -> str:
+    """A human-readable report: per joint, per group, both means and (where the card asks) the Mean at 0.1."""
+    metric = family.card.measure.metric
+    norm = NORMALISERS[family.card.measure.normalize]
     lines = [
         f"predictions: {pred_path}",
-        f"ground truth: {gt_path} ({result.dataset.upper()}, {int(result.counts.sum())} annotated joints)",
+        f"ground truth: {gt_path} ({family.name}, {int(result.counts.sum())} annotated joints)",
         f"{metric}@{result.threshold:g}: correct if ||pred - gt|| / ({norm}) {result.operator} {result.threshold:g}",
         "",
         f"{'joint':<12} {'annotated':>9} {metric + ' %':>8}",
@@ -63,12 +82,12 @@ def format_table(result: PCKResult, pred_path: str | Path, gt_path: str | Path) 
         f"{'Mean (joint-count weighted)':<40} {_pct(result.mean)} %",
         f"{'Mean (unweighted over joints)':<40} {_pct(result.mean_unweighted)} %",
     ]
-    if result.dataset == "mpii":
+    if result.mean_at_0_1 is not None:
         lines += [
-            f"{'PCKh@0.1 (weighted mean)':<40} {_pct(result.mean_at_0_1)} %",
+            f"{metric + '@0.1 (weighted mean)':<40} {_pct(result.mean_at_0_1)} %",
         ]
-    family = FAMILIES[result.dataset]
-    lines.append(f"{'ablation joints (' + ', '.join(sorted({j[2:] for j in family.figure4_joints})) + ')':<40} "
+    groups = sorted(family.figure4_words)
+    lines.append(f"{'ablation joints (' + ', '.join(groups) + ')':<40} "
                  f"{_pct(family.figure4(result))} %")
     return "\n".join(lines)
 
@@ -93,8 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="ground truth: an annotation h5 (16 joints = MPII, 11 = FLIC) or Tompson's "
                              "detections_our_format.mat; rows must match the predictions")
     parser.add_argument("--threshold", type=float, default=None, metavar="T",
-                        help=f"normalised-distance threshold (default {FAMILIES['mpii'].threshold} for MPII PCKh, "
-                             f"{FAMILIES['flic'].threshold} for FLIC PCK)")
+                        help="normalised-distance threshold (default: the card's, 0.5 for MPII PCKh, 0.2 for "
+                             "FLIC PCK)")
+    parser.add_argument("--dataset", default=None, metavar="CARD",
+                        help="the dataset card that scores the file (datasets/CARD.yaml); default: by the joint "
+                             "count, 16 = mpii, 11 = flic")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object of the headline percentages instead of the table")
     return parser
@@ -107,13 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --threshold must be a non-negative number, got {args.threshold}", file=sys.stderr)
         return 2
     try:
-        result = evaluate_files(args.predictions, args.gt, args.threshold)
-    except (ReaderError, ValueError) as err:
+        gt = read_ground_truth(args.gt)
+        family = ground_truth_family(gt, args.dataset)
+        preds = read_predictions(args.predictions, joints=gt.joints.shape[1], people=len(gt))
+        result = score(preds, gt, args.threshold, args.predictions, family.name)
+    except (ReaderError, CardError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({k: _json_value(v) for k, v in result.as_dict().items()}))
     else:
-        print(format_table(result, args.predictions, args.gt))
+        print(format_table(result, args.predictions, args.gt, family))
     return 0
 

@@ -76,9 +76,9 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
         raise CheckpointError(f"{loaded.path}: checkpoint was trained from seed {trained_seed}, not {seed}")
     gt = read_ground_truth(gt_path)
     family = family_of(params)
-    if gt.dataset != family.name:
-        raise ReaderError(f"{gt_path}: {gt.joints.shape[1]} joints per person ({gt.dataset.upper()}), but the params "
-                          f"(dataset {params.dataset!r}) are of the {family.name.upper()} family")
+    if gt.joints.shape[1] != family.joints.count:
+        raise ReaderError(f"{gt_path}: {gt.joints.shape[1]} joints per person, but the params' dataset card "
+                          f"{params.dataset!r} has {family.joints.count} keypoints")
     dataset: PoseDataset = create_dataset(data_dir, SPLIT, dataset_params(params, loaded), train=False)
     if dataset.num_joints != loaded.model.joints:
         raise CheckpointError(f"{loaded.path}: model predicts {loaded.model.joints} joints but {data_dir} has "

@@ -14,6 +14,7 @@ import numpy as np
 
 from hourglass.config import ParamsConfig
 from hourglass.data.dataset import create_dataset
+from hourglass.dataset_card import load_card
 from hourglass.evaluation.split_predictions import TEST_SPLIT, dataset_params, predict, source_rows
 from hourglass.inference.runner import LoadedModel
 from hourglass.io.annotations import read_annotations
@@ -46,8 +47,9 @@ def predict_test_split(params: ParamsConfig, loaded: LoadedModel, precision: Any
     release after the person-order guard. Returns the status.
     """
     test_h5 = annot_dir / "test.h5"
-    if params.dataset != "mpii" or not test_h5.is_file():
-        reason = (f"dataset {params.dataset!r} has no test server" if params.dataset != "mpii"
+    has_server = load_card(params.dataset).format == "mpii_h5"  # MPII's benchmark server takes this file
+    if not has_server or not test_h5.is_file():
+        reason = (f"dataset {params.dataset!r} has no test server" if not has_server
                   else f"{test_h5} is absent")
         status: dict[str, Any] = {"test_split": False, "reason": reason}
         write_json_atomic(out_dir / "status.json", status)

@@ -35,7 +35,8 @@ import torch
 
 from hourglass.data.augment import to_float_chw
 from hourglass.data.crop import CropSpec, crop_person
-from hourglass.family import family_for
+from hourglass.dataset_card import CardError
+from hourglass.family import family_of_checkpoint
 from hourglass.inference.errors import PredictError
 from hourglass.inference.people import Person
 from hourglass.inference.runner import LoadedModel, decode_to_image, load_model, predict_heatmaps
@@ -52,18 +53,20 @@ CONFIDENCE_NOTE = ("the final heatmap's peak (flip-averaged with the flip test) 
 
 
 def model_joint_set(loaded: LoadedModel) -> JointSet:
-    """The joints the model predicts: named by its training config, else recognised by their count."""
+    """The keypoints the model predicts: its training config's dataset card (stored in the checkpoint, else the
+    card its dataset names), else MPII's or FLIC's joints recognised by their count (checkpoints without a config)."""
     config = loaded.config
     try:
-        named = family_for(config.get("dataset"), (config.get("synthetic") or {}).get("joint_set", "mpii")).joints
-    except ValueError:
+        named = family_of_checkpoint(config, config.get("dataset_card")).joints
+    except (CardError, ValueError):
         named = None
     if named is not None and named.count == loaded.model.joints:
         return named
     by_count = [s for s in JOINT_SETS.values() if s.count == loaded.model.joints]
     if not by_count:
-        raise CheckpointError(f"{loaded.path}: the model predicts {loaded.model.joints} joints, which is neither "
-                              f"joint set ({', '.join(f'{s.name}: {s.count}' for s in JOINT_SETS.values())})")
+        raise CheckpointError(f"{loaded.path}: the model predicts {loaded.model.joints} keypoints and its "
+                              "checkpoint carries no dataset card naming them (known without a card: "
+                              f"{', '.join(f'{s.name}: {s.count}' for s in JOINT_SETS.values())})")
     return by_count[0]
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from hourglass.family import family_for
+from hourglass.dataset_card import CardError
+from hourglass.family import family_of_checkpoint
 from hourglass.inference.runner import LoadedModel
 from hourglass.io.checkpoint import CheckpointError, load_checkpoint
 
@@ -57,8 +58,9 @@ class TrainedOn:
     with one, ``score_epoch``; None when the checkpoint stores no metrics. ``dataset`` is None when its config
     names none."""
 
-    dataset: str | None  # mpii, flic or synthetic
-    joint_set: str | None  # the joints of the family: mpii or flic
+    dataset: str | None  # the dataset card's name: mpii, flic, synthetic, a user's own
+    joint_set: str | None  # the card whose keypoints the model predicts (None: unknown)
+    data_format: str | None  # the card's format: synthetic, mpii_h5, flic_h5, coco
     metric: str | None  # the headline key, e.g. val/pckh/Mean
     metric_name: str | None  # as people write it, e.g. PCKh@0.5
     score: float | None
@@ -69,7 +71,7 @@ class TrainedOn:
 
     @property
     def synthetic(self) -> bool:
-        return self.dataset == "synthetic"
+        return self.data_format == "synthetic"
 
     @classmethod
     def from_checkpoint(cls, state: Mapping[str, Any], path: str | Path) -> TrainedOn:
@@ -79,18 +81,19 @@ class TrainedOn:
         config = state.get("config")
         config = config if isinstance(config, Mapping) else {}
         dataset = config.get("dataset") if isinstance(config.get("dataset"), str) else None
-        synthetic = config.get("synthetic") if isinstance(config.get("synthetic"), Mapping) else {}
+        card = config.get("dataset_card") if isinstance(config.get("dataset_card"), Mapping) else None
         family = None
-        if dataset is not None:
+        if dataset is not None or card is not None:
             try:
-                family = family_for(dataset, synthetic.get("joint_set", "mpii"))
-            except ValueError:
+                family = family_of_checkpoint(config, card)
+            except (CardError, ValueError):
                 family = None
         score = score_epoch = None
         if family is not None:
             score, score_epoch = _headline_score(state, family.headline)
         variant = state.get("variant")
         return cls(dataset=dataset, joint_set=family.name if family else None,
+                   data_format=family.card.format if family else None,
                    metric=family.headline if family else None, metric_name=family.metric if family else None,
                    score=score, score_epoch=score_epoch, epoch=_epoch(state.get("epoch")),
                    variant=variant if isinstance(variant, str) else None,
@@ -102,9 +105,9 @@ class TrainedOn:
         if self.dataset is None:
             data = "unknown (the checkpoint's config names no dataset)"
         elif self.synthetic:
-            data = f"the synthetic people ({(self.joint_set or '?').upper()} joints), not real photos"
+            data = f"the synthetic people (card {self.joint_set or '?'}), not real photos"
         elif self.joint_set is not None:
-            data = f"{self.dataset.upper()} (real photos)"
+            data = f"{self.dataset} (real photos)"
         else:
             data = f"{self.dataset!r} (not a dataset this code knows)"
         made = ", ".join(p for p in (f"variant {self.variant}" if self.variant else "",

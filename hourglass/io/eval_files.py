@@ -46,8 +46,9 @@ class GroundTruth:
 
     joints: np.ndarray  # (N, J, 2) float64, 0-based
     annotated: np.ndarray  # (N, J) bool
-    normalize: np.ndarray  # (N,) MPII head size or FLIC torso size, pixels
-    dataset: str  # 'mpii' or 'flic'
+    normalize: np.ndarray  # (N,) the card's normaliser per row, pixels: MPII head size, FLIC torso size, box side
+    # The card the file's joint count suggests when the caller names none: 16 -> 'mpii', 11 -> 'flic', else None.
+    dataset: str | None
     source: Path
 
     def __len__(self) -> int:
@@ -64,12 +65,8 @@ def _from_annotation_h5(path: Path) -> GroundTruth:
         table = read_annotations(path)
     except AnnotationError as err:
         raise ReaderError(str(err)) from None
-    dataset = _DATASET_BY_JOINTS.get(table.num_joints)
-    if dataset is None:
-        raise ReaderError(f"{path}: 'part' has {table.num_joints} joints; expected {MPII.count} (MPII) "
-                          f"or {FLIC.count} (FLIC)")
     return GroundTruth(joints=table.joints, annotated=table.annotated, normalize=table.normalize,
-                       dataset=dataset, source=path)
+                       dataset=_DATASET_BY_JOINTS.get(table.num_joints), source=path)
 
 
 def _from_tompson_mat(path: Path) -> GroundTruth:

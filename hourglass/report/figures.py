@@ -55,7 +55,7 @@ def figure4(summary: Summary) -> Figure:
     diamond with an error bar at the evaluated checkpoint's step, and quoted in the legend."""
     family = summary.family
     label = f"validation {family.metric} (%), mean of " + ", ".join(
-        dict.fromkeys(j[2:] + "s" for j in family.figure4_joints))
+        word + "s" for word in family.figure4_words)
     curves = [v for v in summary.variants if v.curve]
     if not curves:
         return message_figure("Figure 4: validation accuracy during training",
@@ -186,8 +186,8 @@ def examples_figure(title: str, chosen: Sequence[Example], pred: np.ndarray, gt:
         ax.set_title(f"{gt.imgname[ex.row]} row {ex.row}{note}\n{metric} {ex.accuracy:.0f}% of "
                      f"{int(gt.annotated[ex.row].sum())} joints", fontsize=8)
     handles, labels = fig.axes[0].get_legend_handles_labels()
-    sides = ("filled markers: person-left joints, hollow: person-right" if family.name == "mpii" else
-             "filled markers: joints labelled left, hollow: right (FLIC labels are observer-centric)")
+    sides = ("filled markers: joints labelled left, hollow: right (the labels are observer-centric)"
+             if family.joints.observer else "filled markers: person-left joints, hollow: person-right")
     fig.legend(handles, labels, loc="outside lower center", ncol=2, title=sides)
     fig.suptitle(title)
     return fig

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from hourglass.family import DatasetFamily
 from hourglass.report.comparisons import PaperOrdering, Versus
 from hourglass.report.paper import (
-    AUTHORS_PREDICTIONS,
     REFERENCE_VARIANT,
     ScoreRow,
+    paper_figure5,
     paper_footnote,
     paper_rows,
     paper_summary_line,
+    released_predictions_label,
 )
 from hourglass.report.summary import Summary, VariantSummary, figure5_variants
 from hourglass.report.tables import bounds, cell, duration, markdown_table, scores_table, with_bounds
@@ -140,9 +142,17 @@ def summary_section(summary: Summary) -> str:
             lines.append("- Against the paper's Figure 4: " + " ".join(ordering))
     else:
         lines.append("- No variant has scores yet.")
-    lines.append("- " + paper_summary_line(summary.family))
+    published = paper_summary_line(summary.family)
+    if published is not None:
+        lines.append("- " + published)
     missing = "\n".join(f"- {m}" for m in summary.missing) or "- none"
     return "## Summary\n\n" + "\n".join(lines) + f"\n\n### Missing inputs\n\n{missing}\n"
+
+
+def _footnote(family: DatasetFamily) -> str:
+    """The published rows' footnote under a table, or nothing where the card has no published numbers."""
+    note = paper_footnote(family)
+    return f"\n{note}\n" if note else ""
 
 
 # -- results ------------------------------------------------------------------------------------------------------
@@ -150,7 +160,8 @@ def results_section(summary: Summary) -> str:
     family = summary.family
     rows = paper_rows(family)
     if summary.authors is not None:
-        rows.append(ScoreRow("authors' released model (measured)", f"`{AUTHORS_PREDICTIONS}` scored here against "
+        rows.append(ScoreRow("authors' released model (measured)", f"`{released_predictions_label(family)}` scored "
+                             "here against "
                              "pose-hg-train's valid.h5", summary.authors.values))
     for v in summary.variants:
         if v.final is not None:
@@ -167,15 +178,15 @@ def results_section(summary: Summary) -> str:
         seeds = (" A variant trained from several seeds shows the mean of its seeds' scores, and their mean ± "
                  "sample standard deviation beside it.")
     note = ""
-    if summary.dataset == "synthetic":
+    if family.card.format == "synthetic" and family.card.published is not None:
+        real = family.card.published.dataset
         whose = "the paper's and the authors' rows are" if summary.authors is not None else "the paper's rows are"
         note = ("\n\nThe variants were trained and scored on the **synthetic** people (scored as "
-                f"{family.name.upper()}); {whose} real {family.name.upper()} numbers, shown for scale, not as "
-                "a like-for-like comparison.")
+                f"{real}); {whose} real {real} numbers, shown for scale, not as a like-for-like comparison.")
     return (f"## Results\n\nValidation {summary.metric} per joint group, in % of annotated joints "
             f"({family.mean_note}). '–' marks a number the source does not give; the 95 % intervals of our "
             f"variants' Means are explained under Uncertainty.{seeds}{note}\n\n"
-            f"{scores_table(rows, family, extra)}\n\n{paper_footnote(family)}\n")
+            f"{scores_table(rows, family, extra)}\n" + _footnote(family))
 
 
 def per_joint_section(summary: Summary) -> str:
@@ -296,8 +307,7 @@ def ablation_section(summary: Summary) -> str:
                               {"fig4": cell(v.final.get("figure4")), "ci": "–" if both == "–; –" else both}))
         if v.supervision == "final":
             unsupervised.append(v.name)
-    if family.name == "mpii":
-        table += paper_rows(family)[:2]
+    table += paper_rows(family, ablation_only=True)
     return (f"## Ablation\n\n![{FIGURE_LINKS['figure4']}](figures/figure4.png)\n\n"
             f"Figure 4: validation accuracy of every variant at the end of each epoch ({family.figure4_label}; "
             "single pass, no flip test). Diamonds with error bars: the evaluated model's accuracy (evaluate "
@@ -305,13 +315,13 @@ def ablation_section(summary: Summary) -> str:
             f"legend.\n\n![{FIGURE_LINKS['figure5']}](figures/figure5.png)\n\n"
             f"Figure 5: validation {summary.metric} of the first hourglass's predictions against the final ones, "
             "one panel per multi-stack variant" + (" and one for the paper's published 8-stack numbers"
-                                                   if family.name == "mpii" else "")
+                                                   if paper_figure5(family) is not None else "")
             + " (light bars: first hourglass, dark: final; a bar too short to see is labelled with its value)."
             + "".join(f" `{n}` has one loss, on its last stack (supervision `final`): its first stack gets none, "
                       "so a near-0 first-hourglass score is expected, not a bug." for n in unsupervised)
             + "\n\n" + scores_table(table, family, [("Figure-4 accuracy (%)", "fig4"),
                                                    ("95 % intervals (Mean; Figure-4)", "ci")])
-            + "\n\n" + paper_footnote(family) + "\n")
+            + "\n" + _footnote(family))
 
 
 def examples_section(summary: Summary) -> str:

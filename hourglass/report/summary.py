@@ -23,7 +23,7 @@ from typing import Any
 from hourglass.config import PORT_PROJECT, ParamsConfig
 from hourglass.evaluation.baselines import score_mean_pose
 from hourglass.evaluation.score import evaluate_files
-from hourglass.family import FAMILIES, DatasetFamily, family_of
+from hourglass.family import DatasetFamily, family_of
 from hourglass.io.annotations import AnnotationError
 from hourglass.io.eval_files import ReaderError
 from hourglass.metrics import PCKResult
@@ -43,7 +43,7 @@ from hourglass.report.inputs import (
     intermediate_scores,
     supervision,
 )
-from hourglass.report.paper import AUTHORS_GROUND_TRUTH, AUTHORS_PREDICTIONS, REFERENCE_VARIANT
+from hourglass.report.paper import REFERENCE_VARIANT
 from hourglass.report.provenance import Provenance, provenance
 
 FIGURE4_KEY = "val/figure4"  # the per-epoch validation accuracy of Figure 4 and curves.csv
@@ -58,8 +58,8 @@ class Measured:
     per_joint: Mapping[str, float]
 
     @classmethod
-    def of(cls, result: PCKResult) -> Measured:
-        return cls({**result.as_dict(), "figure4": FAMILIES[result.dataset].figure4(result)},
+    def of(cls, result: PCKResult, family: DatasetFamily) -> Measured:
+        return cls({**result.as_dict(), "figure4": family.figure4(result)},
                    dict(zip(result.joint_names, result.per_joint.tolist(), strict=True)))
 
     @property
@@ -282,10 +282,11 @@ def _add_intervals(variants: list[VariantSummary], boot: PeopleBootstrap, refere
                 v.difference = {k: boot.difference(v.name, reference, k) for k in BOOTSTRAP_STATISTICS}
 
 
-def _measured(score: Callable[[], PCKResult], what: str, missing: list[str]) -> Measured | None:
+def _measured(score: Callable[[], PCKResult], what: str, missing: list[str],
+              family: DatasetFamily) -> Measured | None:
     """``score()`` as :class:`Measured`; a file it cannot read is a missing input (``what`` not scored: why)."""
     try:
-        return Measured.of(score())
+        return Measured.of(score(), family)
     except (AnnotationError, ReaderError, ValueError) as err:
         missing.append(f"{what}: {err}")
         return None
@@ -305,16 +306,17 @@ def compute_summary(params: ParamsConfig, paths: ReportPaths) -> Summary:
     if boot is not None and reference not in boot.estimates:
         missing.append(f"no paired intervals: the reference variant `{reference}` has no scored predictions")
     annot = paths.raw / "annot"
-    baseline = _measured(lambda: score_mean_pose(annot / "train.h5", annot / "valid.h5"),
-                         "mean-pose baseline not computed", missing)
+    baseline = _measured(lambda: score_mean_pose(annot / "train.h5", annot / "valid.h5", family.name),
+                         "mean-pose baseline not computed", missing, family)
     authors = None
-    if family.name == "mpii" and paths.anchor is None:
+    released = family.card.published.released if family.card.published is not None else None
+    if released is not None and paths.anchor is None:
         missing.append("authors' released predictions not scored: shared/anchor-data not found "
                        "(set HOURGLASS_ANCHOR_DATA)")
-    elif family.name == "mpii":
-        authors = _measured(lambda: evaluate_files(paths.anchor / AUTHORS_PREDICTIONS,
-                                                   paths.anchor / AUTHORS_GROUND_TRUTH),
-                            "authors' released predictions not scored", missing)
+    elif released is not None:
+        authors = _measured(lambda: evaluate_files(paths.anchor / released.predictions,
+                                                   paths.anchor / released.ground_truth, dataset=released.card),
+                            "authors' released predictions not scored", missing, family)
     by_seed = any(len(r.evaluated) > 1 for r in runs)
     variants = [_variant(run, params, family, by_seed, missing) for run in runs]
     if boot is not None:

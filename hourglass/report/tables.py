@@ -39,7 +39,7 @@ def scores_table(rows: Sequence[ScoreRow], family: DatasetFamily,
     """Groups, Mean and (MPII) Mean@0.1, in %, one row per model, then ``extra`` columns (header, key of the rows'
     ``notes``; '–' where a row has none), then a source column."""
     metric = family.metric
-    columns = [*family.groups, "Mean"] + (["Mean@0.1"] if family.name == "mpii" else [])
+    columns = [*family.groups, "Mean"] + (["Mean@0.1"] if family.mean_at_0_1 else [])
     header = ["Model", *(f"{c} {metric} (%)" if c != "Mean@0.1" else "Mean PCKh@0.1 (%)" for c in columns),
               *(h for h, _ in extra), "Source"]
     body = [[r.name, *(cell(r.values.get(c)) for c in columns), *(r.notes.get(k, "–") for _, k in extra), r.source]

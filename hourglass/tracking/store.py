@@ -79,17 +79,17 @@ def _finite(value: float) -> float | None:
 def version_tags(config: Mapping[str, Any], variant: str | None, epoch: int | None) -> dict[str, str]:
     """Tags of a registered model version: which variant, training seed, data and architecture it is (the registry
     keeps one name for every variant and seed, so the versions must say it themselves)."""
-    from hourglass.family import family_for
+    from hourglass.dataset_card import CardError
+    from hourglass.family import family_of_checkpoint
 
     model = dict(config.get("model") or {})
-    synthetic = dict(config.get("synthetic") or {})
     tags = {"variant": variant or "", "seed": "" if config.get("seed") is None else str(config["seed"]),
             "dataset": str(config.get("dataset", "")),
             "architecture": ", ".join(f"{k}={model[k]}" for k in ("stacks", "modules", "features", "supervision",
                                                                    "stem_width", "input_res") if k in model)}
     try:
-        tags["metric"] = family_for(str(config.get("dataset")), str(synthetic.get("joint_set", "mpii"))).metric
-    except ValueError:
+        tags["metric"] = family_of_checkpoint(config, config.get("dataset_card")).metric
+    except (CardError, ValueError):
         pass
     if epoch is not None:
         tags["epochs"] = str(epoch)

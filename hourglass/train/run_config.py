@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from hourglass.config import ParamsConfig
+from hourglass.dataset_card import load_card
 from hourglass.io.atomic import write_atomic
 
 
@@ -39,7 +40,9 @@ def run_params(params: ParamsConfig, name: str, seed: int,
     out: dict[str, Any] = {"variant": name, "dataset": params.dataset, "seed": seed}
     out.update({key: dumped[key] for key in ("model", "targets", "augment")})
     out["train"] = {k: v for k, v in dumped["train"].items() if k != "variants"}
-    if params.dataset == "synthetic":
+    card = load_card(params.dataset)
+    out["dataset_card"] = {"format": card.format, "keypoints": card.count, "digest": card.digest()[:12]}
+    if card.format == "synthetic":
         out["synthetic"] = dumped["synthetic"]
     if initialised:  # InitReport.to_dict(); train.init_from above names the source
         out["init"] = {"sha256": initialised["sha256"], "source_joints": initialised["source_joints"],
@@ -49,8 +52,9 @@ def run_params(params: ParamsConfig, name: str, seed: int,
 
 def run_record(params: ParamsConfig, seed: int) -> dict[str, Any]:
     """The resolved params of a run with its own training seed (``seed``, beside the sweep's ``seeds``): what
-    config.yaml, the checkpoint and the logged model record."""
-    return {**params.model_dump(mode="json"), "seed": seed}
+    config.yaml, the checkpoint and the logged model record; with the dataset card (``dataset_card``), so a model
+    says what its outputs are (keypoint names, pairs, skeleton, metric) wherever it is loaded."""
+    return {**params.model_dump(mode="json"), "seed": seed, "dataset_card": load_card(params.dataset).as_record()}
 
 
 def write_config(record: Mapping[str, Any], variant: str | None, runtime: Mapping[str, Any], path: Path,
