@@ -28,11 +28,13 @@ import numpy as np
 
 from hourglass.config import ParamsConfig
 from hourglass.data.dataset import PoseDataset, create_dataset
+from hourglass.evaluation.coco_results import coco_mlflow_metrics, write_and_score
 from hourglass.evaluation.score import score
 from hourglass.evaluation.split_predictions import SPLIT, align_to_ground_truth, dataset_params, predict, source_rows
 from hourglass.evaluation.submission import predict_test_split
 from hourglass.family import DatasetFamily, family_of
 from hourglass.inference.runner import load_model
+from hourglass.inference.trained_on import confidence_divisor
 from hourglass.io.atomic import write_json_atomic
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.io.eval_files import ReaderError, read_ground_truth, write_predictions
@@ -92,11 +94,11 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
     rows = source_rows(data_dir, pred.rows)
     arrays = align_to_ground_truth(pred, rows, gt, data_dir)
 
-    final = score(arrays["preds"], gt, pred_source=loaded.path)
+    final = score(arrays["preds"], gt, pred_source=loaded.path, dataset=family.name)
     headline, per_joint = _tables(final, family)
     stacks = []
     for k in range(arrays["stack_preds"].shape[1]):
-        stack_score = score(arrays["stack_preds"][:, k], gt, pred_source=loaded.path)
+        stack_score = score(arrays["stack_preds"][:, k], gt, pred_source=loaded.path, dataset=family.name)
         stack_headline, stack_joints = _tables(stack_score, family)
         stacks.append({"stack": k + 1, "metrics": stack_headline, "per_joint": stack_joints})
     metrics = {
@@ -120,6 +122,13 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
     # The same numbers under the names MLflow shows them by (the champion contest reads them here when the store
     # lacks them), then into the training run: one set of numbers, flip test, on every surface.
     metrics["mlflow_metrics"] = family.eval_metrics(headline, [s["metrics"] for s in stacks])
+    if family.card.format == "coco":  # the field's own format and numbers: results.json, OKS AP, PCK@0.2, EPE
+        confidences = arrays["maxvals"] / confidence_divisor(loaded.config, loaded.path)
+        metrics["coco"] = write_and_score(family.card, arrays["preds"], confidences, gt_path, out_dir)
+        metrics["mlflow_metrics"].update(coco_mlflow_metrics(metrics["coco"]))
+        log.info("COCO results %s: AP %s, PCK@%g %.2f, EPE %.2f px", metrics["coco"]["results"],
+                 metrics["coco"].get("AP"), family.threshold, metrics["coco"][f"PCK@{family.threshold:g}"],
+                 metrics["coco"]["EPE"])
     write_json_atomic(out_dir / METRICS_NAME, metrics)
     mean = headline.get("Mean")
     tags = {"eval.metric": f"{family.metric}, {'flip test' if flip else 'no flip test'} (evaluate stage)",

@@ -1,0 +1,167 @@
+"""Your own keypoints: write and check dataset cards (``datasets/<name>.yaml``).
+
+    python -m pipeline.dataset add NAME --coco TRAIN.json --images DIR [--val VAL.json] [--flip-pairs auto|none]
+    python -m pipeline.dataset check NAME
+
+``add`` reads a COCO keypoints export (CVAT, Label Studio, COCO itself), takes the keypoint names and the skeleton
+from its categories, infers the left/right flip pairs from the names (``left_eye``/``right_eye``, ``L_Wrist``,
+``eyeL``, ``forelegL1``; edit the card's ``flip_pairs`` where your names say it otherwise, a horse's near/off legs
+for instance), writes the card and prints what it inferred and how many people each split holds. Then set
+``dataset: NAME`` in params.yaml and run ``dvc repro``. ``check`` validates a card written or edited by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hourglass.dataset_card import PROJECT_CARDS, CardError, card_path, parse_card, read_card
+from hourglass.evaluation.coco_eval import COCO_KEYPOINT_NAMES, COCO_SIGMAS
+from hourglass.flip_pairs import FlipPairError, infer_flip_pairs
+from hourglass.io.atomic import write_atomic
+from hourglass.io.coco import CocoError, CocoPeople, read_coco, split_people
+from pipeline import stage
+
+log = logging.getLogger("pipeline.dataset")
+
+PCK_THRESHOLD = 0.2  # PCK@0.2 by the box's longer side, as mmpose's PCKAccuracy reports on such datasets
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.dataset", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    add = commands.add_parser("add", help="write datasets/NAME.yaml from a COCO keypoints export")
+    add.add_argument("name", help="the dataset's name (letters, digits, _ . -): params.yaml `dataset: NAME`")
+    add.add_argument("--coco", required=True, type=Path, metavar="TRAIN.json",
+                     help="the COCO keypoints file (training people, or all people when --val is not given)")
+    add.add_argument("--images", required=True, type=Path, metavar="DIR",
+                     help="the folder the file's `file_name` values are relative to")
+    add.add_argument("--val", type=Path, default=None, metavar="VAL.json",
+                     help="a separate validation file; without it TRAIN.json is split by image file name")
+    add.add_argument("--valid-fraction", type=float, default=0.1, metavar="F",
+                     help="without --val: the share of images in validation, by a hash of the file name, so "
+                          "adding images never moves one between splits (default: %(default)s)")
+    add.add_argument("--flip-pairs", choices=("auto", "none"), default="auto",
+                     help="auto: left/right pairs from the keypoint names (a side token without a partner is an "
+                          "error); none: no pairs (flip augmentation then mirrors without swapping)")
+    add.add_argument("--category", type=int, action="append", default=None, metavar="ID",
+                     help="use only this category id (repeatable); default: every keypoint category, which must "
+                          "share one keypoint list")
+    add.add_argument("--description", default=None, help="one line saying what the dataset is")
+    add.add_argument("--cards", type=Path, default=PROJECT_CARDS,
+                     help="the folder cards are written to (default: %(default)s)")
+    add.add_argument("--force", action="store_true", help="overwrite an existing card")
+    check = commands.add_parser("check", help="validate a card and print what it says")
+    check.add_argument("name", help="a card name (datasets/NAME.yaml) or a path to a card file")
+    return parser
+
+
+def _flow_list(items: Any) -> str:
+    """``[[a, b], [c, d]]`` on one line, as a person would write it in the card."""
+    return yaml.safe_dump(items, default_flow_style=True, width=10_000).strip()
+
+
+def card_text(raw: dict[str, Any]) -> str:
+    """The card as YAML: short lists on one line each, the nested sections in block style, key order kept."""
+    out = io.StringIO()
+    out.write(f"# Dataset card written by `python -m pipeline.dataset add`; edit it freely, then "
+              f"`python -m pipeline.dataset check {raw['name']}`.\n")
+    for key, value in raw.items():
+        if key in ("keypoints", "flip_pairs", "skeleton"):
+            out.write(f"{key}: {_flow_list(list(map(list, value)) if key != 'keypoints' else list(value))}\n")
+        elif isinstance(value, dict):
+            body = yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=None, width=118)
+            out.write(body)
+        else:
+            out.write(yaml.safe_dump({key: value}, sort_keys=False, width=118))
+    return out.getvalue()
+
+
+def draft_card(name: str, people: CocoPeople, args: argparse.Namespace) -> dict[str, Any]:
+    """The card ``add`` writes: keypoints and skeleton from the file, inferred pairs, PCK@0.2 by box, OKS sigmas
+    where the keypoints are COCO's 17."""
+    names = people.keypoint_names
+    if args.flip_pairs == "none":
+        pairs: tuple[tuple[str, str], ...] = ()
+    else:
+        try:
+            pairs = infer_flip_pairs(names)
+        except FlipPairError as err:
+            raise CardError(f"{people.source}: {err}; name the pairs in the card, or use --flip-pairs none") from None
+    measure: dict[str, Any] = {"metric": "PCK", "normalize": "box", "threshold": PCK_THRESHOLD,
+                               "curve_max": PCK_THRESHOLD}
+    if tuple(names) == COCO_KEYPOINT_NAMES:
+        measure["sigmas"] = [float(s) for s in COCO_SIGMAS]
+    return {
+        "name": name,
+        "description": args.description or f"COCO keypoints from {people.source.name}: {len(names)} keypoints",
+        "format": "coco",
+        "keypoints": list(names),
+        "flip_pairs": [list(p) for p in pairs],
+        "skeleton": [list(e) for e in people.skeleton],
+        "sides": "person",
+        "crop": "box",
+        "measure": measure,
+        "coco": {"train": str(args.coco), "valid": None if args.val is None else str(args.val),
+                 "images": str(args.images), "valid_fraction": args.valid_fraction,
+                 "category_ids": args.category},
+    }
+
+
+def add(args: argparse.Namespace) -> str:
+    """Write ``<cards>/<name>.yaml`` (validated before it is written) and say what was inferred."""
+    path = Path(args.cards) / f"{args.name}.yaml"
+    if path.exists() and not args.force:
+        raise stage.UsageError(f"{path} exists; pass --force to overwrite it")
+    if not args.images.is_dir():
+        raise CardError(f"--images {args.images}: not a folder")
+    people = read_coco(args.coco, category_ids=args.category)
+    raw = draft_card(args.name, people, args)
+    card = parse_card(raw, path)  # every rule of a hand-written card holds for a generated one
+    if args.val is not None:
+        splits = {"train": people, "valid": read_coco(args.val, category_ids=args.category)}
+    else:
+        splits = split_people(people, args.valid_fraction)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, card_text(raw))
+    lines = [f"wrote {path}", f"  keypoints ({card.count}): {', '.join(card.keypoints)}"]
+    if card.flip_pairs:
+        lines.append(f"  flip pairs ({len(card.flip_pairs)}, inferred from the names): "
+                     + ", ".join(f"{a}<->{b}" for a, b in card.flip_pairs))
+    else:
+        why = "--flip-pairs none" if args.flip_pairs == "none" else "no left/right names found"
+        lines.append(f"  flip pairs: none ({why})")
+        log.warning("no flip pairs: flip augmentation (augment.flip_prob) and the flip test would mirror the image "
+                    "without swapping any keypoints; right for symmetric keypoints (a hand's), wrong for sides")
+    lines.append(f"  skeleton ({len(card.skeleton)} edges): " + (", ".join(f"{a}-{b}" for a, b in card.skeleton)
+                                                              or "none in the file"))
+    lines.append("  people per split: " + ", ".join(f"{split} {len(p)}" for split, p in splits.items()))
+    skipped = {k: v for k, v in people.skipped.items() if v}
+    lines.append("  skipped annotations: " + (", ".join(f"{k} {v}" for k, v in skipped.items()) or "none"))
+    lines.append("  OKS AP: " + ("COCO's 17 sigmas" if card.measure.sigmas else
+                                 "not computed (add measure.sigmas, one per keypoint, to the card)"))
+    lines.append(f"next: set `dataset: {args.name}` in params.yaml and run `dvc repro`")
+    return "\n".join(lines)
+
+
+def check(args: argparse.Namespace) -> str:
+    """Validate a card; print its keypoints, pairs and measure."""
+    card = read_card(card_path(args.name))
+    return (f"{card.source_file}: valid ({card.format}); {card.count} keypoints, {len(card.flip_pairs)} flip pairs, "
+            f"{len(card.skeleton)} skeleton edges; {card.measure.metric}@{card.measure.threshold:g} by "
+            f"{card.measure.normalize}" + ("; OKS sigmas" if card.measure.sigmas else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``add`` or ``check``; exit codes as :mod:`pipeline.stage` says."""
+    return stage.run(build_parser(), lambda args: add(args) if args.command == "add" else check(args), argv,
+                     failures=(CardError, CocoError))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
