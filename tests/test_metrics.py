@@ -307,8 +307,8 @@ def test_prediction_reader_errors_name_the_file(tmp_path):
         read_predictions(no_preds)
     bad_shape = tmp_path / "bad_shape.h5"
     with h5py.File(bad_shape, "w") as h5:
-        h5["preds"] = np.zeros((2, 16, 3))
-    with pytest.raises(ReaderError, match=r"bad_shape.h5: 'preds' must be \(N, joints, 2\), got \(2, 16, 3\)"):
+        h5["preds"] = np.zeros((3, 16, 3))  # neither (N, J, 2) nor Tompson's (2, J, N)
+    with pytest.raises(ReaderError, match=r"bad_shape.h5: 'preds' has shape \(3, 16, 3\), which fits neither"):
         read_predictions(bad_shape)
     text = tmp_path / "text.h5"
     text.write_text("not hdf5")

@@ -35,8 +35,8 @@ from shipped import paper, write_params
 from hourglass.data.synthetic import generate_dataset
 from hourglass.evaluation.baselines import score_mean_pose
 from hourglass.family import family_named
-from hourglass.joints import FLIC
 from hourglass.io.eval_files import read_ground_truth
+from hourglass.joints import FLIC
 from hourglass.report.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Interval
 from hourglass.report.summary import figure5_variants
 from pipeline.report import main

@@ -1,4 +1,5 @@
-"""``python -m hourglass.evaluation PRED --gt GT``: score a prediction file (see :mod:`hourglass.evaluation.score`)."""
+"""``python -m hourglass.evaluation PRED --gt GT``: score a prediction file (see :mod:`hourglass.evaluation.score`;
+COCO keypoint results: :mod:`hourglass.evaluation.coco_eval`)."""
 
 import sys
 

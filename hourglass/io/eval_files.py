@@ -5,12 +5,14 @@ Tompson's ``detections_our_format.mat`` (float MPII ground truth and head boxes;
 validation PCKh). Predictions are one variable ``preds`` in MATLAB 1-based original-image coordinates, in any of
 these files:
 
-* HDF5 in the authors' layout (pose-hg-demo ``preds/valid-ours.h5``): (N, J, 2) in C order;
+* plain HDF5 (C order as h5py shows it): the authors' layout (pose-hg-demo ``preds/valid-ours.h5``) (N, J, 2), or
+  Tompson's (2, J, N) (x/y, joint, person);
 * MATLAB v5 .mat (``scipy.io.savemat``, e.g. bearpaw/pytorch-pose) or v7.3 .mat (HDF5 behind a MATLAB userblock,
-  read back in MATLAB's dimension order), holding either ``[n x J x 2]`` or Tompson's ``[2 x J x n]``
-  (x/y, joint, person).
+  read back in MATLAB's dimension order), holding either ``[n x J x 2]`` or Tompson's ``[2 x J x n]``.
 
 J is 16 (MPII) or 11 (FLIC); the layout is chosen by shape, and a shape that fits both layouts or neither fails.
+Files written by :func:`write_predictions` name their layout in the ``preds`` attribute ``layout``, so a two-person
+file (2, J, 2) still reads back without ambiguity.
 """
 
 from __future__ import annotations
@@ -112,8 +114,11 @@ def read_ground_truth(path: str | Path) -> GroundTruth:
     raise ReaderError(f"{path}: unknown ground-truth format (neither an HDF5 annotation file nor a MATLAB v5 .mat)")
 
 
+AUTHORS_LAYOUT, TOMPSON_LAYOUT = "[n x J x 2]", "[2 x J x n]"
+_LAYOUTS = (AUTHORS_LAYOUT, TOMPSON_LAYOUT)
+LAYOUT_ATTR = "layout"  # write_predictions names its layout here: a (2, J, 2) file is then unambiguous
 _PRED_LAYOUTS = ("[n x J x 2] = (N, joints, 2) (the authors' h5, pytorch-pose's .mat) or [2 x J x n] = (2, joints, N) "
-                 f"(Tompson's .mat), J = {MPII.count} (MPII) or {FLIC.count} (FLIC)")
+                 f"(Tompson's), J = {MPII.count} (MPII) or {FLIC.count} (FLIC)")
 _MAT_META_KEYS = ("#refs#", "#subsystem#")
 
 
@@ -135,8 +140,9 @@ def _preds_from_mat5(path: Path) -> np.ndarray:
     return _as_float(path, mat["preds"])
 
 
-def _preds_from_h5(path: Path, matlab: bool) -> np.ndarray:
-    """Plain HDF5 (C order, as written by h5py/torch-hdf5) or MATLAB v7.3 (h5py shows dimensions reversed)."""
+def _preds_from_h5(path: Path, matlab: bool) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Plain HDF5 (C order, as written by h5py/torch-hdf5) or MATLAB v7.3 (h5py shows dimensions reversed), and the
+    layouts the array may be in (one, where a plain file declares it in attribute ``layout``)."""
     try:
         h5 = h5py.File(path, "r")
     except OSError as err:
@@ -151,26 +157,27 @@ def _preds_from_h5(path: Path, matlab: bool) -> np.ndarray:
         if not isinstance(node, h5py.Dataset):
             raise ReaderError(f"{path}: 'preds' is a {type(node).__name__}, not a numeric array")
         preds = _as_float(path, node[()])
-    return preds.T if matlab else preds
+        declared = None if matlab else node.attrs.get(LAYOUT_ATTR)
+    if isinstance(declared, bytes):
+        declared = declared.decode("utf-8", "replace")
+    if declared is not None and declared not in _LAYOUTS:
+        raise ReaderError(f"{path}: 'preds' attribute {LAYOUT_ATTR!r} is {declared!r}; expected one of {_LAYOUTS}")
+    return (preds.T if matlab else preds), (_LAYOUTS if declared is None else (declared,))
 
 
 def _choose_layout(path: Path, preds: np.ndarray, joints: int | None, people: int | None,
-                   tompson_ok: bool) -> np.ndarray:
-    """Return (N, J, 2) from an [n x J x 2] or (``tompson_ok``) [2 x J x n] array, chosen by shape."""
+                   layouts: tuple[str, ...]) -> np.ndarray:
+    """Return (N, J, 2) from an array in one of ``layouts`` ([n x J x 2], [2 x J x n]), chosen by shape."""
     shape = preds.shape
     allowed_j = (joints,) if joints is not None else (MPII.count, FLIC.count)
     wanted = [f"{joints} joints"] * (joints is not None) + [f"{people} people"] * (people is not None)
     expected = f" (expected {', '.join(wanted)})" if wanted else ""
-    if not tompson_ok:  # plain HDF5: the authors' layout only, as it always was
-        if preds.ndim != 3 or shape[2] != 2:
-            raise ReaderError(f"{path}: 'preds' must be (N, joints, 2), got {shape}")
-        return preds
     fits = {}
     if preds.ndim == 3 and shape[1] in allowed_j:
-        if shape[2] == 2:
-            fits["[n x J x 2]"] = (shape[0], preds)
-        if shape[0] == 2:
-            fits["[2 x J x n]"] = (shape[2], preds.transpose(2, 1, 0))
+        if shape[2] == 2 and AUTHORS_LAYOUT in layouts:
+            fits[AUTHORS_LAYOUT] = (shape[0], preds)
+        if shape[0] == 2 and TOMPSON_LAYOUT in layouts:
+            fits[TOMPSON_LAYOUT] = (shape[2], preds.transpose(2, 1, 0))
     if len(fits) > 1 and people is not None:
         fits = {name: fit for name, fit in fits.items() if fit[0] == people}
     if len(fits) == 1:
@@ -178,6 +185,9 @@ def _choose_layout(path: Path, preds: np.ndarray, joints: int | None, people: in
     if fits:
         raise ReaderError(f"{path}: 'preds' shape {shape} is ambiguous: it fits both accepted layouts {_PRED_LAYOUTS}"
                           f"{expected}; pass the people count (the ground truth's rows) to choose")
+    if len(layouts) == 1:
+        raise ReaderError(f"{path}: 'preds' has shape {shape}, which does not fit its declared layout "
+                          f"{layouts[0]} (attribute {LAYOUT_ATTR!r}){expected}")
     raise ReaderError(f"{path}: 'preds' has shape {shape}, which fits neither accepted layout "
                       f"{_PRED_LAYOUTS}{expected}")
 
@@ -185,26 +195,26 @@ def _choose_layout(path: Path, preds: np.ndarray, joints: int | None, people: in
 def read_predictions(path: str | Path, *, joints: int | None = None, people: int | None = None) -> np.ndarray:
     """Read variable ``preds`` in 1-based image coordinates and return it 0-based as (N, J, 2) float64.
 
-    Plain HDF5 files hold (N, J, 2) in C order. MATLAB v5 .mat (scipy) and v7.3 .mat (HDF5 with a MATLAB userblock,
-    read in MATLAB's dimension order) may hold [n x J x 2] or Tompson's [2 x J x n]; the layout is chosen by shape,
-    with ``joints`` (J) and ``people`` (n), when given, narrowing the choice. A shape that fits both layouts or
-    neither is a :class:`ReaderError`.
+    Plain HDF5 files (C order), MATLAB v5 .mat (scipy) and v7.3 .mat (HDF5 with a MATLAB userblock, read in MATLAB's
+    dimension order) may hold [n x J x 2] or Tompson's [2 x J x n]; the layout is chosen by shape, with ``joints``
+    (J) and ``people`` (n), when given, narrowing the choice. A shape that fits both layouts or neither is a
+    :class:`ReaderError`, unless a plain HDF5 ``preds`` names its layout in attribute ``layout`` (as
+    :func:`write_predictions` does).
     """
     path = Path(path)
     if not path.is_file():
         raise ReaderError(f"{path}: prediction file not found")
     head = _signature(path)
     if head.startswith(_MAT5_SIGNATURE):
-        preds, is_mat = _preds_from_mat5(path), True
-    elif head.startswith(_MAT73_SIGNATURE):
-        preds, is_mat = _preds_from_h5(path, matlab=True), True
+        preds, layouts = _preds_from_mat5(path), _LAYOUTS
     else:
-        preds, is_mat = _preds_from_h5(path, matlab=False), False
-    return _choose_layout(path, preds, joints, people, tompson_ok=is_mat) - 1.0
+        preds, layouts = _preds_from_h5(path, matlab=head.startswith(_MAT73_SIGNATURE))
+    return _choose_layout(path, preds, joints, people, layouts) - 1.0
 
 
 def write_predictions(path: str | Path, preds0: np.ndarray, extra: dict[str, np.ndarray] | None = None) -> None:
-    """Write 0-based (N, J, 2) predictions as ``preds`` (1-based float64) plus ``extra`` datasets, atomically."""
+    """Write 0-based (N, J, 2) predictions as ``preds`` (1-based float64, its layout named in attribute ``layout``)
+    plus ``extra`` datasets, atomically."""
     path = Path(path)
     preds0 = np.asarray(preds0, dtype=np.float64)
     if preds0.ndim != 3 or preds0.shape[2] != 2:
@@ -214,5 +224,6 @@ def write_predictions(path: str | Path, preds0: np.ndarray, extra: dict[str, np.
         raise ValueError(f"{path}: 'preds' is reserved for the predictions; rename that extra dataset")
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
         h5["preds"] = preds0 + 1.0
+        h5["preds"].attrs[LAYOUT_ATTR] = AUTHORS_LAYOUT
         for key, value in extra.items():
             h5[key] = np.asarray(value)
