@@ -206,7 +206,7 @@ class DatasetCard(_Strict):
 
     def as_record(self) -> dict[str, Any]:
         """The card as plain data (what a checkpoint stores, so a model says what it predicts anywhere)."""
-        return self.model_dump(mode="json", exclude_none=True)
+        return self.model_dump(mode="json")
 
     def digest(self) -> str:
         """SHA-256 of the card's content (key order and formatting do not matter)."""

@@ -75,7 +75,7 @@ def card_text(raw: dict[str, Any]) -> str:
         if key in ("keypoints", "flip_pairs", "skeleton"):
             out.write(f"{key}: {_flow_list(list(map(list, value)) if key != 'keypoints' else list(value))}\n")
         elif isinstance(value, dict):
-            body = yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=None, width=118)
+            body = yaml.safe_dump({key: value}, sort_keys=False, default_flow_style=False, width=118)
             out.write(body)
         else:
             out.write(yaml.safe_dump({key: value}, sort_keys=False, width=118))
@@ -96,7 +96,7 @@ def draft_card(name: str, people: CocoPeople, args: argparse.Namespace) -> dict[
     measure: dict[str, Any] = {"metric": "PCK", "normalize": "box", "threshold": PCK_THRESHOLD,
                                "curve_max": PCK_THRESHOLD}
     if tuple(names) == COCO_KEYPOINT_NAMES:
-        measure["sigmas"] = [float(s) for s in COCO_SIGMAS]
+        measure["sigmas"] = [round(float(s), 6) for s in COCO_SIGMAS]
     return {
         "name": name,
         "description": args.description or f"COCO keypoints from {people.source.name}: {len(names)} keypoints",

@@ -204,7 +204,7 @@ def test_predict_runs_the_imported_model_on_the_real_mpii_images(anchor_dir, imp
                "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 0, err
-    assert "trained on: MPII (real photos), variant port_fixture, epoch 7" in err
+    assert "trained on: mpii (real photos), variant port_fixture, epoch 7" in err
     document = json.loads(out.read_text())
     assert document["trained_on"]["dataset"] == "mpii" and document["trained_on"]["score"] is None
     assert [Path(r["image"]).name for r in document["images"]] == [p.name for p in images]

@@ -57,7 +57,7 @@ def test_predict_says_what_the_model_was_trained_on_and_its_score(tmp_path, caps
         model = make_checkpoint(tmp_path / "m.pt", extra={"history": real_history, "epoch": 2})
     elif kind == "synthetic-flic":  # the FLIC family's headline, not the PCKh a decoy entry also holds
         model = make_checkpoint(tmp_path / "m.pt", joints=11,
-                                overrides={"dataset": "synthetic", "synthetic": {"joint_set": "flic"}},
+                                overrides={"dataset": "synthetic_flic"},
                                 extra={"history": [{"epoch": 1.0, "val/pck/Mean": 31.0, "val/pckh/Mean": 77.0},
                                                    {"epoch": 2.0, "val/pck/Mean": float("nan")}], "epoch": 2})
     elif kind == "serving-synthetic":  # hourglass.tracking.runs.serving_checkpoint: config, variant, epoch, no history
@@ -74,17 +74,17 @@ def test_predict_says_what_the_model_was_trained_on_and_its_score(tmp_path, caps
     synthetic_warning = ("warning: trained on the synthetic people, not on real photos: expect poor results on "
                          "real images")
     if kind == "mpii-history":
-        assert line.startswith("trained on: MPII (real photos), variant tiny, epoch 2;")
+        assert line.startswith("trained on: mpii (real photos), variant tiny, epoch 2;")
         assert "validation PCKh@0.5 (val/pckh/Mean) 20.25 % at epoch 2" in line
         assert (trained_on["score"], trained_on["score_epoch"], trained_on["synthetic"]) == (20.25, 2, False)
         assert synthetic_warning not in err
     elif kind == "synthetic-flic":
-        assert line.startswith("trained on: the synthetic people (FLIC joints), not real photos")
+        assert line.startswith("trained on: the synthetic people (card synthetic_flic), not real photos")
         assert "validation PCK@0.2 (val/pck/Mean) 31.00 % at epoch 1 on the synthetic validation split" in line
-        assert (trained_on["metric"], trained_on["score"], trained_on["joint_set"]) == ("val/pck/Mean", 31.0, "flic")
+        assert (trained_on["metric"], trained_on["score"], trained_on["joint_set"]) == ("val/pck/Mean", 31.0, "synthetic_flic")
         assert synthetic_warning in err and trained_on["warnings"] == [synthetic_warning.removeprefix("warning: ")]
     elif kind == "serving-synthetic":
-        assert line.startswith("trained on: the synthetic people (MPII joints), not real photos, variant hg, epoch 3")
+        assert line.startswith("trained on: the synthetic people (card synthetic), not real photos, variant hg, epoch 3")
         assert "validation score unknown (the checkpoint stores no validation metrics)" in line
         assert trained_on["score"] is None and trained_on["synthetic"] is True
         assert synthetic_warning in err
@@ -177,10 +177,10 @@ def test_overlay_draws_the_two_sides_in_two_colours_with_a_legend(tmp_path):
         names = {MPII.names[a][:2], MPII.names[b][:2]} & {"l_", "r_"}
         side = {"l_": "left", "r_": "right"}[names.pop()] if len(names) == 1 else "centre"
         assert to_hex(line.get_color()) == expected[side], (MPII.names[a], MPII.names[b])
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["person's left (l_*)", "person's right (r_*)"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["person's left", "person's right"]
     flic = overlay_figure(image, [np.full((11, 3), np.nan)], FLIC).axes[0].get_legend()
-    assert [t.get_text() for t in flic.get_texts()] == ["FLIC l_*: image right (observer-centric)",
-                                                        "FLIC r_*: image left (observer-centric)"]
+    assert [t.get_text() for t in flic.get_texts()] == ["left labels: image right (observer-centric)",
+                                                        "right labels: image left (observer-centric)"]
     assert overlay_figure(image[:100, :150], [pose], MPII).axes[0].get_legend() is None  # too small for one
 
     # In pixels: the left colour lies right of the midline (the person's left, facing us), the right colour left.

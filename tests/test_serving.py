@@ -180,7 +180,7 @@ def test_logged_model_takes_joint_set_and_flip_test_from_the_runs_checkpoint(sto
     assert json.loads((out / "mlflow.json").read_text())["version"] == "2"
     predictor = PosePredictor.from_source(f"models:/{NAME}/2", precision="fp32")
     assert (predictor.loaded.variant, predictor.loaded.epoch, predictor.flip) == ("hg", 3, False)
-    assert predictor.joints.name == "mpii" and predictor.loaded.model_config.features == 16
+    assert predictor.joints.name == "synthetic" and predictor.loaded.model_config.features == 16
 
 
 def test_served_confidences_are_scaled_as_the_command_scales_them(anchor_dir, store, tmp_path):

@@ -169,7 +169,8 @@ def _choose_layout(path: Path, preds: np.ndarray, joints: int | None, people: in
                    layouts: tuple[str, ...]) -> np.ndarray:
     """Return (N, J, 2) from an array in one of ``layouts`` ([n x J x 2], [2 x J x n]), chosen by shape."""
     shape = preds.shape
-    allowed_j = (joints,) if joints is not None else (MPII.count, FLIC.count)
+    declared = len(layouts) == 1 and preds.ndim == 3  # a file that names its layout: any keypoint count
+    allowed_j = (joints,) if joints is not None else (shape[1],) if declared else (MPII.count, FLIC.count)
     wanted = [f"{joints} joints"] * (joints is not None) + [f"{people} people"] * (people is not None)
     expected = f" (expected {', '.join(wanted)})" if wanted else ""
     fits = {}
