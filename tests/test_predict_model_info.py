@@ -81,10 +81,12 @@ def test_predict_says_what_the_model_was_trained_on_and_its_score(tmp_path, caps
     elif kind == "synthetic-flic":
         assert line.startswith("trained on: the synthetic people (card synthetic_flic), not real photos")
         assert "validation PCK@0.2 (val/pck/Mean) 31.00 % at epoch 1 on the synthetic validation split" in line
-        assert (trained_on["metric"], trained_on["score"], trained_on["joint_set"]) == ("val/pck/Mean", 31.0, "synthetic_flic")
+        assert (trained_on["metric"], trained_on["score"], trained_on["joint_set"]) == ("val/pck/Mean", 31.0,
+                                                                                       "synthetic_flic")
         assert synthetic_warning in err and trained_on["warnings"] == [synthetic_warning.removeprefix("warning: ")]
     elif kind == "serving-synthetic":
-        assert line.startswith("trained on: the synthetic people (card synthetic), not real photos, variant hg, epoch 3")
+        assert line.startswith("trained on: the synthetic people (card synthetic), not real photos, variant hg, "
+                               "epoch 3")
         assert "validation score unknown (the checkpoint stores no validation metrics)" in line
         assert trained_on["score"] is None and trained_on["synthetic"] is True
         assert synthetic_warning in err
