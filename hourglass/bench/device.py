@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.batch:
         overrides["train.batch_size"] = args.batch
     # generated MPII-like people; one epoch of warm-up + timed steps; no MLflow; the user's --set last
-    overrides.update({"dataset": "synthetic", "synthetic.joint_set": "mpii", "train.epochs": 1,
+    overrides.update({"dataset": "synthetic", "train.epochs": 1,
                       "train.steps_per_epoch": warmup + steps, "train.val_batch_size": 8, "mlflow.enabled": False,
                       "mlflow.system_metrics": False, "preprocess.workers": 1})
     overrides.update(_overrides(args.overrides))

@@ -103,7 +103,7 @@ class PoseDataset(Dataset):
             expected = "" if self.joint_set is None else f" ({self.joint_set.count} joints)"
             raise ValueError(f"{self.processed_dir}: {count} joints per person do not match joint set "
                              f"{getattr(self.joint_set, 'name', None)!r}{expected}; was the data preprocessed "
-                             "for another dataset or synthetic.joint_set?")
+                             "for another dataset card?")
         self._flip_index = np.argsort(np.asarray(self.joint_set.flip))  # out[flip[j]] = in[j]
         self._owner: int | None = None
         self._files: dict[int, tuple[h5py.Dataset, bool]] = {}
