@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hourglass.flip_pairs import side_of
+from hourglass.flip_pairs import SIDE_PLACEHOLDER, side_of
 
 SHIPPED_CARDS = Path(__file__).resolve().parents[1] / "datasets"  # mpii, flic, synthetic, synthetic_flic
 PROJECT_CARDS = Path("datasets")  # the running project's own cards (relative to the stage's working directory)
@@ -214,15 +214,15 @@ class DatasetCard(_Strict):
 
 
 def _group_label(pair: Sequence[str]) -> str:
-    """A pair's column name: its words without the side token (``left_wrist``/``right_wrist`` -> Wrist)."""
+    """A pair's column name: its name without the side token (``left_wrist``/``right_wrist`` -> Wrist,
+    ``forelegL1``/``forelegR1`` -> Foreleg 1); pairs without side tokens keep both names."""
     if len(pair) == 1:
         return pair[0]
-    words = [w for w in re.split(r"[_\- ]+", pair[0]) if w and w.lower() not in SIDE_WORDS]
-    return " ".join(words).capitalize() if words and len(words) < len(re.split(r"[_\- ]+", pair[0])) \
-        else "/".join(pair)
-
-
-SIDE_WORDS = frozenset({"l", "r", "left", "right"})
+    side = side_of(pair[0]) or side_of(pair[1])
+    if side is None:
+        return "/".join(pair)
+    words = re.split(r"[_\- ]+", side[1].replace(SIDE_PLACEHOLDER, " ").strip(" _-"))
+    return " ".join(w for w in words if w).capitalize() or "/".join(pair)
 
 
 # -- reading ---------------------------------------------------------------------------------------------------

@@ -30,31 +30,49 @@ TINY = {
     "sweep": ["hg_stacked_int"],
     "flows": {"champion_variant": "hg_stacked_int"},
 }
-# name, folder and file in shared/anchor-data/mmpose/tests/data, --val (None: split by file name), what `add` infers
+# A skeleton and spelling the code has never seen: COCO's people relabelled as a quadruped's keypoints whose side
+# tokens are a capital L/R after the word or before a digit, in two categories ("species") sharing one list.
+ANIMAL_NAMES = ("Nose", "eyeL", "eyeR", "earL", "earR", "forelegL1", "forelegR1", "forelegL2", "forelegR2",
+                "forelegL3", "forelegR3", "hindlegL1", "hindlegR1", "hindlegL2", "hindlegR2", "hindlegL3", "hindlegR3")
+# name, folder and file in shared/anchor-data/mmpose/tests/data, --val (False: split by file name), what `add` infers
 DATASETS = {
     "people": ("coco", "test_coco.json", False, {"keypoints": 17, "pairs": 8, "train": 9, "valid": 3, "skipped": 2}),
     "hands": ("onehand10k", "test_onehand10k.json", True, {"keypoints": 21, "pairs": 0, "train": 4, "valid": 4,
                                                            "skipped": 0}),
     "crowd": ("crowdpose", "test_crowdpose.json", True, {"keypoints": 14, "pairs": 6, "train": 4, "valid": 4,
                                                          "skipped": 1}),
+    "animals": ("coco", "animals.json", True, {"keypoints": 17, "pairs": 8, "train": 12, "valid": 12, "skipped": 2}),
 }
 
 
-def _add_args(name: str, source: Path, use_val: bool) -> list[str]:
+def animals_file(source: Path, out: Path) -> Path:
+    """COCO's people file with ANIMAL_NAMES as keypoints and every other annotation in a second category."""
+    data = json.loads((source / "coco" / "test_coco.json").read_text())
+    first = data["categories"][0]
+    data["categories"] = [{**first, "id": 1, "name": "cat", "keypoints": list(ANIMAL_NAMES)},
+                          {**first, "id": 2, "name": "dog", "keypoints": list(ANIMAL_NAMES)}]
+    for i, annotation in enumerate(data["annotations"]):
+        annotation["category_id"] = 1 + i % 2
+    out.write_text(json.dumps(data))
+    return out
+
+
+def _add_args(name: str, source: Path, use_val: bool, root: Path) -> list[str]:
     folder, file, _, _ = DATASETS[name]
-    coco = source / folder / file
+    coco = animals_file(source, root / file) if name == "animals" else source / folder / file
     args = ["add", name, "--coco", str(coco), "--images", str(source / folder)]
     return args + (["--val", str(coco)] if use_val else ["--valid-fraction", "0.5"])
 
 
 @pytest.fixture(scope="module", params=[
-    "people", "hands", pytest.param("crowd", marks=pytest.mark.slow)])
+    "people", "hands", "animals", pytest.param("crowd", marks=pytest.mark.slow)])
 def project(request, tmp_path_factory, anchor_dir: Path) -> tuple[str, Path, dict[str, str], str]:
     name = request.param
     source = anchor_dir / "mmpose" / "tests" / "data"
     root = tmp_path_factory.mktemp(f"own-{name}")
     env = make_project(root, merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY))
-    added = run([sys.executable, "-m", "pipeline.dataset", *_add_args(name, source, DATASETS[name][2])], root, env)
+    added = run([sys.executable, "-m", "pipeline.dataset", *_add_args(name, source, DATASETS[name][2], root)],
+                root, env)
     params = yaml.safe_load((root / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump({**params, "dataset": name}, sort_keys=False))
     run(["git", "add", "-A"], root, env)
@@ -71,7 +89,10 @@ def test_add_writes_a_valid_card_and_says_what_it_inferred(project):
     assert len(card["flip_pairs"]) == expected["pairs"]
     assert f"keypoints ({expected['keypoints']})" in out
     assert f"people per split: train {expected['train']}, valid {expected['valid']}" in out
-    if expected["pairs"]:
+    if name == "animals":  # the side token is a capital L/R of its own: eyeL<->eyeR, forelegL1<->forelegR1
+        assert card["flip_pairs"][:2] == [["eyeL", "eyeR"], ["earL", "earR"]]
+        assert all(a.replace("L", "R", 1) == b and "L" in a for a, b in card["flip_pairs"])
+    elif expected["pairs"]:
         assert all(a.replace("left", "right") == b for a, b in card["flip_pairs"])
     else:
         assert "flip pairs: none (no left/right names found)" in out
@@ -84,10 +105,14 @@ def test_the_import_and_preprocess_count_people_and_skips(project):
     imported = json.loads((root / "data/raw" / name / "import.json").read_text())
     assert {s: v["people"] for s, v in imported["splits"].items()} == {"train": expected["train"],
                                                                        "valid": expected["valid"]}
-    assert imported["splits"]["train"]["skipped"].get("no_keypoints", 0) == expected["skipped"]
-    assert imported["missing_images"] == []
+    source = imported["splits"]["train"]["source"]
+    assert imported["sources"][source]["no_keypoints"] == expected["skipped"]
+    assert imported["sources"][source]["crowd"] == 0 and imported["missing_images"] == []
     summary = json.loads((root / "data/processed" / name / "preprocess.json").read_text())
     assert summary["joints"] == expected["keypoints"]
+    assert summary["split_rows"] == {"train": expected["train"], "valid": expected["valid"]}
+    assert summary["skipped_annotations"] == ({source: {"no_keypoints": expected["skipped"]}}
+                                              if expected["skipped"] else {source: {}})
 
 
 def test_training_and_evaluation_score_the_cards_keypoints(project):
@@ -124,7 +149,8 @@ def test_report_tables_the_cards_names_without_paper_rows(project):
 def test_predict_uses_the_cards_names_and_draws_an_overlay(project, anchor_dir: Path):
     name, root, env, _ = project
     folder, file, _, _ = DATASETS[name]
-    data = json.loads((anchor_dir / "mmpose/tests/data" / folder / file).read_text())
+    data = json.loads(((root / file) if name == "animals" else (anchor_dir / "mmpose/tests/data" / folder / file))
+                      .read_text())
     image = anchor_dir / "mmpose/tests/data" / folder / data["images"][0]["file_name"]
     out = root / "pred.json"
     run([sys.executable, "-m", "hourglass.cli", "predict", "-m", "models/hg_stacked_int/seed-0", str(image),

@@ -11,6 +11,7 @@ so adding images never moves one already in the dataset to the other split.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -26,6 +27,7 @@ from hourglass.io.coco import CocoError, CocoPeople, crop_of_box, read_coco, spl
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid")
+IMPORT_RECORD = "import.json"  # data/raw/<name>/import.json: what was read, skipped and missing
 
 
 def people_table(people: CocoPeople) -> Annotations:
@@ -107,6 +109,16 @@ def read_splits(card: DatasetCard) -> dict[str, CocoPeople]:
     return splits
 
 
+def import_skips(raw_dir: str | Path) -> dict[str, dict[str, int]]:
+    """The annotations the import skipped, per source file (crowd, no labelled keypoint, ...), from
+    ``import.json``; empty for data that did not come through the COCO import."""
+    path = Path(raw_dir) / IMPORT_RECORD
+    if not path.is_file():
+        return {}
+    record = json.loads(path.read_text())
+    return {source: {k: int(v) for k, v in skipped.items() if v} for source, skipped in record["sources"].items()}
+
+
 def import_coco(card: DatasetCard, out: str | Path) -> str:
     """Write ``out/annot/{train,valid}.h5``, ``out/annot/valid.json``, ``out/images/`` and ``out/import.json`` from
     the card's COCO files; returns the summary line. Missing images are counted here and named by preprocess."""
@@ -123,8 +135,8 @@ def import_coco(card: DatasetCard, out: str | Path) -> str:
             if not _copy_image(images_src / name, out / "images" / name):
                 missing.append(name)
         write_annotations(out / "annot" / f"{split}.h5", people_table(people), name=card.name)
-        summary["splits"][split] = {"people": len(people), "images": len(names),
-                                    "source": str(people.source), "skipped": dict(people.skipped)}
+        summary["splits"][split] = {"people": len(people), "images": len(names), "source": str(people.source)}
+        summary["sources"][str(people.source)] = {k: int(v) for k, v in people.skipped.items()}
         log.info("%s %s: %d people in %d images from %s; skipped %s", card.name, split, len(people), len(names),
                  people.source, dict(people.skipped) or "none")
     write_json_atomic(out / "annot" / "valid.json",
@@ -133,6 +145,6 @@ def import_coco(card: DatasetCard, out: str | Path) -> str:
     if missing:
         log.warning("%d image(s) named by the annotations are not in %s (first: %s); preprocess counts them as bad",
                     len(missing), images_src, missing[0])
-    write_json_atomic(out / "import.json", summary)
+    write_json_atomic(out / IMPORT_RECORD, summary)
     people = {split: len(p) for split, p in splits.items()}
     return f"{card.name}: {people} people from COCO keypoints, images -> {out / 'images'}"

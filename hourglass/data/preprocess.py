@@ -42,6 +42,7 @@ from hourglass.data import crop as crop_module
 from hourglass.data import shards as shards_module
 from hourglass.data import table as table_module
 from hourglass.data.augment import required_margin
+from hourglass.data.coco_import import import_skips
 from hourglass.data.crop import CropSpec, crop_person
 from hourglass.data.parallel import ordered_map
 from hourglass.data.shards import FORMAT_VERSION, SHARD_GLOB, SUMMARY_NAME, ShardWriter, shard_name
@@ -191,6 +192,9 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, params: ParamsConfig, d
         return {**current, "skipped": True}
 
     table = build_table(splits, dataset, spec)
+    skipped = import_skips(raw_dir)
+    if skipped:
+        log.info("annotations skipped when the data came in (data/raw import.json): %s", skipped)
     tasks = image_tasks(table)
     workers = config.workers or os.cpu_count() or 1
     allowed_bad = math.floor(config.max_bad_fraction * len(tasks))
@@ -239,6 +243,7 @@ def preprocess(raw_dir: str | Path, out_dir: str | Path, params: ParamsConfig, d
             "rows_dropped": int((~kept).sum()),
             "split_rows": {s: int((split_names == s).sum()) for s in splits},
             "images": len(tasks),
+            "skipped_annotations": skipped,  # crowd / unlabelled annotations the COCO import left out
             "bad_images": len(bad),
             "bad": bad,
             "shards": [{"name": shard_name(i), "rows": n} for i, n in enumerate(counts)],
