@@ -79,7 +79,8 @@ class SourceConfig(Section):
 
 
 class DownloadConfig(Section):
-    """The download stage (pipeline.download): sources per dataset and the HTTP retry policy."""
+    """The download stage (pipeline.download): where datasets land and the HTTP retry policy (the sources are the
+    dataset card's ``download`` list)."""
 
     root: str
     retries: int = Field(ge=0)  # consecutive failed attempts retried (an attempt with progress resets it)
@@ -87,23 +88,6 @@ class DownloadConfig(Section):
     timeout: float = Field(gt=0)  # seconds without a byte before a connection counts as failed
     chunk_bytes: int = Field(ge=1024)
     rehash_existing: bool  # re-hash present files instead of trusting manifest size + mtime
-    mpii: tuple[SourceConfig, ...]
-    flic: tuple[SourceConfig, ...]
-
-    @model_validator(mode="after")
-    def _unique_paths(self) -> DownloadConfig:
-        for name in ("mpii", "flic"):
-            paths = [s.path for s in getattr(self, name)]
-            dupes = sorted({p for p in paths if paths.count(p) > 1})
-            if dupes:
-                raise ValueError(f"download.{name}: two sources write the same path {dupes}")
-        return self
-
-    def sources(self, dataset: str) -> tuple[SourceConfig, ...]:
-        """The sources of ``dataset`` (``mpii`` or ``flic``); anything else has nothing to download."""
-        if dataset not in ("mpii", "flic"):
-            raise ValueError(f"download: no sources for dataset {dataset!r} (expected 'mpii' or 'flic')")
-        return getattr(self, dataset)
 
 
 class AugmentConfig(Section):

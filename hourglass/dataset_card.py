@@ -22,6 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hourglass.config import SourceConfig
 from hourglass.flip_pairs import SIDE_PLACEHOLDER, side_of
 
 SHIPPED_CARDS = Path(__file__).resolve().parents[1] / "datasets"  # mpii, flic, synthetic, synthetic_flic
@@ -107,6 +108,9 @@ class DatasetCard(_Strict):
     measure: Measure
     published: Published | None = None
     coco: CocoSource | None = None  # format: coco only
+    # format: mpii_h5 / flic_h5: the files to fetch into data/raw/<name>/ (url, path, pins, extract); a lab's mirror
+    # is this list with its own URLs (file:// for a copy on disk)
+    download: tuple[SourceConfig, ...] = ()
     source_file: str | None = Field(None, exclude=True)  # where the card was read from (not part of the card)
 
     @field_validator("keypoints")
@@ -152,6 +156,13 @@ class DatasetCard(_Strict):
             raise ValueError("measure.mean_excludes: leaves no keypoint in the Mean")
         if (self.format == "coco") != (self.coco is not None):
             raise ValueError("coco: required with format: coco, and only then")
+        downloaded = self.format in ("mpii_h5", "flic_h5")
+        if downloaded != bool(self.download):
+            raise ValueError("download: sources are required with format mpii_h5 / flic_h5, and only then")
+        paths = [s.path for s in self.download]
+        dupes = sorted({p for p in paths if paths.count(p) > 1})
+        if dupes:
+            raise ValueError(f"download: two sources write the same path {dupes}")
         if self.format == "coco" and m.normalize != "box":
             raise ValueError("measure.normalize: a COCO dataset is normalised by the person box ('box')")
         return self

@@ -3,7 +3,7 @@
     python -m pipeline.download [--params params.yaml] [--dataset NAME] [--root DIR]
 
 What "bring" means is the dataset card's ``format``: ``mpii_h5``/``flic_h5`` are downloaded and verified
-(:func:`hourglass.data.download.download_dataset`, sources in params.yaml ``download.<dataset>``); ``synthetic`` is
+(:func:`hourglass.data.download.download_dataset`, sources in the card's ``download`` list); ``synthetic`` is
 generated (:func:`pipeline.synthesize.generate`); ``coco`` is read from the card's COCO keypoints file(s) and image
 folder (:func:`hourglass.data.coco_import.import_coco`). Each writes the same layout (``images/``,
 ``annot/{train,valid}.h5``), so one DVC stage produces ``data/raw/${dataset}`` whatever the dataset.
@@ -32,8 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--params", default="params.yaml", help="params file to read (default: %(default)s)")
     parser.add_argument("--dataset", default=None,
-                        help="dataset card to fetch instead of params `dataset:` (format synthetic: generated "
-                             "offline; coco: read from the card's files)")
+                        help="dataset card (a name in datasets/, or a card file's path) to fetch instead of "
+                             "params `dataset:` (format synthetic: generated offline; coco: read from the card's "
+                             "files)")
     parser.add_argument("--root", default=None,
                         help="output root instead of params `download.root` (files go to <root>/<dataset>/)")
     parser.add_argument("--no-progress", action="store_true", help="never show progress bars")
@@ -43,8 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def fetch(args: argparse.Namespace) -> str:
     """Download (or generate) the dataset; returns the summary line."""
     config = load_params(args.params)
-    dataset = args.dataset or config.dataset
-    card = load_card(dataset)
+    card = load_card(args.dataset or config.dataset)
+    dataset = card.name
     root = Path(args.root or config.download.root)
     if card.format == "synthetic":
         if dataset != config.dataset:
@@ -52,7 +53,8 @@ def fetch(args: argparse.Namespace) -> str:
         return synthesize.generate(config, root / dataset, progress=not args.no_progress)
     if card.format == "coco":
         return import_coco(card, root / dataset)
-    manifest = download_dataset(config.download, dataset, root=args.root, progress=False if args.no_progress else None)
+    manifest = download_dataset(config.download, dataset, card.download, root=args.root,
+                                progress=False if args.no_progress else None)
     return f"{dataset}: done; manifest {manifest}"
 
 

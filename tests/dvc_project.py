@@ -28,13 +28,20 @@ def dvc(args: list[str], root: Path, env: dict[str, str]) -> subprocess.Complete
     return run([sys.executable, "-m", "dvc", *args], root, env)
 
 
-def make_project(root: Path, params: dict[str, Any], mlflow_db: Path | None = None) -> dict[str, str]:
-    """Copy the code and ``dvc.yaml`` into ``root``, write ``params``, commit; returns the environment to run in.
+def make_project(root: Path, params: dict[str, Any], mlflow_db: Path | None = None,
+                 cards: dict[str, dict[str, Any]] | None = None) -> dict[str, str]:
+    """Copy the code, the dataset cards and ``dvc.yaml`` into ``root``, write ``params``, commit; returns the
+    environment to run in.
 
     ``mlflow_db``: an already migrated SQLite store to start from (copying it is much faster than migrating).
+    ``cards``: keys that replace those of a shipped card in the project (``{"flic": {"download": [...]}}``: a mirror).
     """
     for name in ("hourglass", "pipeline", "recipes", "datasets"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, changes in (cards or {}).items():
+        card = root / "datasets" / f"{name}.yaml"
+        card.write_text(yaml.safe_dump({**yaml.safe_load(card.read_text()), **changes}, sort_keys=False,
+                                       allow_unicode=True))
     shutil.copy(REPO / "dvc.yaml", root / "dvc.yaml")
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     (root / ".gitignore").write_text("mlflow.db\nmlruns/\n__pycache__/\n")

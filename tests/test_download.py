@@ -24,6 +24,7 @@ from hourglass.config import DownloadConfig, ExtractConfig, SourceConfig
 from hourglass.data.archive import UnsafeArchiveError
 from hourglass.data.download import download_dataset
 from hourglass.data.fetch import DownloadError, Expected, HttpSettings, fetch, file_digests, git_blob_id
+from hourglass.dataset_card import load_card
 from hourglass.params_file import load_params
 from pipeline.download import main
 
@@ -279,25 +280,29 @@ def test_retries_are_bounded(server: ServerState, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- a dataset
-def local_config(server: ServerState, anchor_dir: Path, **extra: object) -> DownloadConfig:
+def local_config(**extra: object) -> DownloadConfig:
+    """The download policy for a local server: one retry, short waits."""
+    return paper("download", retries=1, backoff=0.01, timeout=5.0, **extra)
+
+
+def local_sources(server: ServerState, anchor_dir: Path, tmp: Path) -> tuple[SourceConfig, ...]:
     """An MPII-shaped source list served locally: an unpinned tar.gz of images and the real valid.h5."""
-    tar = make_tar(Path(extra.pop("tmp")) / "src.tar.gz",
-                   [("images/001.jpg", b"jpeg-1"), ("images/002.jpg", b"j2")])
+    tar = make_tar(tmp / "src.tar.gz", [("images/001.jpg", b"jpeg-1"), ("images/002.jpg", b"j2")])
     valid = (anchor_dir / "pose-hg-train/data/mpii/annot/valid.h5").read_bytes()
-    return paper("download", retries=1, backoff=0.01, timeout=5.0, mpii=(
+    return (
         SourceConfig(url=server.add("/mpii.tar.gz", tar.read_bytes()), path="archives/mpii.tar.gz",
                      extract=ExtractConfig(member_prefix="images/", into="images")),
         SourceConfig(url=server.add("/valid.h5", valid), path="annot/valid.h5", git_blob=VALID_BLOB,
                      size=len(valid)),
-    ), **extra)
+    )
 
 
 def test_download_dataset_writes_layout_and_manifest_and_is_idempotent(
         server: ServerState, tmp_path: Path, anchor_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    config = local_config(server, anchor_dir, tmp=tmp_path)
+    config, sources = local_config(), local_sources(server, anchor_dir, tmp_path)
     root = tmp_path / "raw"
     with caplog.at_level(logging.INFO, logger="hourglass.data.manifest"):
-        manifest_path = download_dataset(config, "mpii", root=root, progress=False)
+        manifest_path = download_dataset(config, "mpii", sources, root=root, progress=False)
     assert "no checksum pinned" in caplog.text
     base = root / "mpii"
     assert manifest_path == base / "manifest.json"
@@ -313,14 +318,15 @@ def test_download_dataset_writes_layout_and_manifest_and_is_idempotent(
     first = len(server.requests)
     assert first == 2
 
-    download_dataset(config, "mpii", root=root, progress=False)  # everything verified: no request
+    download_dataset(config, "mpii", sources, root=root, progress=False)  # everything verified: no request
     assert len(server.requests) == first
-    download_dataset(config.model_copy(update={"rehash_existing": True}), "mpii", root=root, progress=False)
+    download_dataset(config.model_copy(update={"rehash_existing": True}), "mpii", sources, root=root,
+                     progress=False)
     assert len(server.requests) == first
 
     (base / "annot/valid.h5").write_bytes(b"corrupted")  # a damaged file is fetched again
     (base / "images/002.jpg").unlink()  # and a damaged extraction is redone
-    download_dataset(config, "mpii", root=root, progress=False)
+    download_dataset(config, "mpii", sources, root=root, progress=False)
     assert server.requests[first:] == [("/valid.h5", None, None)]
     assert git_blob_id(base / "annot/valid.h5") == VALID_BLOB
     assert (base / "images/002.jpg").read_bytes() == b"j2"
@@ -337,27 +343,27 @@ def test_a_local_copy_is_a_source_continued_verified_and_extracted(tmp_path: Pat
     (base / "archives" / "mpii.tar.gz.part").write_bytes(data[:100])  # an earlier copy that was cut off
     source = SourceConfig(url=archive.as_uri(), path="archives/mpii.tar.gz", sha256=sha256(data), size=len(data),
                           extract=ExtractConfig(member_prefix="images/", into="images"))
-    download_dataset(paper("download", mpii=(source,)), "mpii", root=tmp_path / "raw", progress=False)
+    download_dataset(paper("download"), "mpii", (source,), root=tmp_path / "raw", progress=False)
     assert (base / "archives" / "mpii.tar.gz").read_bytes() == data
     assert sorted(p.name for p in (base / "images").iterdir()) == ["001.jpg", "002.jpg"]
     assert leftovers(base / "archives") == ["mpii.tar.gz"]
 
     wrong = source.model_copy(update={"sha256": "0" * 64, "path": "archives/other.tar.gz"})
     with pytest.raises(DownloadError, match="verification failed"):
-        download_dataset(paper("download", mpii=(wrong,)), "mpii", root=tmp_path / "raw", progress=False)
+        download_dataset(paper("download"), "mpii", (wrong,), root=tmp_path / "raw", progress=False)
     assert leftovers(base / "archives") == ["mpii.tar.gz"]
     gone = source.model_copy(update={"url": (tmp_path / "nowhere.tar.gz").as_uri(), "path": "archives/x.tar.gz"})
     with pytest.raises(DownloadError, match="nowhere.tar.gz"):
-        download_dataset(paper("download", mpii=(gone,)), "mpii", root=tmp_path / "raw", progress=False)
+        download_dataset(paper("download"), "mpii", (gone,), root=tmp_path / "raw", progress=False)
 
 
 def test_wrong_member_prefix_is_a_clear_error(server: ServerState, tmp_path: Path) -> None:
     tar = make_tar(tmp_path / "f.tar.gz", [("images/1.jpg", b"1")])
     source = SourceConfig(url=server.add("/FLIC.zip", tar.read_bytes()), path="archives/FLIC.zip",
                           extract=ExtractConfig(member_prefix="FLIC/images/", into="images"))
-    config = paper("download", backoff=0.01, flic=(source,))
+    config = paper("download", backoff=0.01)
     with pytest.raises(UnsafeArchiveError, match="no member under 'FLIC/images/'"):
-        download_dataset(config, "flic", root=tmp_path / "raw", progress=False)
+        download_dataset(config, "flic", (source,), root=tmp_path / "raw", progress=False)
 
 
 # --------------------------------------------------------------------------------------------- stage + config
@@ -365,6 +371,16 @@ def write_params(tmp_path: Path, config: DownloadConfig, dataset: str) -> Path:
     params = tmp_path / "params.yaml"
     write_full_params(params, {"dataset": dataset, "download": config.model_dump(mode="json")})
     return params
+
+
+def write_card(folder: Path, shipped: str, sources: tuple[SourceConfig, ...]) -> Path:
+    """The shipped card ``shipped`` with its download list pointed at ``sources`` (a lab's mirror), as a file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    raw = {**load_card(shipped).as_record(), "download": [s.model_dump(mode="json", exclude_none=True)
+                                                          for s in sources]}
+    path = folder / f"{shipped}.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
 def test_stage_synthetic_generates_the_same_layout(tmp_path: Path) -> None:
@@ -382,23 +398,23 @@ def test_stage_synthetic_generates_the_same_layout(tmp_path: Path) -> None:
 
 def test_stage_downloads_and_reports_failures(server: ServerState, tmp_path: Path, anchor_dir: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
-    config = local_config(server, anchor_dir, tmp=tmp_path, root=str(tmp_path / "raw"))
+    config = local_config(root=str(tmp_path / "raw"))
     params = write_params(tmp_path, config, "synthetic")
-    assert main(["--params", str(params), "--dataset", "mpii", "--no-progress"]) == 0
+    card = write_card(tmp_path / "cards", "mpii", local_sources(server, anchor_dir, tmp_path))
+    assert main(["--params", str(params), "--dataset", str(card), "--no-progress"]) == 0
     assert (tmp_path / "raw/mpii/manifest.json").is_file()
 
     missing = SourceConfig(url=server.base + "/nope.h5", path="annot/train.h5")
-    broken = config.model_copy(update={"flic": (missing,)})
-    params = write_params(tmp_path, broken, "flic")
-    assert main(["--params", str(params), "--no-progress"]) == 1
+    card = write_card(tmp_path / "cards", "flic", (missing,))
+    assert main(["--params", str(params), "--dataset", str(card), "--no-progress"]) == 1
     assert f"{server.base}/nope.h5: HTTP 404" in capsys.readouterr().err
     assert main(["--params", str(tmp_path / "absent.yaml")]) == 2
 
 
-def test_download_sources_live_in_params_yaml_only() -> None:
-    """One home: the schema has no sources and the recipes do not repeat them."""
+def test_download_sources_live_in_the_dataset_cards_only() -> None:
+    """One home: the card's download list; params.yaml has only the download policy, the recipes repeat nothing."""
     repo = Path(__file__).resolve().parents[1]
-    mpii = {s.path: s for s in load_params(repo / "params.yaml").download.sources("mpii")}
+    mpii = {s.path: s for s in load_card("mpii").download}
     assert mpii["annot/valid.h5"].git_blob == VALID_BLOB
     pinned_commit = "2fef6915fbd836a5d218a5d2f0c87c463532f1a6"
     assert all(pinned_commit in s.url for p, s in mpii.items() if p.startswith("annot"))

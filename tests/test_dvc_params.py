@@ -4,7 +4,7 @@ tests/test_dvc_deps.py).
 Every stage runs in this process, one after another, in a tiny project laid out as dvc.yaml implies (the repo's
 params.yaml with tiny sizes), each through its entry point's ``main``. While a stage runs, every read of a config
 field is recorded under its dotted params key: ``Section.__getattribute__`` is patched for the duration. Only
-fields that hold values are keys; a field holding sections (``model``, ``train.variants``, ``download.mpii``) is
+fields that hold values are keys; a field holding sections (``model``, ``train.variants``) is
 reached on the way to them, and the sections' own reads are recorded. A section
 instance is named by where it sits in a config parsed from params.yaml (found by identity, so a variant is
 ``train.variants.<name>``), else by its class's place in the schema (copies made by ``model_copy`` /
@@ -383,10 +383,10 @@ def test_recorder_names_copies_and_variants():
         config = parse_params(merge(yaml.safe_load((REPO / "params.yaml").read_text()), TINY))
         assert recorder.keys == set()
         resolved = resolve_variant(config, VARIANT)
-        _ = resolved.model.stacks, config.download.mpii[0].url, config.sweep
+        _ = resolved.model.stacks, config.download.root, config.sweep
     from hourglass.config import VariantConfig
 
     variant = {f"train.variants.{VARIANT}.{name}" for name in VariantConfig.model_fields}  # each field it may set
-    assert recorder.keys == {*variant, "model", "model.stacks", "download.mpii.url", "sweep"}
-    assert recorder.parsed_keys == {*variant, "download.mpii.url", "sweep"}  # model: copies
+    assert recorder.keys == {*variant, "model", "model.stacks", "download.root", "sweep"}
+    assert recorder.parsed_keys == {*variant, "download.root", "sweep"}  # model: copies
     assert not {"__getattribute__", "__init__", "model_validate", "model_dump"} & set(vars(Section))

@@ -139,7 +139,7 @@ def slow_server() -> Iterator[tuple[type[_SlowRangeHandler], str]]:
 
 
 def test_killed_download_continues_from_its_bytes_under_dvc_repro(tmp_path, slow_server, anchor_dir):
-    from test_rehearsal import build_flic_mirror, mirrored_sources
+    from test_rehearsal import build_flic_mirror, mirror_card
 
     handler, base_url = slow_server
     mirror = tmp_path / "mirror" / "flic"
@@ -147,11 +147,10 @@ def test_killed_download_continues_from_its_bytes_under_dvc_repro(tmp_path, slow
     for path in mirror.iterdir():
         handler.files[f"/flic/{path.name}"] = path.read_bytes()
     shipped = recipe_raw("flic")
-    params = merge(shipped, {"download": {"flic": mirrored_sources(shipped["download"]["flic"], mirror, base_url),
-                                          "chunk_bytes": 4096}})
+    params = merge(shipped, {"download": {"chunk_bytes": 4096}})
     root = tmp_path / "project"
     root.mkdir()
-    env = make_project(root, params)
+    env = make_project(root, params, cards=mirror_card("flic", mirror, base_url))
     part = root / "data" / "raw" / "flic" / "archives" / "FLIC.zip.part"
     zip_size = len(handler.files["/flic/FLIC.zip"])
     _repro_until(root, env, lambda: part.is_file() and part.stat().st_size > 64 * 1024)

@@ -150,7 +150,7 @@ def test_demo_ends_with_the_champion_alias_in_place(project):
     assert champion["metric"] == "eval/pckh/Mean" and champion["promoted"] and champion["seed"] == 0
     assert "hourglass@champion: promoted" in (root / "demo.log").read_text()
     run_ = client.get_run(record["run_id"])
-    assert "download.mpii" not in " ".join(run_.data.params)  # params: the run's own config, not every setting
+    assert "download.root" not in " ".join(run_.data.params)  # params: the run's own config, not every setting
     assert run_.data.params["model.stacks"] == "2" and "train.variants" not in " ".join(run_.data.params)
 
 

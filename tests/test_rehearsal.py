@@ -42,7 +42,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dvc_project import dvc, make_project, merge  # noqa: E402
+from dvc_project import REPO, dvc, make_project, merge  # noqa: E402
 from shipped import recipe_raw  # noqa: E402
 
 from hourglass.recipes import changed_keys  # noqa: E402
@@ -171,12 +171,15 @@ def mirrored_sources(shipped: list[dict[str, Any]], folder: Path, base_url: str)
     return out
 
 
-def recipe_params(dataset: str, folder: Path, base_url: str) -> dict[str, Any]:
+def recipe_params(dataset: str) -> dict[str, Any]:
     """params.yaml with the shipped recipe applied, and only the rehearsal's overrides."""
-    shipped = recipe_raw(dataset)
-    overrides = merge(SIZE, {"sweep": SWEEP[dataset]})
-    overrides["download"] = {dataset: mirrored_sources(shipped["download"][dataset], folder, base_url)}
-    return merge(shipped, overrides)
+    return merge(recipe_raw(dataset), merge(SIZE, {"sweep": SWEEP[dataset]}))
+
+
+def mirror_card(dataset: str, folder: Path, base_url: str) -> dict[str, dict[str, Any]]:
+    """The shipped card's download list pointed at the mirror (make_project's ``cards``)."""
+    shipped = yaml.safe_load((REPO / "datasets" / f"{dataset}.yaml").read_text())["download"]
+    return {dataset: {"download": mirrored_sources(shipped, folder, base_url)}}
 
 
 @pytest.fixture(scope="module", params=["mpii", "flic"])
@@ -186,8 +189,8 @@ def rehearsal(request, mirror_root, anchor_dir, tmp_path_factory, _migrated_db):
     served, base_url = mirror_root
     MIRRORS[dataset](served / dataset, anchor_dir)
     root = tmp_path_factory.mktemp(f"rehearsal-{dataset}")
-    params = recipe_params(dataset, served / dataset, base_url)
-    env = make_project(root, params, mlflow_db=_migrated_db)
+    env = make_project(root, recipe_params(dataset), mlflow_db=_migrated_db,
+                       cards=mirror_card(dataset, served / dataset, base_url))
     env["HOURGLASS_ANCHOR_DATA"] = str(anchor_dir)
     done = dvc(["repro"], root, env)
     return dataset, root, env, done.stdout + done.stderr
@@ -199,8 +202,11 @@ def test_only_the_allowed_keys_differ_from_the_shipped_recipe(rehearsal):
     used = yaml.safe_load((root / "params.yaml").read_text())
     allowed = {"model.stacks", "model.features", "model.input_res", "model.stem_width", "train.epochs",
                "train.steps_per_epoch", "train.val_batch_size", "train.workers", "preprocess.workers",
-               "synthetic.workers", "sweep", f"download.{dataset}"}
+               "synthetic.workers", "sweep"}
     assert changed_keys(shipped, used) <= allowed
+    card = yaml.safe_load((root / "datasets" / f"{dataset}.yaml").read_text())  # the mirror: its URLs only
+    shipped_card = yaml.safe_load((REPO / "datasets" / f"{dataset}.yaml").read_text())
+    assert {k for k in card if card[k] != shipped_card[k]} == {"download"}
 
 
 def test_training_takes_more_samples_per_epoch_than_the_split_holds(rehearsal):

@@ -6,28 +6,30 @@ its archives extracted safely (``hourglass.data.archive``), and the manifest tha
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hourglass.config import DownloadConfig
-from hourglass.data.fetch import HttpSettings
+from hourglass.config import DownloadConfig, SourceConfig
+from hourglass.data.fetch import DownloadError, HttpSettings
 from hourglass.data.manifest import ensure_extracted, ensure_source, load_manifest
 from hourglass.io.atomic import write_json_atomic
 
 log = logging.getLogger(__name__)
 
 
-def download_dataset(config: DownloadConfig, dataset: str, root: str | Path | None = None,
-                     progress: bool | None = None) -> Path:
-    """Fetch and verify every source of ``dataset`` into ``<root>/<dataset>/``, extract archives, write the
-    manifest; returns the manifest's path.
+def download_dataset(config: DownloadConfig, dataset: str, sources: Sequence[SourceConfig],
+                     root: str | Path | None = None, progress: bool | None = None) -> Path:
+    """Fetch and verify every source of ``dataset`` (its card's ``download`` list) into ``<root>/<dataset>/``,
+    extract archives, write the manifest; returns the manifest's path.
 
     Idempotent: a source whose file matches its manifest entry (size, and sha256 re-hashed or trusted by mtime
     per ``config.rehash_existing``) and every pin in params is not downloaded again; an archive whose recorded
     extraction matches is not extracted again. The manifest is rewritten after each source, so a crash keeps
     the work already verified.
     """
-    sources = config.sources(dataset)
+    if not sources:
+        raise DownloadError(f"dataset {dataset!r}: its card lists no download sources")
     base = Path(root if root is not None else config.root) / dataset
     base.mkdir(parents=True, exist_ok=True)
     manifest_path = base / "manifest.json"
