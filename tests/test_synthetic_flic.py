@@ -92,4 +92,6 @@ def test_mlflow_run_carries_the_evaluate_stages_scores_and_the_experiment_kind(p
     version = client.get_model_version(record["registered_model"], record["version"])
     assert version.tags["variant"] == "hg_stacked_int" and version.tags["dataset"] == "synthetic_flic"
     assert version.tags["metric"] == "PCK@0.2" and "stacks=2" in version.tags["architecture"]
+    assert version.tags["keypoints"].split(",") == ["l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow",
+                                                    "r_wrist", "l_hip", "r_hip", "l_eye", "r_eye", "nose"]
     assert version.tags["eval.mean"] == f"{evaluation['final']['Mean']:.2f}"

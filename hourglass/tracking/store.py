@@ -77,8 +77,9 @@ def _finite(value: float) -> float | None:
 
 
 def version_tags(config: Mapping[str, Any], variant: str | None, epoch: int | None) -> dict[str, str]:
-    """Tags of a registered model version: which variant, training seed, data and architecture it is (the registry
-    keeps one name for every variant and seed, so the versions must say it themselves)."""
+    """Tags of a registered model version: which variant, training seed, data (card name, its digest and keypoint
+    names in output order) and architecture it is (the registry keeps one name for every variant and seed, so the
+    versions must say it themselves)."""
     from hourglass.dataset_card import CardError
     from hourglass.family import family_of_checkpoint
 
@@ -88,9 +89,12 @@ def version_tags(config: Mapping[str, Any], variant: str | None, epoch: int | No
             "architecture": ", ".join(f"{k}={model[k]}" for k in ("stacks", "modules", "features", "supervision",
                                                                    "stem_width", "input_res") if k in model)}
     try:
-        tags["metric"] = family_of_checkpoint(config, config.get("dataset_card")).metric
+        family = family_of_checkpoint(config, config.get("dataset_card"))
     except (CardError, ValueError):
-        pass
+        family = None
+    if family is not None:  # what the served model's keypoints rows are, in order, and the card they come from
+        tags.update(metric=family.metric, keypoints=",".join(family.joints.names),
+                    dataset_card=family.card.digest()[:12])
     if epoch is not None:
         tags["epochs"] = str(epoch)
     return {k: v for k, v in tags.items() if v}
