@@ -271,6 +271,16 @@ class FlowsConfig(Section):
     higher_is_better: bool
     download_retries: int = Field(ge=0, le=10)  # retries of the fetch-data task (downloads are flaky)
     download_retry_delay: float = Field(ge=0)  # seconds before the first retry; doubles each time
+    # The contest: the candidate must beat the champion by at least min_improvement (metric points) and the paired
+    # bootstrap interval of their difference on the same validation people must exclude 0 at `confidence`.
+    min_improvement: float = Field(ge=0)
+    confidence: float = Field(gt=0, lt=1)
+    warm_start: Literal["none", "champion"]  # champion: a retrain fine-tunes from the served model when it fits
+    notify_url: str | None = Field(pattern=r"^https?://\S+$")  # POSTed a JSON message on a promotion or failure
+    lock_wait: float = Field(ge=0)  # seconds a stage waits for another run's DVC lock before it fails
+    git_pull: bool  # before a scheduled run: `git pull --ff-only` the checkout
+    dvc_pull: bool  # ... and `dvc pull` from the configured remote
+    dvc_push: bool  # after it: `dvc push` what it produced
 
     @field_validator("cron")
     @classmethod
