@@ -19,10 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from hourglass.data.sources import STATE_KEY, recorded_state, source_state
 from hourglass.dataset_card import DatasetCard
 from hourglass.io.annotations import Annotations, write_annotations
 from hourglass.io.atomic import atomic_path, write_json_atomic
 from hourglass.io.coco import CocoError, CocoPeople, crop_of_box, read_coco, split_people
+from hourglass.io.digest import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -67,16 +69,18 @@ def coco_subset(source: Path, people: CocoPeople, keypoints: tuple[str, ...],
             "annotations": annotations, "categories": [category]}
 
 
-def _copy_image(src: Path, dst: Path) -> bool:
-    """Copy one image unless an identical-looking copy (same size and mtime) is there; False when it is missing."""
+def _copy_image(src: Path, dst: Path, digest: str | None) -> bool:
+    """Copy one image unless the copy there has its digest; the copy is verified against ``digest`` (the source's
+    SHA-256 when read) before it replaces anything. False when the source is missing."""
     if not src.is_file():
         return False
-    stat = src.stat()
-    if dst.is_file() and dst.stat().st_size == stat.st_size and int(dst.stat().st_mtime) == int(stat.st_mtime):
+    if digest is not None and dst.is_file() and file_sha256(dst) == digest:
         return True
     dst.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dst) as tmp:
         shutil.copy2(src, tmp)
+        if digest is not None and file_sha256(tmp) != digest:
+            raise CocoError(f"{src}: changed while it was copied (SHA-256 differs); run the import again")
     return True
 
 
@@ -128,11 +132,13 @@ def import_coco(card: DatasetCard, out: str | Path) -> str:
     images_src = Path(card.coco.images)
     (out / "annot").mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"card": card.name, "card_digest": card.digest(), "sources": {}, "splits": {}}
+    state = source_state(card, recorded_state(out))  # what was read, to tell a later change (data/sources.py)
     missing: list[str] = []
     for split, people in splits.items():
         names = sorted(set(people.file_name.tolist()))
         for name in names:
-            if not _copy_image(images_src / name, out / "images" / name):
+            known = state["images"].get(name)
+            if not _copy_image(images_src / name, out / "images" / name, known["sha256"] if known else None):
                 missing.append(name)
         write_annotations(out / "annot" / f"{split}.h5", people_table(people), name=card.name)
         summary["splits"][split] = {"people": len(people), "images": len(names), "source": str(people.source)}
@@ -142,6 +148,7 @@ def import_coco(card: DatasetCard, out: str | Path) -> str:
     write_json_atomic(out / "annot" / "valid.json",
                       coco_subset(splits["valid"].source, splits["valid"], card.keypoints, card.skeleton))
     summary["missing_images"] = missing
+    summary[STATE_KEY] = state
     if missing:
         log.warning("%d image(s) named by the annotations are not in %s (first: %s); preprocess counts them as bad",
                     len(missing), images_src, missing[0])
