@@ -1,6 +1,7 @@
 """Ground-truth and prediction files for evaluation: the one place where their 1-based coordinates become 0-based.
 
-Ground truth comes either as an annotation h5 in pose-hg-train's layout (MPII ``valid.h5``, FLIC ``valid.h5``) or as
+Ground truth comes either as an annotation h5 in pose-hg-train's layout (MPII ``valid.h5``, FLIC ``valid.h5``, any
+card's ``data/raw/<name>/annot/valid.h5`` with its own keypoint count) or as
 Tompson's ``detections_our_format.mat`` (float MPII ground truth and head boxes; the file behind every published
 validation PCKh). Predictions are one variable ``preds`` in MATLAB 1-based original-image coordinates, in any of
 these files:
@@ -10,9 +11,9 @@ these files:
 * MATLAB v5 .mat (``scipy.io.savemat``, e.g. bearpaw/pytorch-pose) or v7.3 .mat (HDF5 behind a MATLAB userblock,
   read back in MATLAB's dimension order), holding either ``[n x J x 2]`` or Tompson's ``[2 x J x n]``.
 
-J is 16 (MPII) or 11 (FLIC); the layout is chosen by shape, and a shape that fits both layouts or neither fails.
-Files written by :func:`write_predictions` name their layout in the ``preds`` attribute ``layout``, so a two-person
-file (2, J, 2) still reads back without ambiguity.
+J is the caller's keypoint count, else 16 (MPII) or 11 (FLIC); the layout is chosen by shape, and a shape that fits
+both layouts or neither fails. Files written by :func:`write_predictions` name their layout in the ``preds``
+attribute ``layout``, so a two-person file (2, J, 2), or one of any keypoint count, reads back without ambiguity.
 """
 
 from __future__ import annotations
