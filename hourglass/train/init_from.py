@@ -135,14 +135,16 @@ def merge_weights(network: nn.Module, weights: Mapping[str, Tensor], where: str,
                              reinitialised=tuple(fresh), dropped=tuple(dropped))
 
 
-def initialise_from(network: nn.Module, source: str | Path, tracking_uri: str | None = None) -> InitReport:
+def initialise_from(network: nn.Module, source: str | Path, tracking_uri: str | None = None,
+                    setting: str = "train.init_from") -> InitReport:
     """Load ``source``'s weights into ``network`` in place, by the rules of this module. The file is read with
-    ``weights_only=True``; an MLflow URI's checkpoint is downloaded to a temporary directory first."""
+    ``weights_only=True``; an MLflow URI's checkpoint is downloaded to a temporary directory first. ``setting``
+    names what chose the source in error messages."""
     with tempfile.TemporaryDirectory(prefix="hourglass-init-") as tmp:
         path = resolve_checkpoint(str(source), tmp, tracking_uri)
         if path.is_dir():
             path = path / CHECKPOINT_NAME
-        where = f"train.init_from {source}" + (f" ({path})" if str(path) != str(source) else "")
+        where = f"{setting} {source}" + (f" ({path})" if str(path) != str(source) else "")
         try:
             state = load_checkpoint(path)
         except CheckpointError as err:
@@ -218,7 +220,7 @@ def warm_start(network: nn.Module, params: ParamsConfig, tracking_uri: str) -> W
                       f"this run's model section is {mine}", version)
     source = f"models:/{name}/{version}"
     try:
-        report = initialise_from(network, source, tracking_uri)
+        report = initialise_from(network, source, tracking_uri, setting="flows.warm_start")
     except InitFromError as err:  # the tags said it fits; the weights say otherwise
         return _fresh(f"the weights of {alias} (version {version}) do not fit: {err}", version)
     return WarmStart(report=report, note=f"fine-tuned from {alias} (version {version})", version=version)
