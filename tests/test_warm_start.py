@@ -186,3 +186,20 @@ def test_no_champion_yet_trains_fresh(mlflow_store, tmp_path):
     assert _close(_parameters(result.model), _fresh(params)) and lineage.warm_start == started.note
     assert warm_start(network, _params(registered_model=None), mlflow_store).note == (
         "trained fresh: mlflow.registered_model is null, so there is no champion to start from")
+
+
+def test_a_resumed_warm_start_keeps_its_record_and_turning_it_off_starts_fresh(store, tmp_path, caplog):
+    out = tmp_path / "resumed"
+    _, first, lineage = _retrain(_params(), out)
+    with caplog.at_level("INFO", logger="hourglass.train"):
+        _, again, resumed = _retrain(_params(), out)  # the checkpoint is this run's: resumed, no second warm start
+    assert "resuming" in caplog.text and "flows.warm_start=champion" not in caplog.text
+    assert again["initialised_from"] == first["initialised_from"] and resumed.warm_start == lineage.warm_start
+    caplog.clear()
+    off = _params().model_dump(mode="json")
+    off["flows"]["warm_start"] = "none"
+    with caplog.at_level("INFO", logger="hourglass.train"):
+        result, config, fresh = _retrain(parse_params(off), out)  # another configuration: not resumed
+    assert "starting fresh, not resuming" in caplog.text and "config differs" in caplog.text
+    assert "initialised_from" not in config and fresh.warm_start is None
+    assert _close(_parameters(result.model), _fresh(parse_params(off)))
