@@ -39,6 +39,10 @@ What the model is, on stderr before any prediction (and under "trained_on" in an
     -- from the checkpoint's stored config and per-epoch metrics: the family's headline (PCKh@0.5 Mean for
     MPII, PCK@0.2 Mean for FLIC) of the latest validated epoch; "validation score unknown" when the checkpoint
     stores no metrics (serving checkpoints, such as those of models:/ URIs, store none)
+  lineage: card <name> <digest>, preprocessed data <fingerprint> (dvc.lock <md5>), N training / M validation
+    people; git <commit> [(uncommitted changes)]; params <digest>; initial weights from <source> [; warm start: ...]
+    -- what training recorded in the checkpoint's config (under "trained_on" -> "lineage" in the JSON); "not
+    recorded" for models trained before lineage was (and imported ones)
   warning: trained on the synthetic people, not on real photos: expect poor results on real images
     -- only for a model trained on the synthetic people
 Without --box or --center/--scale the whole image is assumed to be one centred person; every such image (or the
@@ -188,6 +192,7 @@ def run_predict(args: argparse.Namespace) -> int:
                                               tracking_uri=args.tracking_uri)
         print(f"model: {predictor.describe()}", file=sys.stderr)
         print(f"trained on: {predictor.trained_on.summary()}", file=sys.stderr)
+        print(f"lineage: {predictor.trained_on.lineage_line()}", file=sys.stderr)
         for line in predictor.trained_on.warnings():
             print(f"warning: {line}", file=sys.stderr)
         if videos:

@@ -53,7 +53,7 @@ def run_training(args: argparse.Namespace, info: DistInfo) -> str | None:
     val_set = create_dataset(data, "valid", params, train=False)
     name = f"train@{stage_item(args.variant, seed)}"
     result = train(params, out, train_set=train_set, val_set=val_set, variant=args.variant, seed=seed, info=info,
-                   stage=name, data_fingerprint=data_digest(data))
+                   stage=name, data_fingerprint=data_digest(data), data_dir=data)
     if not info.is_main:
         return None
     family = family_of(params)

@@ -1,10 +1,11 @@
 """What a checkpoint says about how its model was made: the data it was trained on and its validation score.
 
 It travels with every prediction (:class:`TrainedOn`, from the checkpoint's stored config and, where present, its
-per-epoch ``history`` or ``metrics``): the dataset, and the family's headline validation score
-(``hourglass.family``) of the epoch the weights are from. A model trained on the synthetic people is flagged, since
-it does poorly on real photos; a checkpoint without metrics (a serving checkpoint) has its score "unknown". The
-config's ``train.target_scale`` is read here too: raw heatmap peaks are divided by it.
+per-epoch ``history`` or ``metrics``): the dataset, the family's headline validation score (``hourglass.family``)
+of the epoch the weights are from, and the lineage training recorded in the config (:mod:`hourglass.lineage`: card
+and data digests, people per split, git commit, params digest, first weights). A model trained on the synthetic
+people is flagged, since it does poorly on real photos; a checkpoint without metrics (a serving checkpoint) has its
+score "unknown". The config's ``train.target_scale`` is read here too: raw heatmap peaks are divided by it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hourglass.dataset_card import CardError
 from hourglass.family import family_of_checkpoint
 from hourglass.inference.runner import LoadedModel
 from hourglass.io.checkpoint import CheckpointError, load_checkpoint
+from hourglass.lineage import Lineage, lineage_of_config
 
 SYNTHETIC_WARNING = ("trained on the synthetic people, not on real photos: expect poor results on real images")
 
@@ -68,6 +70,7 @@ class TrainedOn:
     epoch: int | None  # the epoch the weights are from
     variant: str | None
     target_scale: float  # raw heatmap peaks are divided by this (CONFIDENCE_NOTE)
+    lineage: Lineage | None = None  # the data, code and params that made it (None: trained before it was recorded)
 
     @property
     def synthetic(self) -> bool:
@@ -97,7 +100,7 @@ class TrainedOn:
                    metric=family.headline if family else None, metric_name=family.metric if family else None,
                    score=score, score_epoch=score_epoch, epoch=_epoch(state.get("epoch")),
                    variant=variant if isinstance(variant, str) else None,
-                   target_scale=confidence_divisor(config, path))
+                   target_scale=confidence_divisor(config, path), lineage=lineage_of_config(config))
 
     def summary(self) -> str:
         """One line: the data and the score, e.g. ``MPII (real photos), variant hg, epoch 100; validation
@@ -122,6 +125,12 @@ class TrainedOn:
                      "(per-epoch validation, no flip test)")
         return f"{data}{', ' + made if made else ''}; {score}"
 
+    def lineage_line(self) -> str:
+        """The lineage in one line (:meth:`hourglass.lineage.Lineage.summary`), or why there is none."""
+        if self.lineage is None:
+            return "not recorded (a model trained before lineage was recorded, or not by this project's training)"
+        return self.lineage.summary()
+
     def warnings(self) -> list[str]:
         """Lines to warn with (a synthetic-trained model)."""
         return [SYNTHETIC_WARNING] if self.synthetic else []
@@ -132,7 +141,9 @@ class TrainedOn:
                 "metric": self.metric, "metric_name": self.metric_name,
                 "score": None if self.score is None else round(self.score, 4), "score_epoch": self.score_epoch,
                 "epoch": self.epoch, "variant": self.variant, "target_scale": self.target_scale,
-                "summary": self.summary(), "warnings": self.warnings()}
+                "summary": self.summary(), "warnings": self.warnings(),
+                "lineage": None if self.lineage is None else self.lineage.to_record(),
+                "lineage_summary": self.lineage_line()}
 
 
 def _headline_score(state: Mapping[str, Any], headline: str) -> tuple[float | None, int | None]:

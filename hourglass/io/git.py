@@ -21,7 +21,9 @@ def head_commit(cwd: str | Path | None = None) -> str | None:
     return out.strip() or None if out is not None else None
 
 
-def has_uncommitted_changes(cwd: str | Path | None = None) -> bool | None:
-    """Whether tracked files differ from HEAD; None when git cannot say."""
-    out = _git(cwd, "status", "--porcelain", "--untracked-files=no")
+def has_uncommitted_changes(cwd: str | Path | None = None, ignore: tuple[str, ...] = ()) -> bool | None:
+    """Whether tracked files differ from HEAD, the paths ``ignore`` (relative to ``cwd``) aside; None when git
+    cannot say."""
+    pathspec = ["--", ":/", *(f":(exclude){path}" for path in ignore)] if ignore else []
+    out = _git(cwd, "status", "--porcelain", "--untracked-files=no", *pathspec)
     return None if out is None else bool(out.strip())

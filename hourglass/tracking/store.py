@@ -23,6 +23,7 @@ SWEEP_TAG = "hourglass.sweep"  # the tag that finds a sweep's parent run
 # (traces, no run charts).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
+ARCHITECTURE_KEYS = ("stacks", "modules", "features", "supervision", "stem_width", "input_res")
 _METRIC_NAME = re.compile(r"^[A-Za-z0-9_\-./ ]+$")  # MLflow's rule minus ':' (invalid on Windows stores)
 
 
@@ -79,15 +80,14 @@ def _finite(value: float) -> float | None:
 def version_tags(config: Mapping[str, Any], variant: str | None, epoch: int | None) -> dict[str, str]:
     """Tags of a registered model version: which variant, training seed, data (card name, its digest and keypoint
     names in output order) and architecture it is (the registry keeps one name for every variant and seed, so the
-    versions must say it themselves)."""
+    versions must say it themselves), and its lineage (``lineage.*``, :mod:`hourglass.lineage`) where the config
+    holds one."""
     from hourglass.dataset_card import CardError
     from hourglass.family import family_of_checkpoint
+    from hourglass.lineage import lineage_of_config
 
-    model = dict(config.get("model") or {})
     tags = {"variant": variant or "", "seed": "" if config.get("seed") is None else str(config["seed"]),
-            "dataset": str(config.get("dataset", "")),
-            "architecture": ", ".join(f"{k}={model[k]}" for k in ("stacks", "modules", "features", "supervision",
-                                                                   "stem_width", "input_res") if k in model)}
+            "dataset": str(config.get("dataset", "")), "architecture": architecture(config.get("model") or {})}
     try:
         family = family_of_checkpoint(config, config.get("dataset_card"))
     except (CardError, ValueError):
@@ -97,7 +97,17 @@ def version_tags(config: Mapping[str, Any], variant: str | None, epoch: int | No
                     dataset_card=family.card.digest()[:12])
     if epoch is not None:
         tags["epochs"] = str(epoch)
+    lineage = lineage_of_config(config)  # what the version was trained on, with which code and params
+    if lineage is not None:
+        tags.update(lineage.to_tags())
     return {k: v for k, v in tags.items() if v}
+
+
+def architecture(model: Mapping[str, Any]) -> str:
+    """A model section (or a network's constructor arguments plus ``input_res``) as one comparable line, e.g.
+    ``stacks=2, modules=1, features=256, supervision=intermediate, stem_width=128, input_res=256``: a registered
+    version's ``architecture`` tag, and what a warm start compares with it."""
+    return ", ".join(f"{k}={model[k]}" for k in ARCHITECTURE_KEYS if k in model)
 
 
 def ensure_experiment(client: Any, name: str) -> str:

@@ -6,9 +6,9 @@ change of params, data or code the same file is found again, and the digests tel
 continuing another run's weights.
 
 * configuration: the resolved params that shape the weights (dataset, the run's training seed, model with the
-  variant applied, targets, augmentation, train), leaving out what only changes speed or logging (data loader
-  workers, prefetch, pinning and persistence, validation batch size, log interval), the other variants' definitions
-  and the sweep's other seeds;
+  variant applied, targets, augmentation, train, and ``flows.warm_start`` when it is on), leaving out what only
+  changes speed or logging (data loader workers, prefetch, pinning and persistence, validation batch size, log
+  interval), the other variants' definitions and the sweep's other seeds;
 * data: the preprocessing stage's own fingerprint of its output (``preprocess.json``), when the run has one;
 * code: the sources of every module of this project loaded when training starts, i.e. the code the run executes.
 """
@@ -42,9 +42,11 @@ def config_digest(params: ParamsConfig, variant: str | None, seed: int) -> str:
     the run's training ``seed``."""
     dumped = params.model_dump(mode="json")
     train = {k: v for k, v in dumped["train"].items() if k not in SPEED_ONLY_TRAIN_KEYS}
-    return _digest({"variant": variant, "dataset": dumped["dataset"], "seed": int(seed),
-                    "model": dumped["model"], "targets": dumped["targets"], "augment": dumped["augment"],
-                    "train": train})
+    payload = {"variant": variant, "dataset": dumped["dataset"], "seed": int(seed), "model": dumped["model"],
+               "targets": dumped["targets"], "augment": dumped["augment"], "train": train}
+    if params.flows.warm_start != "none":  # where the first weights come from; absent, earlier digests still hold
+        payload["warm_start"] = params.flows.warm_start
+    return _digest(payload)
 
 
 def loaded_project_files(packages: tuple[str, ...] = PROJECT_PACKAGES) -> list[Path]:

@@ -14,6 +14,11 @@ error naming the first tensor that does not fit. Two exceptions, both logged:
   predicts a different number of joints (fine-tuning MPII's 16 joints to FLIC's 11);
 * the ``auxiliary_heatmaps`` exist only to be trained: a source without them (any other supervision) leaves them
   freshly initialised, and a source's are dropped when this network has none.
+
+A warm start (``flows.warm_start: champion``, :func:`warm_start`) is the same fine-tuning with the source chosen for
+the run: the current champion of the dataset card's registered model, used only when its version says it was
+trained on the same card and has the same architecture; otherwise the run trains fresh and says why. An explicit
+``train.init_from`` wins over it.
 """
 
 from __future__ import annotations
@@ -26,8 +31,11 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from hourglass.config import ParamsConfig
+from hourglass.dataset_card import load_card
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from hourglass.io.digest import file_sha256
+from hourglass.tracking.store import architecture
 from hourglass.weights.source import resolve_checkpoint
 
 JOINT_LAYERS = ("heatmaps.", "remap_heatmaps.", "auxiliary_heatmaps.")  # whose shapes follow the joint count
@@ -127,14 +135,16 @@ def merge_weights(network: nn.Module, weights: Mapping[str, Tensor], where: str,
                              reinitialised=tuple(fresh), dropped=tuple(dropped))
 
 
-def initialise_from(network: nn.Module, source: str | Path, tracking_uri: str | None = None) -> InitReport:
+def initialise_from(network: nn.Module, source: str | Path, tracking_uri: str | None = None,
+                    setting: str = "train.init_from") -> InitReport:
     """Load ``source``'s weights into ``network`` in place, by the rules of this module. The file is read with
-    ``weights_only=True``; an MLflow URI's checkpoint is downloaded to a temporary directory first."""
+    ``weights_only=True``; an MLflow URI's checkpoint is downloaded to a temporary directory first. ``setting``
+    names what chose the source in error messages."""
     with tempfile.TemporaryDirectory(prefix="hourglass-init-") as tmp:
         path = resolve_checkpoint(str(source), tmp, tracking_uri)
         if path.is_dir():
             path = path / CHECKPOINT_NAME
-        where = f"train.init_from {source}" + (f" ({path})" if str(path) != str(source) else "")
+        where = f"{setting} {source}" + (f" ({path})" if str(path) != str(source) else "")
         try:
             state = load_checkpoint(path)
         except CheckpointError as err:
@@ -148,3 +158,69 @@ def initialise_from(network: nn.Module, source: str | Path, tracking_uri: str | 
         digest = file_sha256(path)
     network.load_state_dict(merged)
     return replace(report, sha256=digest)
+
+
+# -- warm start: flows.warm_start = champion ------------------------------------------------------------------------
+CHAMPION_ALIAS = "champion"
+
+
+def card_registered_model(params: ParamsConfig) -> str | None:
+    """The registered model that holds the champion of ``params``'s dataset card: ``<mlflow.registered_model>-
+    <dataset>`` (one registered model per card, so models of different data never compete); None when models are
+    not registered (``mlflow.registered_model: null``)."""
+    base = params.mlflow.registered_model
+    return None if base is None else f"{base}-{params.dataset}"
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """What :func:`warm_start` did: ``report`` when the network now holds the champion's weights (None: it kept its
+    fresh initialisation), and ``note``, the one line that says which champion or why not."""
+
+    report: InitReport | None
+    note: str
+    version: str | None = None  # the champion's registered version, when there is one
+
+
+def _fresh(note: str, version: str | None = None) -> WarmStart:
+    return WarmStart(report=None, note=f"trained fresh: {note}", version=version)
+
+
+def warm_start(network: nn.Module, params: ParamsConfig, tracking_uri: str) -> WarmStart:
+    """Load the current champion of ``params``'s card (``models:/<card model>@champion``) into ``network`` when its
+    version's tags say it was trained on the same card (digest) and has the same architecture (the ``model``
+    section); otherwise leave ``network`` as it is and say why (no registered model, no champion yet, another card,
+    another architecture, weights that do not fit, an unreadable store). The weights are read by version, not by
+    alias, so a promotion during the download cannot mix two models."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    name = card_registered_model(params)
+    if name is None:
+        return _fresh("mlflow.registered_model is null, so there is no champion to start from")
+    alias = f"models:/{name}@{CHAMPION_ALIAS}"
+    try:
+        champion = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri).get_model_version_by_alias(
+            name, CHAMPION_ALIAS)
+    except MlflowException as err:
+        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return _fresh(f"no champion yet ({alias} does not exist in {tracking_uri})")
+        return _fresh(f"the MLflow store {tracking_uri} could not be read ({err.error_code}: {err.message})")
+    version = str(champion.version)
+    tags = champion.tags or {}
+    card = load_card(params.dataset)
+    theirs = tags.get("lineage.card_digest") or tags.get("dataset_card") or ""
+    if not theirs or not card.digest().startswith(theirs):
+        recorded = f"card {tags.get('dataset', '?')} {theirs[:12]}" if theirs else "no dataset card"
+        return _fresh(f"another card: {alias} (version {version}) records {recorded}, this run's is card "
+                      f"{params.dataset} {card.digest()[:12]}", version)
+    mine, theirs_arch = architecture(params.model.model_dump(mode="json")), tags.get("architecture", "")
+    if theirs_arch != mine:
+        return _fresh(f"another architecture: {alias} (version {version}) is {theirs_arch or 'not recorded'}, "
+                      f"this run's model section is {mine}", version)
+    source = f"models:/{name}/{version}"
+    try:
+        report = initialise_from(network, source, tracking_uri, setting="flows.warm_start")
+    except InitFromError as err:  # the tags said it fits; the weights say otherwise
+        return _fresh(f"the weights of {alias} (version {version}) do not fit: {err}", version)
+    return WarmStart(report=report, note=f"fine-tuned from {alias} (version {version})", version=version)

@@ -29,7 +29,7 @@ from hourglass.config import ParamsConfig
 from hourglass.data.sampler import EpochSampler
 from hourglass.family import family_of
 from hourglass.io.checkpoint import CHECKPOINT_NAME, save_checkpoint
-from hourglass.io.git import head_commit
+from hourglass.lineage import compute_lineage, lineage_of_config
 from hourglass.model import StackedHourglass, create_model
 from hourglass.precision import Precision, runtime_record, select_device, select_precision
 from hourglass.tracking.runs import RunTracker
@@ -38,11 +38,18 @@ from hourglass.train import losses
 from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, barrier, broadcast_buffers, process_group
 from hourglass.train.fastpath import FastPath, backend_flags, compile_model, resolve_fast_path
 from hourglass.train.fingerprint import training_fingerprint
-from hourglass.train.init_from import initialise_from
+from hourglass.train.init_from import initialise_from, warm_start
 from hourglass.train.loss_readback import LossReadback, NonFinite
 from hourglass.train.optim import create_optimizer, create_schedule
 from hourglass.train.resume import Resumed, checkpoint_state, restore, resumable_state
-from hourglass.train.run_config import resolve_variant, run_params, run_record, sweep_position, write_config
+from hourglass.train.run_config import (
+    resolve_variant,
+    run_params,
+    run_record,
+    sweep_position,
+    with_lineage,
+    write_config,
+)
 from hourglass.train.seeding import determinism, seed_all, seed_worker
 from hourglass.train.validation import validate
 
@@ -109,15 +116,19 @@ def train(
     info: DistInfo = SINGLE_PROCESS,
     stage: str | None = None,
     data_fingerprint: str | None = None,
+    data_dir: str | Path | None = None,
     observer: StepObserver | None = None,
 ) -> TrainResult:
     """Train ``params.model`` (after ``variant``'s overrides) to ``params.train.epochs`` from training seed ``seed``
     (initial weights, sample order, augmentation; None: the first of ``params.seeds``); resume from
     ``out_dir/checkpoint.pt`` when it belongs to this run (:mod:`hourglass.train.fingerprint`: the same configuration,
-    ``data_fingerprint`` and code), else start fresh and say why. Rank 0 writes ``checkpoint.pt``, ``epochs.csv``,
-    ``metrics.json`` and ``config.yaml`` to ``out_dir`` and logs the MLflow run; other ranks only compute. The
-    device's fast path (:mod:`hourglass.train.fastpath`) is resolved from ``params.train`` once; ``observer`` watches
-    the step loop."""
+    ``data_fingerprint`` and code), else start fresh and say why; a fresh start takes its first weights from
+    ``train.init_from``, else from the champion when ``flows.warm_start`` says so and it fits
+    (:mod:`hourglass.train.init_from`). Rank 0 writes ``checkpoint.pt``, ``epochs.csv``, ``metrics.json`` and
+    ``config.yaml`` to ``out_dir`` and logs the MLflow run, each with the run's lineage (:mod:`hourglass.lineage`;
+    ``data_dir``, default ``data/processed/<dataset>``, is the data's place in ``dvc.lock``); other ranks only
+    compute. The device's fast path (:mod:`hourglass.train.fastpath`) is resolved from ``params.train`` once;
+    ``observer`` watches the step loop."""
     params = resolve_variant(params, variant)
     seed = params.seeds[0] if seed is None else int(seed)
     if seed < 0:
@@ -134,12 +145,12 @@ def train(
                          "set it to false for CPU training")
     with process_group(info, device), determinism(cfg.deterministic), backend_flags(fast):
         return _train(params, variant, seed, out_dir, train_set, val_set, info, precision, fast, stage,
-                      data_fingerprint, observer)
+                      data_fingerprint, data_dir, observer)
 
 
 def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, train_set: Dataset,
            val_set: Dataset, info: DistInfo, precision: Precision, fast: FastPath, stage: str | None,
-           data_fingerprint: str | None, observer: StepObserver | None) -> TrainResult:
+           data_fingerprint: str | None, data_dir: str | Path | None, observer: StepObserver | None) -> TrainResult:
     cfg = params.train
     headline = family_of(params).headline  # what the plateau schedule and "best" follow
     ckpt_path = out_dir / CHECKPOINT_NAME
@@ -163,15 +174,29 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
     fingerprint = training_fingerprint(params, variant, data_fingerprint, seed)
     state = resumable_state(ckpt_path, fingerprint, precision.device)
     resumed = Resumed(epoch=0, step=0, run_id=None)
+    warm = None  # what flows.warm_start did, or why not (None: it is off)
     if state is not None:
         resumed = restore(state, network, optimizer, schedule, scaler, fast)
+        earlier = lineage_of_config(state.get("config"))
+        warm = earlier.warm_start if earlier is not None else None
         log.info("resuming %s from epoch %d (step %d)", ckpt_path, resumed.epoch, resumed.step)
     elif cfg.init_from is not None:
         # fine-tuning: the weights only; optimiser, schedule and sampler above start fresh
         report = initialise_from(network, cfg.init_from, default_tracking_uri())
-        resumed.initialised = report.to_dict()
+        resumed.initialised = {**report.to_dict(), "via": "train.init_from"}
+        if params.flows.warm_start != "none":
+            warm = f"not used: train.init_from ({cfg.init_from}) is set, and wins"
         if info.is_main:
             log.info("%s", report.describe())
+    elif params.flows.warm_start == "champion":
+        started = warm_start(network, params, default_tracking_uri())
+        warm = started.note
+        if started.report is not None:
+            resumed.initialised = {**started.report.to_dict(), "via": "flows.warm_start",
+                                   "champion_version": started.version}
+        if info.is_main:
+            log.info("flows.warm_start=champion: %s%s", started.note,
+                     f"; {started.report.describe()}" if started.report is not None else "")
     start_epoch, step, run_id, history = resumed.epoch, resumed.step, resumed.run_id, resumed.history
     initialised = resumed.initialised  # where the first weights came from (train.init_from)
 
@@ -184,17 +209,22 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
     record = run_record(params, seed)
     runtime = runtime_record(precision, cfg.precision, world_size=info.world_size, fast=fast.record())
     if info.is_main:
+        lineage = compute_lineage(params, record, variant, people={"train": len(train_set), "valid": len(val_set)},
+                                  data_fingerprint=data_fingerprint, data_dir=data_dir, initialised=initialised,
+                                  warm_start=warm)
+        record = with_lineage(record, lineage)
+        log.info("lineage: %s", lineage.summary())
         out_dir.mkdir(parents=True, exist_ok=True)
         write_config(record, variant, runtime, out_dir / RESOLVED_CONFIG, initialised)
         name = variant or "model"
         tags = {"variant": name, "seed": str(seed), "dvc.stage": stage or f"train@{name}-{seed}",
                 "precision": precision.describe(),
                 "world_size": str(info.world_size), **{f"runtime.{k}": str(v) for k, v in runtime.items()}}
-        commit = head_commit()
-        if commit:
-            tags.update({"git.commit": commit, "mlflow.source.git.commit": commit})
+        if lineage.git_commit:
+            tags.update({"git.commit": lineage.git_commit, "mlflow.source.git.commit": lineage.git_commit})
+        tags.update(lineage.to_tags())
         tracker = RunTracker(out_dir, params.mlflow, run_name=f"{name}/seed-{seed}",
-                             params=run_params(params, name, seed, initialised), tags=tags,
+                             params=run_params(params, name, seed, initialised, lineage), tags=tags,
                              resume_epoch=start_epoch if state is not None else None, run_id=run_id)
         log.info("training %s seed %d on %s, %d process(es)", name, seed, precision.describe(), info.world_size)
 

@@ -12,6 +12,7 @@ import yaml
 from hourglass.config import ParamsConfig
 from hourglass.dataset_card import load_card
 from hourglass.io.atomic import write_atomic
+from hourglass.lineage import RECORD_KEY, Lineage
 
 
 def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
@@ -31,11 +32,12 @@ def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
     return params.model_copy(update=update)
 
 
-def run_params(params: ParamsConfig, name: str, seed: int,
-               initialised: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def run_params(params: ParamsConfig, name: str, seed: int, initialised: Mapping[str, Any] | None = None,
+               lineage: Lineage | None = None) -> dict[str, Any]:
     """The MLflow run's params: what this run was (its data, seed, resolved network, targets, augmentation and
-    training recipe, and for a fine-tuning run the source of its first weights), not every variant's definition,
-    the download URLs or other stages' settings."""
+    training recipe, for a fine-tuning run the source of its first weights, and its lineage's fixed facts: data,
+    code and params digests), not every variant's definition, the download URLs or other stages' settings. The
+    warm start's note, free text, is a tag only."""
     dumped = params.model_dump(mode="json")
     out: dict[str, Any] = {"variant": name, "dataset": params.dataset, "seed": seed}
     out.update({key: dumped[key] for key in ("model", "targets", "augment")})
@@ -45,8 +47,11 @@ def run_params(params: ParamsConfig, name: str, seed: int,
     if card.format == "synthetic":
         out["synthetic"] = dumped["synthetic"]
     if initialised:  # InitReport.to_dict(); train.init_from above names the source
-        out["init"] = {"sha256": initialised["sha256"], "source_joints": initialised["source_joints"],
+        out["init"] = {"source": initialised["source"], "sha256": initialised["sha256"],
+                       "source_joints": initialised["source_joints"],
                        "reinitialised": ",".join(initialised["reinitialised"]) or "none"}
+    if lineage is not None:
+        out["lineage"] = {k: v for k, v in lineage.to_record().items() if v is not None and k != "warm_start"}
     return out
 
 
@@ -55,6 +60,12 @@ def run_record(params: ParamsConfig, seed: int) -> dict[str, Any]:
     config.yaml, the checkpoint and the logged model record; with the dataset card (``dataset_card``), so a model
     says what its outputs are (keypoint names, pairs, skeleton, metric) wherever it is loaded."""
     return {**params.model_dump(mode="json"), "seed": seed, "dataset_card": load_card(params.dataset).as_record()}
+
+
+def with_lineage(record: Mapping[str, Any], lineage: Lineage) -> dict[str, Any]:
+    """``record`` with the run's lineage under ``lineage``, so it travels wherever the record does (config.yaml,
+    the checkpoint, the logged model's checkpoint and from there the registered version's tags)."""
+    return {**record, RECORD_KEY: lineage.to_record()}
 
 
 def write_config(record: Mapping[str, Any], variant: str | None, runtime: Mapping[str, Any], path: Path,
