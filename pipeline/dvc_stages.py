@@ -195,15 +195,25 @@ def git_pull(repo: Path, log: logging.Logger | logging.LoggerAdapter) -> None:
         raise SyncFailed(cmd, proc.returncode, lines[-STDERR_TAIL_LINES:])
 
 
+DVC_SYNC = {
+    # --allow-missing: an output the remote lacks (nobody pushed it, or dvc.lock names a stage that never ran) is no
+    # error, the stages rebuild it; what the remote has is not recomputed.
+    "pull": ["pull", "--allow-missing"],
+    "push": ["push"],
+}
+
+
 def dvc_sync(direction: str, repo: Path, log: logging.Logger | logging.LoggerAdapter, lock_wait: float = 0.0) -> None:
     """``dvc pull`` or ``dvc push`` (``direction``) with the repository's default remote, waiting for DVC's lock as
-    :func:`run_dvc_repro` does. Raises SyncFailed with the command's output tail."""
-    if direction not in ("pull", "push"):
-        raise ValueError(f"dvc_sync: direction {direction!r} is not 'pull' or 'push'")
-    log.info("$ dvc %s   (in %s)", direction, repo)
-    returncode, output, tail = _dvc_waiting([direction], f"dvc {direction}", repo, log, lock_wait)
+    :func:`run_dvc_repro` does. Raises SyncFailed with the command's output tail (no remote configured, the remote
+    unreachable)."""
+    if direction not in DVC_SYNC:
+        raise ValueError(f"dvc_sync: direction {direction!r} is not one of {', '.join(DVC_SYNC)}")
+    args = DVC_SYNC[direction]
+    log.info("$ dvc %s   (in %s)", shlex.join(args), repo)
+    returncode, output, tail = _dvc_waiting(args, f"dvc {direction}", repo, log, lock_wait)
     if returncode != 0:
-        raise SyncFailed(["dvc", direction], returncode, [*output, *tail][-STDERR_TAIL_LINES:])
+        raise SyncFailed(["dvc", *args], returncode, [*output, *tail][-STDERR_TAIL_LINES:])
 
 
 def list_stages(repo: Path) -> list[str]:

@@ -27,7 +27,7 @@ from prefect.client.schemas.objects import ConcurrencyLimitStrategy, FlowRun
 from prefect.deployments import run_deployment
 from prefect.settings import get_current_settings
 from shipped import REPO, merge, write_params
-from test_flows import PARAMS_YAML, make_repo
+from test_flows import PARAMS_YAML, _latest_flow_run_id, _task_runs, make_repo
 
 from hourglass.champion_log import append_record, read_records
 from hourglass.family import family_named
@@ -322,6 +322,7 @@ def test_sync_pulls_what_the_team_pushed_and_pushes_what_it_built(
     the scheduled checkout, cloned before that, pulls both and so skips those stages, then pushes its own outputs."""
     origin, storage = tmp_path / "origin.git", tmp_path / "dvc-storage"
     _git(tmp_path, "init", "-q", "--bare", str(origin))
+    (tmp_path / "team").mkdir()
     team = make_repo(tmp_path / "team", download_fails_once=False)
     _flow_params(team, git_pull=True, dvc_pull=True, dvc_push=True)
     _dvc(team, "remote", "add", "-d", "local", str(storage))
@@ -344,9 +345,10 @@ def test_sync_pulls_what_the_team_pushed_and_pushes_what_it_built(
     assert decision["promoted"] is True
     assert _git(scheduled, "rev-parse", "HEAD") == _git(team, "rev-parse", "HEAD")  # git pull --ff-only
     assert (scheduled / "data" / "raw" / "images.txt").read_text() == "pixels"  # dvc pull
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs()
+    runs = _task_runs(_latest_flow_run_id(), 9)
     states = {run.name: run.state.name for run in runs if run.state is not None}
+    assert list(states) == ["git-pull", "dvc-pull", "fetch-data-download", "repro-preprocess", "repro-train@b-0",
+                            "repro-evaluate@b-0", "repro-report", "dvc-push", "promote-b"]
     assert states["git-pull"] == states["dvc-pull"] == states["dvc-push"] == "Completed"
     assert states["fetch-data-download"] == states["repro-preprocess"] == "Skipped"  # pulled, not recomputed
     assert states["repro-train@b-0"] == "Completed"
