@@ -10,6 +10,7 @@ target must be a version of the same dataset card (its ``dataset`` tag) with the
 
 from __future__ import annotations
 
+import getpass
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -103,6 +104,14 @@ def check_same_card(mv: ModelVersion, dataset: str, keypoints: Sequence[str]) ->
                             f"{','.join(keypoints)}: it cannot take @{ALIAS}")
 
 
+def _who() -> str:
+    """The account that moved the alias, for the record."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name (a container without a passwd entry)
+        return "unknown"
+
+
 def roll_back(repo: Path, client: MlflowClient, model: str, dataset: str, keypoints: Sequence[str],
               to: str | None = None, reason: str | None = None, alias: str = ALIAS,
               log: logging.Logger | logging.LoggerAdapter | None = None) -> dict[str, Any]:
@@ -130,13 +139,14 @@ def roll_back(repo: Path, client: MlflowClient, model: str, dataset: str, keypoi
 
     client.set_registered_model_alias(model, alias, target)
     decided_at = datetime.now(UTC).isoformat(timespec="seconds")
-    why = reason or f"rolled back by hand from version {current or 'none'} to version {target} ({chosen})"
+    who = _who()
+    why = reason or f"rolled back by {who} from version {current or 'none'} to version {target} ({chosen})"
     for key, value in {TAG_ROLLBACK_DECISION: DECISION, TAG_ROLLBACK_REASON: why,
                        TAG_ROLLBACK_FROM: current or "none", TAG_ROLLBACK_AT: decided_at}.items():
         client.set_model_version_tag(model, target, key, value)
     record = {"event": "rollback", "decision": DECISION, "model": model, "alias": alias, "dataset": dataset,
               "from_version": current, "to_version": target, "champion_version": current, "serving_version": target,
-              "reason": why, "decided_at": decided_at}
+              "reason": why, "by": who, "decided_at": decided_at}
     append_record(repo, record)
     log.info("%s@%s: version %s -> version %s (%s)", model, alias, current or "none", target, why)
     return record

@@ -279,7 +279,7 @@ def _parser() -> argparse.ArgumentParser:
                          "before the current one (from reports/champion.json), or to --to VERSION; recorded as a "
                          "decision (log record, tags on that version) and sent to flows.notify_url")
     rollback.add_argument("--to", metavar="VERSION", help="the version to serve (default: the previous holder)")
-    rollback.add_argument("--reason", help="why, for the record (default: says who moved it from where to where)")
+    rollback.add_argument("--reason", help="why, for the record (default: from which version to which, by whom)")
     for sub in (run, serve, promote_cmd, rollback):
         sub.add_argument("--repo", type=Path, default=Path("."), help="the DVC repository (default: .)")
         sub.add_argument(

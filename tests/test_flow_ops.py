@@ -29,7 +29,7 @@ from prefect.settings import get_current_settings
 from shipped import REPO, merge, write_params
 from test_flows import PARAMS_YAML, _latest_flow_run_id, _task_runs, make_repo
 
-from hourglass.champion_log import append_record, read_records
+from hourglass.champion_log import ChampionLogError, append_record, read_records
 from hourglass.family import family_named
 from hourglass.notify import post_json
 from hourglass.rollback import RollbackError, previous_holder, roll_back
@@ -99,8 +99,10 @@ def test_webhook_delivery_retries_then_gives_up_without_raising(caplog: pytest.L
         url = hook.url
     finally:
         hook.close()
-    assert not post_json(url, {"event": "failure"}, log, timeout=1, attempts=2, sleep=lambda _: None)  # refused
-    assert "attempt(s)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="test-notify"):  # nothing listens there any more
+        assert not post_json(url, {"event": "failure"}, log, timeout=1, attempts=2, sleep=lambda _: None)
+    assert "after 2 attempt(s) (URLError: [Errno 111] Connection refused)" in caplog.text
 
 
 # --------------------------------------------------------------------------------------------- rollback
@@ -124,6 +126,22 @@ def _contest(model: str, before: str | None, after: str, promoted: bool = True) 
     """A contest record as hourglass.champion writes it (the fields a rollback reads, and a few others)."""
     return {"model": model, "alias": "champion", "promoted": promoted, "candidate_version": after,
             "champion_version": before, "serving_version": after if promoted else before, "reason": "test"}
+
+
+def test_the_decision_log_reads_both_forms_and_only_appends(tmp_path: Path) -> None:
+    path = tmp_path / "reports" / "champion.json"
+    assert read_records(tmp_path) == []
+    path.parent.mkdir()
+    path.write_text("{}")  # what another stage's test leaves: an empty log
+    assert read_records(tmp_path) == []
+    path.write_text(json.dumps(_contest("m", None, "1")))  # the single decision of older checkouts
+    append_record(tmp_path, {**_contest("m", "1", "2"), "candidate_score": float("nan")})
+    first, second = read_records(tmp_path)
+    assert first == _contest("m", None, "1") and second["serving_version"] == "2"
+    assert list(json.loads(path.read_text().replace("NaN", "null"))) == ["contests"]
+    path.write_text("[1]")
+    with pytest.raises(ChampionLogError, match=r"champion.json: expected an object with a 'contests' list, got list"):
+        read_records(tmp_path)
 
 
 def test_previous_holder_follows_the_log() -> None:
@@ -162,7 +180,7 @@ def test_rollback_cli_restores_the_previous_holder_and_records_it(
     records = read_records(root)
     assert records[0] == old_form and len(records) == 2  # the old single decision became the log's first record
     assert records[1]["decision"] == "rolled back" and records[1]["from_version"] == "3"
-    assert records[1]["to_version"] == "2" == records[1]["serving_version"]
+    assert records[1]["to_version"] == "2" == records[1]["serving_version"] and records[1]["by"]
     assert json.loads((root / "reports" / "champion.json").read_text())["contests"] == records
     (message,) = webhook.messages
     assert message["event"] == "rollback" and message["model"] == name
