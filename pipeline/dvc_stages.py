@@ -1,8 +1,10 @@
 """The DVC side of the retraining flow: which stages run in which order, and one ``dvc repro`` of one stage.
 
 Every step of the flow is one ``dvc repro --single-item <stage>`` subprocess, run one after another because DVC's
-repo lock forbids concurrent ``dvc repro`` processes; DVC keeps owning caching (it skips an unchanged stage). No
-Prefect here: :mod:`pipeline.flows` wraps these in tasks.
+repo lock forbids concurrent ``dvc repro`` processes; DVC keeps owning caching (it skips an unchanged stage). When
+another process holds the lock (a second run, a person's ``dvc`` at a prompt) a command waits for it, retrying with
+backoff, for at most ``flows.lock_wait`` seconds. The optional sync steps around a run (``git pull --ff-only``,
+``dvc pull``, ``dvc push``) are here too. No Prefect here: :mod:`pipeline.flows` wraps these in tasks.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import shlex
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,9 +33,26 @@ class StageFailed(RuntimeError):
 
     def __init__(self, stage: str, returncode: int, stderr_tail: Sequence[str]) -> None:
         self.stage, self.returncode, self.stderr_tail = stage, returncode, list(stderr_tail)
-        tail = "\n".join(f"  | {line}" for line in self.stderr_tail) or "  | (no stderr)"
-        message = f"DVC stage {stage!r} failed (dvc repro exit code {returncode}); stderr tail:\n{tail}"
+        message = f"DVC stage {stage!r} failed (dvc repro exit code {returncode}); stderr tail:\n{_tail(stderr_tail)}"
         super().__init__(message)
+
+
+class SyncFailed(RuntimeError):
+    """A sync command around the run (git pull, dvc pull, dvc push) exited non-zero; the message carries the
+    command and the tail of its output."""
+
+    def __init__(self, command: Sequence[str], returncode: int, tail: Sequence[str]) -> None:
+        self.command, self.returncode, self.tail = list(command), returncode, list(tail)
+        super().__init__(f"`{shlex.join(command)}` failed (exit code {returncode}); output tail:\n{_tail(tail)}")
+
+
+class DvcLockTimeout(RuntimeError):
+    """Another process held DVC's repository lock for longer than ``flows.lock_wait``; the message names the lock,
+    the command and the wait."""
+
+
+def _tail(lines: Sequence[str]) -> str:
+    return "\n".join(f"  | {line}" for line in lines) or "  | (no output)"
 
 
 class FlowSetupError(RuntimeError):
@@ -73,17 +93,11 @@ def _pump(stream: IO[str], log: logging.Logger | logging.LoggerAdapter, tail: de
                 tail.append(line)
 
 
-def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAdapter) -> bool:
-    """Run ``dvc repro --single-item stage`` in ``repo``, streaming its output into ``log``; True when the stage
-    ran, False when DVC found it up to date and skipped it.
-
-    ``--single-item`` because the flow has already brought every upstream stage up to date, in order; DVC
-    still skips the stage when nothing it depends on changed. Raises StageFailed on a non-zero exit.
-    """
-    args = ["repro", "--single-item", stage]
-    log.info("$ dvc %s   (in %s)", shlex.join(args), repo)
+def _run_streamed(cmd: Sequence[str], repo: Path, log: logging.Logger | logging.LoggerAdapter
+                  ) -> tuple[int, list[str], list[str]]:
+    """Run ``cmd`` in ``repo``, streaming stdout and stderr into ``log``; (exit code, stdout lines, stderr tail)."""
     proc = subprocess.Popen(
-        _dvc(*args), cwd=repo, env=_stage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        list(cmd), cwd=repo, env=_stage_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         errors="replace", bufsize=1,
     )
     tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
@@ -98,9 +112,108 @@ def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAd
             proc.terminate()
             proc.wait()
         stderr_reader.join()
+    return returncode, output, list(tail)
+
+
+# How DVC says another process holds its repository lock (dvc/lock.py), held while DVC reads and writes its
+# state, or the read/write lock on a stage's dependencies and outputs (dvc/rwlock.py), held while a stage's command
+# runs (DVC lets go of the repository lock then, so two `dvc repro` collide on whichever they meet).
+REPO_LOCK_HELD = re.compile(r"Unable to acquire lock")
+PATH_LOCK_HELD = re.compile(r"'(?P<path>[^']+)' is busy, it is being blocked by")
+LOCK_FILE = Path(".dvc") / "tmp" / "lock"
+RWLOCK_FILE = Path(".dvc") / "tmp" / "rwlock"
+LOCK_RETRY_FIRST = 1.0  # seconds before the first retry; doubles up to LOCK_RETRY_MAX
+LOCK_RETRY_MAX = 30.0
+
+
+def _held_lock(stderr: Sequence[str], repo: Path) -> str | None:
+    """Which of DVC's locks its output says another process holds, in words naming the file; None if neither."""
+    for line in stderr:
+        if REPO_LOCK_HELD.search(line):
+            return f"DVC's repository lock ({repo / LOCK_FILE})"
+        if found := PATH_LOCK_HELD.search(line):
+            return f"DVC's lock on {found['path']!r} ({repo / RWLOCK_FILE})"
+    return None
+
+
+def _dvc_waiting(args: Sequence[str], what: str, repo: Path, log: logging.Logger | logging.LoggerAdapter,
+                 lock_wait: float) -> tuple[int, list[str], list[str]]:
+    """``dvc <args>``, run again (backing off) while DVC reports its lock held by another process, until
+    ``lock_wait`` seconds have passed; then DvcLockTimeout. Any other outcome is returned as it is.
+
+    Retrying is safe: DVC takes the lock before it touches anything, so a locked-out command did nothing."""
+    start, delay, attempts = time.monotonic(), LOCK_RETRY_FIRST, 0
+    while True:
+        attempts += 1
+        returncode, output, tail = _run_streamed(_dvc(*args), repo, log)
+        lock = _held_lock(tail, repo) if returncode != 0 else None
+        if lock is None:
+            return returncode, output, tail
+        waited = time.monotonic() - start
+        if waited >= lock_wait:
+            said = next(i for i, line in enumerate(tail) if REPO_LOCK_HELD.search(line) or PATH_LOCK_HELD.search(line))
+            raise DvcLockTimeout(
+                f"{what}: {lock} stayed held by another process (a second retrain run, or a dvc command at a "
+                f"prompt) for {waited:.0f} s over {attempts} attempt(s); flows.lock_wait is {lock_wait:g} s. "
+                f"DVC said:\n{_tail(tail[said:said + 4])}")
+        pause = min(delay, lock_wait - waited)
+        log.warning("%s: %s is held by another process; retrying in %.1f s (waited %.0f s of flows.lock_wait "
+                    "%g s)", what, lock, pause, waited, lock_wait)
+        time.sleep(pause)
+        delay = min(2 * delay, LOCK_RETRY_MAX)
+
+
+def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAdapter, lock_wait: float = 0.0) -> bool:
+    """Run ``dvc repro --single-item stage`` in ``repo``, streaming its output into ``log``; True when the stage
+    ran, False when DVC found it up to date and skipped it.
+
+    ``--single-item`` because the flow has already brought every upstream stage up to date, in order; DVC
+    still skips the stage when nothing it depends on changed. While another process holds DVC's lock it waits up
+    to ``lock_wait`` seconds (0: fail as DVC does, after its own few seconds), then raises DvcLockTimeout. Raises
+    StageFailed on any other non-zero exit.
+    """
+    args = ["repro", "--single-item", stage]
+    log.info("$ dvc %s   (in %s)", shlex.join(args), repo)
+    returncode, output, tail = _dvc_waiting(args, f"DVC stage {stage!r}", repo, log, lock_wait)
     if returncode != 0:
         raise StageFailed(stage, returncode, tail)
     return not any(SKIPPED.search(line) for line in [*output, *tail])
+
+
+def git_pull(repo: Path, log: logging.Logger | logging.LoggerAdapter) -> None:
+    """``git pull --ff-only`` in ``repo``: bring in what the team committed, never a merge the run would invent.
+    No prompt for credentials (a scheduled run has nobody to answer it). Raises SyncFailed."""
+    cmd = ["git", "pull", "--ff-only"]
+    log.info("$ %s   (in %s)", shlex.join(cmd), repo)
+    env = {**_stage_env(), "GIT_TERMINAL_PROMPT": "0"}
+    env.setdefault("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+    proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, errors="replace")
+    lines = [_last_frame(line) for line in (proc.stdout + proc.stderr).splitlines() if _last_frame(line)]
+    for line in lines:
+        log.info("%s", line)
+    if proc.returncode != 0:
+        raise SyncFailed(cmd, proc.returncode, lines[-STDERR_TAIL_LINES:])
+
+
+DVC_SYNC = {
+    # --allow-missing: an output the remote lacks (nobody pushed it, or dvc.lock names a stage that never ran) is no
+    # error, the stages rebuild it; what the remote has is not recomputed.
+    "pull": ["pull", "--allow-missing"],
+    "push": ["push"],
+}
+
+
+def dvc_sync(direction: str, repo: Path, log: logging.Logger | logging.LoggerAdapter, lock_wait: float = 0.0) -> None:
+    """``dvc pull`` or ``dvc push`` (``direction``) with the repository's default remote, waiting for DVC's lock as
+    :func:`run_dvc_repro` does. Raises SyncFailed with the command's output tail (no remote configured, the remote
+    unreachable)."""
+    if direction not in DVC_SYNC:
+        raise ValueError(f"dvc_sync: direction {direction!r} is not one of {', '.join(DVC_SYNC)}")
+    args = DVC_SYNC[direction]
+    log.info("$ dvc %s   (in %s)", shlex.join(args), repo)
+    returncode, output, tail = _dvc_waiting(args, f"dvc {direction}", repo, log, lock_wait)
+    if returncode != 0:
+        raise SyncFailed(["dvc", *args], returncode, [*output, *tail][-STDERR_TAIL_LINES:])
 
 
 def list_stages(repo: Path) -> list[str]:

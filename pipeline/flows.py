@@ -3,11 +3,14 @@
 The flow re-implements no stage: every task is one ``dvc repro --single-item <stage>`` (:mod:`pipeline.dvc_stages`);
 Prefect adds retries, a schedule, logs and a UI. After the pipeline, the ``promote`` task lets the champion
 variant's best registered model compete for the MLflow registry alias (:func:`hourglass.champion.decide_champion`)
-and records the decision as a Prefect artifact and in ``reports/champion.json``.
+and records the decision as a Prefect artifact and in ``reports/champion.json``. Around the stages, optionally
+(``flows.git_pull``, ``flows.dvc_pull``, ``flows.dvc_push``), the run syncs the checkout with the team's git and DVC
+remotes. A promotion, a rollback and a failed run are POSTed to ``flows.notify_url`` (:mod:`hourglass.notify`).
 
     python -m pipeline.flows run      # one run now (on a temporary local Prefect server unless one is set)
     python -m pipeline.flows serve    # the cron deployment `retrain/scheduled-retrain`; needs a real server
     python -m pipeline.flows promote  # only the champion contest (no Prefect, no DVC)
+    python -m pipeline.flows rollback # move `champion` back to the previous holder (or --to VERSION)
     python -m pipeline.flows server   # a Prefect server whose UI calls its own API
 """
 
@@ -26,19 +29,37 @@ from prefect import flow, get_run_logger, serve, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy, FlowRun
 from prefect.deployments.runner import EntrypointType, RunnerDeployment
+from prefect.logging.loggers import flow_run_logger
+from prefect.runtime import flow_run as current_flow_run
 from prefect.schedules import Cron
 from prefect.settings import get_current_settings
-from prefect.states import Completed
+from prefect.states import Completed, State
 from prefect.tasks import exponential_backoff
 
 from hourglass.champion import ChampionError, decide_champion, decision_markdown, tracking_uri_for
+from hourglass.champion_log import ChampionLogError
 from hourglass.config import ParamsConfig
-from hourglass.family import champion_metric
+from hourglass.dataset_card import PROJECT_CARDS, SHIPPED_CARDS, load_card
+from hourglass.family import champion_metric, family_from_card
+from hourglass.notify import decision_message, failure_message, flow_run_fields, post_json, rollback_message
 from hourglass.params_file import load_params
 from hourglass.registry import RegistryError
+from hourglass.rollback import RollbackError, registered_model_name, roll_back
+from hourglass.tracking.store import default_tracking_uri
 from pipeline import stage as stage_cli
-from pipeline.dvc_stages import FlowSetupError, StageFailed, list_stages, plan_stages, run_dvc_repro
+from pipeline.dvc_stages import (
+    DvcLockTimeout,
+    FlowSetupError,
+    StageFailed,
+    SyncFailed,
+    dvc_sync,
+    git_pull,
+    list_stages,
+    plan_stages,
+    run_dvc_repro,
+)
 
 DEPLOYMENT_NAME = "scheduled-retrain"
 ARTIFACT_KEY = "champion-decision"
@@ -72,15 +93,34 @@ def _stage_state(stage: str, ran: bool) -> Any:
 
 
 @task(name="fetch-data", task_run_name="fetch-data-{stage}", cache_policy=NO_CACHE)
-def fetch_data(stage: str, repo: str) -> str:
+def fetch_data(stage: str, repo: str, lock_wait: float) -> str:
     """Download (or synthesize) the dataset; the flow gives this task its retries with exponential backoff."""
-    return _stage_state(stage, run_dvc_repro(stage, Path(repo), get_run_logger()))
+    return _stage_state(stage, run_dvc_repro(stage, Path(repo), get_run_logger(), lock_wait))
 
 
 @task(name="dvc-stage", task_run_name="repro-{stage}", cache_policy=NO_CACHE)
-def run_stage(stage: str, repo: str) -> str:
-    """One DVC stage; DVC itself decides whether it is up to date (the task is then named "Skipped")."""
-    return _stage_state(stage, run_dvc_repro(stage, Path(repo), get_run_logger()))
+def run_stage(stage: str, repo: str, lock_wait: float) -> str:
+    """One DVC stage; DVC itself decides whether it is up to date (the task is then named "Skipped"). Another
+    process holding DVC's lock is waited for, up to ``lock_wait`` seconds."""
+    return _stage_state(stage, run_dvc_repro(stage, Path(repo), get_run_logger(), lock_wait))
+
+
+@task(name="sync", task_run_name="{command}", cache_policy=NO_CACHE)
+def sync(command: str, repo: str, lock_wait: float) -> None:
+    """``git-pull`` (fast-forward only), ``dvc-pull`` or ``dvc-push``: one machine retrains what the team committed
+    and shares what it built. A failure fails the run, with the command's output tail (SyncFailed)."""
+    log = get_run_logger()
+    if command == "git-pull":
+        git_pull(Path(repo), log)
+    else:
+        dvc_sync(command.removeprefix("dvc-"), Path(repo), log, lock_wait)
+
+
+@task(name="notify", task_run_name="notify-{event}", cache_policy=NO_CACHE)
+def notify(url: str, event: str, message: dict[str, Any]) -> bool:
+    """POST ``message`` to ``flows.notify_url``. Never fails: a webhook that is down is a warning in this task's
+    log (hourglass.notify retries it a few times first), the promotion stands."""
+    return post_json(url, message, get_run_logger())
 
 
 @task(name="promote", task_run_name="promote-{variant}", cache_policy=NO_CACHE)
@@ -109,12 +149,43 @@ def _params_file(params_path: str, root: Path) -> Path:
     return path if path.is_absolute() else root / path
 
 
-@flow(name="retrain", log_prints=True)
+def notify_failure(flow: Any, flow_run: FlowRun, state: State) -> None:
+    """The flow's failure (and crash) hook: POST the run, its final state and its error to ``flows.notify_url``.
+
+    A hook, not a task: a run fails wherever a task or the flow body raises (a stage, a sync command, a bad
+    params file), and only a state hook runs after that, with the final state; the flow body never gets there.
+    The URL comes from the run's own params file; when that cannot be read, the hook can only log."""
+    log = flow_run_logger(flow_run, flow)
+    parameters = flow_run.parameters or {}
+    try:
+        root = Path(str(parameters.get("repo", "."))).resolve()
+        config = load_params(_params_file(str(parameters.get("params_path", "params.yaml")), root))
+    except Exception as err:  # the params file may be why the run failed
+        log.warning("not notifying the failure: the run's params file cannot be read (%s)", err)
+        return
+    url = config.flows.notify_url
+    if not url:
+        return
+    try:
+        model = registered_model_name(config)
+    except RollbackError:
+        model = None
+    message = failure_message(flow_run_fields(str(flow_run.id), flow_run.name), state.name or str(state.type),
+                              state.message, model)
+    post_json(url, message, log)
+
+
+@flow(name="retrain", log_prints=True, on_failure=[notify_failure], on_crashed=[notify_failure])
 def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]:
     """Reproduce the pipeline stage by stage, then move ``champion`` only if the new model beats it."""
     root = Path(repo).resolve()
     config: ParamsConfig = load_params(_params_file(params_path, root))
+    if config.flows.git_pull:  # the pulled commit may change the params themselves: read them again
+        sync("git-pull", str(root), config.flows.lock_wait)
+        config = load_params(_params_file(params_path, root))
     settings = config.flows
+    if settings.dvc_pull:
+        sync("dvc-pull", str(root), settings.lock_wait)
     metric = champion_metric(config)  # a metric the runs cannot log fails here, not after the training
     stages = list_stages(root)
     plan = plan_stages(stages, config.dataset, settings.champion_variant)
@@ -127,11 +198,17 @@ def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]
     fetch_data.with_options(
         retries=retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=settings.download_retry_delay)(retries),
-    )(plan.fetch, str(root))
+    )(plan.fetch, str(root), settings.lock_wait)
     for stage in plan.stages()[1:]:
-        run_stage(stage, str(root))
-    return promote(str(root), settings.champion_variant, metric, settings.higher_is_better,
-                   list(plan.seeds_of(settings.champion_variant)))
+        run_stage(stage, str(root), settings.lock_wait)
+    if settings.dvc_push:  # before the contest: a champion's data and models are in the team's remote
+        sync("dvc-push", str(root), settings.lock_wait)
+    decision = promote(str(root), settings.champion_variant, metric, settings.higher_is_better,
+                       list(plan.seeds_of(settings.champion_variant)))
+    if settings.notify_url and decision.get("promoted"):
+        run = flow_run_fields(current_flow_run.id, current_flow_run.name)
+        notify(settings.notify_url, "promotion", decision_message(decision, run))
+    return decision
 
 
 # --------------------------------------------------------------------------------------------- serving
@@ -157,6 +234,10 @@ def build_deployment(
         description="Re-run the DVC pipeline; move the MLflow alias `champion` only if the new model wins.",
         tags=["retrain"],
         entrypoint_type=EntrypointType.MODULE_PATH,
+        # One retrain at a time, whoever starts it (the schedule, a trigger, a second `serve`): the server holds a
+        # second run as "AwaitingConcurrencySlot" until the first ends. Two runs on one checkout would fight over
+        # DVC's lock and over the alias.
+        concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
     )
 
 
@@ -180,7 +261,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m pipeline.flows",
         description="Run the DVC pipeline as a Prefect flow once, or serve it as a scheduled deployment.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,serve,promote,server}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{run,serve,promote,rollback,server}")
     server = commands.add_parser(
         "server", help="start a Prefect server (API + UI, SQLite under PREFECT_HOME) whose UI talks to its own API")
     server.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
@@ -193,7 +274,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help=f"serve the deployment retrain/{DEPLOYMENT_NAME} on flows.cron (needs PREFECT_API_URL)"
     )
-    for sub in (run, serve, promote_cmd):
+    rollback = commands.add_parser(
+        "rollback", help="move @champion of <mlflow.registered_model>-<dataset> back to the version that held it "
+                         "before the current one (from reports/champion.json), or to --to VERSION; recorded as a "
+                         "decision (log record, tags on that version) and sent to flows.notify_url")
+    rollback.add_argument("--to", metavar="VERSION", help="the version to serve (default: the previous holder)")
+    rollback.add_argument("--reason", help="why, for the record (default: from which version to which, by whom)")
+    for sub in (run, serve, promote_cmd, rollback):
         sub.add_argument("--repo", type=Path, default=Path("."), help="the DVC repository (default: .)")
         sub.add_argument(
             "--params", type=Path, default=Path("params.yaml"),
@@ -202,6 +289,21 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--name", default=DEPLOYMENT_NAME, help=f"deployment name (default {DEPLOYMENT_NAME})")
     serve.add_argument("--cron", help="cron string that overrides flows.cron, e.g. '* * * * *' for a trial")
     return parser
+
+
+def rollback_command(root: Path, params_path: Path, to: str | None, reason: str | None) -> str:
+    """``rollback``: move the alias back (:func:`hourglass.rollback.roll_back`), tell ``flows.notify_url``; returns
+    the summary line."""
+    config = load_params(_params_file(str(params_path), root))
+    card = load_card(config.dataset, (root / PROJECT_CARDS, SHIPPED_CARDS))
+    client = MlflowClient(tracking_uri=default_tracking_uri(root))
+    log = logging.getLogger("pipeline.flows")
+    record = roll_back(root, client, registered_model_name(config), config.dataset,
+                       family_from_card(card).joints.names, to, reason, log=log)
+    if config.flows.notify_url:
+        post_json(config.flows.notify_url, rollback_message(record), log)
+    return (f"{record['model']}@{record['alias']}: rolled back from v{record['from_version'] or '-'} to "
+            f"v{record['to_version']} ({record['reason']}); serving v{record['serving_version']}")
 
 
 def run_command(args: argparse.Namespace) -> str:
@@ -219,6 +321,8 @@ def run_command(args: argparse.Namespace) -> str:
             raise stage_cli.UsageError(problem)
         serve(build_deployment(args.params, args.repo, args.name, args.cron), limit=1)  # DVC's lock: one at a time
         return ""
+    if args.command == "rollback":
+        return rollback_command(args.repo.resolve(), args.params, args.to, args.reason)
     if args.command == "promote":
         root = args.repo.resolve()
         config = load_params(_params_file(str(args.params), root))
@@ -235,7 +339,8 @@ def run_command(args: argparse.Namespace) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit codes as :mod:`pipeline.stage` says."""
     return stage_cli.run(_parser(), run_command, argv,
-                     failures=(ChampionError, FlowSetupError, RegistryError, StageFailed, ValueError))
+                     failures=(ChampionError, ChampionLogError, DvcLockTimeout, FlowSetupError, RegistryError,
+                               RollbackError, StageFailed, SyncFailed, ValueError))
 
 
 if __name__ == "__main__":

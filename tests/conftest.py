@@ -73,6 +73,30 @@ def mlflow_store(tmp_path: Path, _migrated_db: Path, monkeypatch: pytest.MonkeyP
     mlflow.end_run()
 
 
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One temporary Prefect server (a real one, in a subprocess) for the session's flow runs: its start-up is the
+    expensive part. A run held back by a deployment's concurrency limit is retried after 1 s (Prefect: 30 s)."""
+    from prefect.settings import (
+        PREFECT_HOME,
+        PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW,
+        PREFECT_SERVER_ANALYTICS_ENABLED,
+        temporary_settings,
+    )
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    quiet = {
+        PREFECT_HOME: str(home),
+        PREFECT_SERVER_ANALYTICS_ENABLED: False,
+        PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore",  # the promote task is also called on its own
+        "server.deployments.concurrency_slot_wait_seconds": 1,
+    }
+    with temporary_settings(updates=quiet):
+        with prefect_test_harness(server_startup_timeout=120):
+            yield
+
+
 @pytest.fixture
 def one_thread() -> Iterator[None]:
     """One intra-op thread for tests of tiny networks: they gain nothing from more, and CI has two cores."""

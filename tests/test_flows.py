@@ -15,7 +15,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 from prefect.client.schemas.sorting import FlowRunSort
-from prefect.settings import (
-    PREFECT_API_URL,
-    PREFECT_HOME,
-    PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW,
-    PREFECT_SERVER_ANALYTICS_ENABLED,
-    temporary_settings,
-)
-from prefect.testing.utilities import prefect_test_harness
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from shipped import write_params
 
 from hourglass.champion import ChampionError, choose_candidate, decide_champion
@@ -158,20 +150,6 @@ EXPECTED_TASKS = [
     "repro-evaluate@a-1", "repro-train@b-0", "repro-evaluate@b-0", "repro-train@b-1", "repro-evaluate@b-1",
     "repro-report", "promote-b",
 ]
-
-
-@pytest.fixture(scope="session")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """One temporary Prefect server for the module's flow runs (its start-up is the expensive part)."""
-    home = tmp_path_factory.mktemp("prefect-home")
-    quiet = {
-        PREFECT_HOME: str(home),
-        PREFECT_SERVER_ANALYTICS_ENABLED: False,
-        PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore",  # the promote task is also called on its own
-    }
-    with temporary_settings(updates=quiet):
-        with prefect_test_harness(server_startup_timeout=120):
-            yield
 
 
 @pytest.fixture
