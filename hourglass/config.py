@@ -8,9 +8,13 @@ unknown keys, so a typo fails loudly (:mod:`hourglass.params_file` reads the fil
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from hourglass.dataset_card import DatasetCard
 
 
 class Section(BaseModel):
@@ -345,16 +349,38 @@ class ParamsConfig(Section):
     flows: FlowsConfig
     report: ReportConfig
 
+    # Where this project's cards are: ``datasets/`` beside the params file it was read from (the validation
+    # context's ``card_dirs``, set by hourglass.params_file), so a run started from another directory finds them.
+    _card_dirs: tuple[Path, ...] = PrivateAttr(default=())
+
     @field_validator("dataset")
     @classmethod
-    def _card_exists(cls, value: str) -> str:
-        from hourglass.dataset_card import CardError, card_path  # local: the card module imports no config
+    def _card_exists(cls, value: str, info: ValidationInfo) -> str:
+        from hourglass.dataset_card import CardError, card_path, card_search  # local: the card module imports config
 
         try:
-            card_path(value)
+            card_path(value, card_search((info.context or {}).get("card_dirs", ())))
         except CardError as err:
             raise ValueError(str(err)) from None
         return value
+
+    @model_validator(mode="after")
+    def _remember_card_dirs(self, info: ValidationInfo) -> ParamsConfig:
+        self._card_dirs = tuple(Path(p) for p in (info.context or {}).get("card_dirs", ()))
+        return self
+
+    @property
+    def card_search(self) -> tuple[Path, ...]:
+        """The folders this run's cards are looked up in, first match wins."""
+        from hourglass.dataset_card import card_search
+
+        return card_search(self._card_dirs)
+
+    def card(self) -> DatasetCard:
+        """The run's dataset card (``datasets/<dataset>.yaml``)."""
+        from hourglass.dataset_card import load_card
+
+        return load_card(self.dataset, self.card_search)
 
     @model_validator(mode="after")
     def _sweep_names_variants(self) -> ParamsConfig:

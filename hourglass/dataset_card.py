@@ -275,6 +275,12 @@ def read_card(path: str | Path) -> DatasetCard:
     return card
 
 
+def card_search(first: Sequence[Path] = ()) -> tuple[Path, ...]:
+    """The folders cards are looked up in: ``first`` (a project's, beside its params file), then ``./datasets``,
+    then the checkout's own."""
+    return tuple(dict.fromkeys([*map(Path, first), PROJECT_CARDS, SHIPPED_CARDS]))
+
+
 def card_path(name: str, search: Sequence[Path] = (PROJECT_CARDS, SHIPPED_CARDS)) -> Path:
     """The file of card ``name``: the first ``<dir>/<name>.yaml`` of ``search``; a ``.yaml`` path as it is."""
     if name.endswith((".yaml", ".yml")):

@@ -138,7 +138,7 @@ def family_named(dataset: str) -> DatasetFamily:
 
 def family_of(params: ParamsConfig) -> DatasetFamily:
     """The family of a validated config: its ``dataset`` card's."""
-    return family_named(params.dataset)
+    return family_from_card(params.card())
 
 
 def family_of_checkpoint(config: Mapping | None, card: Mapping | None = None) -> DatasetFamily:

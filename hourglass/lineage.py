@@ -33,7 +33,6 @@ from typing import Any
 import yaml
 
 from hourglass.config import ParamsConfig
-from hourglass.dataset_card import load_card
 from hourglass.io.git import has_uncommitted_changes, head_commit
 
 RECORD_KEY = "lineage"  # the key of the run's config (config.yaml, checkpoints) that holds the record
@@ -178,7 +177,7 @@ def compute_lineage(params: ParamsConfig, record: Mapping[str, Any], variant: st
     data_dir = Path("data/processed") / params.dataset if data_dir is None else Path(data_dir)
     initialised = initialised or {}
     return Lineage(
-        dataset=params.dataset, card_digest=load_card(params.dataset).digest(),
+        dataset=params.dataset, card_digest=params.card().digest(),
         params_digest=params_digest(record, variant), data_fingerprint=data_fingerprint,
         dvc_md5=dvc_locked_hash(data_dir, root),
         people_train=people.get("train"), people_valid=people.get("valid"),

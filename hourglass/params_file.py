@@ -35,9 +35,10 @@ def _format(path: Path, err: ValidationError) -> str:
 
 
 def parse_params(raw: dict[str, Any], source: str | Path = "params.yaml") -> ParamsConfig:
-    """Validate an already-parsed params mapping."""
+    """Validate an already-parsed params mapping; its dataset cards are looked up in ``datasets/`` beside
+    ``source`` first."""
     try:
-        return ParamsConfig.model_validate(raw)
+        return ParamsConfig.model_validate(raw, context={"card_dirs": (Path(source).parent / "datasets",)})
     except ValidationError as err:
         raise ConfigError(_format(Path(source), err)) from None
 

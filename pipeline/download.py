@@ -44,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 def fetch(args: argparse.Namespace) -> str:
     """Download (or generate) the dataset; returns the summary line."""
     config = load_params(args.params)
-    card = load_card(args.dataset or config.dataset)
+    card = load_card(args.dataset, config.card_search) if args.dataset else config.card()
     dataset = card.name
     root = Path(args.root or config.download.root)
     if card.format == "synthetic":

@@ -163,16 +163,18 @@ def _dvc_waiting(args: Sequence[str], what: str, repo: Path, log: logging.Logger
         delay = min(2 * delay, LOCK_RETRY_MAX)
 
 
-def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAdapter, lock_wait: float = 0.0) -> bool:
+def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAdapter, lock_wait: float = 0.0,
+                  force: bool = False) -> bool:
     """Run ``dvc repro --single-item stage`` in ``repo``, streaming its output into ``log``; True when the stage
     ran, False when DVC found it up to date and skipped it.
 
     ``--single-item`` because the flow has already brought every upstream stage up to date, in order; DVC
     still skips the stage when nothing it depends on changed. While another process holds DVC's lock it waits up
     to ``lock_wait`` seconds (0: fail as DVC does, after its own few seconds), then raises DvcLockTimeout. Raises
-    StageFailed on any other non-zero exit.
+    StageFailed on any other non-zero exit. ``force`` reruns the stage even when its deps are unchanged (a source
+    outside the project changed, which DVC cannot see).
     """
-    args = ["repro", "--single-item", stage]
+    args = ["repro", "--single-item", *(["--force"] if force else []), stage]
     log.info("$ dvc %s   (in %s)", shlex.join(args), repo)
     returncode, output, tail = _dvc_waiting(args, f"DVC stage {stage!r}", repo, log, lock_wait)
     if returncode != 0:

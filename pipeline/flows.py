@@ -41,7 +41,7 @@ from prefect.tasks import exponential_backoff
 from hourglass.champion import ChampionError, decide_champion, decision_markdown, tracking_uri_for
 from hourglass.champion_log import ChampionLogError
 from hourglass.config import ParamsConfig
-from hourglass.dataset_card import PROJECT_CARDS, SHIPPED_CARDS, load_card
+from hourglass.data.sources import changed_sources
 from hourglass.family import champion_metric, family_from_card
 from hourglass.notify import decision_message, failure_message, flow_run_fields, post_json, rollback_message
 from hourglass.params_file import load_params
@@ -92,10 +92,26 @@ def _stage_state(stage: str, ran: bool) -> Any:
     return Completed(name="Skipped", message=f"dvc: {stage} is up to date, nothing ran", data=stage)
 
 
+@task(name="check-sources", cache_policy=NO_CACHE)
+def check_sources(repo: str, params_path: str) -> list[str]:
+    """What changed in the dataset's sources outside the project since they were brought in (a COCO export that
+    grew); DVC cannot see those files, so a change forces the fetch stage."""
+    log = get_run_logger()
+    config = load_params(params_path)
+    card, dataset, raw_root = config.card(), config.dataset, config.download.root
+    raw = Path(raw_root) if Path(raw_root).is_absolute() else Path(repo) / raw_root
+    changes = changed_sources(card, raw / card.name)
+    for line in changes[:20]:
+        log.info("source %s", line)
+    log.info("%s: %s", dataset, f"{len(changes)} source change(s)" if changes else "sources unchanged")
+    return changes
+
+
 @task(name="fetch-data", task_run_name="fetch-data-{stage}", cache_policy=NO_CACHE)
-def fetch_data(stage: str, repo: str, lock_wait: float) -> str:
-    """Download (or synthesize) the dataset; the flow gives this task its retries with exponential backoff."""
-    return _stage_state(stage, run_dvc_repro(stage, Path(repo), get_run_logger(), lock_wait))
+def fetch_data(stage: str, repo: str, lock_wait: float, force: bool = False) -> str:
+    """Download (or synthesize, or import) the dataset; the flow gives this task its retries with exponential
+    backoff. ``force``: the sources changed outside what DVC tracks."""
+    return _stage_state(stage, run_dvc_repro(stage, Path(repo), get_run_logger(), lock_wait, force=force))
 
 
 @task(name="dvc-stage", task_run_name="repro-{stage}", cache_policy=NO_CACHE)
@@ -194,11 +210,12 @@ def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]
     if unplanned := plan.unplanned(stages):
         log.warning("dvc.yaml stages this flow does not run: %s", ", ".join(unplanned))
 
+    changes = check_sources(str(root), str(_params_file(params_path, root)))
     retries = settings.download_retries
     fetch_data.with_options(
         retries=retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=settings.download_retry_delay)(retries),
-    )(plan.fetch, str(root), settings.lock_wait)
+    )(plan.fetch, str(root), settings.lock_wait, force=bool(changes))
     for stage in plan.stages()[1:]:
         run_stage(stage, str(root), settings.lock_wait)
     if settings.dvc_push:  # before the contest: a champion's data and models are in the team's remote
@@ -295,7 +312,7 @@ def rollback_command(root: Path, params_path: Path, to: str | None, reason: str 
     """``rollback``: move the alias back (:func:`hourglass.rollback.roll_back`), tell ``flows.notify_url``; returns
     the summary line."""
     config = load_params(_params_file(str(params_path), root))
-    card = load_card(config.dataset, (root / PROJECT_CARDS, SHIPPED_CARDS))
+    card = config.card()
     client = MlflowClient(tracking_uri=default_tracking_uri(root))
     log = logging.getLogger("pipeline.flows")
     record = roll_back(root, client, registered_model_name(config), config.dataset,

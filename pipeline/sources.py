@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from hourglass.data.sources import changed_sources
-from hourglass.dataset_card import CardError, load_card
+from hourglass.dataset_card import CardError
 from hourglass.io.coco import CocoError
 from hourglass.params_file import load_params
 from pipeline import stage
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def check(args: argparse.Namespace) -> str:
     """The changes, or ``unchanged``."""
     params = load_params(args.params)
-    card = load_card(params.dataset)
+    card = params.card()
     changes = changed_sources(card, Path(params.download.root) / card.name)
     if args.json:
         return json.dumps({"dataset": card.name, "changed": bool(changes), "changes": changes})

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from hourglass.config import ParamsConfig
 from hourglass.data.synthetic import generate_dataset, synthetic_layout
-from hourglass.dataset_card import load_card
 from hourglass.params_file import load_params
 from pipeline import stage
 
@@ -33,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 def generate(params: ParamsConfig, out: Path, progress: bool) -> str:
     """Generate the dataset into ``out``; returns the summary line (images, people, speed)."""
     start = time.perf_counter()
-    layout = synthetic_layout(load_card(params.dataset).keypoints)
+    layout = synthetic_layout(params.card().keypoints)
     tables = generate_dataset(params.synthetic, out, progress=progress, joint_set=layout)
     seconds = time.perf_counter() - start
     images = params.synthetic.train_images + params.synthetic.valid_images

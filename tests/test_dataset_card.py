@@ -84,3 +84,23 @@ def test_the_card_record_round_trips_and_its_digest_ignores_formatting():
     again = parse_card(card.as_record(), "checkpoint")
     assert again == card.model_copy(update={"source_file": "checkpoint"})
     assert again.digest() == card.digest()
+
+
+def test_params_find_the_cards_beside_their_file_from_any_directory(tmp_path: Path, monkeypatch):
+    """A served flow run starts in another directory: the project's own card is found beside params.yaml."""
+    from shipped import preset_raw
+
+    from hourglass.family import family_of
+    from hourglass.params_file import ConfigError, load_params
+
+    project = tmp_path / "project"
+    (project / "datasets").mkdir(parents=True)
+    (project / "datasets" / "paws.yaml").write_text(yaml.safe_dump(PAWS))
+    (project / "params.yaml").write_text(yaml.safe_dump(preset_raw({"dataset": "paws"})))
+    monkeypatch.chdir(tmp_path)  # not the project
+    params = load_params(project / "params.yaml")
+    assert params.card().name == "paws" and family_of(params).joints.count == 4
+    assert params.model_copy(update={"seeds": (1,)}).card().name == "paws"  # copies keep where the cards are
+    (project / "other.yaml").write_text(yaml.safe_dump(preset_raw({"dataset": "cats"})))
+    with pytest.raises(ConfigError, match=r"dataset 'cats': no card found"):
+        load_params(project / "other.yaml")

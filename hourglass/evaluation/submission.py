@@ -14,7 +14,6 @@ import numpy as np
 
 from hourglass.config import ParamsConfig
 from hourglass.data.dataset import create_dataset
-from hourglass.dataset_card import load_card
 from hourglass.evaluation.split_predictions import TEST_SPLIT, dataset_params, predict, source_rows
 from hourglass.inference.runner import LoadedModel
 from hourglass.io.annotations import read_annotations
@@ -47,7 +46,7 @@ def predict_test_split(params: ParamsConfig, loaded: LoadedModel, precision: Any
     release after the person-order guard. Returns the status.
     """
     test_h5 = annot_dir / "test.h5"
-    has_server = load_card(params.dataset).format == "mpii_h5"  # MPII's benchmark server takes this file
+    has_server = params.card().format == "mpii_h5"  # MPII's benchmark server takes this file
     if not has_server or not test_h5.is_file():
         reason = (f"dataset {params.dataset!r} has no test server" if not has_server
                   else f"{test_h5} is absent")

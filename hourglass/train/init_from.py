@@ -32,7 +32,6 @@ from typing import Any
 from torch import Tensor, nn
 
 from hourglass.config import ParamsConfig
-from hourglass.dataset_card import load_card
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from hourglass.io.digest import file_sha256
 from hourglass.tracking.store import architecture
@@ -208,7 +207,7 @@ def warm_start(network: nn.Module, params: ParamsConfig, tracking_uri: str) -> W
         return _fresh(f"the MLflow store {tracking_uri} could not be read ({err.error_code}: {err.message})")
     version = str(champion.version)
     tags = champion.tags or {}
-    card = load_card(params.dataset)
+    card = params.card()
     theirs = tags.get("lineage.card_digest") or tags.get("dataset_card") or ""
     if not theirs or not card.digest().startswith(theirs):
         recorded = f"card {tags.get('dataset', '?')} {theirs[:12]}" if theirs else "no dataset card"

@@ -10,7 +10,6 @@ from typing import Any
 import yaml
 
 from hourglass.config import ParamsConfig
-from hourglass.dataset_card import load_card
 from hourglass.io.atomic import write_atomic
 from hourglass.lineage import RECORD_KEY, Lineage
 
@@ -42,7 +41,7 @@ def run_params(params: ParamsConfig, name: str, seed: int, initialised: Mapping[
     out: dict[str, Any] = {"variant": name, "dataset": params.dataset, "seed": seed}
     out.update({key: dumped[key] for key in ("model", "targets", "augment")})
     out["train"] = {k: v for k, v in dumped["train"].items() if k != "variants"}
-    card = load_card(params.dataset)
+    card = params.card()
     out["dataset_card"] = {"format": card.format, "keypoints": card.count, "digest": card.digest()[:12]}
     if card.format == "synthetic":
         out["synthetic"] = dumped["synthetic"]
@@ -59,7 +58,7 @@ def run_record(params: ParamsConfig, seed: int) -> dict[str, Any]:
     """The resolved params of a run with its own training seed (``seed``, beside the sweep's ``seeds``): what
     config.yaml, the checkpoint and the logged model record; with the dataset card (``dataset_card``), so a model
     says what its outputs are (keypoint names, pairs, skeleton, metric) wherever it is loaded."""
-    return {**params.model_dump(mode="json"), "seed": seed, "dataset_card": load_card(params.dataset).as_record()}
+    return {**params.model_dump(mode="json"), "seed": seed, "dataset_card": params.card().as_record()}
 
 
 def with_lineage(record: Mapping[str, Any], lineage: Lineage) -> dict[str, Any]:
