@@ -2,8 +2,9 @@
 
 The flow re-implements no stage: every task is one ``dvc repro --single-item <stage>`` (:mod:`pipeline.dvc_stages`);
 Prefect adds retries, a schedule, logs and a UI. After the pipeline, the ``promote`` task lets the champion
-variant's best registered model compete for the MLflow registry alias (:func:`hourglass.champion.decide_champion`)
-and records the decision as a Prefect artifact and in ``reports/champion.json``.
+variant's best registered model compete for the MLflow registry alias with the champion scored on the same
+validation split (:func:`hourglass.champion.decide_champion`), and records the contest, or that nothing was new, as a
+Prefect artifact and in the history ``reports/champion.json``.
 
     python -m pipeline.flows run      # one run now (on a temporary local Prefect server unless one is set)
     python -m pipeline.flows serve    # the cron deployment `retrain/scheduled-retrain`; needs a real server
@@ -32,9 +33,16 @@ from prefect.settings import get_current_settings
 from prefect.states import Completed
 from prefect.tasks import exponential_backoff
 
-from hourglass.champion import ChampionError, decide_champion, decision_markdown, tracking_uri_for
+from hourglass.champion import (
+    ChampionError,
+    contest_statistic,
+    decide_champion,
+    record_markdown,
+    record_summary,
+    tracking_uri_for,
+)
+from hourglass.champion_log import ChampionLogError
 from hourglass.config import ParamsConfig
-from hourglass.family import champion_metric
 from hourglass.params_file import load_params
 from hourglass.registry import RegistryError
 from pipeline import stage as stage_cli
@@ -84,23 +92,21 @@ def run_stage(stage: str, repo: str) -> str:
 
 
 @task(name="promote", task_run_name="promote-{variant}", cache_policy=NO_CACHE)
-def promote(repo: str, variant: str, metric: str, higher_is_better: bool, seeds: Sequence[int]) -> dict[str, Any]:
-    """Champion contest for the best of ``variant``'s ``seeds``; the decision becomes a markdown artifact and
-    champion.json."""
+def promote(repo: str, params_path: str, variant: str, seeds: Sequence[int]) -> dict[str, Any]:
+    """Champion contest for the best of ``variant``'s ``seeds`` (``variant`` is params' flows.champion_variant, named
+    for the task run); the record it appends to reports/champion.json becomes a markdown artifact and the result."""
     log = get_run_logger()
-    decision, candidate = decide_champion(Path(repo), variant, metric, higher_is_better, log, list(seeds))
-    record = candidate.record
-    uri = tracking_uri_for(Path(repo), record)
-    experiment = MlflowClient(tracking_uri=uri).get_run(record.run_id).info.experiment_id
+    root = Path(repo)
+    outcome = decide_champion(root, load_params(_params_file(params_path, root)), log, list(seeds))
+    record = outcome.record
+    uri = tracking_uri_for(root, outcome.candidate.record)
+    experiment = MlflowClient(tracking_uri=uri).get_run(outcome.candidate.record.run_id).info.experiment_id
     create_markdown_artifact(
-        markdown=decision_markdown(decision, variant, record.run_id, uri, experiment, candidate.seed_scores,
-                                   candidate.seed),
+        markdown=record_markdown(record, uri, experiment),
         key=ARTIFACT_KEY,
-        description=f"Did {decision.model} v{decision.candidate_version} take @{decision.alias}?",
+        description=f"Did {record['model']} v{record['candidate_version']} take @{record['alias']}?",
     )
-    log.info("%s v%s: %s (%s)", decision.model, decision.candidate_version,
-             "promoted" if decision.promoted else "kept the champion", decision.reason)
-    return decision.to_dict()
+    return record
 
 
 def _params_file(params_path: str, root: Path) -> Path:
@@ -115,7 +121,7 @@ def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]
     root = Path(repo).resolve()
     config: ParamsConfig = load_params(_params_file(params_path, root))
     settings = config.flows
-    metric = champion_metric(config)  # a metric the runs cannot log fails here, not after the training
+    contest_statistic(config)  # a metric the contest cannot compare fails here, not after the training
     stages = list_stages(root)
     plan = plan_stages(stages, config.dataset, settings.champion_variant)
     log = get_run_logger()
@@ -130,8 +136,7 @@ def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]
     )(plan.fetch, str(root))
     for stage in plan.stages()[1:]:
         run_stage(stage, str(root))
-    return promote(str(root), settings.champion_variant, metric, settings.higher_is_better,
-                   list(plan.seeds_of(settings.champion_variant)))
+    return promote(str(root), params_path, settings.champion_variant, list(plan.seeds_of(settings.champion_variant)))
 
 
 # --------------------------------------------------------------------------------------------- serving
@@ -148,7 +153,7 @@ def build_deployment(
     root = repo.resolve()
     params_file = _params_file(str(params_path), root).resolve()
     config = load_params(params_file)
-    champion_metric(config)  # refuse to schedule a contest on a metric the runs never log
+    contest_statistic(config)  # refuse to schedule a contest on a metric it cannot compare
     settings = config.flows
     return retrain.to_deployment(
         name=name,
@@ -188,8 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the retrain flow once, now, in this process")
     promote_cmd = commands.add_parser(
         "promote", help="only the champion contest, on what the pipeline has already produced (no Prefect, no DVC): "
-                        "the registered version of flows.champion_variant's best seed takes @champion if it beats "
-                        "the incumbent")
+                        "the registered version of flows.champion_variant's best seed takes @champion if, scored "
+                        "with the champion on the same validation split, it is better beyond flows.confidence and "
+                        "by flows.min_improvement; appended to reports/champion.json")
     serve = commands.add_parser(
         "serve", help=f"serve the deployment retrain/{DEPLOYMENT_NAME} on flows.cron (needs PREFECT_API_URL)"
     )
@@ -222,20 +228,15 @@ def run_command(args: argparse.Namespace) -> str:
     if args.command == "promote":
         root = args.repo.resolve()
         config = load_params(_params_file(str(args.params), root))
-        decision = decide_champion(root, config.flows.champion_variant, champion_metric(config),
-                                   config.flows.higher_is_better, logging.getLogger("pipeline.flows"),
-                                   config.seeds)[0].to_dict()
-    else:
-        decision = retrain(params_path=str(args.params), repo=str(args.repo))
-    verdict = "promoted" if decision["promoted"] else "kept"
-    return (f"{decision['model']}@{decision['alias']}: {verdict} v{decision['candidate_version']} "
-            f"({decision['reason']}); serving v{decision['serving_version']}")
+        return decide_champion(root, config, logging.getLogger("pipeline.flows")).summary()
+    return record_summary(retrain(params_path=str(args.params), repo=str(args.repo)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit codes as :mod:`pipeline.stage` says."""
     return stage_cli.run(_parser(), run_command, argv,
-                     failures=(ChampionError, FlowSetupError, RegistryError, StageFailed, ValueError))
+                     failures=(ChampionError, ChampionLogError, FlowSetupError, RegistryError, StageFailed,
+                               ValueError))
 
 
 if __name__ == "__main__":

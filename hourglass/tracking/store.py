@@ -14,7 +14,10 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hourglass.config import ParamsConfig
 
 # models/<variant>/seed-<n>/mlflow.json: the training run, model URI, registered version, store
 MLFLOW_JSON = "mlflow.json"
@@ -98,6 +101,15 @@ def version_tags(config: Mapping[str, Any], variant: str | None, epoch: int | No
     if epoch is not None:
         tags["epochs"] = str(epoch)
     return {k: v for k, v in tags.items() if v}
+
+
+def registered_name(params: ParamsConfig) -> str | None:
+    """The registered model of the run's dataset card: ``<mlflow.registered_model>-<dataset>``
+    (``hourglass-synthetic``), None when params register nothing. One name per card, so a model of one dataset never
+    holds, or competes for, the alias of another's; training registers under it and the champion contest looks it
+    up, both through this function."""
+    base = params.mlflow.registered_model
+    return None if base is None else f"{base}-{params.dataset}"
 
 
 def ensure_experiment(client: Any, name: str) -> str:
