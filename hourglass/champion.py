@@ -54,6 +54,7 @@ from hourglass.evaluation.split_digest import split_digest
 from hourglass.evaluation.split_predictions import SPLIT
 from hourglass.evaluation.stage import METRICS_NAME, PREDICTIONS_NAME
 from hourglass.family import DatasetFamily, champion_metric, family_of
+from hourglass.io.checkpoint import CheckpointError
 from hourglass.io.eval_files import GroundTruth, read_ground_truth, read_predictions
 from hourglass.layout import model_dir, stage_item
 from hourglass.registry import (
@@ -73,7 +74,6 @@ from hourglass.report.bootstrap import PeopleBootstrap, correct_joints
 from hourglass.rescore import ScoredVersion, score_version
 from hourglass.tracking.store import registered_name
 
-DECISION_FILE = Path("reports") / "champion.json"
 ALIAS = "champion"
 SCORE_TOLERANCE = 0.01  # points: a preds.h5 must score as its metrics.json says, else the files are not one run's
 
@@ -338,7 +338,11 @@ def _candidate_eval(repo: Path, candidate: Candidate, digest: str) -> tuple[dict
             f"{path}: the candidate was scored on validation split {str(scored_on)[:12]}, but the split is now "
             f"{digest[:12]}; evaluate it again (dvc repro evaluate@{stage_item(candidate.variant, candidate.seed)})"
         )
-    return metrics, eval_dir / PREDICTIONS_NAME
+    preds = eval_dir / PREDICTIONS_NAME
+    if not preds.is_file():
+        raise ChampionError(f"{preds}: not found beside {path}; evaluate the candidate again (dvc repro -f "
+                            f"evaluate@{stage_item(candidate.variant, candidate.seed)})")
+    return metrics, preds
 
 
 def _correct(path: Path, gt: GroundTruth, family: DatasetFamily) -> np.ndarray:
@@ -424,7 +428,11 @@ def decide_champion(repo: Path, params: ParamsConfig, log: logging.Logger | logg
         scored: ScoredVersion | None = None
         champion_score, difference = None, None
         if champion is not None:
-            scored = score_version(client, name, champion, params, uri, data_dir, gt_path, digest, Path(tmp))
+            try:
+                scored = score_version(client, name, champion, params, uri, data_dir, gt_path, digest, Path(tmp))
+            except CheckpointError as err:
+                raise ChampionError(f"{name!r} champion version {holder} cannot be scored on the current validation "
+                                    f"split, so no candidate can fairly replace it: {err}") from None
             log.info("%s: champion version %s %s on split %s", name, holder,
                      "evaluated now" if scored.rescored else "reuses its stored predictions", digest[:12])
             champion_score = boot.add("champion", _correct(scored.preds, gt, family))[statistic]

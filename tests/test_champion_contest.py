@@ -277,7 +277,8 @@ def test_a_fair_contest_over_a_changing_split(repo: Repo, tmp_path: Path) -> Non
 
 def test_models_of_another_card_never_compete(repo: Repo) -> None:
     """A champion whose card tags differ (another dataset's card) is refused with both versions named, and nothing
-    is tagged or moved; a candidate registered under another name, or trained on another card, is refused too."""
+    is tagged or moved; so is one that cannot be scored on the split; a candidate registered under another name, or
+    trained on another card, is refused too."""
     repo.use_split("A")
     run_id = repo.client.create_run("0").info.run_id
     repo.client.create_registered_model(NAME)
@@ -289,6 +290,14 @@ def test_models_of_another_card_never_compete(repo: Repo) -> None:
     before = repo.all_tags()
     with pytest.raises(RegistryError, match=rf"candidate version {candidate} \(card \w+, 16 keypoints, PCKh@0.5\) "
                                             rf"and champion version {other} \(card 0123456789ab, 2 keypoints"):
+        repo.promote()
+    assert repo.all_tags() == before and read_records(repo.root) == []
+    # Of the same card, but with no model to score on this split (no checkpoint, no stored predictions): refused.
+    for key in ("dataset_card", "keypoints", "metric"):
+        repo.client.set_model_version_tag(NAME, other, key, repo.client.get_model_version(NAME, candidate).tags[key])
+    before = repo.all_tags()
+    with pytest.raises(ChampionError, match=rf"'hg-synthetic' champion version {other} cannot be scored on the "
+                                            r"current validation split"):
         repo.promote()
     assert repo.all_tags() == before and read_records(repo.root) == []
 
