@@ -1,13 +1,35 @@
-"""Which trained run competes for the MLflow ``champion`` alias, and the record of each contest.
+"""Which trained run competes for the MLflow ``champion`` alias, the fair contest it competes in, and its record.
 
 The trainer leaves ``models/<variant>/seed-<n>/mlflow.json`` = ``{"run_id", "model_uri", "registered_model",
-"version"}`` (optionally ``"tracking_uri"``) and ``models/<variant>/seed-<n>/metrics.json``; that is the whole
-contract with the training stage. With several training seeds, the champion variant's seed with the best champion
-metric is the candidate (ties: the first in ``seeds``); ``reports/champion.json`` and the markdown record name it
-and list every seed's score. The best of several seeds is an optimistic estimate of the variant's score (the
-report's mean +- sd is the expected one); what the alias serves is the best model trained. The rule that moves the
-alias is :func:`hourglass.registry.promote_if_better`. No Prefect here: the retraining flow and
-``python -m pipeline.flows promote`` use the same functions.
+"version"}`` (optionally ``"tracking_uri"``) and the evaluate stage ``models/<variant>/seed-<n>/eval/metrics.json``
+and ``preds.h5``; that is the whole contract with the pipeline. With several training seeds, the champion variant's
+seed with the best champion metric is the candidate (ties: the first in ``seeds``). The best of several seeds is an
+optimistic estimate of the variant's score (the report's mean +- sd is the expected one); what the alias serves is
+the best model trained, and the contest below is what keeps that optimism from moving the alias on noise.
+
+The contest (:func:`decide_champion`):
+
+1. the candidate's registered name must be the params' (:func:`hourglass.tracking.store.registered_name`: one model
+   per dataset card) and its version's card tags the params' card; its evaluation must be of the current validation
+   split (``split_digest`` in ``eval/metrics.json`` equal to :func:`hourglass.evaluation.split_digest.split_digest`
+   now);
+2. nothing new (the candidate already holds the alias, or already competed against this champion on this split):
+   no contest, no tag changed, a "nothing new" record in the history;
+3. the champion (the version holding the alias) must be of the same card (:func:`hourglass.registry.check_same_card`)
+   and is scored on the same split by the same evaluation code: its predictions stored by an earlier contest on this
+   digest are reused, otherwise it is evaluated now and that score is recorded on it
+   (:mod:`hourglass.rescore`);
+4. both are scored from their predictions on the same people with the report's paired bootstrap
+   (:class:`hourglass.report.bootstrap.PeopleBootstrap`), and :func:`hourglass.registry.contest_rule` decides
+   (``flows.confidence``, ``flows.min_improvement``);
+5. the decision is tagged on the candidate only, and appended to ``reports/champion.json``
+   (:mod:`hourglass.champion_log`). A contest record holds :meth:`Decision.to_dict` (``decision``,
+   ``candidate_version``/``candidate_score``, ``champion_version``/``champion_score``, ``difference``
+   {estimate, low, high, confidence, people}, ``split_digest``, ``min_improvement``, ``reason``, ``decided_at``,
+   ``serving_version`` ...) plus ``kind: "contest"``, ``statistic``, ``variant``, ``seed``, ``run_id`` (the
+   candidate's), ``champion_run_id``, ``champion_rescored`` and ``seed_scores``.
+
+No Prefect here: the retraining flow and ``python -m pipeline.flows promote`` use the same functions.
 """
 
 from __future__ import annotations
@@ -16,18 +38,44 @@ import json
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
-from hourglass.io.atomic import write_json_atomic
-from hourglass.layout import model_dir
-from hourglass.registry import Decision, promote_if_better, version_score
+from hourglass.champion_log import append_record
+from hourglass.config import ParamsConfig
+from hourglass.evaluation.split_digest import split_digest
+from hourglass.evaluation.split_predictions import SPLIT
+from hourglass.evaluation.stage import METRICS_NAME, PREDICTIONS_NAME
+from hourglass.family import DatasetFamily, champion_metric, family_of
+from hourglass.io.checkpoint import CheckpointError
+from hourglass.io.eval_files import GroundTruth, read_ground_truth, read_predictions
+from hourglass.layout import model_dir, stage_item
+from hourglass.registry import (
+    Decision,
+    Difference,
+    alias_holder,
+    card_of,
+    check_same_card,
+    contested_before,
+    model_version,
+    now,
+    record_score,
+    settle_contest,
+    version_score,
+)
+from hourglass.report.bootstrap import PeopleBootstrap, correct_joints
+from hourglass.rescore import ScoredVersion, score_version
+from hourglass.tracking.store import registered_name
 
-DECISION_FILE = Path("reports") / "champion.json"
+ALIAS = "champion"
+SCORE_TOLERANCE = 0.01  # points: a preds.h5 must score as its metrics.json says, else the files are not one run's
 
 
 class ChampionError(RuntimeError):
@@ -105,47 +153,68 @@ def _cell(score: float | None) -> str:
     return "—" if score is None else (f"{score:.4f}" if math.isfinite(score) else str(score))
 
 
-def mlflow_links(decision: Decision, run_id: str | None, tracking_uri: str | None,
+def mlflow_links(model: str, version: str, run_id: str | None, tracking_uri: str | None,
                  experiment_id: str | None = None) -> str:
-    """Where the candidate lives in MLflow: links into the UI when the store is a server, else the ids and the
-    UI's routes for ``mlflow ui`` on that store."""
-    model = f"models:/{decision.model}/{decision.candidate_version}"
+    """Where version ``version`` of ``model`` lives in MLflow: links into the UI when the store is a server, else
+    the ids and the UI's routes for ``mlflow ui`` on that store."""
+    uri = f"models:/{model}/{version}"
     run_route = f"#/experiments/{experiment_id or 0}/runs/{run_id}" if run_id else None
-    version_route = f"#/models/{decision.model}/versions/{decision.candidate_version}"
+    version_route = f"#/models/{model}/versions/{version}"
     if tracking_uri and tracking_uri.startswith(("http://", "https://")):
         base = tracking_uri.rstrip("/")
         run = f"[run {run_id}]({base}/{run_route})" if run_id else "run unknown"
-        return f"**MLflow:** {run}, [model version `{model}`]({base}/{version_route})"
-    return (f"**MLflow:** run `{run_id or 'unknown'}`, model version `{model}` in `{tracking_uri}` "
+        return f"**MLflow:** {run}, [model version `{uri}`]({base}/{version_route})"
+    return (f"**MLflow:** run `{run_id or 'unknown'}`, model version `{uri}` in `{tracking_uri}` "
             f"(`mlflow ui --backend-store-uri {tracking_uri}`, then `{version_route}`)")
 
 
-def decision_markdown(decision: Decision, variant: str, run_id: str | None = None,
-                      tracking_uri: str | None = None, experiment_id: str | None = None,
-                      seed_scores: Mapping[int, float] | None = None, seed: int | None = None) -> str:
-    """The Prefect artifact: both scores side by side, the verdict, which seed competed (``seed`` of
-    ``seed_scores``, every seed's score), and where the candidate is in MLflow."""
-    verdict = "promoted" if decision.promoted else "kept the current champion"
+def record_markdown(record: Mapping[str, Any], tracking_uri: str | None = None,
+                    experiment_id: str | None = None) -> str:
+    """The Prefect artifact of one history record (a contest, or a run with nothing new): both scores on the same
+    split side by side, the paired difference, the verdict, which seed competed, and where the candidate is."""
+    model, alias, version = record["model"], record["alias"], record["candidate_version"]
+    seed, seed_scores = record.get("seed"), record.get("seed_scores") or {}
+    candidate = f"`{record.get('variant')}`" if seed is None else f"`{record.get('variant')}` seed {seed}"
+    links = mlflow_links(model, version, record.get("run_id"), tracking_uri, experiment_id)
+    split = f"`{str(record.get('split_digest'))[:12]}`"
+    if record["kind"] != "contest":
+        return "\n".join([
+            f"## `{model}@{alias}`: {record['kind']}, no contest",
+            "",
+            f"**Reason:** {record['reason']}. **Serving:** version {record.get('serving_version') or '—'} "
+            f"(candidate {candidate}, version {version}; validation split {split}; {record['decided_at']}).",
+            "",
+            links,
+        ])
+    verdict = "promoted" if record["promoted"] else "kept the current champion"
     seeds = []
     if seed is not None and seed_scores:
         listed = ", ".join(f"seed {s}: {_cell(v)}" for s, v in seed_scores.items())
-        seeds = ["", f"**Seed:** {seed}, the best of the variant's {len(seed_scores)} seed(s) by {decision.metric} "
-                     f"({listed}).", ""]
-    candidate = f"`{variant}`" if seed is None else f"`{variant}` seed {seed}"
+        seeds = ["", f"**Seed:** {seed}, the best of the variant's {len(seed_scores)} seed(s) by "
+                     f"{record['metric']} ({listed}).", ""]
+    difference = record.get("difference")
+    paired = ("no champion to compare with" if not difference else
+              f"{difference['estimate']:+.2f} [{difference['low']:.2f}, {difference['high']:.2f}] "
+              f"({difference['confidence'] * 100:g} % paired bootstrap over {difference['people']} people)")
+    rescored = {True: "re-scored now", False: "its stored score on this split", None: "—"}[
+        record.get("champion_rescored")]
     return "\n".join([
-        f"## `{decision.model}@{decision.alias}`: {verdict}",
+        f"## `{model}@{alias}`: {verdict}",
         "",
-        f"| | version | {decision.metric} |",
+        f"| | version | {record['metric']} on split {split} |",
         "|---|---|---|",
-        f"| candidate ({candidate}) | {decision.candidate_version} | {_cell(decision.candidate_score)} |",
-        f"| champion before | {decision.champion_version or '—'} | {_cell(decision.champion_score)} |",
+        f"| candidate ({candidate}) | {version} | {_cell(record['candidate_score'])} |",
+        f"| champion before ({rescored}) | {record.get('champion_version') or '—'} | "
+        f"{_cell(record.get('champion_score'))} |",
         *seeds,
         "",
-        f"**Reason:** {decision.reason}. ",
-        f"**Serving now:** version {decision.serving_version or '—'} "
-        f"({'higher' if decision.higher_is_better else 'lower'} is better; decided {decision.decided_at}).",
+        f"**Difference (candidate - champion):** {paired}; promotion needs it to exclude 0 and to be at least "
+        f"{record.get('min_improvement')} points. ",
+        f"**Reason:** {record['reason']}. ",
+        f"**Serving now:** version {record.get('serving_version') or '—'} "
+        f"({'higher' if record['higher_is_better'] else 'lower'} is better; decided {record['decided_at']}).",
         "",
-        mlflow_links(decision, run_id, tracking_uri, experiment_id),
+        links,
     ])
 
 
@@ -182,15 +251,21 @@ def _seed_score(repo: Path, run_dir: Path, record: TrainingRecord, metric: str,
 
 
 def choose_candidate(repo: Path, variant: str, seeds: Sequence[int], metric: str, higher_is_better: bool,
-                     log: logging.Logger | logging.LoggerAdapter) -> Candidate:
+                     log: logging.Logger | logging.LoggerAdapter, registered: str | None = None) -> Candidate:
     """The seed of ``variant`` with the best ``metric`` (ties and all-NaN: the first of ``seeds``); every seed
-    needs its ``models/<variant>/seed-<n>/mlflow.json``."""
+    needs its ``models/<variant>/seed-<n>/mlflow.json``, naming ``registered`` as its registered model when given."""
     if not seeds:
         raise ChampionError(f"variant {variant!r}: no training seeds to choose the champion candidate from")
     records, scores = {}, {}
     for seed in seeds:
         run_dir = model_dir(variant, seed, repo / "models")
         records[seed] = read_training_record(run_dir / "mlflow.json")
+        if registered is not None and records[seed].registered_model != registered:
+            raise ChampionError(
+                f"{run_dir / 'mlflow.json'}: the model was registered as {records[seed].registered_model!r}, but "
+                f"runs on this dataset register as {registered!r} (one model per dataset card: "
+                f"<mlflow.registered_model>-<dataset>); train it again (dvc repro -f train@{stage_item(variant, seed)})"
+            )
         scores[seed] = _seed_score(repo, run_dir, records[seed], metric, log)
     best = seeds[0]
     for seed in seeds[1:]:
@@ -204,18 +279,176 @@ def choose_candidate(repo: Path, variant: str, seeds: Sequence[int], metric: str
     return Candidate(variant, best, records[best], scores[best], scores)
 
 
-def decide_champion(repo: Path, variant: str, metric: str, higher_is_better: bool,
-                    log: logging.Logger | logging.LoggerAdapter, seeds: Sequence[int]) -> tuple[Decision, Candidate]:
-    """Let the best of ``variant``'s ``seeds`` (its registered model) compete for ``champion``; writes
-    reports/champion.json with the decision, the seed that competed and every seed's score."""
-    candidate = choose_candidate(repo, variant, seeds, metric, higher_is_better, log)
-    record = candidate.record
-    client = MlflowClient(tracking_uri=tracking_uri_for(repo, record))
-    decision = promote_if_better(
-        client, record.registered_model, record.version, metric, higher_is_better=higher_is_better,
-        candidate_score=candidate.score,
-    )
-    record_json = {**decision.to_dict(), "variant": variant, "seed": candidate.seed, "run_id": record.run_id,
-                   "seed_scores": {str(s): v for s, v in candidate.seed_scores.items()}}
-    write_json_atomic(repo / DECISION_FILE, record_json, allow_nan=True)
-    return decision, candidate
+def contest_statistic(params: ParamsConfig) -> tuple[str, str]:
+    """(the champion metric, the bootstrap statistic that computes it from predictions). The contest scores both
+    models with the evaluate stage on the same people, so the metric must be one of its numbers that the paired
+    bootstrap recomputes: the flip-test Mean (``eval/<metric>/Mean``, the default) or ``eval/figure4``."""
+    metric = champion_metric(params)
+    family = family_of(params)
+    statistics = {family.eval_headline: "Mean", "eval/figure4": "figure4"}
+    if metric not in statistics:
+        raise ChampionError(
+            f"flows.champion_metric {metric!r}: the contest scores the candidate and the champion with the evaluate "
+            f"stage on the same validation people, which compares {' or '.join(map(repr, statistics))}; set one "
+            "of them, or null for the first"
+        )
+    return metric, statistics[metric]
+
+
+def split_paths(repo: Path, params: ParamsConfig) -> tuple[Path, Path]:
+    """(preprocessed data directory, validation annotation file) of the params' dataset, as the evaluate stage
+    reads them."""
+    return repo / "data" / "processed" / params.dataset, repo / "data" / "raw" / params.dataset / "annot" / (
+        f"{SPLIT}.h5")
+
+
+def expected_card(family: DatasetFamily) -> dict[str, str]:
+    """The card tags a version trained on ``family``'s card carries (:func:`hourglass.tracking.store.version_tags`)."""
+    return {"dataset_card": family.card.digest()[:12], "keypoints": ",".join(family.joints.names),
+            "metric": family.metric}
+
+
+def _check_candidate(params: ParamsConfig, family: DatasetFamily, name: str, mv: ModelVersion) -> None:
+    """The candidate was trained on the params' card as it is now (its version's card tags say so)."""
+    have, want = card_of(mv.tags), expected_card(family)
+    differ = [key for key in want if have[key] != want[key]]
+    if differ:
+        raise ChampionError(
+            f"{name!r} version {mv.version} was trained on " +
+            ", ".join(f"{key} {have[key]!r}" for key in differ) + f", but the params' card "
+            f"datasets/{params.dataset}.yaml has " + ", ".join(f"{key} {want[key]!r}" for key in differ) +
+            "; it is not compared with models of the card as it is now: retrain it"
+        )
+
+
+def _candidate_eval(repo: Path, candidate: Candidate, digest: str) -> tuple[dict[str, Any], Path]:
+    """(eval/metrics.json, eval/preds.h5) of the candidate's seed, which must be of the split ``digest``."""
+    eval_dir = model_dir(candidate.variant, candidate.seed, repo / "models") / "eval"
+    path = eval_dir / METRICS_NAME
+    try:
+        metrics = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ChampionError(f"{path}: not found; the evaluate stage writes it (dvc repro "
+                            f"evaluate@{stage_item(candidate.variant, candidate.seed)})") from None
+    except json.JSONDecodeError as err:
+        raise ChampionError(f"{path}: not valid JSON: {err}") from None
+    scored_on = metrics.get("split_digest") if isinstance(metrics, dict) else None
+    if scored_on != digest:
+        raise ChampionError(
+            f"{path}: the candidate was scored on validation split {str(scored_on)[:12]}, but the split is now "
+            f"{digest[:12]}; evaluate it again (dvc repro evaluate@{stage_item(candidate.variant, candidate.seed)})"
+        )
+    preds = eval_dir / PREDICTIONS_NAME
+    if not preds.is_file():
+        raise ChampionError(f"{preds}: not found beside {path}; evaluate the candidate again (dvc repro -f "
+                            f"evaluate@{stage_item(candidate.variant, candidate.seed)})")
+    return metrics, preds
+
+
+def _correct(path: Path, gt: GroundTruth, family: DatasetFamily) -> np.ndarray:
+    """(N, J) bool: which annotated joints the predictions in ``path`` get right (the family's threshold)."""
+    pred = read_predictions(path, joints=gt.joints.shape[1], people=len(gt))
+    if pred.shape != gt.joints.shape:
+        raise ChampionError(f"{path}: predictions of shape {pred.shape}, the validation annotations "
+                            f"{gt.joints.shape}")
+    return correct_joints(pred, gt.joints, gt.annotated, gt.normalize, family.threshold)
+
+
+def _check_score(label: str, computed: float, metrics: Mapping[str, Any] | None, statistic: str) -> None:
+    """The predictions must score as the evaluation that wrote them says (the files are of one evaluation)."""
+    final = (metrics or {}).get("final") or {}
+    stated = final.get(statistic)
+    if stated is not None and math.isfinite(computed) and abs(float(stated) - computed) > SCORE_TOLERANCE:
+        raise ChampionError(f"{label}: its predictions score {statistic} {computed:.4f}, its evaluation says "
+                            f"{float(stated):.4f}; evaluate it again")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one promote run did: the record it appended to the champion history, the candidate, and the decision
+    (None when nothing was new and no contest was held)."""
+
+    record: dict[str, Any]
+    candidate: Candidate
+    decision: Decision | None
+
+    def summary(self) -> str:
+        """One line for the command line."""
+        return record_summary(self.record)
+
+
+def record_summary(record: Mapping[str, Any]) -> str:
+    """A history record (contest or nothing new) as one line: what happened, why, and what serves now."""
+    what = (f"{record['decision']} v{record['candidate_version']}" if record["kind"] == "contest"
+            else f"{record['kind']}, no contest")
+    return f"{record['model']}@{record['alias']}: {what} ({record['reason']}); serving v{record['serving_version']}"
+
+
+def decide_champion(repo: Path, params: ParamsConfig, log: logging.Logger | logging.LoggerAdapter,
+                    seeds: Sequence[int] | None = None) -> Outcome:
+    """Hold the champion contest for the best of ``flows.champion_variant``'s ``seeds`` (default: params' seeds),
+    as the module notes describe, and append its record to ``reports/champion.json``."""
+    settings = params.flows
+    metric, statistic = contest_statistic(params)
+    family = family_of(params)
+    name = registered_name(params)
+    if name is None:
+        raise ChampionError("mlflow.registered_model is null: no model is registered, so none can hold the alias")
+    candidate = choose_candidate(repo, settings.champion_variant, list(params.seeds if seeds is None else seeds),
+                                 metric, settings.higher_is_better, log, registered=name)
+    uri = tracking_uri_for(repo, candidate.record)
+    client = MlflowClient(tracking_uri=uri)
+    mv = model_version(client, candidate.record.registered_model, candidate.record.version)
+    _check_candidate(params, family, name, mv)
+    data_dir, gt_path = split_paths(repo, params)
+    digest = split_digest(data_dir, gt_path, params)
+    metrics, candidate_preds = _candidate_eval(repo, candidate, digest)
+    holder = alias_holder(client, name, ALIAS)
+    base = {"model": name, "alias": ALIAS, "metric": metric, "statistic": statistic,
+            "higher_is_better": settings.higher_is_better, "candidate_version": str(mv.version),
+            "variant": candidate.variant, "seed": candidate.seed, "run_id": mv.run_id,
+            "seed_scores": {str(s): v for s, v in candidate.seed_scores.items()}, "split_digest": digest}
+
+    quiet = (f"version {mv.version} already holds @{ALIAS}" if holder == str(mv.version)
+             else contested_before(mv, holder, digest))
+    if quiet is not None:  # no contest: no tag changes, the history says the run happened and why nothing moved
+        record = {"kind": "nothing new", **base, "serving_version": holder, "reason": quiet, "decided_at": now()}
+        append_record(repo, record)
+        log.info("%s: nothing new, no contest (%s)", name, quiet)
+        return Outcome(record, candidate, None)
+
+    champion = model_version(client, name, holder) if holder is not None else None
+    if champion is not None:
+        check_same_card(name, mv, champion)
+    gt = read_ground_truth(gt_path)
+    boot = PeopleBootstrap(family, gt.annotated, confidence=settings.confidence * 100.0)
+    candidate_score = boot.add("candidate", _correct(candidate_preds, gt, family))[statistic]
+    _check_score(f"{candidate_preds}", candidate_score, metrics, statistic)
+    with tempfile.TemporaryDirectory(prefix="hourglass-contest-") as tmp:
+        scored: ScoredVersion | None = None
+        champion_score, difference = None, None
+        if champion is not None:
+            try:
+                scored = score_version(client, name, champion, params, uri, data_dir, gt_path, digest, Path(tmp))
+            except CheckpointError as err:
+                raise ChampionError(f"{name!r} champion version {holder} cannot be scored on the current validation "
+                                    f"split, so no candidate can fairly replace it: {err}") from None
+            log.info("%s: champion version %s %s on split %s", name, holder,
+                     "evaluated now" if scored.rescored else "reuses its stored predictions", digest[:12])
+            champion_score = boot.add("champion", _correct(scored.preds, gt, family))[statistic]
+            _check_score(f"{name!r} version {holder}", champion_score, scored.metrics, statistic)
+            interval = boot.difference("candidate", "champion", statistic)
+            difference = Difference(interval.estimate, interval.low, interval.high, settings.confidence, boot.people)
+        decision = settle_contest(client, name, mv, candidate_score, holder, champion_score, difference,
+                                  metric=metric, alias=ALIAS, higher_is_better=settings.higher_is_better,
+                                  min_improvement=settings.min_improvement, split_digest=digest)
+        record_score(client, name, mv, digest, candidate_preds, metric, candidate_score)
+        if champion is not None and scored is not None and scored.rescored:
+            record_score(client, name, champion, digest, scored.preds, metric, champion_score)
+    record = {"kind": "contest", **base, **decision.to_dict(),
+              "champion_run_id": champion.run_id if champion is not None else None,
+              "champion_rescored": scored.rescored if scored is not None else None}
+    append_record(repo, record)
+    log.info("%s v%s: %s (%s)", name, mv.version, "promoted" if decision.promoted else "kept the champion",
+             decision.reason)
+    return Outcome(record, candidate, decision)

@@ -1,13 +1,26 @@
-"""The append-only log of champion decisions: ``reports/champion.json`` = ``{"contests": [record, ...]}``.
+"""The champion's history: ``reports/champion.json``, an append-only list of what happened to the alias.
 
-Each contest, and each rollback, adds one record; none is rewritten, so the file says why every version ever held
-the alias. Older checkouts wrote one decision object there (overwritten each run); it reads as a log of that one
-record, and the first append turns the file into the list form. No Prefect and no MLflow here.
+Every champion contest, every run that found nothing new to contest, and every rollback adds one record; earlier
+records are never rewritten, so the file answers "why is this version serving?" long after the decision. The file
+is ``{"contests": [record, ...]}``, oldest first. A record is a JSON object with at least:
+
+* ``kind``: ``"contest"`` (a candidate competed; ``decision`` is ``"promoted"`` or ``"kept"``), ``"nothing new"``
+  (no contest held: the candidate already holds the alias, or already competed against this champion on this
+  split) or ``"rollback"`` (the alias was moved back by hand);
+* ``decided_at``: ISO 8601 time, UTC;
+* ``model``, ``alias``, ``serving_version`` (the version the alias names after the record), ``reason``.
+
+:mod:`hourglass.champion` documents the fields of a contest. The single-object file that earlier versions wrote (one
+decision, overwritten by each run) is read as a one-record history, so nothing it said is lost on the first append.
+
+Appends are read-modify-write through the project's atomic writer: a reader never sees a half-written file. Two
+writers at the same moment could lose one record; the retraining deployment runs one flow at a time.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,38 +28,66 @@ from typing import Any
 from hourglass.io.atomic import write_json_atomic
 
 LOG_FILE = Path("reports") / "champion.json"
-RECORDS_KEY = "contests"
+KINDS = ("contest", "nothing new", "rollback")
 
 
 class ChampionLogError(RuntimeError):
-    """``reports/champion.json`` is not a decision log; the message names the file and what it holds."""
+    """``reports/champion.json`` is not a history this module wrote; the message names the file and the problem."""
 
 
-def log_path(repo: Path) -> Path:
-    """Where the log of the checkout ``repo`` lives."""
+def log_path(repo: str | Path) -> Path:
+    """``<repo>/reports/champion.json``."""
     return Path(repo) / LOG_FILE
 
 
-def read_records(repo: Path) -> list[dict[str, Any]]:
-    """Every record, oldest first; no file, or the empty object another stage may leave, is an empty log."""
+def _legacy(record: dict[str, Any]) -> dict[str, Any]:
+    """A decision of the single-object file, as a contest record (its fields kept, ``kind``/``decision`` added)."""
+    decision = "promoted" if record.get("promoted") else "kept"
+    return {"kind": "contest", "decision": decision, **record}
+
+
+def read_records(repo: str | Path) -> list[dict[str, Any]]:
+    """Every record, oldest first; ``[]`` when the file does not exist yet."""
     path = log_path(repo)
-    if not path.is_file():
-        return []
     try:
-        raw = json.loads(path.read_text())  # Python's json reads the NaN scores the writer allows
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
     except json.JSONDecodeError as err:
-        raise ChampionLogError(f"{path}: not valid JSON: {err}") from None
-    if isinstance(raw, dict) and RECORDS_KEY in raw:
-        records = raw[RECORDS_KEY]
-        if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-            raise ChampionLogError(f"{path}: {RECORDS_KEY!r} must be a list of objects")
-        return [dict(r) for r in records]
-    if isinstance(raw, dict):  # the single decision of older checkouts
-        return [raw] if raw else []
-    raise ChampionLogError(f"{path}: expected an object with a {RECORDS_KEY!r} list, got {type(raw).__name__}")
+        raise ChampionLogError(f"{path}: not valid JSON ({err}); it is the champion history, restore it from "
+                               "version control rather than deleting it") from None
+    if isinstance(raw, dict) and isinstance(raw.get("contests"), list):
+        records = raw["contests"]
+        bad = [i for i, record in enumerate(records) if not isinstance(record, dict) or "kind" not in record]
+        if bad:
+            raise ChampionLogError(f"{path}: contests[{bad[0]}] is not a record with a 'kind'")
+        return [dict(record) for record in records]
+    if isinstance(raw, dict) and "candidate_version" in raw:  # the single decision written before the history
+        return [_legacy(raw)]
+    raise ChampionLogError(f"{path}: expected {{\"contests\": [...]}} (or the older single decision), got "
+                           f"{type(raw).__name__} with keys {sorted(raw) if isinstance(raw, dict) else []}")
 
 
-def append_record(repo: Path, record: Mapping[str, Any]) -> None:
-    """Add ``record`` at the end of the log (atomically: a reader sees the old log or the whole new one)."""
-    records = read_records(repo)
-    write_json_atomic(log_path(repo), {RECORDS_KEY: [*records, dict(record)]}, allow_nan=True)
+def _jsonable(value: Any) -> Any:
+    """NaN and infinities as null (JSON has none); tuples as lists."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def append_record(repo: str | Path, record: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Add ``record`` after the existing ones and write the file atomically; returns the whole history.
+
+    ``record`` needs ``kind`` (one of :data:`KINDS`) and ``decided_at``; non-finite numbers are stored as null."""
+    kind = record.get("kind")
+    if kind not in KINDS:
+        raise ChampionLogError(f"record kind {kind!r} is not one of {', '.join(KINDS)}")
+    if not record.get("decided_at"):
+        raise ChampionLogError(f"a {kind!r} record needs 'decided_at' (ISO 8601, UTC)")
+    records = [*read_records(repo), _jsonable(record)]
+    write_json_atomic(log_path(repo), {"contests": records})
+    return records

@@ -51,7 +51,7 @@ video) gets a "warning: <image>: no --box or --center/--scale given ..." line on
 EXAMPLES = """\
 examples:
   hourglass predict photo.jpg --model models/hg_stacked_int/seed-0 --json poses.json --overlay out/
-  hourglass predict photos/ --model models:/hourglass@champion --csv poses.csv
+  hourglass predict photos/ --model models:/hourglass-synthetic@champion --csv poses.csv
   hourglass predict photo.jpg --model ckpt.pt --box 120,40,380,620 --overlay out/
   hourglass predict photo.jpg --model ckpt.pt --center 250,330 --scale 2.8 --json -
   hourglass predict clip.mp4 --model models/hg_stacked_int/seed-0 --json frames.jsonl --overlay out/
@@ -72,7 +72,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help="image files, folders of images (not recursive), or one video file")
     parser.add_argument("-m", "--model", required=True,
                         help="a checkpoint file, a models/<variant>/seed-<n>/ directory holding checkpoint.pt, or an "
-                             "MLflow model URI such as models:/hourglass@champion or runs:/<run id>/model")
+                             "MLflow model URI such as models:/hourglass-synthetic@champion or runs:/<run id>/model")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store for models:/ and runs:/ URIs (default: MLFLOW_TRACKING_URI, else "
                              "sqlite:///mlflow.db in the current directory)")

@@ -226,7 +226,7 @@ class MlflowConfig(Section):
 
     enabled: bool  # False: DVC files only (tests, quick experiments)
     experiment: str = Field(min_length=1)
-    registered_model: str | None  # None: log the model without registering it
+    registered_model: str | None  # the base name: models register as <registered_model>-<dataset>; None: not at all
     log_model: bool
     system_metrics: bool
     sweep: str | None  # runs with the same sweep name nest under one parent (HOURGLASS_PARENT_RUN_ID wins)

@@ -23,6 +23,7 @@ from mlflow.exceptions import MlflowException
 
 from hourglass.champion_log import append_record, read_records
 from hourglass.config import ParamsConfig
+from hourglass.tracking.store import registered_name
 
 ALIAS = "champion"
 DECISION = "rolled back"
@@ -37,13 +38,13 @@ class RollbackError(RuntimeError):
 
 
 def registered_model_name(config: ParamsConfig) -> str:
-    """``<mlflow.registered_model>-<dataset>``: one registered model per dataset card, so models of different data
-    never share the alias."""
-    base = config.mlflow.registered_model
-    if not base:
+    """The card's registered model (:func:`hourglass.tracking.store.registered_name`); an error when params
+    register none."""
+    name = registered_name(config)
+    if not name:
         raise RollbackError("params mlflow.registered_model is null: no model is registered, so no version holds "
                             f"@{ALIAS} to roll back")
-    return f"{base}-{config.dataset}"
+    return name
 
 
 def holders(records: Sequence[Mapping[str, Any]], model: str, alias: str = ALIAS) -> list[str]:
@@ -144,7 +145,7 @@ def roll_back(repo: Path, client: MlflowClient, model: str, dataset: str, keypoi
     for key, value in {TAG_ROLLBACK_DECISION: DECISION, TAG_ROLLBACK_REASON: why,
                        TAG_ROLLBACK_FROM: current or "none", TAG_ROLLBACK_AT: decided_at}.items():
         client.set_model_version_tag(model, target, key, value)
-    record = {"event": "rollback", "decision": DECISION, "model": model, "alias": alias, "dataset": dataset,
+    record = {"kind": "rollback", "decision": DECISION, "model": model, "alias": alias, "dataset": dataset,
               "from_version": current, "to_version": target, "champion_version": current, "serving_version": target,
               "reason": why, "by": who, "decided_at": decided_at}
     append_record(repo, record)

@@ -2,8 +2,10 @@
 
 The flow re-implements no stage: every task is one ``dvc repro --single-item <stage>`` (:mod:`pipeline.dvc_stages`);
 Prefect adds retries, a schedule, logs and a UI. After the pipeline, the ``promote`` task lets the champion
-variant's best registered model compete for the MLflow registry alias (:func:`hourglass.champion.decide_champion`)
-and records the decision as a Prefect artifact and in ``reports/champion.json``. Around the stages, optionally
+variant's best registered model compete for the MLflow registry alias with the champion scored on the same
+validation split (:func:`hourglass.champion.decide_champion`), and records the contest, or that nothing was new, as a
+Prefect artifact and in the history ``reports/champion.json``. Before the stages, the dataset's sources outside the
+project (a COCO export that grows) are checked, and a change forces the fetch stage. Around the stages, optionally
 (``flows.git_pull``, ``flows.dvc_pull``, ``flows.dvc_push``), the run syncs the checkout with the team's git and DVC
 remotes. A promotion, a rollback and a failed run are POSTed to ``flows.notify_url`` (:mod:`hourglass.notify`).
 
@@ -38,11 +40,18 @@ from prefect.settings import get_current_settings
 from prefect.states import Completed, State
 from prefect.tasks import exponential_backoff
 
-from hourglass.champion import ChampionError, decide_champion, decision_markdown, tracking_uri_for
+from hourglass.champion import (
+    ChampionError,
+    contest_statistic,
+    decide_champion,
+    record_markdown,
+    record_summary,
+    tracking_uri_for,
+)
 from hourglass.champion_log import ChampionLogError
 from hourglass.config import ParamsConfig
 from hourglass.data.sources import changed_sources
-from hourglass.family import champion_metric, family_from_card
+from hourglass.family import family_from_card
 from hourglass.notify import decision_message, failure_message, flow_run_fields, post_json, rollback_message
 from hourglass.params_file import load_params
 from hourglass.registry import RegistryError
@@ -140,23 +149,21 @@ def notify(url: str, event: str, message: dict[str, Any]) -> bool:
 
 
 @task(name="promote", task_run_name="promote-{variant}", cache_policy=NO_CACHE)
-def promote(repo: str, variant: str, metric: str, higher_is_better: bool, seeds: Sequence[int]) -> dict[str, Any]:
-    """Champion contest for the best of ``variant``'s ``seeds``; the decision becomes a markdown artifact and
-    champion.json."""
+def promote(repo: str, params_path: str, variant: str, seeds: Sequence[int]) -> dict[str, Any]:
+    """Champion contest for the best of ``variant``'s ``seeds`` (``variant`` is params' flows.champion_variant, named
+    for the task run); the record it appends to reports/champion.json becomes a markdown artifact and the result."""
     log = get_run_logger()
-    decision, candidate = decide_champion(Path(repo), variant, metric, higher_is_better, log, list(seeds))
-    record = candidate.record
-    uri = tracking_uri_for(Path(repo), record)
-    experiment = MlflowClient(tracking_uri=uri).get_run(record.run_id).info.experiment_id
+    root = Path(repo)
+    outcome = decide_champion(root, load_params(_params_file(params_path, root)), log, list(seeds))
+    record = outcome.record
+    uri = tracking_uri_for(root, outcome.candidate.record)
+    experiment = MlflowClient(tracking_uri=uri).get_run(outcome.candidate.record.run_id).info.experiment_id
     create_markdown_artifact(
-        markdown=decision_markdown(decision, variant, record.run_id, uri, experiment, candidate.seed_scores,
-                                   candidate.seed),
+        markdown=record_markdown(record, uri, experiment),
         key=ARTIFACT_KEY,
-        description=f"Did {decision.model} v{decision.candidate_version} take @{decision.alias}?",
+        description=f"Did {record['model']} v{record['candidate_version']} take @{record['alias']}?",
     )
-    log.info("%s v%s: %s (%s)", decision.model, decision.candidate_version,
-             "promoted" if decision.promoted else "kept the champion", decision.reason)
-    return decision.to_dict()
+    return record
 
 
 def _params_file(params_path: str, root: Path) -> Path:
@@ -202,7 +209,7 @@ def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]
     settings = config.flows
     if settings.dvc_pull:
         sync("dvc-pull", str(root), settings.lock_wait)
-    metric = champion_metric(config)  # a metric the runs cannot log fails here, not after the training
+    contest_statistic(config)  # a metric the contest cannot compare fails here, not after the training
     stages = list_stages(root)
     plan = plan_stages(stages, config.dataset, settings.champion_variant)
     log = get_run_logger()
@@ -220,7 +227,7 @@ def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]
         run_stage(stage, str(root), settings.lock_wait)
     if settings.dvc_push:  # before the contest: a champion's data and models are in the team's remote
         sync("dvc-push", str(root), settings.lock_wait)
-    decision = promote(str(root), settings.champion_variant, metric, settings.higher_is_better,
+    decision = promote(str(root), params_path, settings.champion_variant,
                        list(plan.seeds_of(settings.champion_variant)))
     if settings.notify_url and decision.get("promoted"):
         run = flow_run_fields(current_flow_run.id, current_flow_run.name)
@@ -242,7 +249,7 @@ def build_deployment(
     root = repo.resolve()
     params_file = _params_file(str(params_path), root).resolve()
     config = load_params(params_file)
-    champion_metric(config)  # refuse to schedule a contest on a metric the runs never log
+    contest_statistic(config)  # refuse to schedule a contest on a metric it cannot compare
     settings = config.flows
     return retrain.to_deployment(
         name=name,
@@ -286,8 +293,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the retrain flow once, now, in this process")
     promote_cmd = commands.add_parser(
         "promote", help="only the champion contest, on what the pipeline has already produced (no Prefect, no DVC): "
-                        "the registered version of flows.champion_variant's best seed takes @champion if it beats "
-                        "the incumbent")
+                        "the registered version of flows.champion_variant's best seed takes @champion if, scored "
+                        "with the champion on the same validation split, it is better beyond flows.confidence and "
+                        "by flows.min_improvement; appended to reports/champion.json")
     serve = commands.add_parser(
         "serve", help=f"serve the deployment retrain/{DEPLOYMENT_NAME} on flows.cron (needs PREFECT_API_URL)"
     )
@@ -343,14 +351,8 @@ def run_command(args: argparse.Namespace) -> str:
     if args.command == "promote":
         root = args.repo.resolve()
         config = load_params(_params_file(str(args.params), root))
-        decision = decide_champion(root, config.flows.champion_variant, champion_metric(config),
-                                   config.flows.higher_is_better, logging.getLogger("pipeline.flows"),
-                                   config.seeds)[0].to_dict()
-    else:
-        decision = retrain(params_path=str(args.params), repo=str(args.repo))
-    verdict = "promoted" if decision["promoted"] else "kept"
-    return (f"{decision['model']}@{decision['alias']}: {verdict} v{decision['candidate_version']} "
-            f"({decision['reason']}); serving v{decision['serving_version']}")
+        return decide_champion(root, config, logging.getLogger("pipeline.flows")).summary()
+    return record_summary(retrain(params_path=str(args.params), repo=str(args.repo)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,11 @@
 """The Prefect retraining flow over a tiny real DVC repository (git + dvc init, stub stages), tmp MLflow.
 
-The stub stages write what the real ones would (data dirs, models/<variant>/seed-<n>/metrics.json, an MLflow model
-version and models/<variant>/seed-<n>/mlflow.json) for a matrix of two variants x two seeds, so the flow's real path
-runs: `dvc repro` subprocesses, Prefect retries, the choice of the champion variant's best seed, the registry
-decision, the artifact and reports/champion.json.
+The stub stages write what the real ones would (real validation data: annotations, crops table, images; an MLflow
+model version with its card tags and models/<variant>/seed-<n>/mlflow.json; the evaluate stage's eval/metrics.json
+and preds.h5, with predictions right on a chosen share of the people) for a matrix of two variants x two seeds, so
+the flow's real path runs: `dvc repro` subprocesses, Prefect retries, the choice of the champion variant's best
+seed, the contest on the validation split, the artifact and the history reports/champion.json. The stubs copy what
+the test prepared (``fixtures/``), so they import nothing of the project.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -28,19 +31,36 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from shipped import write_params
 
 from hourglass.champion import ChampionError, choose_candidate, decide_champion
+from hourglass.champion_log import read_records
+from hourglass.data.preprocess import preprocess
+from hourglass.data.synthetic import generate_dataset
+from hourglass.evaluation.split_digest import split_digest
+from hourglass.family import family_named
+from hourglass.io.eval_files import read_ground_truth, write_predictions
+from hourglass.params_file import load_params
+from hourglass.registry import model_version, record_score
+from hourglass.report.bootstrap import PeopleBootstrap, correct_joints
 from pipeline.dvc_stages import StageFailed, run_dvc_repro
 from pipeline.flows import ARTIFACT_KEY, build_deployment, main, promote, server_problem
 
-MODEL = "fake-hg"
+MODEL = "fake-hg-mpii"  # params' mlflow.registered_model `fake-hg`, dataset mpii
+SHARES = {"a-0": 0.4, "a-1": 0.5, "b-0": 0.6, "b-1": 0.9}  # of the validation people each seed gets right
 STAGES_PY = '''
-"""Stub stages for tests/test_flows.py."""
-import json, sys
+"""Stub stages for tests/test_flows.py: they copy what the test prepared in fixtures/."""
+import json, shutil, sys
 from pathlib import Path
+
+FIXTURES = Path(sys.argv[2])
 
 
 def write(path, text):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(text)
+
+
+def copy(source, target):
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(source, target)
 
 
 def download(attempts_file):
@@ -49,38 +69,48 @@ def download(attempts_file):
     attempts.write_text(str(count))
     if count == 1:
         sys.exit("simulated network failure on attempt 1")
-    write("data/raw/images.txt", "pixels")
-
-
-SCORES = {("a", "0"): 0.6, ("a", "1"): 0.65, ("b", "0"): 0.7, ("b", "1"): 0.8}
+    copy(FIXTURES / "raw", "data/raw/mpii")
 
 
 def train(variant, seed, log_metric):
     from mlflow import MlflowClient
-    score = SCORES[variant, seed]
+    fixture = json.loads((FIXTURES / "fixture.json").read_text())
+    score = fixture["scores"][f"{variant}-{seed}"]
     client = MlflowClient()
     run_id = client.create_run("0", run_name=f"train@{variant}-{seed}").info.run_id
     if log_metric == "yes":
-        client.log_metric(run_id, "val/pckh/Mean", float(score))
+        client.log_metric(run_id, "eval/pckh/Mean", float(score))
     client.set_terminated(run_id)
-    if not client.search_registered_models(filter_string="name = 'fake-hg'"):
-        client.create_registered_model("fake-hg")
-    mv = client.create_model_version("fake-hg", source=f"runs:/{run_id}/model", run_id=run_id)
+    if not client.search_registered_models(filter_string="name = 'fake-hg-mpii'"):
+        client.create_registered_model("fake-hg-mpii")
+    mv = client.create_model_version("fake-hg-mpii", source=f"runs:/{run_id}/model", run_id=run_id)
+    for key, value in fixture["card"].items():
+        client.set_model_version_tag("fake-hg-mpii", mv.version, key, value)
     write(f"models/{variant}/seed-{seed}/metrics.json", json.dumps({"val/pckh/Mean": float(score)}))
     write(f"models/{variant}/seed-{seed}/mlflow.json", json.dumps({
-        "run_id": run_id, "model_uri": f"models:/fake-hg/{mv.version}", "registered_model": "fake-hg",
+        "run_id": run_id, "model_uri": f"models:/fake-hg-mpii/{mv.version}", "registered_model": "fake-hg-mpii",
         "version": str(mv.version)}))
 
 
-command, *args = sys.argv[1:]
+def evaluate(variant, seed):
+    fixture = json.loads((FIXTURES / "fixture.json").read_text())
+    item = f"{variant}-{seed}"
+    out = Path(f"models/{variant}/seed-{seed}/eval")
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy(FIXTURES / f"preds-{item}.h5", out / "preds.h5")
+    write(out / "metrics.json", json.dumps({"split_digest": fixture["digest"], "final": {
+        "Mean": fixture["scores"][item]}, "mlflow_metrics": {"eval/pckh/Mean": fixture["scores"][item]}}))
+
+
+command, _, *args = sys.argv[1:]
 if command == "download":
     download(*args)
 elif command == "preprocess":
-    write("data/processed/shards.txt", Path("data/raw/images.txt").read_text())
+    copy(FIXTURES / "processed", "data/processed/mpii")
 elif command == "train":
     train(*args)
 elif command == "evaluate":
-    write(f"models/{args[0]}/seed-{args[1]}/eval.json", "{}")
+    evaluate(*args)
 elif command == "report":
     write("reports/summary.md", "# report")
 elif command == "broken":
@@ -91,11 +121,11 @@ elif command == "broken":
 DVC_YAML = """
 stages:
   download:
-    cmd: python stages.py download {attempts}
+    cmd: python stages.py download {fixtures} {attempts}
     outs:
       - data/raw
   preprocess:
-    cmd: python stages.py preprocess
+    cmd: python stages.py preprocess {fixtures}
     deps:
       - data/raw
     outs:
@@ -104,7 +134,7 @@ stages:
     matrix:
       variant: ${{sweep}}
       seed: ${{seeds}}
-    cmd: python stages.py train ${{item.variant}} ${{item.seed}} {log_metric}
+    cmd: python stages.py train {fixtures} ${{item.variant}} ${{item.seed}} {log_metric}
     deps:
       - data/processed
     outs:
@@ -117,19 +147,19 @@ stages:
     matrix:
       variant: ${{sweep}}
       seed: ${{seeds}}
-    cmd: python stages.py evaluate ${{item.variant}} ${{item.seed}}
+    cmd: python stages.py evaluate {fixtures} ${{item.variant}} ${{item.seed}}
     deps:
       - models/${{item.variant}}/seed-${{item.seed}}/metrics.json
     outs:
-      - models/${{item.variant}}/seed-${{item.seed}}/eval.json
+      - models/${{item.variant}}/seed-${{item.seed}}/eval
   report:
-    cmd: python stages.py report
+    cmd: python stages.py report {fixtures}
     deps:
       - models
     outs:
       - reports/summary.md
   broken:
-    cmd: python stages.py broken
+    cmd: python stages.py broken {fixtures}
 """
 
 PARAMS_YAML = """
@@ -138,9 +168,13 @@ sweep: [a, b]
 seeds: [0, 1]
 train:
   variants: {a: {}, b: {}}
+mlflow:
+  registered_model: fake-hg
+synthetic: {train_images: 1, valid_images: 6, workers: 1}
+preprocess: {workers: 1}
 flows:
   champion_variant: b
-  champion_metric: val/pckh/Mean
+  champion_metric: null
   download_retries: 2
   download_retry_delay: 0
 """
@@ -160,7 +194,32 @@ def mlflow_uri(mlflow_store: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return mlflow_store
 
 
-def make_repo(root: Path, *, log_metric: bool = True, download_fails_once: bool = True) -> Path:
+@pytest.fixture(scope="session")
+def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the stub stages copy: synthetic people with MPII's joints, preprocessed with the test's params; per
+    seed a preds.h5 right on ``SHARES`` of the people and its Mean; the split digest; the card tags of a version."""
+    root = tmp_path_factory.mktemp("flow-fixtures")
+    params = load_params(write_params(root / "params.yaml", PARAMS_YAML))
+    generate_dataset(params.synthetic, root / "raw", progress=False)
+    preprocess(root / "raw", root / "processed", params, progress=False)
+    gt = read_ground_truth(root / "raw" / "annot" / "valid.h5")
+    family = family_named("mpii")
+    boot = PeopleBootstrap(family, gt.annotated)
+    scores = {}
+    for item, share in SHARES.items():
+        preds = gt.joints.copy()
+        preds[round(share * len(gt)):] += 1000.0  # far off: wrong
+        write_predictions(root / f"preds-{item}.h5", preds)
+        scores[item] = boot.add(item, correct_joints(preds, gt.joints, gt.annotated, gt.normalize,
+                                                     family.threshold))["Mean"]
+    card = {"dataset_card": family.card.digest()[:12], "keypoints": ",".join(family.joints.names),
+            "metric": family.metric}
+    digest = split_digest(root / "processed", root / "raw" / "annot" / "valid.h5", params)
+    (root / "fixture.json").write_text(json.dumps({"scores": scores, "digest": digest, "card": card}))
+    return root
+
+
+def make_repo(root: Path, fixtures: Path, *, log_metric: bool = True, download_fails_once: bool = True) -> Path:
     """A git + DVC repository whose stages are the stubs above."""
     repo = root / "repo"
     repo.mkdir()
@@ -169,7 +228,7 @@ def make_repo(root: Path, *, log_metric: bool = True, download_fails_once: bool 
         attempts.write_text("1")
     (repo / "stages.py").write_text(STAGES_PY)
     (repo / "dvc.yaml").write_text(
-        DVC_YAML.format(attempts=attempts, log_metric="yes" if log_metric else "no")
+        DVC_YAML.format(attempts=attempts, log_metric="yes" if log_metric else "no", fixtures=fixtures)
     )
     write_params(repo / "params.yaml", PARAMS_YAML)
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
@@ -190,8 +249,9 @@ def _task_runs(flow_run_id: str, expected: int) -> list[TaskRun]:
             time.sleep(0.5)
 
 
-def test_failed_stage_reports_stage_and_stderr_tail(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    repo = make_repo(tmp_path)
+def test_failed_stage_reports_stage_and_stderr_tail(tmp_path: Path, fixtures: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    repo = make_repo(tmp_path, fixtures)
     log = logging.getLogger("test-flows")
     with caplog.at_level(logging.INFO, logger="test-flows"):
         with pytest.raises(StageFailed) as failure:
@@ -211,10 +271,17 @@ def _latest_flow_run_id() -> str:
     return str(run.id)
 
 
+def _all_tags(client: MlflowClient) -> dict:
+    """Every version's and run's tags and the aliases: what a run with nothing new must leave as they were."""
+    versions = client.search_model_versions(f"name = '{MODEL}'")
+    return {"aliases": dict(client.get_registered_model(MODEL).aliases),
+            **{mv.version: (dict(mv.tags), dict(client.get_run(mv.run_id).data.tags)) for mv in versions}}
+
+
 def test_cli_run_reproduces_in_order_retries_download_and_promotes(
-    prefect_server: None, tmp_path: Path, mlflow_uri: str, capsys: pytest.CaptureFixture[str]
+    prefect_server: None, tmp_path: Path, fixtures: Path, mlflow_uri: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    repo = make_repo(tmp_path)
+    repo = make_repo(tmp_path, fixtures)
     assert main(["run", "--repo", str(repo)]) == 0
     assert "promoted v4" in capsys.readouterr().out
 
@@ -224,60 +291,91 @@ def test_cli_run_reproduces_in_order_retries_download_and_promotes(
     assert fetch.run_count == 2 and fetch.state is not None and fetch.state.is_completed()
     assert (tmp_path / "download-attempts").read_text() == "2"
 
-    # b is the champion variant; its seed 1 (0.8, registered fourth: version 4) beats its seed 0 (0.7, version 3)
-    # and competes; nobody held the alias.
+    # b is the champion variant; its seed 1 (registered fourth: version 4) beats its seed 0 (version 3) and
+    # competes; nobody held the alias.
+    scores = json.loads((fixtures / "fixture.json").read_text())["scores"]
     client = MlflowClient(tracking_uri=mlflow_uri)
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "4"
     assert client.get_model_version(MODEL, "4").tags["champion_decision"] == "promoted"
     assert "champion_decision" not in client.get_model_version(MODEL, "3").tags
-    record = json.loads((repo / "reports" / "champion.json").read_text())
-    assert record["promoted"] is True and record["candidate_version"] == "4"
-    assert record["champion_version"] is None
-    assert record["candidate_score"] == pytest.approx(0.8) and record["variant"] == "b" and record["seed"] == 1
-    assert record["seed_scores"] == {"0": pytest.approx(0.7), "1": pytest.approx(0.8)}
+    (record,) = read_records(repo)
+    assert record["kind"] == "contest" and record["promoted"] is True and record["candidate_version"] == "4"
+    assert record["champion_version"] is None and record["model"] == MODEL
+    assert record["candidate_score"] == pytest.approx(scores["b-1"]) and record["variant"] == "b"
+    assert record["seed"] == 1 and record["seed_scores"] == {"0": pytest.approx(scores["b-0"]),
+                                                             "1": pytest.approx(scores["b-1"])}
+    assert record["split_digest"] == json.loads((fixtures / "fixture.json").read_text())["digest"]
     artifact = Artifact.get(ARTIFACT_KEY)
-    assert artifact is not None and "promoted" in artifact.data and "0.8000" in artifact.data
-    assert "candidate (`b` seed 1)" in artifact.data and "seed 0: 0.7000, seed 1: 0.8000" in artifact.data
+    assert artifact is not None and "promoted" in artifact.data and f"{scores['b-1']:.4f}" in artifact.data
+    assert "candidate (`b` seed 1)" in artifact.data
+    assert f"seed 0: {scores['b-0']:.4f}, seed 1: {scores['b-1']:.4f}" in artifact.data
     assert f"run `{record['run_id']}`" in artifact.data and f"models:/{MODEL}/4" in artifact.data
     assert all(run.state.name == "Completed" for run in runs[:-1])  # every stage ran: nothing was up to date
 
-    # Nothing changed: DVC skips every stage, and the task runs say so.
+    # Nothing changed: DVC skips every stage, the task runs say so, and no contest is held: no tag changes, the
+    # history gains a note.
+    before = _all_tags(client)
     assert main(["run", "--repo", str(repo)]) == 0
+    assert "nothing new, no contest (version 4 already holds @champion)" in capsys.readouterr().out
     again = _task_runs(_latest_flow_run_id(), len(EXPECTED_TASKS))
     assert [run.state.name for run in again[:-1]] == ["Skipped"] * (len(EXPECTED_TASKS) - 1)
     assert again[-1].name == "promote-b" and again[-1].state.is_completed()
+    assert _all_tags(client) == before
+    assert [r["kind"] for r in read_records(repo)] == ["contest", "nothing new"] and read_records(repo)[0] == record
+    artifact = Artifact.get(ARTIFACT_KEY)
+    assert artifact is not None and "nothing new, no contest" in artifact.data
 
 
-def test_promote_task_keeps_a_better_champion_using_metrics_json(
-    prefect_server: None, tmp_path: Path, mlflow_uri: str
+def _seed_files(root: Path, fixtures: Path, item: str, run_id: str, version: str) -> None:
+    """models/b/seed-0 as training and the evaluate stage leave it, with ``item``'s predictions."""
+    fixture = json.loads((fixtures / "fixture.json").read_text())
+    model_dir = root / "models" / "b" / "seed-0"
+    (model_dir / "eval").mkdir(parents=True)
+    (model_dir / "mlflow.json").write_text(json.dumps(
+        {"run_id": run_id, "model_uri": f"models:/{MODEL}/{version}", "registered_model": MODEL, "version": version}))
+    shutil.copy(fixtures / f"preds-{item}.h5", model_dir / "eval" / "preds.h5")
+    score = fixture["scores"][item]
+    (model_dir / "eval" / "metrics.json").write_text(json.dumps(
+        {"split_digest": fixture["digest"], "final": {"Mean": score}, "mlflow_metrics": {"eval/pckh/Mean": score}}))
+
+
+def test_promote_task_keeps_a_better_champion_on_its_stored_score(
+    prefect_server: None, tmp_path: Path, fixtures: Path, mlflow_uri: str
 ) -> None:
+    """The champion's predictions on this split were stored by its own contest: reused, not evaluated again (it has
+    no model to evaluate); the candidate's run logged no metric, so its eval/metrics.json gives its seed score."""
+    fixture = json.loads((fixtures / "fixture.json").read_text())
+    for kind in ("raw", "processed"):
+        shutil.copytree(fixtures / kind, tmp_path / "data" / kind / "mpii")
+    write_params(tmp_path / "params.yaml", PARAMS_YAML)
     client = MlflowClient(tracking_uri=mlflow_uri)
     client.create_registered_model(MODEL)
-    for score in (0.99, None):  # v1: the champion; v2: a candidate whose run logged no metric
-        run_id = client.create_run("0").info.run_id
-        if score is not None:
-            client.log_metric(run_id, "val/pckh/Mean", score)
-        client.create_model_version(MODEL, source=f"runs:/{run_id}/model", run_id=run_id)
+    runs = []
+    for _ in range(2):  # v1: the champion; v2: the candidate
+        runs.append(client.create_run("0").info.run_id)
+        version = client.create_model_version(MODEL, source=f"runs:/{runs[-1]}/model", run_id=runs[-1]).version
+        for key, value in fixture["card"].items():
+            client.set_model_version_tag(MODEL, version, key, value)
     client.set_registered_model_alias(MODEL, "champion", "1")
-    model_dir = tmp_path / "models" / "b" / "seed-0"
-    model_dir.mkdir(parents=True)
-    (model_dir / "metrics.json").write_text(json.dumps({"val/pckh/Mean": 0.7}))
-    (model_dir / "mlflow.json").write_text(json.dumps(
-        {"run_id": run_id, "model_uri": f"models:/{MODEL}/2", "registered_model": MODEL, "version": "2"}
-    ))
+    record_score(client, MODEL, model_version(client, MODEL, "1"), fixture["digest"], fixtures / "preds-b-1.h5",
+                 "eval/pckh/Mean", fixture["scores"]["b-1"])
+    champion_tags = client.get_model_version(MODEL, "1").tags
+    _seed_files(tmp_path, fixtures, "a-0", runs[1], "2")
 
-    decision = promote(str(tmp_path), "b", "val/pckh/Mean", True, [0])
-    assert decision["promoted"] is False and decision["serving_version"] == "1"
+    record = promote(str(tmp_path), "params.yaml", "b", [0])
+    assert record["promoted"] is False and record["serving_version"] == "1" and record["champion_rescored"] is False
     assert str(client.get_model_version_by_alias(MODEL, "champion").version) == "1"
     tags = client.get_model_version(MODEL, "2").tags
-    assert tags["champion_decision"] == "kept"
-    assert float(tags["candidate_score"]) == pytest.approx(0.7)  # from models/b/seed-0/metrics.json
-    assert float(tags["champion_score"]) == pytest.approx(0.99)
-    assert json.loads((tmp_path / "reports" / "champion.json").read_text()) == {
-        **decision, "variant": "b", "seed": 0, "run_id": run_id, "seed_scores": {"0": 0.7}
-    }
+    assert tags["champion_decision"] == "kept" and tags["champion_reason"].startswith("worse than the champion")
+    assert float(tags["candidate_score"]) == pytest.approx(fixture["scores"]["a-0"])
+    assert float(tags["champion_score"]) == pytest.approx(fixture["scores"]["b-1"])
+    assert client.get_model_version(MODEL, "1").tags == champion_tags
+    assert read_records(tmp_path) == [record]
+    assert record == {**record, "kind": "contest", "variant": "b", "seed": 0, "run_id": runs[1],
+                      "seed_scores": {"0": pytest.approx(fixture["scores"]["a-0"])}, "champion_run_id": runs[0]}
     artifact = Artifact.get(ARTIFACT_KEY)
-    assert artifact is not None and "kept the current champion" in artifact.data and "0.9900" in artifact.data
+    assert artifact is not None and "kept the current champion" in artifact.data
+    assert f"{fixture['scores']['b-1']:.4f}" in artifact.data and "its stored score on this split" in artifact.data
 
 
 def test_missing_metric_everywhere_is_a_clear_error(tmp_path: Path, mlflow_uri: str) -> None:
@@ -290,9 +388,17 @@ def test_missing_metric_everywhere_is_a_clear_error(tmp_path: Path, mlflow_uri: 
     (model_dir / "mlflow.json").write_text(json.dumps(
         {"run_id": run_id, "model_uri": f"models:/{MODEL}/1", "registered_model": MODEL, "version": 1}
     ))
-    with pytest.raises(ChampionError, match=r"'val/pckh/Mean' \(params flows.champion_metric\) is neither"):
-        decide_champion(tmp_path, "b", "val/pckh/Mean", True, logging.getLogger("test-flows"), [0])
+    params = load_params(write_params(tmp_path / "params.yaml", PARAMS_YAML))
+    with pytest.raises(ChampionError, match=r"'eval/pckh/Mean' \(params flows.champion_metric\) is neither"):
+        decide_champion(tmp_path, params, logging.getLogger("test-flows"), [0])
     assert not (tmp_path / "reports" / "champion.json").exists()
+
+
+def test_a_metric_the_contest_cannot_compare_is_refused_before_training(tmp_path: Path) -> None:
+    write_params(tmp_path / "params.yaml", PARAMS_YAML.replace("champion_metric: null",
+                                                               "champion_metric: val/pckh/Mean"))
+    with pytest.raises(ChampionError, match=r"flows.champion_metric 'val/pckh/Mean': the contest scores"):
+        build_deployment(Path("params.yaml"), tmp_path)
 
 
 def test_the_best_seed_competes_ties_keep_the_first(tmp_path: Path, mlflow_uri: str) -> None:

@@ -137,18 +137,26 @@ def test_demo_summary_lists_every_variant_beside_the_mean_pose(project):
 
 
 def test_demo_ends_with_the_champion_alias_in_place(project):
-    """README: `models:/hourglass@champion` works right after `make demo`."""
+    """README: `models:/hourglass-synthetic@champion` (one registered model per dataset card) works right after
+    `make demo`."""
     from mlflow.tracking import MlflowClient
+
+    from hourglass.champion_log import read_records
 
     root, env = project
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])
-    version = client.get_model_version_by_alias("hourglass", "champion")
+    version = client.get_model_version_by_alias("hourglass-synthetic", "champion")
     record = json.loads((root / "models" / "hg_stacked_int" / "seed-0" / "mlflow.json").read_text())
+    assert record["registered_model"] == "hourglass-synthetic"
     assert str(version.version) == record["version"] and version.tags["variant"] == "hg_stacked_int"
     assert version.tags["seed"] == "0"
-    champion = json.loads((root / "reports" / "champion.json").read_text())
-    assert champion["metric"] == "eval/pckh/Mean" and champion["promoted"] and champion["seed"] == 0
-    assert "hourglass@champion: promoted" in (root / "demo.log").read_text()
+    (champion,) = read_records(root)
+    assert champion["kind"] == "contest" and champion["metric"] == "eval/pckh/Mean"
+    assert champion["promoted"] and champion["seed"] == 0
+    evaluation = json.loads((root / "models" / "hg_stacked_int" / "seed-0" / "eval" / "metrics.json").read_text())
+    assert champion["split_digest"] == evaluation["split_digest"]
+    assert champion["candidate_score"] == pytest.approx(evaluation["final"]["Mean"])
+    assert "hourglass-synthetic@champion: promoted" in (root / "demo.log").read_text()
     run_ = client.get_run(record["run_id"])
     assert "download.root" not in " ".join(run_.data.params)  # params: the run's own config, not every setting
     assert run_.data.params["model.stacks"] == "2" and "train.variants" not in " ".join(run_.data.params)

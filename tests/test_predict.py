@@ -212,7 +212,7 @@ def test_every_option_is_explained_and_both_entry_points_run(checkpoint):
     result = subprocess.run([sys.executable, "-m", "hourglass.inference", "--help"], capture_output=True, text=True,
                             timeout=60)
     assert result.returncode == 0 and "--box" in result.stdout and "--overlay" in result.stdout
-    assert "models:/hourglass@champion" in result.stdout
+    assert "models:/hourglass-synthetic@champion" in result.stdout
 
 
 def test_image_arrays_and_base64_decode_alike(anchor_dir):

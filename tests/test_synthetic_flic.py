@@ -70,10 +70,12 @@ def test_champion_contest_compares_the_flic_headline(project):
     assert metric == "eval/pck/Mean"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
-        decision, _ = decide_champion(root, "hg_stacked_int", metric, True, logging.getLogger("test"), params.seeds)
+        decision = decide_champion(root, params, logging.getLogger("test")).decision
     evaluation = json.loads((root / "models/hg_stacked_int/seed-0/eval/metrics.json").read_text())
-    assert decision.promoted and decision.metric == "eval/pck/Mean"
+    assert decision is not None and decision.promoted and decision.metric == "eval/pck/Mean"
+    assert decision.model == "hourglass-synthetic_flic"  # its own registered model: never against MPII-style ones
     assert decision.candidate_score == pytest.approx(evaluation["final"]["Mean"])  # the flip-test score
+    assert decision.split_digest == evaluation["split_digest"]
 
 
 def test_mlflow_run_carries_the_evaluate_stages_scores_and_the_experiment_kind(project):

@@ -12,7 +12,9 @@ Outputs in ``out_dir``, each written atomically:
   as it scores the authors' released predictions; plus ``stack_preds`` (N, S, J, 2, 1-based), ``maxvals`` (N, J),
   ``stack_maxvals`` (N, S, J) and ``rows`` (N,) the annotation-file rows. A person whose image preprocessing had to
   drop has NaN predictions and counts as missed, as the official toolkit scores a missing prediction.
-* ``metrics.json``: the headline numbers, per-joint tables of the final prediction and of every stack, and speed.
+* ``metrics.json``: the headline numbers, per-joint tables of the final prediction and of every stack, speed, and
+  ``split_digest`` (:mod:`hourglass.evaluation.split_digest`: the people and protocol scored, which the champion
+  contest requires to be the same for both models).
 * ``test/``: the MPII test-server submission (:mod:`hourglass.evaluation.submission`).
 """
 
@@ -30,6 +32,7 @@ from hourglass.config import ParamsConfig
 from hourglass.data.dataset import PoseDataset, create_dataset
 from hourglass.evaluation.coco_results import coco_mlflow_metrics, write_and_score
 from hourglass.evaluation.score import score
+from hourglass.evaluation.split_digest import split_digest
 from hourglass.evaluation.split_predictions import SPLIT, align_to_ground_truth, dataset_params, predict, source_rows
 from hourglass.evaluation.submission import predict_test_split
 from hourglass.family import DatasetFamily, family_of
@@ -64,11 +67,12 @@ def _tables(result: PCKResult, family: DatasetFamily) -> tuple[dict[str, float |
 
 
 def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Path, gt_path: Path, out_dir: Path,
-             progress: bool = True, seed: int | None = None) -> dict[str, Any]:
+             progress: bool = True, seed: int | None = None, submission: bool = True) -> dict[str, Any]:
     """Run the stage (see the module docstring); returns the metrics written to ``out_dir/metrics.json``.
 
     ``seed``: the training seed the checkpoint must have been trained from (None: not checked; a checkpoint that
-    records no seed, an imported one, is not checked either)."""
+    records no seed, an imported one, is not checked either). ``submission`` False skips the test-set submission
+    (the champion contest re-scoring a model needs the validation split only)."""
     precision = select_precision(params.train.precision, select_device(), params.train.channels_last)
     loaded = load_model(model_path, precision.device)
     if loaded.variant is not None and loaded.variant != variant:
@@ -86,6 +90,7 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
         raise CheckpointError(f"{loaded.path}: model predicts {loaded.model.joints} joints but {data_dir} has "
                               f"{dataset.num_joints}")
     flip = params.targets.flip_test
+    digest = split_digest(data_dir, gt_path, params)
     log.info("evaluating %s (%s) on %d people of %s, flip test %s, %s", variant, loaded.path, len(dataset), data_dir,
              "on" if flip else "off", precision.describe())
     started = time.perf_counter()
@@ -108,7 +113,7 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
         "parameters": count_parameters(loaded.model), "final": headline, "per_joint": per_joint, "stacks": stacks,
         "seconds": round(seconds, 3), "images_per_s": round(len(pred) / seconds, 2) if seconds > 0 else None,
         "precision": precision.describe(), "checkpoint": str(loaded.path), "epoch": loaded.epoch,
-        "ground_truth": str(gt_path),
+        "ground_truth": str(gt_path), "split_digest": digest,
     }
     if metrics["people_missing"]:
         log.warning("%d of %d people have no prediction (their images were dropped in preprocessing); they count "
@@ -117,8 +122,9 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
     write_predictions(out_dir / PREDICTIONS_NAME, arrays["preds"], {
         "stack_preds": arrays["stack_preds"] + 1.0, "maxvals": arrays["maxvals"],
         "stack_maxvals": arrays["stack_maxvals"], "rows": np.arange(len(gt), dtype=np.int64)})
-    test = predict_test_split(params, loaded, precision, data_dir, gt_path.parent, out_dir / TEST_DIR, progress)
-    metrics["test_split"] = test
+    if submission:
+        metrics["test_split"] = predict_test_split(params, loaded, precision, data_dir, gt_path.parent,
+                                                   out_dir / TEST_DIR, progress)
     # The same numbers under the names MLflow shows them by (the champion contest reads them here when the store
     # lacks them), then into the training run: one set of numbers, flip test, on every surface.
     metrics["mlflow_metrics"] = family.eval_metrics(headline, [s["metrics"] for s in stacks])
@@ -132,7 +138,7 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
     write_json_atomic(out_dir / METRICS_NAME, metrics)
     mean = headline.get("Mean")
     tags = {"eval.metric": f"{family.metric}, {'flip test' if flip else 'no flip test'} (evaluate stage)",
-            "eval.mean": "n/a" if mean is None else f"{mean:.2f}"}
+            "eval.mean": "n/a" if mean is None else f"{mean:.2f}", "eval.split_digest": digest}
     if log_evaluation(loaded.path.parent, metrics["mlflow_metrics"], tags):
         log.info("logged %d eval/ metrics to the training run in MLflow", len(metrics["mlflow_metrics"]))
     return metrics

@@ -14,7 +14,10 @@ import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hourglass.config import ParamsConfig
 
 # models/<variant>/seed-<n>/mlflow.json: the training run, model URI, registered version, store
 MLFLOW_JSON = "mlflow.json"
@@ -108,6 +111,15 @@ def architecture(model: Mapping[str, Any]) -> str:
     ``stacks=2, modules=1, features=256, supervision=intermediate, stem_width=128, input_res=256``: a registered
     version's ``architecture`` tag, and what a warm start compares with it."""
     return ", ".join(f"{k}={model[k]}" for k in ARCHITECTURE_KEYS if k in model)
+
+
+def registered_name(params: ParamsConfig) -> str | None:
+    """The registered model of the run's dataset card: ``<mlflow.registered_model>-<dataset>``
+    (``hourglass-synthetic``), None when params register nothing. One name per card, so a model of one dataset never
+    holds, or competes for, the alias of another's; training registers under it and the champion contest looks it
+    up, both through this function."""
+    base = params.mlflow.registered_model
+    return None if base is None else f"{base}-{params.dataset}"
 
 
 def ensure_experiment(client: Any, name: str) -> str:

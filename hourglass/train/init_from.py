@@ -164,11 +164,11 @@ CHAMPION_ALIAS = "champion"
 
 
 def card_registered_model(params: ParamsConfig) -> str | None:
-    """The registered model that holds the champion of ``params``'s dataset card: ``<mlflow.registered_model>-
-    <dataset>`` (one registered model per card, so models of different data never compete); None when models are
-    not registered (``mlflow.registered_model: null``)."""
-    base = params.mlflow.registered_model
-    return None if base is None else f"{base}-{params.dataset}"
+    """The registered model that holds the champion of ``params``'s dataset card
+    (:func:`hourglass.tracking.store.registered_name`); None when models are not registered."""
+    from hourglass.tracking.store import registered_name  # local: tracking imports MLflow helpers lazily too
+
+    return registered_name(params)
 
 
 @dataclass(frozen=True)

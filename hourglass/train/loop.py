@@ -33,7 +33,7 @@ from hourglass.lineage import compute_lineage, lineage_of_config
 from hourglass.model import StackedHourglass, create_model
 from hourglass.precision import Precision, runtime_record, select_device, select_precision
 from hourglass.tracking.runs import RunTracker
-from hourglass.tracking.store import default_tracking_uri
+from hourglass.tracking.store import default_tracking_uri, registered_name
 from hourglass.train import losses
 from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, barrier, broadcast_buffers, process_group
 from hourglass.train.fastpath import FastPath, backend_flags, compile_model, resolve_fast_path
@@ -296,7 +296,7 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
         if tracker is not None:
             if params.mlflow.log_model:
                 # The config in hand: no need to read back the checkpoint just written.
-                model_uri = tracker.log_model(network, params.model.input_res, params.mlflow.registered_model,
+                model_uri = tracker.log_model(network, params.model.input_res, registered_name(params),
                                               config=record, variant=variant, epoch=len(history))
             run_id = tracker.run_id
             tracker.finish(final, runtime=runtime)
