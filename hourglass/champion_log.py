@@ -64,6 +64,8 @@ def read_records(repo: str | Path) -> list[dict[str, Any]]:
         return [dict(record) for record in records]
     if isinstance(raw, dict) and "candidate_version" in raw:  # the single decision written before the history
         return [_legacy(raw)]
+    if raw == {}:  # an empty object: no decision yet
+        return []
     raise ChampionLogError(f"{path}: expected {{\"contests\": [...]}} (or the older single decision), got "
                            f"{type(raw).__name__} with keys {sorted(raw) if isinstance(raw, dict) else []}")
 

@@ -101,7 +101,7 @@ def _stage_state(stage: str, ran: bool) -> Any:
     return Completed(name="Skipped", message=f"dvc: {stage} is up to date, nothing ran", data=stage)
 
 
-@task(name="check-sources", cache_policy=NO_CACHE)
+@task(name="check-sources", task_run_name="check-sources", cache_policy=NO_CACHE)
 def check_sources(repo: str, params_path: str) -> list[str]:
     """What changed in the dataset's sources outside the project since they were brought in (a COCO export that
     grew); DVC cannot see those files, so a change forces the fetch stage."""

@@ -27,9 +27,9 @@ from prefect.client.schemas.objects import ConcurrencyLimitStrategy, FlowRun
 from prefect.deployments import run_deployment
 from prefect.settings import get_current_settings
 from shipped import REPO, merge, write_params
-from test_flows import PARAMS_YAML, _latest_flow_run_id, _task_runs, make_repo
+from test_flows import PARAMS_YAML, _latest_flow_run_id, _task_runs, fixtures, make_repo  # noqa: F401 (a fixture)
 
-from hourglass.champion_log import ChampionLogError, append_record, read_records
+from hourglass.champion_log import append_record, read_records
 from hourglass.family import family_named
 from hourglass.notify import post_json
 from hourglass.rollback import RollbackError, previous_holder, roll_back
@@ -124,30 +124,16 @@ def _versions(client: MlflowClient, name: str, datasets: list[str]) -> None:
 
 def _contest(model: str, before: str | None, after: str, promoted: bool = True) -> dict[str, Any]:
     """A contest record as hourglass.champion writes it (the fields a rollback reads, and a few others)."""
-    return {"model": model, "alias": "champion", "promoted": promoted, "candidate_version": after,
-            "champion_version": before, "serving_version": after if promoted else before, "reason": "test"}
-
-
-def test_the_decision_log_reads_both_forms_and_only_appends(tmp_path: Path) -> None:
-    path = tmp_path / "reports" / "champion.json"
-    assert read_records(tmp_path) == []
-    path.parent.mkdir()
-    path.write_text("{}")  # what another stage's test leaves: an empty log
-    assert read_records(tmp_path) == []
-    path.write_text(json.dumps(_contest("m", None, "1")))  # the single decision of older checkouts
-    append_record(tmp_path, {**_contest("m", "1", "2"), "candidate_score": float("nan")})
-    first, second = read_records(tmp_path)
-    assert first == _contest("m", None, "1") and second["serving_version"] == "2"
-    assert list(json.loads(path.read_text().replace("NaN", "null"))) == ["contests"]
-    path.write_text("[1]")
-    with pytest.raises(ChampionLogError, match=r"champion.json: expected an object with a 'contests' list, got list"):
-        read_records(tmp_path)
+    return {"kind": "contest", "decision": "promoted" if promoted else "kept", "model": model, "alias": "champion",
+            "promoted": promoted, "candidate_version": after, "champion_version": before,
+            "serving_version": after if promoted else before, "reason": "test",
+            "decided_at": "2026-12-07T00:00:00+00:00"}
 
 
 def test_previous_holder_follows_the_log() -> None:
     log = [_contest("m", None, "1"), _contest("m", "1", "2", promoted=False), _contest("other", None, "7"),
            _contest("m", "1", "3"), {"model": "m", "alias": "champion", "champion_version": "3", "serving_version": "1",
-                                      "event": "rollback"}, _contest("m", "1", "4")]
+                                      "kind": "rollback"}, _contest("m", "1", "4")]
     assert previous_holder(log, "m", "4") == "1"
     assert previous_holder(log, "m", "1") == "3"  # 1 took the alias last from 3 (the rollback)
     assert previous_holder(log, "m", "9") == "4"  # moved by hand: the last holder the log saw
@@ -250,13 +236,13 @@ def _holder(repo: Path, cmd: list[str]) -> subprocess.Popen:
 
 
 def test_a_stage_waits_for_dvcs_locks_then_gives_up_after_lock_wait(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    fixtures: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A stage meets a second `dvc repro` whose running stage reads its output (DVC's read/write lock): it waits
     and runs once that ends. A process that keeps DVC's repository lock past flows.lock_wait fails the stage with
     the lock's name and the wait."""
     monkeypatch.setenv("DVC_NO_ANALYTICS", "1")
-    repo = make_repo(tmp_path)
+    repo = make_repo(tmp_path, fixtures)
     with (repo / "dvc.yaml").open("a") as fh:
         fh.write(HOLD_STAGES)
     log = logging.getLogger("test-lock")
@@ -318,11 +304,11 @@ def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_failed_run_is_posted_with_its_error(
-    prefect_server: None, tmp_path: Path, mlflow_store: str, webhook: Webhook, git_identity: None
+    prefect_server: None, fixtures: Path, tmp_path: Path, mlflow_store: str, webhook: Webhook, git_identity: None
 ) -> None:
     """flows.git_pull on a checkout that tracks no remote branch: the git-pull task fails the run with git's own
     words, and the failure hook posts them."""
-    repo = make_repo(tmp_path, download_fails_once=False)
+    repo = make_repo(tmp_path, fixtures, download_fails_once=False)
     _flow_params(repo, git_pull=True, notify_url=webhook.url)
     with pytest.raises(SyncFailed, match=r"`git pull --ff-only` failed"):
         retrain(params_path="params.yaml", repo=str(repo))
@@ -334,14 +320,14 @@ def test_a_failed_run_is_posted_with_its_error(
 
 
 def test_sync_pulls_what_the_team_pushed_and_pushes_what_it_built(
-    prefect_server: None, tmp_path: Path, mlflow_store: str, git_identity: None
+    prefect_server: None, fixtures: Path, tmp_path: Path, mlflow_store: str, git_identity: None
 ) -> None:
     """A teammate's checkout commits and pushes (git: a bare remote; DVC: a local remote) the data stages' results;
     the scheduled checkout, cloned before that, pulls both and so skips those stages, then pushes its own outputs."""
     origin, storage = tmp_path / "origin.git", tmp_path / "dvc-storage"
     _git(tmp_path, "init", "-q", "--bare", str(origin))
     (tmp_path / "team").mkdir()
-    team = make_repo(tmp_path / "team", download_fails_once=False)
+    team = make_repo(tmp_path / "team", fixtures, download_fails_once=False)
     _flow_params(team, git_pull=True, dvc_pull=True, dvc_push=True)
     _dvc(team, "remote", "add", "-d", "local", str(storage))
     _git(team, "add", "-A")
@@ -376,8 +362,8 @@ def test_sync_pulls_what_the_team_pushed_and_pushes_what_it_built(
     assert pushed.is_file() and pushed.read_text() == "# report"  # dvc push: the scheduled run's own output
 
 
-def test_sync_failures_carry_the_commands_output(tmp_path: Path, git_identity: None) -> None:
-    repo = make_repo(tmp_path)
+def test_sync_failures_carry_the_commands_output(fixtures: Path, tmp_path: Path, git_identity: None) -> None:
+    repo = make_repo(tmp_path, fixtures)
     log = logging.getLogger("test-sync")
     with pytest.raises(SyncFailed, match=r"`dvc push` failed \(exit code \d+\); output tail:\n(.|\n)*remote"):
         dvc_sync("push", repo, log)
@@ -387,14 +373,14 @@ def test_sync_failures_carry_the_commands_output(tmp_path: Path, git_identity: N
 
 
 def test_the_deployment_runs_one_retrain_at_a_time(
-    prefect_server: None, tmp_path: Path, mlflow_store: str, webhook: Webhook, git_identity: None
+    prefect_server: None, fixtures: Path, tmp_path: Path, mlflow_store: str, webhook: Webhook, git_identity: None
 ) -> None:
     """Two runs of the served deployment triggered together run one after the other, although the serving process
     would take both at once: the deployment's concurrency limit holds the second back. The first run promotes and
     the webhook hears of it; the second (nothing changed) keeps the champion and posts nothing.
 
     About a minute: two served runs, each a fresh Python process with a few `dvc repro` subprocesses."""
-    repo = make_repo(tmp_path, download_fails_once=False)
+    repo = make_repo(tmp_path, fixtures, download_fails_once=False)
     _flow_params(repo, notify_url=webhook.url)
     deployment = build_deployment(Path("params.yaml"), repo)
     assert deployment.concurrency_limit == 1

@@ -180,9 +180,9 @@ flows:
 """
 
 EXPECTED_TASKS = [
-    "fetch-data-download", "repro-preprocess", "repro-train@a-0", "repro-evaluate@a-0", "repro-train@a-1",
-    "repro-evaluate@a-1", "repro-train@b-0", "repro-evaluate@b-0", "repro-train@b-1", "repro-evaluate@b-1",
-    "repro-report", "promote-b",
+    "check-sources", "fetch-data-download", "repro-preprocess", "repro-train@a-0", "repro-evaluate@a-0",
+    "repro-train@a-1", "repro-evaluate@a-1", "repro-train@b-0", "repro-evaluate@b-0", "repro-train@b-1",
+    "repro-evaluate@b-1", "repro-report", "promote-b",
 ]
 
 

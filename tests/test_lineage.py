@@ -110,6 +110,9 @@ def test_the_record_and_the_tags_give_the_same_lineage_back():
     assert Lineage.from_tags({"variant": "hg"}) is None and Lineage.from_record(None) is None
 
 
+REGISTERED = "hg-lineage-synthetic"  # mlflow.registered_model hg-lineage, registered per card: <name>-<dataset>
+
+
 def test_a_training_run_and_its_registered_version_carry_the_lineage_to_predict(tmp_path, mlflow_store, capsys):
     raw = tiny_params(epochs=1).model_dump(mode="json")
     raw["mlflow"] = {**raw["mlflow"], "enabled": True, "experiment": "lineage", "log_model": True,
@@ -132,14 +135,14 @@ def test_a_training_run_and_its_registered_version_carry_the_lineage_to_predict(
     assert Lineage.from_tags(run.data.tags) == lineage
     assert run.data.params["lineage.card_digest"] == lineage.card_digest
     assert run.data.params["lineage.params_digest"] == lineage.params_digest
-    assert version_lineage(mlflow_store, "hg-lineage", 1) == lineage  # what the contest reads
+    assert version_lineage(mlflow_store, REGISTERED, 1) == lineage  # what the contest reads
 
     image = tmp_path / "a.png"
     import cv2
 
     cv2.imwrite(str(image), smooth_image(80, 60))
     document = tmp_path / "p.json"
-    assert cli(str(image), "--model", "models:/hg-lineage/1", "--json", str(document)) == 0
+    assert cli(str(image), "--model", f"models:/{REGISTERED}/1", "--json", str(document)) == 0
     [line] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("lineage: ")]
     assert line == f"lineage: {lineage.summary()}"
     assert f"card synthetic {lineage.card_digest[:12]}, preprocessed data ffffffffffff" in line

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from coco_growth import grow_export
 
 from hourglass.data.coco_import import import_coco
 from hourglass.data.sources import changed_sources
@@ -39,25 +40,6 @@ def _card(export: Path):
     })
 
 
-def _grow(export: Path, copies: int) -> list[str]:
-    """Labelled images added to the export: copies of a real image with its people's boxes shifted by 3 px."""
-    data = json.loads((export / "test_coco.json").read_text())
-    source = data["images"][0]
-    people = [a for a in data["annotations"] if a["image_id"] == source["id"]]
-    names = []
-    for k in range(copies):
-        image_id, name = 900000 + k, f"grown_{k:03d}.jpg"
-        shutil.copy(export / source["file_name"], export / name)
-        data["images"].append({**source, "id": image_id, "file_name": name})
-        for j, person in enumerate(people):
-            x, y, w, h = person["bbox"]
-            data["annotations"].append({**person, "id": 9000000 + 100 * k + j, "image_id": image_id,
-                                        "bbox": [x + 3, y + 3, w, h]})
-        names.append(name)
-    (export / "test_coco.json").write_text(json.dumps(data))
-    return names
-
-
 def _splits(raw: Path) -> dict[str, set[str]]:
     return {split: set(read_annotations(raw / "annot" / f"{split}.h5").imgname) for split in ("train", "valid")}
 
@@ -73,7 +55,7 @@ def test_new_labels_are_seen_brought_in_and_old_images_keep_their_split(export: 
     os.utime(image, ns=(image.stat().st_atime_ns, image.stat().st_mtime_ns + 10**9))
     assert changed_sources(card, raw) == []
 
-    added = _grow(export, 8)
+    added = grow_export(export, 8)
     changes = changed_sources(card, raw)
     assert f"annotation file changed: {export / 'test_coco.json'}" in changes
     assert {f"image added: {name}" for name in added} <= set(changes)
@@ -108,7 +90,7 @@ def test_the_command_says_unchanged_or_lists_the_changes(export: Path, tmp_path:
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({**repo_params, "dataset": "people"}))
     import_coco(_card(export), tmp_path / "data" / "raw" / "people")
     assert main([]) == 0 and capsys.readouterr().out.strip() == "people: unchanged"
-    _grow(export, 1)
+    grow_export(export, 1)
     assert main(["--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["changed"] and "image added: grown_000.jpg" in report["changes"]

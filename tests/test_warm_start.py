@@ -61,7 +61,8 @@ class Champion:
 
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory: pytest.TempPathFactory, _migrated_db: Path) -> Iterator[Champion]:
-    """A store in which ``hg-synthetic@champion`` is a tiny run trained on the synthetic card (features 16)."""
+    """A store in which ``hg-synthetic@champion`` is a tiny run trained on the synthetic card (features 16): training
+    registers under the card's name, ``<mlflow.registered_model>-<dataset>``."""
     root = tmp_path_factory.mktemp("warm-store")
     shutil.copy(_migrated_db, root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -70,7 +71,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory, _migrated_db: Path) -> It
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
         patch.chdir(root)
-        result = train(_params(retrain=False, registered_model=name, log_model=True), root / "champion",
+        result = train(_params(retrain=False, registered_model=BASE, log_model=True), root / "champion",
                        train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1))
     MlflowClient(tracking_uri=uri).set_registered_model_alias(name, "champion", "1")
     yield Champion(uri, name, result)
