@@ -348,10 +348,10 @@ def test_sync_pulls_what_the_team_pushed_and_pushes_what_it_built(
     decision = retrain(params_path="params.yaml", repo=str(scheduled))
     assert decision["promoted"] is True
     assert _git(scheduled, "rev-parse", "HEAD") == _git(team, "rev-parse", "HEAD")  # git pull --ff-only
-    assert (scheduled / "data" / "raw" / "images.txt").read_text() == "pixels"  # dvc pull
-    runs = _task_runs(_latest_flow_run_id(), 9)
+    assert (scheduled / "data" / "raw" / "mpii" / "annot" / "valid.h5").is_file()  # dvc pull
+    runs = _task_runs(_latest_flow_run_id(), 10)
     states = {run.name: run.state.name for run in runs if run.state is not None}
-    assert list(states) == ["git-pull", "dvc-pull", "fetch-data-download", "repro-preprocess", "repro-train@b-0",
+    assert list(states) == ["git-pull", "dvc-pull", "check-sources", "fetch-data-download", "repro-preprocess", "repro-train@b-0",
                             "repro-evaluate@b-0", "repro-report", "dvc-push", "promote-b"]
     assert states["git-pull"] == states["dvc-pull"] == states["dvc-push"] == "Completed"
     assert states["fetch-data-download"] == states["repro-preprocess"] == "Skipped"  # pulled, not recomputed
@@ -422,7 +422,7 @@ def test_the_deployment_runs_one_retrain_at_a_time(
     assert "AwaitingConcurrencySlot" in held  # held back by the deployment's limit, not by chance
 
     (message,) = webhook.messages
-    assert message["event"] == "promotion" and message["model"] == "fake-hg"
+    assert message["event"] == "promotion" and message["model"] == "fake-hg-mpii"
     assert message["versions"] == {"candidate": "1", "champion_before": None, "serving": "1"}
     assert message["scores"]["candidate"] == pytest.approx(0.7) and message["flow_run"]["id"] == str(first.id)
     assert message["flow_run"]["name"] == first.name

@@ -287,7 +287,8 @@ def test_cli_run_reproduces_in_order_retries_download_and_promotes(
 
     runs = _task_runs(_latest_flow_run_id(), len(EXPECTED_TASKS))
     assert [run.name for run in runs] == EXPECTED_TASKS  # `broken` is in dvc.yaml but not in the flow
-    fetch = runs[0]
+    assert runs[0].name == "check-sources"  # the sources outside the project first
+    fetch = runs[1]
     assert fetch.run_count == 2 and fetch.state is not None and fetch.state.is_completed()
     assert (tmp_path / "download-attempts").read_text() == "2"
 
