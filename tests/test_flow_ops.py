@@ -351,8 +351,8 @@ def test_sync_pulls_what_the_team_pushed_and_pushes_what_it_built(
     assert (scheduled / "data" / "raw" / "mpii" / "annot" / "valid.h5").is_file()  # dvc pull
     runs = _task_runs(_latest_flow_run_id(), 10)
     states = {run.name: run.state.name for run in runs if run.state is not None}
-    assert list(states) == ["git-pull", "dvc-pull", "check-sources", "fetch-data-download", "repro-preprocess", "repro-train@b-0",
-                            "repro-evaluate@b-0", "repro-report", "dvc-push", "promote-b"]
+    assert list(states) == ["git-pull", "dvc-pull", "check-sources", "fetch-data-download", "repro-preprocess",
+                            "repro-train@b-0", "repro-evaluate@b-0", "repro-report", "dvc-push", "promote-b"]
     assert states["git-pull"] == states["dvc-pull"] == states["dvc-push"] == "Completed"
     assert states["fetch-data-download"] == states["repro-preprocess"] == "Skipped"  # pulled, not recomputed
     assert states["repro-train@b-0"] == "Completed"
