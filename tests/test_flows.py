@@ -319,7 +319,8 @@ def test_cli_run_reproduces_in_order_retries_download_and_promotes(
     assert main(["run", "--repo", str(repo)]) == 0
     assert "nothing new, no contest (version 4 already holds @champion)" in capsys.readouterr().out
     again = _task_runs(_latest_flow_run_id(), len(EXPECTED_TASKS))
-    assert [run.state.name for run in again[:-1]] == ["Skipped"] * (len(EXPECTED_TASKS) - 1)
+    assert again[0].name == "check-sources" and again[0].state.name == "Completed"  # checked, nothing changed
+    assert [run.state.name for run in again[1:-1]] == ["Skipped"] * (len(EXPECTED_TASKS) - 2)
     assert again[-1].name == "promote-b" and again[-1].state.is_completed()
     assert _all_tags(client) == before
     assert [r["kind"] for r in read_records(repo)] == ["contest", "nothing new"] and read_records(repo)[0] == record
