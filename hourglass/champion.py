@@ -57,6 +57,7 @@ from hourglass.family import DatasetFamily, champion_metric, family_of
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.io.eval_files import GroundTruth, read_ground_truth, read_predictions
 from hourglass.layout import model_dir, stage_item
+from hourglass.lineage import Lineage
 from hourglass.registry import (
     Decision,
     Difference,
@@ -213,6 +214,9 @@ def record_markdown(record: Mapping[str, Any], tracking_uri: str | None = None,
         f"**Reason:** {record['reason']}. ",
         f"**Serving now:** version {record.get('serving_version') or '—'} "
         f"({'higher' if record['higher_is_better'] else 'lower'} is better; decided {record['decided_at']}).",
+        "",
+        f"**Candidate trained on:** {record.get('candidate_lineage') or 'not recorded'}. ",
+        f"**Champion trained on:** {record.get('champion_lineage') or 'not recorded'}.",
         "",
         links,
     ])
@@ -384,6 +388,14 @@ def record_summary(record: Mapping[str, Any]) -> str:
     return f"{record['model']}@{record['alias']}: {what} ({record['reason']}); serving v{record['serving_version']}"
 
 
+def _lineage_line(mv: Any) -> str | None:
+    """The one-line lineage a model version's ``lineage.*`` tags hold (None: no version, or none recorded)."""
+    if mv is None:
+        return None
+    lineage = Lineage.from_tags(dict(mv.tags or {}))
+    return lineage.summary() if lineage is not None else None
+
+
 def decide_champion(repo: Path, params: ParamsConfig, log: logging.Logger | logging.LoggerAdapter,
                     seeds: Sequence[int] | None = None) -> Outcome:
     """Hold the champion contest for the best of ``flows.champion_variant``'s ``seeds`` (default: params' seeds),
@@ -447,7 +459,9 @@ def decide_champion(repo: Path, params: ParamsConfig, log: logging.Logger | logg
             record_score(client, name, champion, digest, scored.preds, metric, champion_score)
     record = {"kind": "contest", **base, **decision.to_dict(),
               "champion_run_id": champion.run_id if champion is not None else None,
-              "champion_rescored": scored.rescored if scored is not None else None}
+              "champion_rescored": scored.rescored if scored is not None else None,
+              # what each side was trained on (data, code, params), as its version's lineage.* tags say
+              "candidate_lineage": _lineage_line(mv), "champion_lineage": _lineage_line(champion)}
     append_record(repo, record)
     log.info("%s v%s: %s (%s)", name, mv.version, "promoted" if decision.promoted else "kept the champion",
              decision.reason)

@@ -89,6 +89,7 @@ def test_retraining_picks_up_new_labels_compares_fairly_and_rolls_back(
         assert len(valid_after["annotations"]) > len(valid_before["annotations"])
         assert second["champion_version"] == first["candidate_version"] and second["champion_rescored"]
         assert second["split_digest"] != first["split_digest"]
+        assert "card people" in second["candidate_lineage"] and "card people" in second["champion_lineage"]
         run_cfg = yaml.safe_load((root / "models/hg_stacked_int/seed-0/config.yaml").read_text())
         started = run_cfg.get("initialised_from") or {}
         assert started.get("champion_version") == first["candidate_version"], started  # fine-tuned from run 1
