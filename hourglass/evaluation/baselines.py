@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from hourglass.evaluation.score import score
+from hourglass.family import DatasetFamily
 from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.io.eval_files import read_ground_truth
 from hourglass.metrics import PCKResult
@@ -51,7 +52,8 @@ def mean_pose_predictions(train: Annotations, valid: Annotations) -> np.ndarray:
     return place_pose(mean_pose(train), valid.center, valid.scale)
 
 
-def score_mean_pose(train_path: str | Path, valid_path: str | Path, dataset: str | None = None) -> PCKResult:
+def score_mean_pose(train_path: str | Path, valid_path: str | Path,
+                    dataset: str | DatasetFamily | None = None) -> PCKResult:
     """Score the mean pose of ``train_path`` on ``valid_path`` (annotation h5 files) with the card ``dataset``'s
     metric (default: the card the joint count suggests)."""
     train = read_annotations(train_path)

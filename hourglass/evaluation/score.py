@@ -26,13 +26,14 @@ from hourglass.io.eval_files import GroundTruth, ReaderError, read_ground_truth,
 from hourglass.metrics import THRESHOLD_OPERATOR, PCKResult
 
 
-def ground_truth_family(gt: GroundTruth, dataset: str | None = None) -> DatasetFamily:
-    """The card that scores ``gt``: the one named, else the one its joint count suggests (16: mpii, 11: flic)."""
-    name = dataset or gt.dataset
+def ground_truth_family(gt: GroundTruth, dataset: str | DatasetFamily | None = None) -> DatasetFamily:
+    """The card that scores ``gt``: the family given, or the card named, else the one its joint count suggests
+    (16: mpii, 11: flic)."""
+    name = dataset.name if isinstance(dataset, DatasetFamily) else (dataset or gt.dataset)
     if name is None:
         raise ReaderError(f"{gt.source}: {gt.joints.shape[1]} joints per person match no built-in card; name the "
                           "dataset's card with --dataset NAME (datasets/NAME.yaml)")
-    family = family_named(name)
+    family = dataset if isinstance(dataset, DatasetFamily) else family_named(name)
     if family.joints.count != gt.joints.shape[1]:
         raise ReaderError(f"{gt.source}: {gt.joints.shape[1]} joints per person, but card {name!r} has "
                           f"{family.joints.count} keypoints")
@@ -40,7 +41,7 @@ def ground_truth_family(gt: GroundTruth, dataset: str | None = None) -> DatasetF
 
 
 def score(preds: np.ndarray, gt: GroundTruth, threshold: float | None = None,
-          pred_source: str | Path = "predictions", dataset: str | None = None) -> PCKResult:
+          pred_source: str | Path = "predictions", dataset: str | DatasetFamily | None = None) -> PCKResult:
     """Score 0-based predictions against ``gt`` with the card's metric (threshold defaults to the card's)."""
     expected = gt.joints.shape
     if preds.shape != expected:
@@ -50,7 +51,7 @@ def score(preds: np.ndarray, gt: GroundTruth, threshold: float | None = None,
 
 
 def evaluate_files(pred_path: str | Path, gt_path: str | Path, threshold: float | None = None,
-                   dataset: str | None = None) -> PCKResult:
+                   dataset: str | DatasetFamily | None = None) -> PCKResult:
     """Read both files and score them (see :func:`score`)."""
     gt = read_ground_truth(gt_path)
     preds = read_predictions(pred_path, joints=gt.joints.shape[1], people=len(gt))

@@ -99,11 +99,11 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
     rows = source_rows(data_dir, pred.rows)
     arrays = align_to_ground_truth(pred, rows, gt, data_dir)
 
-    final = score(arrays["preds"], gt, pred_source=loaded.path, dataset=family.name)
+    final = score(arrays["preds"], gt, pred_source=loaded.path, dataset=family)
     headline, per_joint = _tables(final, family)
     stacks = []
     for k in range(arrays["stack_preds"].shape[1]):
-        stack_score = score(arrays["stack_preds"][:, k], gt, pred_source=loaded.path, dataset=family.name)
+        stack_score = score(arrays["stack_preds"][:, k], gt, pred_source=loaded.path, dataset=family)
         stack_headline, stack_joints = _tables(stack_score, family)
         stacks.append({"stack": k + 1, "metrics": stack_headline, "per_joint": stack_joints})
     metrics = {

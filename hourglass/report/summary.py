@@ -306,7 +306,7 @@ def compute_summary(params: ParamsConfig, paths: ReportPaths) -> Summary:
     if boot is not None and reference not in boot.estimates:
         missing.append(f"no paired intervals: the reference variant `{reference}` has no scored predictions")
     annot = paths.raw / "annot"
-    baseline = _measured(lambda: score_mean_pose(annot / "train.h5", annot / "valid.h5", family.name),
+    baseline = _measured(lambda: score_mean_pose(annot / "train.h5", annot / "valid.h5", family),
                          "mean-pose baseline not computed", missing, family)
     authors = None
     released = family.card.published.released if family.card.published is not None else None
