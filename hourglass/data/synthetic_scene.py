@@ -161,7 +161,7 @@ def label_person(canvas: Canvas, person: Person, person_index: int, joint_set: J
     body = person.points[:16]
     objpos = 0.5 * (body.min(0) + body.max(0)) + rng.normal(0, 0.03 * person.height, 2)
     center = objpos + np.array([0.0, 15.0 * s_raw])
-    if joint_set.name == "flic":
+    if joint_set == FLIC:  # the generator's FLIC row layout (observer-centric, torso size)
         idx, normalize = flic_labels(person)
     else:
         idx, normalize = list(range(16)), head_size
@@ -197,7 +197,7 @@ def render_scene(rng: np.random.Generator, cfg: SyntheticConfig, joint_set: Join
                                                               min(cfg.person_height[1], 1.05 * height))))
     people: list[Person] = []
     for k in range(1 + _uniform_int(rng, cfg.distractors)):
-        skeleton = sample_skeleton(rng, frontal=joint_set.name == "flic")
+        skeleton = sample_skeleton(rng, frontal=joint_set == FLIC)
         size = main_height if k == 0 else main_height * float(rng.uniform(0.55, 1.25))
         outfit = Outfit.sample(rng, size)
         projected = place(skeleton, size, np.zeros(2), outfit)
