@@ -20,12 +20,12 @@ writers at the same moment could lose one record; the retraining deployment runs
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hourglass.io.atomic import write_json_atomic
+from hourglass.io.json_values import json_safe
 
 LOG_FILE = Path("reports") / "champion.json"
 KINDS = ("contest", "nothing new", "rollback")
@@ -70,17 +70,6 @@ def read_records(repo: str | Path) -> list[dict[str, Any]]:
                            f"{type(raw).__name__} with keys {sorted(raw) if isinstance(raw, dict) else []}")
 
 
-def _jsonable(value: Any) -> Any:
-    """NaN and infinities as null (JSON has none); tuples as lists."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 def append_record(repo: str | Path, record: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Add ``record`` after the existing ones and write the file atomically; returns the whole history.
 
@@ -90,6 +79,6 @@ def append_record(repo: str | Path, record: Mapping[str, Any]) -> list[dict[str,
         raise ChampionLogError(f"record kind {kind!r} is not one of {', '.join(KINDS)}")
     if not record.get("decided_at"):
         raise ChampionLogError(f"a {kind!r} record needs 'decided_at' (ISO 8601, UTC)")
-    records = [*read_records(repo), _jsonable(record)]
+    records = [*read_records(repo), json_safe(record)]
     write_json_atomic(log_path(repo), {"contests": records})
     return records

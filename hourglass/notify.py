@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
 from typing import Any
+
+from hourglass.io.json_values import json_safe
 
 TIMEOUT_S = 5.0  # per attempt: a webhook that hangs must not hold the run
 ATTEMPTS = 3
@@ -26,24 +27,13 @@ SOURCE = "hourglass retrain"
 Log = logging.Logger | logging.LoggerAdapter
 
 
-def _plain(value: Any) -> Any:
-    """JSON has no NaN: a non-finite score goes out as null, so every receiver can parse the message."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def post_json(url: str, message: Mapping[str, Any], log: Log, *, timeout: float = TIMEOUT_S,
               attempts: int = ATTEMPTS, backoff: float = BACKOFF_S,
               sleep: Callable[[float], None] = time.sleep) -> bool:
     """POST ``message`` as JSON to ``url``; True once a 2xx answer came, False (and a warning) after ``attempts``.
 
     Never raises for the network or the receiver: the caller's work is done and must stand."""
-    body = json.dumps(_plain(message)).encode()
+    body = json.dumps(json_safe(message)).encode()
     event = message.get("event", "message")
     delay = backoff
     for attempt in range(1, attempts + 1):
