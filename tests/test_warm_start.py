@@ -2,7 +2,7 @@
 card and the architecture match, else trains fresh and records why; an explicit ``train.init_from`` wins.
 
 A real MLflow store holds a real champion: a tiny run trained once for the module, logged as the pose pyfunc into
-the card's registered model (``hourglass.train.init_from.card_registered_model``) and given the ``champion`` alias.
+the card's registered model (``hourglass.tracking.store.registered_name``) and given the ``champion`` alias.
 The retrains run at a learning rate of 1e-9 with SGD for two steps, so their final weights are their first weights
 to within 1e-6: what they started from is read off the network they return.
 """
@@ -26,7 +26,8 @@ from hourglass.io.digest import file_sha256
 from hourglass.lineage import Lineage
 from hourglass.model import create_model
 from hourglass.params_file import parse_params
-from hourglass.train.init_from import card_registered_model, warm_start
+from hourglass.tracking.store import registered_name
+from hourglass.train.init_from import warm_start
 from hourglass.train.loop import RESOLVED_CONFIG, TrainResult, train
 from hourglass.weights.source import resolve_checkpoint
 
@@ -66,7 +67,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory, _migrated_db: Path) -> It
     root = tmp_path_factory.mktemp("warm-store")
     shutil.copy(_migrated_db, root / "mlflow.db")
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    name = card_registered_model(_params())
+    name = registered_name(_params())
     assert name == f"{BASE}-synthetic"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -148,7 +149,7 @@ def test_another_architecture_trains_fresh_and_says_why(store, tmp_path):
 def test_a_champion_of_another_card_is_not_a_starting_point(store, tmp_path):
     # the synthetic card's model registered, by mistake, where the synthetic_flic card's champion is looked up
     params = _params(dataset="synthetic_flic")
-    name = card_registered_model(params)
+    name = registered_name(params)
     client = MlflowClient(tracking_uri=store.uri)
     logged = client.get_model_version(store.name, "1")
     client.create_registered_model(name)

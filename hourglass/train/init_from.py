@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from hourglass.config import ParamsConfig
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from hourglass.io.digest import file_sha256
-from hourglass.tracking.store import architecture
+from hourglass.tracking.store import architecture, registered_name
 from hourglass.weights.source import resolve_checkpoint
 
 JOINT_LAYERS = ("heatmaps.", "remap_heatmaps.", "auxiliary_heatmaps.")  # whose shapes follow the joint count
@@ -163,14 +163,6 @@ def initialise_from(network: nn.Module, source: str | Path, tracking_uri: str | 
 CHAMPION_ALIAS = "champion"
 
 
-def card_registered_model(params: ParamsConfig) -> str | None:
-    """The registered model that holds the champion of ``params``'s dataset card
-    (:func:`hourglass.tracking.store.registered_name`); None when models are not registered."""
-    from hourglass.tracking.store import registered_name  # local: tracking imports MLflow helpers lazily too
-
-    return registered_name(params)
-
-
 @dataclass(frozen=True)
 class WarmStart:
     """What :func:`warm_start` did: ``report`` when the network now holds the champion's weights (None: it kept its
@@ -194,7 +186,7 @@ def warm_start(network: nn.Module, params: ParamsConfig, tracking_uri: str) -> W
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    name = card_registered_model(params)
+    name = registered_name(params)
     if name is None:
         return _fresh("mlflow.registered_model is null, so there is no champion to start from")
     alias = f"models:/{name}@{CHAMPION_ALIAS}"
