@@ -85,13 +85,42 @@ class Measure(_Strict):
 
 
 class CocoSource(_Strict):
-    """Where a ``format: coco`` dataset's files are: the COCO keypoints JSON(s) and the image folder."""
+    """Where a ``format: coco`` dataset's files are: the COCO keypoints JSON(s) and the image folder, on disk or
+    inside an export archive at ``url`` (a CVAT or Label Studio export zip, fetched and checked by its ETag)."""
 
     train: str  # the training annotation file (or the only one, split by ``valid_fraction``)
     valid: str | None  # the validation annotation file; None: ``train`` is split by file name
     images: str  # the folder the JSON's ``file_name`` values are relative to
     valid_fraction: float = Field(ge=0, lt=1)  # used when ``valid`` is None
     category_ids: tuple[int, ...] | None = None  # None: every keypoint category (they must share one list)
+    # An export archive (zip or tar) at http(s):// or file://; train, valid and images are then paths inside it
+    url: str | None = None
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")  # the archive's pinned digest (url only)
+
+    @model_validator(mode="after")
+    def _archive_paths(self) -> CocoSource:
+        if self.url is None:
+            if self.sha256 is not None:
+                raise ValueError("coco.sha256 pins the archive at coco.url; give url too, or drop sha256")
+            return self
+        if not re.match(r"^(https?|file)://", self.url):
+            raise ValueError(f"coco.url {self.url!r}: expected an http://, https:// or file:// URL")
+        for key in ("train", "valid", "images"):
+            value = getattr(self, key)
+            if value is None:
+                continue
+            parts = value.replace("\\", "/").split("/")
+            if value.startswith("/") or ".." in parts:
+                raise ValueError(f"coco.{key} {value!r}: with coco.url it is a path inside the archive "
+                                 "(relative, without '..')")
+        return self
+
+    def inside(self, root: Path) -> CocoSource:
+        """This source with its archive paths resolved under ``root`` (where the export was extracted)."""
+        def at(value: str | None) -> str | None:
+            return None if value is None else str(root / value)
+
+        return self.model_copy(update={"train": at(self.train), "valid": at(self.valid), "images": at(self.images)})
 
 
 class DatasetCard(_Strict):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hourglass.data.archive import UnsafeArchiveError
 from hourglass.data.coco_import import import_coco
-from hourglass.data.download import download_dataset
+from hourglass.data.download import download_dataset, http_settings
 from hourglass.data.fetch import DownloadError
 from hourglass.dataset_card import CardError, load_card
 from hourglass.io.coco import CocoError
@@ -52,7 +52,7 @@ def fetch(args: argparse.Namespace) -> str:
             config = config.model_copy(update={"dataset": dataset})
         return synthesize.generate(config, root / dataset, progress=not args.no_progress)
     if card.format == "coco":
-        return import_coco(card, root / dataset)
+        return import_coco(card, root / dataset, http_settings(config.download, progress=False))
     manifest = download_dataset(config.download, dataset, card.download, root=args.root,
                                 progress=False if args.no_progress else None)
     return f"{dataset}: done; manifest {manifest}"

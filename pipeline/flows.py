@@ -50,6 +50,7 @@ from hourglass.champion import (
 )
 from hourglass.champion_log import ChampionLogError
 from hourglass.config import ParamsConfig
+from hourglass.data.download import http_settings
 from hourglass.data.sources import changed_sources
 from hourglass.family import family_from_card
 from hourglass.notify import decision_message, failure_message, flow_run_fields, post_json, rollback_message
@@ -109,7 +110,7 @@ def check_sources(repo: str, params_path: str) -> list[str]:
     config = load_params(params_path)
     card, dataset, raw_root = config.card(), config.dataset, config.download.root
     raw = Path(raw_root) if Path(raw_root).is_absolute() else Path(repo) / raw_root
-    changes = changed_sources(card, raw / card.name)
+    changes = changed_sources(card, raw / card.name, http_settings(config.download, progress=False))
     for line in changes[:20]:
         log.info("source %s", line)
     log.info("%s: %s", dataset, f"{len(changes)} source change(s)" if changes else "sources unchanged")

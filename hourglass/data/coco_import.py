@@ -19,8 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from hourglass.data.coco_export import QUIET, cache_dir, ensure_archive, extracted
+from hourglass.data.fetch import HttpSettings
 from hourglass.data.sources import STATE_KEY, recorded_state, source_state
-from hourglass.dataset_card import DatasetCard
+from hourglass.dataset_card import CocoSource, DatasetCard
 from hourglass.io.annotations import Annotations, write_annotations
 from hourglass.io.atomic import atomic_path, write_json_atomic
 from hourglass.io.coco import CocoError, CocoPeople, crop_of_box, read_coco, split_people
@@ -91,9 +93,10 @@ def _check_keypoints(card: DatasetCard, people: CocoPeople) -> None:
                         "order")
 
 
-def read_splits(card: DatasetCard) -> dict[str, CocoPeople]:
-    """The card's people per split (a validation file, or the one file split by image file name)."""
-    source = card.coco
+def read_splits(card: DatasetCard, source: CocoSource | None = None) -> dict[str, CocoPeople]:
+    """The card's people per split (a validation file, or the one file split by image file name). ``source``:
+    where the files are read when not where the card says (inside an extracted export)."""
+    source = source or card.coco
     assert source is not None  # the card validator requires it with format: coco
     cats = source.category_ids
     train = read_coco(source.train, category_ids=cats)
@@ -123,16 +126,43 @@ def import_skips(raw_dir: str | Path) -> dict[str, dict[str, int]]:
     return {source: {k: int(v) for k, v in skipped.items() if v} for source, skipped in record["sources"].items()}
 
 
-def import_coco(card: DatasetCard, out: str | Path) -> str:
+def import_coco(card: DatasetCard, out: str | Path, settings: HttpSettings = QUIET) -> str:
     """Write ``out/annot/{train,valid}.h5``, ``out/annot/valid.json``, ``out/images/`` and ``out/import.json`` from
-    the card's COCO files; returns the summary line. Missing images are counted here and named by preprocess."""
+    the card's COCO files; returns the summary line. Missing images are counted here and named by preprocess.
+    An export at ``coco.url`` is fetched (or taken from the cache when the server names the same version) and
+    read from a temporary extraction; its state (URL, ETag, SHA-256) is recorded for the next sources check."""
     out = Path(out)
-    splits = read_splits(card)
     assert card.coco is not None
-    images_src = Path(card.coco.images)
+    if card.coco.url is None:
+        return _import(card, card.coco, out, None)
+    archive, export = ensure_archive(card.coco.url, card.coco.sha256, cache_dir(out), settings)
+    with extracted(archive, out.parent) as root:
+        source = card.coco.inside(root)
+        missing = [f"coco.{key} {getattr(card.coco, key)!r}" for key in ("train", "valid", "images")
+                   if getattr(source, key) is not None and not Path(getattr(source, key)).exists()]
+        if missing:
+            found = sorted(str(p.relative_to(root)) for p in root.rglob("*.json"))[:10]
+            raise CocoError(f"{card.source_file}: {', '.join(missing)} not in the export {card.coco.url} "
+                            f"(JSON files in it: {found or 'none'})")
+        return _import(card, source, out, export, root)
+
+
+def _import(card: DatasetCard, source: CocoSource, out: Path, export: dict[str, Any] | None = None,
+            root: Path | None = None) -> str:
+    """The import from files on disk (``source``: the card's, or resolved inside the export extracted at ``root``,
+    whose state ``export`` is recorded)."""
+    splits = read_splits(card, source)
+    images_src = Path(source.images)
     (out / "annot").mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"card": card.name, "card_digest": card.digest(), "sources": {}, "splits": {}}
-    state = source_state(card, recorded_state(out))  # what was read, to tell a later change (data/sources.py)
+    # what was read, to tell a later change (data/sources.py)
+    state = source_state(card, recorded_state(out), files=source)
+    if export is not None:
+        state["export"] = export
+
+    def label(path: Path) -> str:  # an annotation file as the user knows it: its path, or URL#member
+        return str(path) if export is None or root is None else f"{export['url']}#{Path(path).relative_to(root)}"
+
     missing: list[str] = []
     for split, people in splits.items():
         names = sorted(set(people.file_name.tolist()))
@@ -141,17 +171,17 @@ def import_coco(card: DatasetCard, out: str | Path) -> str:
             if not _copy_image(images_src / name, out / "images" / name, known["sha256"] if known else None):
                 missing.append(name)
         write_annotations(out / "annot" / f"{split}.h5", people_table(people), name=card.name)
-        summary["splits"][split] = {"people": len(people), "images": len(names), "source": str(people.source)}
-        summary["sources"][str(people.source)] = {k: int(v) for k, v in people.skipped.items()}
+        summary["splits"][split] = {"people": len(people), "images": len(names), "source": label(people.source)}
+        summary["sources"][label(people.source)] = {k: int(v) for k, v in people.skipped.items()}
         log.info("%s %s: %d people in %d images from %s; skipped %s", card.name, split, len(people), len(names),
-                 people.source, dict(people.skipped) or "none")
+                 label(people.source), dict(people.skipped) or "none")
     write_json_atomic(out / "annot" / "valid.json",
-                      coco_subset(splits["valid"].source, splits["valid"], card.keypoints, card.skeleton))
+                      coco_subset(label(splits["valid"].source), splits["valid"], card.keypoints, card.skeleton))
     summary["missing_images"] = missing
     summary[STATE_KEY] = state
     if missing:
         log.warning("%d image(s) named by the annotations are not in %s (first: %s); preprocess counts them as bad",
-                    len(missing), images_src, missing[0])
+                    len(missing), card.coco.images if card.coco else images_src, missing[0])
     write_json_atomic(out / IMPORT_RECORD, summary)
     people = {split: len(p) for split, p in splits.items()}
     return f"{card.name}: {people} people from COCO keypoints, images -> {out / 'images'}"

@@ -18,6 +18,11 @@ from hourglass.io.atomic import write_json_atomic
 log = logging.getLogger(__name__)
 
 
+def http_settings(config: DownloadConfig, progress: bool | None = None) -> HttpSettings:
+    """The retry policy and I/O sizes params.yaml ``download`` gives every fetch (archives, COCO exports)."""
+    return HttpSettings(config.retries, config.backoff, config.timeout, config.chunk_bytes, progress)
+
+
 def download_dataset(config: DownloadConfig, dataset: str, sources: Sequence[SourceConfig],
                      root: str | Path | None = None, progress: bool | None = None) -> Path:
     """Fetch and verify every source of ``dataset`` (its card's ``download`` list) into ``<root>/<dataset>/``,
@@ -34,7 +39,7 @@ def download_dataset(config: DownloadConfig, dataset: str, sources: Sequence[Sou
     base.mkdir(parents=True, exist_ok=True)
     manifest_path = base / "manifest.json"
     old = load_manifest(manifest_path)
-    settings = HttpSettings(config.retries, config.backoff, config.timeout, config.chunk_bytes, progress)
+    settings = http_settings(config, progress)
     entries: list[dict[str, Any]] = []
     extracted: list[dict[str, Any]] = []
     for source in sources:

@@ -4,8 +4,9 @@ A ``format: coco`` card names files outside the project (a CVAT or Label Studio 
 The import records the state of what it read (:func:`source_state`: every annotation file's size, mtime and
 SHA-256, and each image it copied with the same); :func:`changed_sources` compares that record with the files as
 they are now. Size and mtime decide cheaply; a file whose size or mtime moved is hashed, so touching a file without
-changing it is no change. Downloaded (``mpii_h5``/``flic_h5``) and generated (``synthetic``) data have no such
-sources: their files are pinned by digest or drawn from params, and DVC's own params and deps cover them.
+changing it is no change. An export given by URL is one archive: its ETag (or content hash) is the check.
+Downloaded (``mpii_h5``/``flic_h5``) and generated (``synthetic``) data have no such sources: their files are pinned
+by digest or drawn from params, and DVC's own params and deps cover them.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hourglass.dataset_card import DatasetCard
+from hourglass.data.coco_export import QUIET, cache_dir, export_changes
+from hourglass.data.fetch import HttpSettings
+from hourglass.dataset_card import CocoSource, DatasetCard
 from hourglass.io.digest import file_sha256
 
 STATE_KEY = "source_state"  # where import.json keeps the state of what was imported
@@ -42,10 +45,11 @@ def file_state(path: Path, known: Mapping[str, Any] | None = None) -> FileState:
     return FileState(stat.st_size, stat.st_mtime_ns, file_sha256(path))
 
 
-def annotation_files(card: DatasetCard) -> list[Path]:
-    """The card's COCO annotation files (training, and validation when separate)."""
-    assert card.coco is not None
-    return [Path(p) for p in (card.coco.train, card.coco.valid) if p is not None]
+def annotation_files(source: CocoSource) -> dict[str, Path]:
+    """The source's COCO annotation files (training, and validation when separate), by the name the card gives
+    them (a path on disk, or inside the export archive after :meth:`CocoSource.inside`)."""
+    return {name: Path(path) for name, path in ((source.train, source.train), (source.valid, source.valid))
+            if name is not None and path is not None}
 
 
 def referenced_images(files: Iterable[Path]) -> list[str]:
@@ -57,18 +61,21 @@ def referenced_images(files: Iterable[Path]) -> list[str]:
     return sorted(names)
 
 
-def source_state(card: DatasetCard, previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The state of a coco card's sources now: ``{"annotations": {path: state}, "images": {name: state}}`` (a
+def source_state(card: DatasetCard, previous: Mapping[str, Any] | None = None,
+                 files: CocoSource | None = None) -> dict[str, Any]:
+    """The state of a coco card's sources now: ``{"annotations": {name: state}, "images": {name: state}}`` (a
     missing image is left out; the import and preprocessing name it). ``previous`` saves re-hashing unchanged
-    files."""
+    files. ``files``: where the files are read (the card's source resolved inside an extracted export); names stay
+    the card's, so states of two extractions compare."""
+    assert card.coco is not None
     previous = previous or {}
     old_annotations, old_images = previous.get("annotations", {}), previous.get("images", {})
-    files = annotation_files(card)
-    annotations = {str(p): file_state(p, old_annotations.get(str(p))).to_json() for p in files}
-    assert card.coco is not None
-    folder = Path(card.coco.images)
+    named, found = annotation_files(card.coco), annotation_files(files or card.coco)
+    annotations = {name: file_state(path, old_annotations.get(name)).to_json()
+                   for name, path in zip(named, found.values(), strict=True)}
+    folder = Path((files or card.coco).images)
     images = {}
-    for name in referenced_images(files):
+    for name in referenced_images(found.values()):
         path = folder / name
         if path.is_file():
             images[name] = file_state(path, old_images.get(name)).to_json()
@@ -91,14 +98,19 @@ def _diff(kind: str, old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str
     return changes
 
 
-def changed_sources(card: DatasetCard, raw_dir: Path) -> list[str]:
+def changed_sources(card: DatasetCard, raw_dir: Path,
+                    settings: HttpSettings = QUIET) -> list[str]:
     """What changed in the card's sources since ``raw_dir`` was imported, one line each (empty: nothing, or a
-    format without such sources). Never imported: one line saying so."""
+    format without such sources). Never imported: one line saying so. An export at a URL is checked as a whole
+    (:func:`hourglass.data.coco_export.export_changes`: its ETag, or its content hash)."""
     if card.format != "coco":
         return []
+    assert card.coco is not None
     old = recorded_state(raw_dir)
     if old is None:
         return [f"{raw_dir}: not imported yet"]
+    if card.coco.url is not None:
+        return export_changes(card.coco, old.get("export"), cache_dir(raw_dir), settings)
     new = source_state(card, old)
     return (_diff("annotation file", old.get("annotations", {}), new["annotations"])
             + _diff("image", old.get("images", {}), new["images"]))
