@@ -7,13 +7,14 @@ import shutil
 from pathlib import Path
 
 
-def grow_export(export: Path, copies: int) -> list[str]:
-    """Labelled images added to the export: copies of a real image with its people's boxes shifted by 3 px."""
+def grow_export(export: Path, copies: int, start: int = 0) -> list[str]:
+    """Labelled images added to the export: copies of a real image with its people's boxes shifted by 3 px, numbered
+    from ``start`` (a second growth passes the first's count, so names and ids stay unique)."""
     data = json.loads((export / "test_coco.json").read_text())
     source = data["images"][0]
     people = [a for a in data["annotations"] if a["image_id"] == source["id"]]
     names = []
-    for k in range(copies):
+    for k in range(start, start + copies):
         image_id, name = 900000 + k, f"grown_{k:03d}.jpg"
         shutil.copy(export / source["file_name"], export / name)
         data["images"].append({**source, "id": image_id, "file_name": name})

@@ -386,9 +386,29 @@ def test_the_deployment_runs_one_retrain_at_a_time(
     assert deployment.concurrency_limit == 1
     assert deployment.concurrency_options.collision_strategy == ConcurrencyLimitStrategy.ENQUEUE
 
-    env = {**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url), "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+    runs, output = serve_and_trigger(repo, dict(os.environ), count=2, timeout=240)
+    assert all(run.state is not None and run.state.is_completed() for run in runs), output[-3000:]
+    first, second = sorted(runs, key=lambda run: run.start_time)
+    assert first.end_time <= second.start_time  # one after the other: their spans do not overlap
+    with get_client(sync_client=True) as client:
+        held = [state.name for state in client.read_flow_run_states(second.id)]
+    assert "AwaitingConcurrencySlot" in held  # held back by the deployment's limit, not by chance
+
+    (message,) = webhook.messages
+    assert message["event"] == "promotion" and message["model"] == "fake-hg-mpii"
+    assert message["versions"] == {"candidate": "1", "champion_before": None, "serving": "1"}
+    contest = next(r for r in read_records(repo) if r["kind"] == "contest")  # the first run's, as recorded
+    assert message["scores"]["candidate"] == pytest.approx(contest["candidate_score"])
+    assert message["flow_run"]["id"] == str(first.id)
+    assert message["flow_run"]["name"] == first.name
+
+
+def serve_and_trigger(repo: Path, env: dict[str, str], count: int, timeout: float) -> tuple[list[FlowRun], str]:
+    """Serve the repo's retrain deployment as `python -m pipeline.flows serve` builds it, in a runner that would run
+    two at once, trigger it ``count`` times together and wait for every run to end; returns the runs and the
+    serving process's output."""
+    env = {**env, "PREFECT_API_URL": str(get_current_settings().api.url), "PREFECT_RUNNER_POLL_FREQUENCY": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    # The served deployment as `python -m pipeline.flows serve` builds it, in a runner that would run two at once.
     code = ("import sys; from pathlib import Path; from prefect import serve; "
             "from pipeline.flows import build_deployment; "
             "serve(build_deployment(Path('params.yaml'), Path(sys.argv[1])), limit=2)")
@@ -405,8 +425,8 @@ def test_the_deployment_runs_one_retrain_at_a_time(
                 except Exception:
                     assert server.poll() is None and time.monotonic() < deadline, "the deployment was not served"
                     time.sleep(0.5)
-        triggered = [run_deployment(name, timeout=0) for _ in range(2)]
-        runs = _wait_final([run.id for run in triggered], server, deadline=time.monotonic() + 240)
+        triggered = [run_deployment(name, timeout=0) for _ in range(count)]
+        runs = _wait_final([run.id for run in triggered], server, deadline=time.monotonic() + timeout)
     finally:
         server.terminate()
         try:
@@ -414,20 +434,7 @@ def test_the_deployment_runs_one_retrain_at_a_time(
         except subprocess.TimeoutExpired:
             server.kill()
             output = server.communicate()[0]
-    assert all(run.state is not None and run.state.is_completed() for run in runs), output[-3000:]
-    first, second = sorted(runs, key=lambda run: run.start_time)
-    assert first.end_time <= second.start_time  # one after the other: their spans do not overlap
-    with get_client(sync_client=True) as client:
-        held = [state.name for state in client.read_flow_run_states(second.id)]
-    assert "AwaitingConcurrencySlot" in held  # held back by the deployment's limit, not by chance
-
-    (message,) = webhook.messages
-    assert message["event"] == "promotion" and message["model"] == "fake-hg-mpii"
-    assert message["versions"] == {"candidate": "1", "champion_before": None, "serving": "1"}
-    contest = next(r for r in read_records(repo) if r["kind"] == "contest")  # the first run's, as recorded
-    assert message["scores"]["candidate"] == pytest.approx(contest["candidate_score"])
-    assert message["flow_run"]["id"] == str(first.id)
-    assert message["flow_run"]["name"] == first.name
+    return runs, output
 
 
 def _wait_final(ids: list[Any], server: subprocess.Popen, deadline: float) -> list[FlowRun]:

@@ -3,8 +3,9 @@ repo, run by the retrain flow on a real Prefect server with a real MLflow store.
 
 Run 1 trains and promotes. Labelled images are added to the folder (some land in validation): run 2 sees the change,
 brings them in, fine-tunes from the champion, re-scores the champion on the grown validation split and records both
-scores and the split's digest. Run 3, with nothing new, holds no contest and changes no tag. A rollback restores the
-earlier version. The webhook receives the promotion. (Two triggers running in turn: tests/test_flow_ops.py.)
+scores and the split's digest. More labels arrive and the served deployment is triggered twice at once: the runs go
+in turn, the first trains and holds a contest, the second finds nothing new, holds no contest and changes no tag. A
+rollback restores the earlier version. The webhook receives the promotion.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import yaml
 from coco_growth import grow_export
 from dvc_project import REPO, make_project, merge, run
 from mlflow import MlflowClient
-from test_flow_ops import Webhook
+from prefect.client.orchestration import get_client
+from test_flow_ops import Webhook, serve_and_trigger
 
 from hourglass.champion_log import read_records
 
@@ -104,10 +106,21 @@ def test_retraining_picks_up_new_labels_compares_fairly_and_rolls_back(
                                 cwd=root, env={**os.environ, **env}, capture_output=True, text=True, check=True)
         assert second["champion_score"] == pytest.approx(json.loads(scored.stdout)["Mean"])
 
-        # run 3: nothing new, no contest, every tag as it was
+        # runs 3 and 4: more labels arrive and the served deployment is triggered twice at once; the runs go in
+        # turn (the second waits for the slot, then finds nothing new: no contest, every tag as the first left it)
+        grow_export(export, 4, start=8)
+        runs, output = serve_and_trigger(root, dict(os.environ), count=2, timeout=600)
+        assert all(r.state is not None and r.state.is_completed() for r in runs), output[-3000:]
+        third, fourth = sorted(runs, key=lambda r: r.start_time)
+        assert third.end_time <= fourth.start_time
+        with get_client(sync_client=True) as prefect:
+            assert "AwaitingConcurrencySlot" in [st.name for st in prefect.read_flow_run_states(fourth.id)]
+        kinds = [r["kind"] for r in read_records(root)]
+        assert kinds[-2:] == ["contest", "nothing new"], kinds
+        assert read_records(root)[-2]["split_digest"] != second["split_digest"]  # run 3 scored the grown split
         before = _tags(client, model)
         holder = str(client.get_model_version_by_alias(model, "champion").version)
-        assert _flow(root) == "nothing new"
+        assert _flow(root) == "nothing new"  # and once more by hand: still nothing changes
         assert _tags(client, model) == before
         assert str(client.get_model_version_by_alias(model, "champion").version) == holder
 
