@@ -105,6 +105,11 @@ def test_retraining_picks_up_new_labels_compares_fairly_and_rolls_back(
                                  str(root / "data/raw/people/annot/valid.h5"), "--dataset", "people", "--json"],
                                 cwd=root, env={**os.environ, **env}, capture_output=True, text=True, check=True)
         assert second["champion_score"] == pytest.approx(json.loads(scored.stdout)["Mean"])
+        scored = subprocess.run([sys.executable, "-m", "hourglass.evaluation",
+                                 str(root / "models/hg_stacked_int/seed-0/eval/preds.h5"), "--gt",
+                                 str(root / "data/raw/people/annot/valid.h5"), "--dataset", "people", "--json"],
+                                cwd=root, env={**os.environ, **env}, capture_output=True, text=True, check=True)
+        assert second["candidate_score"] == pytest.approx(json.loads(scored.stdout)["Mean"])
 
         # runs 3 and 4: more labels arrive and the served deployment is triggered twice at once; the runs go in
         # turn (the second waits for the slot, then finds nothing new: no contest, every tag as the first left it)
