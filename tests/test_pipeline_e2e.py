@@ -53,6 +53,17 @@ def test_repro_produces_every_output(project):
     assert (root / "dvc.lock").is_file()
 
 
+def test_the_demo_opens_with_the_machine_and_knows_what_is_left_to_train(project):
+    from hourglass.params_file import load_params
+    from pipeline.demo import _trainings_to_run
+
+    root, env = project
+    first = (root / "demo.log").read_text().splitlines()[0]
+    assert first.startswith("make demo on ") and "cores" in first and "trains cpu fp32" in first
+    assert "No estimate: train.steps_per_epoch is null" in first  # TINY trains one pass over the data per epoch
+    assert _trainings_to_run(load_params(root / "params.yaml"), root, env) == []
+
+
 def test_metrics_show_lists_one_compact_file_that_fits_a_terminal(project):
     """`dvc metrics show` is reports/scores.json alone: variant -> evaluated Mean, under 200 characters wide."""
     root, env = project

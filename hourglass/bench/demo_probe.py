@@ -1,0 +1,123 @@
+"""What ``make demo`` will cost on this machine, said before it starts: what the CPU (or GPU) can do and the expected
+duration from a short measured probe of the training step.
+
+The probe times a few training steps (forward, loss, backward, optimiser) of each distinct architecture among the
+variants still to train (variants differing only in supervision are scaled by their training FLOPs), at the demo's
+batch and resolution under the precision training will choose, on random tensors. A demo variant's training is its
+samples at that rate times :data:`TRAINING_OVERHEAD` (the real data loader and the per-epoch validation, which the
+probe does not run); the stages around training add :data:`OTHER_STAGES_S`. Both constants are measured on full
+demo runs (NOTES.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from hourglass.bench.projection import train_gflop
+from hourglass.config import ParamsConfig
+from hourglass.data.workers import available_cores
+from hourglass.family import family_of
+from hourglass.model import create_model
+from hourglass.precision import Precision, cpu_isa, cpu_model, device_name, select_device, select_precision
+from hourglass.train.losses import auxiliary_loss, heatmap_loss
+from hourglass.train.optim import create_optimizer
+from hourglass.train.run_config import resolve_variant
+
+# Training time of a demo variant over its probed step time x samples: the loader's work on the same cores and the
+# per-epoch validation (measured on the 2-core machine, fp32 on AVX2 and bf16 on AVX512-BF16; NOTES.md).
+TRAINING_OVERHEAD = 1.15
+# Generation, preprocessing, the evaluate stages (flip test), the report and the champion contest, in seconds.
+OTHER_STAGES_S = 120.0
+
+
+@dataclass(frozen=True)
+class DemoEstimate:
+    """The machine, the precision chosen, and the probe's figures per network."""
+
+    machine: str
+    precision: Precision
+    variants: tuple[str, ...]  # the variants whose training is still to run (once per seed)
+    samples: int | None  # per variant; None: train.steps_per_epoch is null, so the data decides
+    rates: dict[str, float] = field(default_factory=dict)  # samples/s per variant (shared by equal networks)
+
+    @property
+    def minutes(self) -> float:
+        assert self.samples is not None
+        training = sum(self.samples / self.rates[v] for v in self.variants) * TRAINING_OVERHEAD
+        return (training + OTHER_STAGES_S) / 60
+
+    def first_line(self) -> str:
+        """The line ``make demo`` opens with."""
+        if not self.variants:
+            return f"make demo on {self.machine}: every training is up to date; DVC reruns only what changed"
+        if self.samples is None:
+            return (f"make demo on {self.machine}; trains {self.precision.describe()}. No estimate: "
+                    "train.steps_per_epoch is null, so an epoch's samples depend on the data")
+        probe = ", ".join(f"{v} {rate:.0f}" for v, rate in self.rates.items())
+        return (f"make demo on {self.machine}; trains {self.precision.describe()}. Expected about "
+                f"{self.minutes:.0f} min: {len(self.variants)} variant(s) x {self.samples:,} samples at the "
+                f"probed samples/s ({probe}), plus data, evaluation and report")
+
+
+def machine_summary(precision: Precision) -> str:
+    """The device in words: a CPU's model, cores and vector extensions, whether bf16 is native."""
+    if precision.device.type == "cpu":
+        native = "native bf16" if precision.name == "bf16" else "no native bf16"
+        return f"{cpu_model()} ({available_cores()} cores, {cpu_isa()}, {native})"
+    return device_name(precision.device)
+
+
+def probe_rate(params: ParamsConfig, precision: Precision, steps: int = 3, warmup: int = 1) -> float:
+    """Training samples/s of ``params``' network at ``train.batch_size`` and ``model.input_res`` (the fastest of
+    ``steps`` timed steps after ``warmup`` untimed ones: other processes only ever slow a step down)."""
+    torch.manual_seed(0)
+    device, m, batch = precision.device, params.model, params.train.batch_size
+    joints = family_of(params).joints.count
+    network = create_model(**m.network_kwargs(), joints=joints).to(device, memory_format=precision.memory_format)
+    network.train()
+    optimizer = create_optimizer(network, params.train)
+    images = torch.rand(batch, 3, m.input_res, m.input_res, device=device).to(memory_format=precision.memory_format)
+    target = torch.rand(batch, joints, m.input_res // 4, m.input_res // 4, device=device)
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with precision.autocast():
+            outputs, maps = network(images, auxiliary=True)
+        loss = heatmap_loss(network.supervised(outputs), target)
+        if maps:
+            loss = loss + auxiliary_loss(maps, target)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return batch / min(times)
+
+
+def estimate(params: ParamsConfig, variants: list[str], steps: int = 3) -> DemoEstimate:
+    """The demo's expected duration for the ``variants`` still to train. Each architecture is probed once; variants
+    that differ from it only in supervision are scaled by their training FLOPs (their extra heads and losses)."""
+    device = select_device()
+    precision = select_precision(params.train.precision, device, params.train.channels_last)
+    cfg = params.train
+    samples = None if cfg.steps_per_epoch is None else cfg.epochs * cfg.steps_per_epoch * cfg.batch_size
+    joints = family_of(params).joints.count
+    rates: dict[str, float] = {}
+    probed: dict[tuple[Any, ...], tuple[float, float]] = {}  # architecture -> (samples/s, GFLOP per sample)
+    for variant in variants if samples is not None else []:
+        if variant in rates:
+            continue
+        model = resolve_variant(params, variant).model
+        gflop = train_gflop(model, joints)
+        key = (model.stacks, model.features, model.modules, model.stem_width, model.input_res)
+        if key not in probed:
+            probed[key] = (probe_rate(resolve_variant(params, variant), precision, steps=steps), gflop)
+        rate, measured_gflop = probed[key]
+        rates[variant] = rate * measured_gflop / gflop
+    return DemoEstimate(machine_summary(precision), precision, tuple(variants), samples, rates)

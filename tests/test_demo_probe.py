@@ -1,0 +1,47 @@
+"""`make demo`'s first line: the machine in words and the expected duration from a measured probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hourglass.bench.demo_probe import OTHER_STAGES_S, TRAINING_OVERHEAD, estimate
+from hourglass.bench.projection import train_gflop
+from hourglass.params_file import load_params
+from hourglass.train.run_config import resolve_variant
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def tiny(one_thread: None):
+    params = load_params(REPO / "params.yaml")
+    small = {"features": 16, "input_res": 64, "stem_width": 16}
+    return params.model_copy(update={
+        "model": params.model.model_copy(update=small),
+        "train": params.train.model_copy(update={"batch_size": 2, "epochs": 2, "steps_per_epoch": 5,
+                                                 "precision": "fp32"})})
+
+
+def test_each_architecture_is_probed_once_and_supervision_scales_by_flops(tiny):
+    found = estimate(tiny, ["hg_stacked", "hg_stacked_int", "hg_stacked_add", "hg_int"], steps=1)
+    assert set(found.rates) == {"hg_stacked", "hg_stacked_int", "hg_stacked_add", "hg_int"}
+    assert all(rate > 0 for rate in found.rates.values())
+    flops = {v: train_gflop(resolve_variant(tiny, v).model, 16) for v in found.rates}
+    # one probe for the three 2-stack variants: their rates differ exactly by their FLOPs
+    assert found.rates["hg_stacked"] * flops["hg_stacked"] == pytest.approx(
+        found.rates["hg_stacked_int"] * flops["hg_stacked_int"])
+    assert found.samples == 2 * 5 * 2
+    seconds = sum(found.samples / found.rates[v] for v in found.variants) * TRAINING_OVERHEAD + OTHER_STAGES_S
+    assert found.minutes == pytest.approx(seconds / 60)
+    line = found.first_line()
+    assert line.startswith("make demo on ") and "cores" in line and "trains cpu fp32" in line
+    assert f"Expected about {found.minutes:.0f} min: 4 variant(s) x 20 samples" in line
+
+
+def test_nothing_to_train_or_no_fixed_length_says_so(tiny):
+    assert "every training is up to date" in estimate(tiny, []).first_line()
+    open_ended = tiny.model_copy(update={"train": tiny.train.model_copy(update={"steps_per_epoch": None})})
+    found = estimate(open_ended, ["hg"])
+    assert found.rates == {} and "No estimate: train.steps_per_epoch is null" in found.first_line()
