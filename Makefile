@@ -16,11 +16,13 @@ export MPLBACKEND := Agg
 
 install: $(STAMP)
 
+# dev: tests and lint; export: onnx, onnxscript, onnxruntime, openvino (hourglass export, --runtime), which the parity
+# tests need, so development installs it although a plain `pip install` of the package does not
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,export]'
 	touch $(STAMP)
 
 # ruff (pyproject.toml [tool.ruff]) and dvc.yaml's code deps against the stages' imports; `make test` runs it first
