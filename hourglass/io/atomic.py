@@ -8,15 +8,18 @@ hidden ``.<name>.*.tmp`` that nothing trusts.
 * :func:`write_atomic` / :func:`write_json_atomic`: bytes, text or JSON already in memory;
 * :func:`atomic_path`: a temporary path for writers that open the file themselves (``torch.save``, h5py, pyarrow,
   OpenCV's video writer);
-* :func:`open_atomic`: a file handle for streamed text (CSV rows as they are computed).
+* :func:`open_atomic`: a file handle for streamed text (CSV rows as they are computed);
+* :func:`atomic_files`: a temporary directory for writers that name several files themselves (OpenVINO's
+  ``.xml`` + ``.bin``), each renamed into place in the order given.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -55,6 +58,30 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_files(directory: str | Path, names: Sequence[str]) -> Iterator[Path]:
+    """Yield a fresh hidden directory inside ``directory`` for a writer that creates the files ``names`` there; when
+    the block exits normally each is fsynced and renamed into ``directory`` in the order of ``names`` (put the file
+    readers open last, e.g. ``model.bin`` before ``model.xml``), when it raises nothing in ``directory`` changes.
+    The temporary directory is removed either way."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=directory, prefix=".staging.", suffix=".tmp"))
+    try:
+        yield staging
+        missing = [name for name in names if not (staging / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{directory}: the writer left no {', '.join(missing)} in {staging.name}")
+        mode = 0o666 & ~_umask()
+        for name in names:
+            os.chmod(staging / name, mode)
+            _fsync_file(staging / name)
+        for name in names:
+            os.replace(staging / name, directory / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextmanager
