@@ -1,11 +1,12 @@
-"""The ``hourglass`` console script: ``hourglass predict`` (:mod:`hourglass.cli_predict`) and ``hourglass import``
-(:mod:`hourglass.cli_import`)."""
+"""The ``hourglass`` console script: ``hourglass predict`` (:mod:`hourglass.cli_predict`), ``hourglass import``
+(:mod:`hourglass.cli_import`) and ``hourglass export`` (:mod:`hourglass.cli_export`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from hourglass.cli_export import EXPORT_DESCRIPTION, EXPORT_EXAMPLES, add_export_arguments, run_export
 from hourglass.cli_import import IMPORT_DESCRIPTION, IMPORT_EXAMPLES, add_import_arguments, run_import
 from hourglass.cli_predict import DESCRIPTION, EXAMPLES, add_predict_arguments, run_predict
 
@@ -13,7 +14,7 @@ from hourglass.cli_predict import DESCRIPTION, EXAMPLES, add_predict_arguments, 
 def build_parser() -> argparse.ArgumentParser:
     """``hourglass`` with its subcommands."""
     parser = argparse.ArgumentParser(prog="hourglass", description="Stacked hourglass human pose estimation.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{predict,import}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{predict,import,export}")
     predict = sub.add_parser("predict", help="keypoints of people in images, folders or a video",
                              description=DESCRIPTION, epilog=EXAMPLES,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -22,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
                           description=IMPORT_DESCRIPTION, epilog=IMPORT_EXAMPLES,
                           formatter_class=argparse.RawDescriptionHelpFormatter)
     add_import_arguments(port)
+    export = sub.add_parser("export", help="a trained model as ONNX or OpenVINO IR, for other runtimes",
+                            description=EXPORT_DESCRIPTION, epilog=EXPORT_EXAMPLES,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_export_arguments(export)
     return parser
 
 
@@ -32,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_predict(args)
     if args.command == "import":
         return run_import(args)
+    if args.command == "export":
+        return run_export(args)
     raise AssertionError(args.command)  # argparse only lets known commands through
 
 
