@@ -18,10 +18,12 @@ from tqdm import tqdm
 
 from hourglass.cli_outputs import csv_rows, csv_text, dumps, overlay_path, write_png, write_text
 from hourglass.cli_video import run_video
+from hourglass.export.deps import MissingPackageError
 from hourglass.inference.errors import PredictError
 from hourglass.inference.inputs import expand_inputs, is_video, read_image
 from hourglass.inference.people import parse_numbers, people_for, whole_image_warning
 from hourglass.inference.predictor import CONFIDENCE_NOTE, PosePredictor, result_record
+from hourglass.inference.runtimes import RUNTIME_HELP, RUNTIMES
 from hourglass.io.checkpoint import CheckpointError
 
 DESCRIPTION = """\
@@ -55,6 +57,7 @@ examples:
   hourglass predict photo.jpg --model ckpt.pt --box 120,40,380,620 --overlay out/
   hourglass predict photo.jpg --model ckpt.pt --center 250,330 --scale 2.8 --json -
   hourglass predict clip.mp4 --model models/hg_stacked_int/seed-0 --json frames.jsonl --overlay out/
+  hourglass predict photo.jpg --model exports/hg-onnx --runtime onnxruntime --json -
 
 Keypoints are [x, y, confidence] in 0-based pixels of the original image (as displayed). The confidence is the
 final heatmap's peak (flip-averaged with the flip test) divided by the checkpoint's train.target_scale (1 when its
@@ -71,8 +74,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="image files, folders of images (not recursive), or one video file")
     parser.add_argument("-m", "--model", required=True,
-                        help="a checkpoint file, a models/<variant>/seed-<n>/ directory holding checkpoint.pt, or an "
-                             "MLflow model URI such as models:/hourglass-synthetic@champion or runs:/<run id>/model")
+                        help="a checkpoint file, a models/<variant>/seed-<n>/ directory holding checkpoint.pt, an "
+                             "MLflow model URI such as models:/hourglass-synthetic@champion or runs:/<run id>/model, "
+                             "or (with --runtime onnxruntime/openvino) an export directory of `hourglass export`")
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow store for models:/ and runs:/ URIs (default: MLFLOW_TRACKING_URI, else "
                              "sqlite:///mlflow.db in the current directory)")
@@ -98,6 +102,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                      help="leave joints below this confidence (heatmap peak / train.target_scale: about 1 for a "
                           "perfect peak) out of the overlay (default: %(default)s, draw all)")
     run = parser.add_argument_group("how to run")
+    run.add_argument("--runtime", choices=RUNTIMES, default="torch",
+                     help=f"{RUNTIME_HELP}; a checkpoint given with an exported runtime is exported first, as "
+                          "`hourglass export` does (default: %(default)s)")
     run.add_argument("--device", default="auto",
                      help="auto (CUDA when available, else CPU), cpu, cuda or cuda:N (default: %(default)s)")
     run.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
@@ -189,7 +196,7 @@ def run_predict(args: argparse.Namespace) -> int:
             raise PredictError(f"{videos[0]}: a video must be the only input (got {len(paths)} inputs)")
         predictor = PosePredictor.from_source(args.model, device=args.device, precision=args.precision,
                                               flip=args.flip, batch_size=args.batch_size,
-                                              tracking_uri=args.tracking_uri)
+                                              tracking_uri=args.tracking_uri, runtime=args.runtime)
         print(f"model: {predictor.describe()}", file=sys.stderr)
         print(f"trained on: {predictor.trained_on.summary()}", file=sys.stderr)
         print(f"lineage: {predictor.trained_on.lineage_line()}", file=sys.stderr)
@@ -199,7 +206,7 @@ def run_predict(args: argparse.Namespace) -> int:
             run_video(predictor, videos[0], args, *person_args(args))
             return 0
         return 1 if run_images(predictor, paths, args) else 0
-    except (PredictError, CheckpointError, ValueError) as err:
+    except (PredictError, CheckpointError, MissingPackageError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -17,9 +17,12 @@ through :meth:`PosePredictor.predict_crops` too, so it reports the same numbers 
 What the model was trained on travels with it (:class:`~hourglass.inference.trained_on.TrainedOn`): the dataset
 and the validation score of its weights, with a warning for a model trained on the synthetic people.
 
-Models come from a checkpoint (a file, or a ``models/<variant>/seed-<n>/`` directory holding ``checkpoint.pt``) or
+Models come from a checkpoint (a file, or a ``models/<variant>/seed-<n>/`` directory holding ``checkpoint.pt``),
 from an MLflow model URI (``models:/<name>@champion``, ``runs:/<id>/model``) whose pose pyfunc carries such a
-checkpoint as an artifact. Checkpoints are only ever read with ``torch.load(weights_only=True)``.
+checkpoint as an artifact, or from an export directory of ``hourglass export`` (its metadata stands in for the
+checkpoint's config). Checkpoints are only ever read with ``torch.load(weights_only=True)``. The network runs on the
+runtime asked for (:mod:`hourglass.inference.runtimes`: torch, onnxruntime, openvino); everything around it (crop,
+flip test, decoding, confidence) is this module's, the same for all.
 """
 
 from __future__ import annotations
@@ -40,11 +43,12 @@ from hourglass.family import family_of_checkpoint
 from hourglass.inference.errors import PredictError
 from hourglass.inference.people import Person
 from hourglass.inference.runner import LoadedModel, decode_to_image, load_model, predict_heatmaps
+from hourglass.inference.runtimes import TORCH, Runtime, TorchRuntime, export_file, open_exported, open_runtime
 from hourglass.inference.trained_on import TrainedOn, read_trained_on
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.joints import JOINT_SETS, JointSet
 from hourglass.precision import Precision, select_precision
-from hourglass.weights.source import resolve_checkpoint
+from hourglass.weights.source import MLFLOW_SCHEMES, resolve_checkpoint
 
 CONFIDENCE_NOTE = ("the final heatmap's peak (flip-averaged with the flip test) divided by the checkpoint's "
                    "train.target_scale, the factor training multiplied the targets by: about 1 for a perfect "
@@ -96,6 +100,7 @@ class PosePredictor:
     batch_size: int = 8
     source: str | None = None  # what the user named (a path or an MLflow URI), for messages
     trained_on: TrainedOn | None = None  # None: from the loaded config alone (no history, score unknown)
+    runtime: Runtime | None = None  # None: torch eager on loaded.model at precision
     joints: JointSet = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,42 +109,72 @@ class PosePredictor:
             self.trained_on = TrainedOn.from_checkpoint({"config": self.loaded.config, "variant": self.loaded.variant,
                                                          "epoch": self.loaded.epoch}, self.loaded.path)
         self.target_scale = self.trained_on.target_scale
-        self.model = self.loaded.model.to(self.precision.device, memory_format=self.precision.memory_format).eval()
+        if self.runtime is None:
+            self.model = self.loaded.model.to(self.precision.device, memory_format=self.precision.memory_format)
+            self.runtime = TorchRuntime(self.model.eval(), self.precision)
+        else:  # an exported runtime computes; the module (possibly on the meta device) only combines the stacks
+            self.model = self.loaded.model
         self.input_res = int(self.loaded.model_config.input_res)
         self.spec = CropSpec(margin=1.0, crop_res=self.input_res, antialias=True)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", precision: str = "auto",
-                        flip: bool | None = None, batch_size: int = 8) -> PosePredictor:
-        """Load ``path`` (file or directory); ``flip=None`` follows the training config's ``targets.flip_test``."""
+                        flip: bool | None = None, batch_size: int = 8, runtime: str = TORCH) -> PosePredictor:
+        """Load ``path`` (file or directory); ``flip=None`` follows the training config's ``targets.flip_test``.
+        A ``runtime`` other than torch runs the checkpoint exported on the fly (fp32, CPU)."""
+        if runtime != TORCH:
+            device, precision = _exported_device(device, precision, runtime)
         dev = resolve_device(device)
         loaded = load_model(path, dev)
         targets = loaded.config.get("targets") or {}
         try:
-            chosen = select_precision(precision, dev)  # type: ignore[arg-type]
+            chosen = select_precision(precision, dev, channels_last=runtime == TORCH)  # type: ignore[arg-type]
         except ValueError as err:
             raise PredictError(f"--precision {precision}: {err}") from None
         return cls(loaded, chosen, flip=bool(targets.get("flip_test", True)) if flip is None else flip,
                    shift=bool(targets.get("flip_shift", False)), batch_size=batch_size, source=str(path),
-                   trained_on=read_trained_on(loaded))
+                   trained_on=read_trained_on(loaded),
+                   runtime=None if runtime == TORCH else open_runtime(runtime, loaded, chosen))
+
+    @classmethod
+    def from_export(cls, path: str | Path, runtime: str, device: str = "cpu", precision: str = "auto",
+                    flip: bool | None = None, batch_size: int = 8) -> PosePredictor:
+        """An export directory (or model file) of ``hourglass export`` on ``runtime`` (onnxruntime, openvino); what
+        the checkpoint's config would say comes from the export's metadata."""
+        _exported_device(device, precision, runtime)
+        engine = open_exported(runtime, path)
+        meta = engine.metadata
+        trained_on = TrainedOn.from_checkpoint(meta.checkpoint_state(), engine.path)
+        return cls(meta.loaded_model(engine.path), select_precision("fp32", torch.device("cpu"), channels_last=False),
+                   flip=meta.flip_test if flip is None else flip, shift=meta.flip_shift, batch_size=batch_size,
+                   source=str(path), trained_on=trained_on, runtime=engine)
 
     @classmethod
     def from_source(cls, source: str | Path, device: str = "cpu", precision: str = "auto",
                     flip: bool | None = None, batch_size: int = 8,
-                    tracking_uri: str | None = None) -> PosePredictor:
-        """A checkpoint path or an MLflow model URI (its checkpoint artifact is fetched to a temporary dir)."""
+                    tracking_uri: str | None = None, runtime: str = TORCH) -> PosePredictor:
+        """A checkpoint path, an export directory or an MLflow model URI (its checkpoint artifact is fetched to a
+        temporary dir), run on ``runtime``."""
+        if not isinstance(source, str) or not source.startswith(MLFLOW_SCHEMES):
+            exported = export_file(source, runtime)
+            if exported is not None:
+                if runtime == TORCH:
+                    raise PredictError(f"{source}: an exported model; run it with --runtime onnxruntime or openvino "
+                                       "(torch runs the checkpoint it was exported from)")
+                return cls.from_export(source, runtime, device, precision, flip, batch_size)
         with tempfile.TemporaryDirectory(prefix="hourglass-model-") as tmp:
             path = resolve_checkpoint(source, tmp, tracking_uri)
-            predictor = cls.from_checkpoint(path, device, precision, flip, batch_size)
+            predictor = cls.from_checkpoint(path, device, precision, flip, batch_size, runtime)
         predictor.source = str(source)
         return predictor
 
     def describe(self) -> str:
         """What runs, for logs and the JSON header."""
         cfg = self.loaded.model_config
+        engine = "" if self.runtime is None or self.runtime.name == TORCH else f"{self.runtime.name} "
         return (f"{self.source or self.loaded.path} ({cfg.stacks} stack(s), {cfg.features} features, "
                 f"{self.input_res} px, "
-                f"{self.joints.name} {self.joints.count} joints), {self.precision.describe()}, "
+                f"{self.joints.name} {self.joints.count} joints), {engine}{self.precision.describe()}, "
                 f"flip test {'on' if self.flip else 'off'}")
 
     def crop(self, image: np.ndarray, person: Person) -> np.ndarray:
@@ -155,7 +190,8 @@ class PosePredictor:
         for start in range(0, len(people), self.batch_size):
             stop = min(start + self.batch_size, len(people))
             images = torch.from_numpy(np.ascontiguousarray(crops[start:stop])).to(self.precision.device)
-            final, stacks = predict_heatmaps(self.model, images, self.precision, flip_perm, self.shift)
+            final, stacks = predict_heatmaps(self.model, images, self.precision, flip_perm, self.shift,
+                                             forward=self.runtime)
             center = np.array([p.center for p in people[start:stop]], dtype=np.float64)
             scale = np.array([p.scale for p in people[start:stop]], dtype=np.float64)
             coords, maxvals, _, _ = decode_to_image(final, stacks[:, -1:], center, scale)
@@ -182,6 +218,15 @@ class PosePredictor:
         if people is None:
             people = [Person.whole_image(image.shape[1], image.shape[0])]
         return self.predict([(image, people)])[0]
+
+
+def _exported_device(device: str, precision: str, runtime: str) -> tuple[str, str]:
+    """("cpu", "fp32"): what an exported runtime runs in; anything else asked for is a :class:`PredictError`."""
+    if device not in ("auto", "cpu"):
+        raise PredictError(f"--device {device}: --runtime {runtime} runs on the CPU (use --device cpu or auto)")
+    if precision not in ("auto", "fp32"):
+        raise PredictError(f"--precision {precision}: --runtime {runtime} runs fp32 (use --precision fp32 or auto)")
+    return "cpu", "fp32"
 
 
 def resolve_device(device: str) -> torch.device:

@@ -37,6 +37,8 @@ from hourglass.precision import Precision
 
 # The batch hook gets the collated batch and the model's raw (unflipped) outputs (N, stacks, J, h, w), e.g. for a loss.
 BatchHook = Callable[[Mapping[str, Any], Tensor], None]
+# What computes a batch's raw outputs when it is not the module in eager torch: hourglass.inference.runtimes.Runtime.
+Forward = Callable[[Tensor], Tensor]
 
 
 @dataclass(frozen=True)
@@ -129,17 +131,20 @@ class Predictions:
 @torch.no_grad()
 def predict_heatmaps(model: StackedHourglass, images: Tensor, precision: Precision,
                      flip_perm: Sequence[int] | None = None, shift: bool = False,
-                     outputs: Tensor | None = None) -> tuple[Tensor, Tensor]:
+                     outputs: Tensor | None = None, forward: Forward | None = None) -> tuple[Tensor, Tensor]:
     """``(final (N, J, h, w), stacks (N, S, J, h, w))`` float32 heatmaps of ``images`` already on the device.
 
     With ``flip_perm`` (``JointSet.flip``) each is the flip-test average. ``outputs`` (the model's raw output for
-    ``images``) may be passed when the caller already has it, so the unflipped pass is not repeated.
+    ``images``) may be passed when the caller already has it, so the unflipped pass is not repeated. ``forward``
+    computes the raw outputs instead of ``model`` (an exported runtime, :mod:`hourglass.inference.runtimes`);
+    ``model`` then only says how its stacks are combined (``supervised``).
     """
+    run = forward if forward is not None else (lambda x: _forward(model, x, precision))
     if outputs is None:
-        outputs = _forward(model, images, precision)
+        outputs = run(images)
     stacks = outputs.float()
     if flip_perm is not None:
-        mirrored = _forward(model, images.flip(-1), precision).float()
+        mirrored = run(images.flip(-1)).float()
         stacks = flip_average(stacks, mirrored, flip_perm, shift)
     return model.supervised(stacks)[:, -1], stacks
 
@@ -172,12 +177,14 @@ def predict_dataset(
     on_batch: BatchHook | None = None,
     worker_init_fn: Callable[[int], None] | None = None,
     progress: bool = False,
+    forward: Forward | None = None,
 ) -> Predictions:
     """Run ``model`` over ``dataset`` (or its ``indices``) in eval mode and decode every person.
 
     ``flip_perm`` turns the flip test on (pass ``dataset.joint_set.flip``). Samples must carry ``image``, ``row``,
     ``center``, ``scale``, ``joints``, ``annotated`` and ``normalize`` (``PoseDataset`` validation samples do).
-    ``on_batch`` sees each batch with the raw unflipped outputs. The model's train/eval mode is restored.
+    ``on_batch`` sees each batch with the raw unflipped outputs. The model's train/eval mode is restored. ``forward``
+    runs the batches instead of ``model`` (an exported runtime; see :func:`predict_heatmaps`).
     No OpenCV thread setting in the workers by default: ``cv2.setNumThreads`` in a worker forked from a process
     whose OpenCV pool is running can hang (seen under DDP), so the caller opts in with ``worker_init_fn``.
     """
@@ -192,10 +199,11 @@ def predict_dataset(
         with torch.no_grad():
             for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
                 images = batch["image"].to(precision.device, non_blocking=True)
-                outputs = _forward(model, images, precision)
+                outputs = forward(images) if forward is not None else _forward(model, images, precision)
                 if on_batch is not None:
                     on_batch(batch, outputs)
-                final, stacks = predict_heatmaps(model, images, precision, flip_perm, shift, outputs=outputs)
+                final, stacks = predict_heatmaps(model, images, precision, flip_perm, shift, outputs=outputs,
+                                                 forward=forward)
                 center = batch["center"].numpy().astype(np.float64)
                 scale = batch["scale"].numpy().astype(np.float64)
                 coords, maxvals, stack_coords, stack_maxvals = decode_to_image(final, stacks, center, scale)
