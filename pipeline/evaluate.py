@@ -1,12 +1,13 @@
 """DVC stage ``evaluate@<variant>-<seed>``: score a trained model on the validation split with the official protocol.
 
 ``python -m pipeline.evaluate --variant NAME [--seed N] [--model models/NAME/seed-N] [--params params.yaml]
-[--data DIR] [--gt valid.h5] [--out DIR]``
+[--data DIR] [--gt valid.h5] [--out DIR] [--runtime torch|onnxruntime|openvino]``
 
 ``--seed`` names the training seed whose model is scored (default: the first of params.yaml's ``seeds``); the model
 is then ``models/<variant>/seed-<seed>/`` unless ``--model`` names another (an imported checkpoint, for instance).
 The work is :func:`hourglass.evaluation.stage.evaluate`: ``preds.h5``, ``metrics.json`` and ``test/`` in ``--out``
-(default: ``eval/`` beside the checkpoint).
+(default: ``eval/`` beside the checkpoint). ``--runtime`` scores the network exported to ONNX Runtime or OpenVINO
+(fp32, CPU) instead of eager torch: the check that an export scores as its checkpoint does.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from hourglass.data.table import PreprocessError
 from hourglass.evaluation.split_predictions import SPLIT
 from hourglass.evaluation.stage import evaluate
+from hourglass.export.deps import MissingPackageError
+from hourglass.inference.runtimes import RUNTIME_HELP, RUNTIMES, TORCH
 from hourglass.io.annotations import AnnotationError
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.io.eval_files import ReaderError
@@ -46,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None,
                         help="output directory for preds.h5 and metrics.json (default: eval/ in the model's "
                              "directory)")
+    parser.add_argument("--runtime", choices=RUNTIMES, default=TORCH,
+                        help=f"{RUNTIME_HELP}; the checkpoint is exported first, as `hourglass export` does "
+                             "(default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="do not show a progress bar")
     return parser
 
@@ -58,7 +64,8 @@ def score_model(args: argparse.Namespace) -> str:
     seed = params.seeds[0] if args.seed is None and args.model is None else args.seed
     model = args.model or model_dir(args.variant, seed)
     out = args.out or (model.parent if model.is_file() else model) / "eval"
-    metrics = evaluate(params, args.variant, model, data, gt_path, out, progress=not args.no_progress, seed=seed)
+    metrics = evaluate(params, args.variant, model, data, gt_path, out, progress=not args.no_progress, seed=seed,
+                       runtime=args.runtime)
     mean = metrics["final"]["Mean"]
     name = args.variant if metrics["seed"] is None else stage_item(args.variant, metrics["seed"])
     return (f"evaluate@{name}: {metrics['metric']} Mean {'n/a' if mean is None else f'{mean:.2f}'} over "
@@ -68,7 +75,8 @@ def score_model(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run the stage; exit codes as :mod:`pipeline.stage` says."""
     return stage.run(build_parser(), score_model, argv, failures=(
-        CheckpointError, PreprocessError, ReaderError, AnnotationError, SubmissionError, ValueError))
+        CheckpointError, PreprocessError, ReaderError, AnnotationError, SubmissionError, MissingPackageError,
+        ValueError))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from hourglass.config import ModelConfig, ParamsConfig
 from hourglass.data.dataset import PoseDataset
 from hourglass.data.table import TABLE_NAME, PreprocessError, read_table
 from hourglass.data.workers import resolve_workers
-from hourglass.inference.runner import LoadedModel, Predictions, predict_dataset
+from hourglass.inference.runner import Forward, LoadedModel, Predictions, predict_dataset
 from hourglass.io.eval_files import GroundTruth, ReaderError
 
 SPLIT = "valid"
@@ -28,12 +28,14 @@ def dataset_params(params: ParamsConfig, loaded: LoadedModel) -> ParamsConfig:
 
 
 def predict(loaded: LoadedModel, dataset: PoseDataset, params: ParamsConfig, precision: Any,
-             progress: bool) -> Predictions:
-    """The network over every person of ``dataset``, with the flip test when ``targets.flip_test`` is on."""
+             progress: bool, forward: Forward | None = None) -> Predictions:
+    """The network over every person of ``dataset``, with the flip test when ``targets.flip_test`` is on;
+    ``forward`` runs it on another runtime (:mod:`hourglass.inference.runtimes`), None in eager torch."""
     return predict_dataset(loaded.model, dataset, precision,
                            flip_perm=dataset.joint_set.flip if params.targets.flip_test else None,
                            shift=params.targets.flip_shift, batch_size=params.train.val_batch_size,
-                           workers=resolve_workers(params.train.workers, precision.device), progress=progress)
+                           workers=resolve_workers(params.train.workers, precision.device), progress=progress,
+                           forward=forward)
 
 
 def source_rows(data_dir: Path, dataset_rows: np.ndarray, split: str = SPLIT) -> np.ndarray:

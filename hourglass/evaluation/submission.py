@@ -15,7 +15,7 @@ import numpy as np
 from hourglass.config import ParamsConfig
 from hourglass.data.dataset import create_dataset
 from hourglass.evaluation.split_predictions import TEST_SPLIT, dataset_params, predict, source_rows
-from hourglass.inference.runner import LoadedModel
+from hourglass.inference.runner import Forward, LoadedModel
 from hourglass.io.annotations import read_annotations
 from hourglass.io.atomic import write_json_atomic
 from hourglass.io.eval_files import write_predictions
@@ -37,13 +37,13 @@ RELEASE_DIR = "release"  # data/raw/mpii/annot/release/: the annotation release'
 
 
 def predict_test_split(params: ParamsConfig, loaded: LoadedModel, precision: Any, data_dir: Path, annot_dir: Path,
-                        out_dir: Path, progress: bool = True) -> dict[str, Any]:
+                        out_dir: Path, progress: bool = True, forward: Forward | None = None) -> dict[str, Any]:
     """MPII's test people (``annot/test.h5``), predicted as validation is, for the evaluation server.
 
     Writes into ``out_dir`` (always created, so the stage's declared output exists for every dataset):
     ``status.json``; and when the dataset is MPII with a ``test.h5``, ``test_preds.h5`` (authors' layout, one row
     per test.h5 row, plus its ``index``/``person``) and ``pred_keypoints_mpii.mat`` built from the annotation
-    release after the person-order guard. Returns the status.
+    release after the person-order guard. ``forward``: the runtime, as for the validation split. Returns the status.
     """
     test_h5 = annot_dir / "test.h5"
     has_server = params.card().format == "mpii_h5"  # MPII's benchmark server takes this file
@@ -60,7 +60,7 @@ def predict_test_split(params: ParamsConfig, loaded: LoadedModel, precision: Any
             raise SubmissionError(f"{test_h5}: no '{key}' column; the submission needs each row's annolist/annorect")
     dataset = create_dataset(data_dir, TEST_SPLIT, dataset_params(params, loaded), train=False)
     log.info("predicting %d MPII test people of %s for the evaluation server", len(dataset), data_dir)
-    pred = predict(loaded, dataset, params, precision, progress)
+    pred = predict(loaded, dataset, params, precision, progress, forward)
     rows = source_rows(data_dir, pred.rows, TEST_SPLIT)
     preds = np.full((len(table), pred.coords.shape[1], 2), np.nan)
     preds[rows] = pred.coords
