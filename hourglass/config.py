@@ -228,6 +228,7 @@ class MlflowConfig(Section):
     experiment: str = Field(min_length=1)
     registered_model: str | None  # the base name: models register as <registered_model>-<dataset>; None: not at all
     log_model: bool
+    log_onnx: bool  # with log_model: the network exported to ONNX too, for HOURGLASS_RUNTIME=onnxruntime/openvino
     system_metrics: bool
     sweep: str | None  # runs with the same sweep name nest under one parent (HOURGLASS_PARENT_RUN_ID wins)
 

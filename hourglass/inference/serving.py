@@ -19,7 +19,10 @@ scale, exactly as ``hourglass predict`` reports it (the same ``PosePredictor.pre
 heatmap peak divided by the checkpoint config's ``train.target_scale``, about 1 for a perfect peak
 (``hourglass.inference.predictor.CONFIDENCE_NOTE``). A bad row (undecodable image, box outside the
 image) fails the request (HTTP 400) with a message naming the row. ``HOURGLASS_DEVICE`` and
-``HOURGLASS_PRECISION`` in the server's environment choose where and in what it computes (CPU, ``auto``).
+``HOURGLASS_PRECISION`` in the server's environment choose where and in what it computes (CPU, ``auto``), and
+``HOURGLASS_RUNTIME`` on what (:mod:`hourglass.inference.runtimes`): ``torch`` (default) runs the checkpoint,
+``onnxruntime`` or ``openvino`` the model's ``onnx`` artifact (logged with ``mlflow.log_onnx``), or, for a model
+logged without one, the checkpoint exported when the model loads; those run fp32 on the CPU.
 """
 
 from __future__ import annotations
@@ -36,10 +39,12 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema
 
 ARTIFACT = "checkpoint"
+ONNX_ARTIFACT = "onnx"  # model.onnx of `hourglass export`, when the run logged one (mlflow.log_onnx)
 MODEL_CODE = Path(__file__).resolve()  # what python_model= points at when logging
 CODE_PACKAGE = MODEL_CODE.parents[1]  # the hourglass package, copied into the logged model (code_paths=)
 DEVICE_ENV = "HOURGLASS_DEVICE"  # where the served model runs: cpu (default), cuda, cuda:N
 PRECISION_ENV = "HOURGLASS_PRECISION"  # auto (default: bf16 where native, else fp32), fp32, bf16, fp16
+RUNTIME_ENV = "HOURGLASS_RUNTIME"  # torch (default), onnxruntime, openvino
 
 
 def signature() -> ModelSignature:
@@ -76,10 +81,16 @@ class PoseModel(PythonModel):
 
     def load_context(self, context: PythonModelContext) -> None:
         from hourglass.inference.predictor import PosePredictor
+        from hourglass.inference.runtimes import TORCH, check_runtime
 
-        self.predictor = PosePredictor.from_checkpoint(
-            context.artifacts[ARTIFACT], device=os.environ.get(DEVICE_ENV, "cpu"),
-            precision=os.environ.get(PRECISION_ENV, "auto"))
+        runtime = check_runtime(os.environ.get(RUNTIME_ENV, TORCH))
+        device, precision = os.environ.get(DEVICE_ENV, "cpu"), os.environ.get(PRECISION_ENV, "auto")
+        exported = context.artifacts.get(ONNX_ARTIFACT)
+        if runtime != TORCH and exported:
+            self.predictor = PosePredictor.from_export(exported, runtime, device=device, precision=precision)
+        else:
+            self.predictor = PosePredictor.from_checkpoint(context.artifacts[ARTIFACT], device=device,
+                                                           precision=precision, runtime=runtime)
 
     def predict(self, context: PythonModelContext, model_input: pd.DataFrame,
                 params: dict[str, Any] | None = None) -> pd.DataFrame:

@@ -67,18 +67,21 @@ def _read_csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _requirements() -> list[str]:
+def _requirements(exported: bool = False) -> list[str]:
     """What serving the logged model needs, pinned to this environment. Stated, not inferred: MLflow's inference
     re-loads the model in a subprocess, which costs about a minute on two cores. The list is the import closure of
-    ``hourglass.inference.serving`` (the model code) beyond the standard library."""
+    ``hourglass.inference.serving`` (the model code) beyond the standard library, plus the exported runtimes'
+    packages when the model carries an ONNX export (``exported``)."""
     from importlib.metadata import version
 
     torch_version = torch.__version__.split("+")[0]  # local labels (+cpu) are not installable from PyPI
-    return [f"torch=={torch_version}"] + [f"{name}=={version(name)}" for name in _SERVING_DISTRIBUTIONS]
+    names = _SERVING_DISTRIBUTIONS + (_EXPORT_DISTRIBUTIONS if exported else ())
+    return [f"torch=={torch_version}"] + [f"{name}=={version(name)}" for name in names]
 
 
 _SERVING_DISTRIBUTIONS = ("numpy", "pandas", "mlflow", "opencv-python-headless", "h5py", "pyarrow", "pydantic",
                           "pyyaml", "tqdm")
+_EXPORT_DISTRIBUTIONS = ("onnx", "onnxruntime", "openvino")  # HOURGLASS_RUNTIME=onnxruntime / openvino
 
 
 def _unwrapped(network: nn.Module) -> nn.Module:
@@ -105,9 +108,12 @@ def serving_checkpoint(network: nn.Module, input_res: int, config: Mapping[str, 
     return {"model": weights, "network": arguments, "config": full, "variant": variant, "epoch": epoch}
 
 
-def log_pose_model(tracking_uri: str, run_id: str, checkpoint: str | Path, registered_model: str | None) -> Any:
+def log_pose_model(tracking_uri: str, run_id: str, checkpoint: str | Path, registered_model: str | None,
+                   onnx: str | Path | None = None) -> Any:
     """Log ``checkpoint`` into run ``run_id`` as the pose pyfunc (``hourglass.inference.serving``: images in, keypoints
-    out), registered as ``registered_model`` when given; returns MLflow's ``ModelInfo``.
+    out), registered as ``registered_model`` when given; returns MLflow's ``ModelInfo``. ``onnx`` (the checkpoint's
+    ``hourglass export --format onnx`` file) goes in as a second artifact, which the served model runs when
+    ``HOURGLASS_RUNTIME`` names an exported runtime.
 
     The model is "from code": the weights go in as a weights-only checkpoint artifact and the ``hourglass`` package
     as its code, so neither logging nor loading pickles anything."""
@@ -118,13 +124,23 @@ def log_pose_model(tracking_uri: str, run_id: str, checkpoint: str | Path, regis
     from hourglass.inference import serving
 
     experiment_id = MlflowClient(tracking_uri=tracking_uri).get_run(run_id).info.experiment_id
+    artifacts = {serving.ARTIFACT: str(checkpoint)}
+    if onnx is not None:
+        artifacts[serving.ONNX_ARTIFACT] = str(onnx)
     with fluent_store(tracking_uri, experiment_id):
         return Model.log(
             artifact_path=None, name="model", flavor=mlflow.pyfunc, run_id=run_id,
-            python_model=str(serving.MODEL_CODE), artifacts={serving.ARTIFACT: str(checkpoint)},
+            python_model=str(serving.MODEL_CODE), artifacts=artifacts,
             code_paths=[str(serving.CODE_PACKAGE)], signature=serving.signature(),
-            input_example=serving.input_example(), pip_requirements=_requirements(),
+            input_example=serving.input_example(), pip_requirements=_requirements(onnx is not None),
             registered_model_name=registered_model)
+
+
+def _export_onnx(checkpoint: Path, out_dir: Path) -> Path:
+    """``model.onnx`` of the serving checkpoint, as ``hourglass export --format onnx`` writes it."""
+    from hourglass.export.exporter import export_model
+
+    return export_model(checkpoint, "onnx", out_dir).path
 
 
 def ensure_parent_run(experiment: str, sweep: str, tracking_uri: str | None = None) -> str:
@@ -296,14 +312,15 @@ class RunTracker:
 
     def log_model(self, network: nn.Module, input_res: int, registered_model: str | None,
                   config: Mapping[str, Any] | None = None, variant: str | None = None,
-                  epoch: int | None = None) -> str | None:
+                  epoch: int | None = None, log_onnx: bool = False) -> str | None:
         """Log the network as the pose pyfunc (:func:`log_pose_model`), register it, and write ``mlflow.json`` (run,
         model URI, registered name and version, store) for the flows and evaluation.
 
         ``config`` (the resolved params) says which joint set and flip test the model uses, ``variant``/``epoch``
         what it is; without ``config`` the run's ``checkpoint.pt`` in the output directory supplies all three when
-        present. Returns the model URI, or None without MLflow (``mlflow.json`` then has null fields, so the file a
-        DVC stage declares always exists).
+        present. ``log_onnx`` (``mlflow.log_onnx``) adds the network exported to ONNX (:mod:`hourglass.export`).
+        Returns the model URI, or None without MLflow (``mlflow.json`` then has null fields, so the file a DVC stage
+        declares always exists).
         """
         record: dict[str, Any] = {"run_id": self.run_id, "model_uri": None, "registered_model": registered_model,
                                   "version": None, "tracking_uri": self.tracking_uri}
@@ -315,7 +332,8 @@ class RunTracker:
             with tempfile.TemporaryDirectory(prefix="hourglass-model-") as tmp:
                 weights = Path(tmp) / CHECKPOINT_NAME
                 save_checkpoint(serving_checkpoint(network, input_res, base, name, trained), weights)
-                info = log_pose_model(self.tracking_uri, self.run_id, weights, registered_model)
+                onnx = _export_onnx(weights, Path(tmp) / "onnx") if log_onnx else None
+                info = log_pose_model(self.tracking_uri, self.run_id, weights, registered_model, onnx)
             version = info.registered_model_version
             record.update(model_uri=info.model_uri, version=str(version) if version is not None else None)
             if version is not None:  # one registered name, many architectures: each version says what it is

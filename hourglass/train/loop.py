@@ -297,7 +297,8 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
             if params.mlflow.log_model:
                 # The config in hand: no need to read back the checkpoint just written.
                 model_uri = tracker.log_model(network, params.model.input_res, registered_name(params),
-                                              config=record, variant=variant, epoch=len(history))
+                                              config=record, variant=variant, epoch=len(history),
+                                              log_onnx=params.mlflow.log_onnx)
             run_id = tracker.run_id
             tracker.finish(final, runtime=runtime)
         status = "FINISHED"
