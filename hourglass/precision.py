@@ -8,6 +8,7 @@ since emulated bf16 on an older CPU is slower than fp32. fp16 needs a gradient s
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +19,12 @@ import torch
 
 PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
 _CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA, formerly DNNL_MAX_CPU_ISA) that still include its native bf16 kernels.
+_ONEDNN_BF16_ISAS = frozenset({"ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
+                               "AVX512_CORE_AMX_FP16", "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16",
+                               "AVX10_2_512", "AVX10_2_512_AMX_2"})
+# ATEN_CPU_CAPABILITY values that keep torch's own kernels below AVX-512 (bf16 then emulated element by element).
+_ATEN_NO_BF16 = frozenset({"default", "avx2"})
 
 
 def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
@@ -33,12 +40,24 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
-def cpu_supports_bf16(flags: frozenset[str] | None = None) -> bool:
-    """True when oneDNN is present and the CPU has native bf16 instructions (AVX512-BF16 or AMX-BF16)."""
+def isa_caps_allow_bf16(environ: Mapping[str, str] | None = None) -> bool:
+    """False when the environment caps torch below native bf16: ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``)
+    under AVX512_CORE_BF16 for the convolutions, or ``ATEN_CPU_CAPABILITY=avx2``/``default`` for the other ops.
+    Those caps emulate an older CPU on a newer one; ``precision: auto`` must then choose what that CPU would."""
+    environ = os.environ if environ is None else environ
+    onednn = (environ.get("ONEDNN_MAX_CPU_ISA") or environ.get("DNNL_MAX_CPU_ISA") or "").strip().upper()
+    if onednn and onednn not in _ONEDNN_BF16_ISAS:
+        return False
+    return environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() not in _ATEN_NO_BF16
+
+
+def cpu_supports_bf16(flags: frozenset[str] | None = None, environ: Mapping[str, str] | None = None) -> bool:
+    """True when oneDNN is present, the CPU has native bf16 instructions (AVX512-BF16 or AMX-BF16) and no
+    environment cap (:func:`isa_caps_allow_bf16`) keeps torch from using them."""
     if not torch.backends.mkldnn.is_available():
         return False
     flags = cpu_flags() if flags is None else flags
-    return any(flag in flags for flag in _CPU_BF16_FLAGS)
+    return any(flag in flags for flag in _CPU_BF16_FLAGS) and isa_caps_allow_bf16(environ)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from shipped import paper, section
 from torch.utils.data import DataLoader
 
 from hourglass.data.workers import MAX_AUTO_WORKERS, auto_workers, resolve_workers
-from hourglass.precision import cpu_isa, select_precision
+from hourglass.precision import cpu_isa, cpu_supports_bf16, select_precision
 from hourglass.train import fastpath
 from hourglass.train import loop as train_module
 from hourglass.train.fastpath import backend_flags, compile_model, resolve_fast_path, resolve_optimizer_impl
@@ -176,3 +176,23 @@ def test_the_training_loop_uses_what_was_resolved_and_records_it(tmp_path, monke
         "optimizer_impl": "foreach", "workers": 1, "prefetch_factor": 3, "persistent_workers": True, "tf32": False,
         "cudnn_benchmark": False, "compile": False, "compile_mode": None, "pin_memory": False}
     assert runtime["cpu_isa"] == cpu_isa() and runtime["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_auto_precision_honours_the_isa_caps_that_emulate_an_older_cpu():
+    """ONEDNN_MAX_CPU_ISA / ATEN_CPU_CAPABILITY below bf16 (an AVX2-only CPU emulated on a newer one): no native bf16
+    even where the flags have it, so ``precision: auto`` trains fp32 as that CPU would."""
+    bf16 = frozenset({"avx2", "avx512f", "avx512_bf16"})
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("no oneDNN in this torch")
+    assert cpu_supports_bf16(bf16, environ={})
+    assert cpu_supports_bf16(bf16, environ={"ONEDNN_MAX_CPU_ISA": "avx512_core_amx", "ATEN_CPU_CAPABILITY": "avx512"})
+    assert not cpu_supports_bf16(bf16, environ={"ONEDNN_MAX_CPU_ISA": "AVX2"})
+    assert not cpu_supports_bf16(bf16, environ={"DNNL_MAX_CPU_ISA": "AVX512_CORE"})
+    assert not cpu_supports_bf16(bf16, environ={"ATEN_CPU_CAPABILITY": "avx2"})
+    assert not cpu_supports_bf16(frozenset({"avx2"}), environ={})
+
+
+def test_auto_precision_reads_the_caps_from_the_environment(monkeypatch):
+    monkeypatch.setattr("hourglass.precision.cpu_flags", lambda cpuinfo=None: frozenset({"avx512_bf16"}))
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert select_precision("auto", CPU).name == "fp32"

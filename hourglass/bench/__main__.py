@@ -14,6 +14,8 @@ BENCHMARKS = {
     "loader": ("hourglass.bench.loader", "augmented training samples/s of the data loader on one core"),
     "preprocess": ("hourglass.bench.preprocess", "crop preprocessing images/s against JPEG decoding alone, one core"),
     "predict": ("hourglass.bench.predict", "single-image latency and batched throughput of the predict path"),
+    "profile": ("hourglass.bench.profile", "where one training step of each demo variant spends its time: parts' "
+                "shares, GFLOP/s against the fp32 matmul peak, per-epoch validation"),
     "device": ("hourglass.bench.device", "the training loop on this machine's device: fast path vs fp32 eager, the "
                "loader, DDP scaling, the recipes' projected wall-clock (at most 5 minutes on one GPU)"),
 }
