@@ -95,8 +95,8 @@ def export_int8(loaded: LoadedModel, fmt: ExportFormat, out_dir: str | Path, opt
         _progress(f"calibrating on {len(calib.images)} training crops of {data}")
         int8_path = Path(tmp) / "int8" / ONNX_NAME
         int8_path.parent.mkdir()
-        settings = quantize_onnx(fp32.path, int8_path, calib)
-        _write_onnx(int8_path, fp32.metadata)  # the runtimes read the metadata from the file
+        settings = quantize_onnx(fp32.path, int8_path, calib.batches())
+        write_onnx_metadata(int8_path, fp32.metadata)  # the runtimes read the metadata from the file
         _progress(f"scoring the fp32 and int8 graphs on {data}'s validation split ({runtime})")
         before = validation_score(loaded, family, data, open_exported(runtime, fp32.path))
         after = validation_score(loaded, family, data, open_exported(runtime, int8_path))
@@ -113,13 +113,13 @@ def export_int8(loaded: LoadedModel, fmt: ExportFormat, out_dir: str | Path, opt
             "max_drop": max_drop}, "data_fingerprint": _fingerprint(data)}
         metadata = replace(fp32.metadata, quantization=record)
         if fmt == "onnx":
-            path = _write_onnx(int8_path, metadata, Path(out_dir) / ONNX_NAME)
+            path = write_onnx_metadata(int8_path, metadata, Path(out_dir) / ONNX_NAME)
         else:
-            path = export_openvino(_write_onnx(int8_path, metadata), metadata, out_dir)
+            path = export_openvino(write_onnx_metadata(int8_path, metadata), metadata, out_dir)
     return ExportResult(path, fmt, metadata, fp32.folded, fp32.batchnorms_left)
 
 
-def _write_onnx(source: Path, metadata: ExportMetadata, target: Path | None = None) -> Path:
+def write_onnx_metadata(source: Path, metadata: ExportMetadata, target: Path | None = None) -> Path:
     """``source`` with ``metadata`` as its metadata_props, written atomically to ``target`` (default: in place)."""
     onnx = require("onnx")
     proto = onnx.load_model(str(source))

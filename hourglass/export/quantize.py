@@ -17,10 +17,12 @@ is not used: in onnxruntime 1.32 it drops the batches it clears instead of mergi
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from hourglass.export.calibration import CalibrationSet
+import numpy as np
+
 from hourglass.export.deps import require
 from hourglass.export.metadata import INPUT_NAME
 
@@ -33,9 +35,10 @@ SETTINGS: dict[str, Any] = {
 }
 
 
-def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: CalibrationSet) -> dict[str, Any]:
-    """Write ``int8_path`` quantised from ``fp32_path`` on ``calibration``'s crops; returns the settings used (for
-    the export's metadata). ``int8_path`` is a working file: the exporter adds the metadata and places it."""
+def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, batches: Iterable[np.ndarray]) -> dict[str, Any]:
+    """Write ``int8_path`` quantised from ``fp32_path`` on the calibration crops ``batches`` ((n, 3, R, R) float32,
+    e.g. :meth:`CalibrationSet.batches`); returns the settings used (for the export's metadata). ``int8_path`` is a
+    working file: the exporter adds the metadata and places it."""
     require("onnxruntime", purpose="--int8")
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -49,7 +52,7 @@ def quantize_onnx(fp32_path: str | Path, int8_path: str | Path, calibration: Cal
         """The calibration crops, one batch per ``get_next``."""
 
         def __init__(self) -> None:
-            self.batches = calibration.batches()
+            self.batches = iter(batches)
 
         def get_next(self) -> dict[str, Any] | None:
             batch = next(self.batches, None)
