@@ -65,7 +65,26 @@ def _props(path: Path) -> tuple[object, dict]:
     return proto, {p.key: json.loads(p.value) for p in proto.metadata_props}
 
 
-def test_int8_onnx_records_its_calibration_and_measured_drop(project, monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def int8_export(project: Path) -> tuple[Path, str]:
+    """``hourglass export --int8`` of the model as ONNX, run in the project without --data; (directory, stderr)."""
+    import contextlib
+    import io
+    import os
+
+    err = io.StringIO()
+    cwd = Path.cwd()
+    os.chdir(project)  # no --data: data/processed/synthetic, as the model's config and lineage say
+    try:
+        with contextlib.redirect_stderr(err):
+            assert main(["export", "models/tiny/seed-0", "--format", "onnx", "--int8", "--calibration",
+                         str(CALIBRATION), "--max-drop", "100", "--out", "exports/int8"]) == 0
+    finally:
+        os.chdir(cwd)
+    return project / "exports" / "int8", err.getvalue()
+
+
+def test_int8_onnx_records_its_calibration_and_measured_drop(project, int8_export):
     from hourglass.data.table import TABLE_NAME
     from hourglass.export.accuracy import validation_score
     from hourglass.export.calibration import load_calibration
@@ -76,12 +95,9 @@ def test_int8_onnx_records_its_calibration_and_measured_drop(project, monkeypatc
     from hourglass.io.digest import file_sha256
     from hourglass.precision import select_precision
 
-    monkeypatch.chdir(project)  # no --data: data/processed/synthetic, as the model's config and lineage say
-    assert main(["export", "models/tiny/seed-0", "--format", "onnx", "--int8", "--calibration", str(CALIBRATION),
-                 "--max-drop", "100", "--out", "exports/int8"]) == 0
-    err = capsys.readouterr().err
+    out, err = int8_export
     assert "int8: calibrated on 6 training crops" in err and "drop" in err
-    proto, props = _props(project / "exports" / "int8" / "model.onnx")
+    proto, props = _props(out / "model.onnx")
     ops = [node.op_type for node in proto.graph.node]
     assert ops.count("QuantizeLinear") > 10 and ops.count("DequantizeLinear") > 10  # QDQ
     initialisers = {t.name for t in proto.graph.initializer}
@@ -108,7 +124,7 @@ def test_int8_onnx_records_its_calibration_and_measured_drop(project, monkeypatc
     assert abs(torch_score.score - check["fp32"]) <= 0.05 and torch_score.people == check["people"] > 0
 
     # The int8 file runs where an export runs, and its keypoints stay near fp32's on the validation crops.
-    predictor = PosePredictor.from_source(str(project / "exports" / "int8"), runtime="onnxruntime")
+    predictor = PosePredictor.from_source(str(out), runtime="onnxruntime")
     assert predictor.runtime.metadata.quantization == record
     crops = again.images[:2]
     heatmaps = predictor.runtime(torch.from_numpy(crops))
@@ -156,3 +172,41 @@ def test_int8_options_need_int8_and_the_data(project, tmp_path, monkeypatch, cap
                  str(tmp_path / "c")]) == 1
     assert f"--data {tmp_path}: no preprocess.json there" in capsys.readouterr().err
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_the_side_by_side_benchmark_times_and_scores_the_given_int8_export(project, int8_export, tmp_path, capsys):
+    """``python -m hourglass.bench predict --runtime all --int8 DIR --data DIR``: every runtime, the given export's
+    rows, each one's validation score; the fp32 exports score as torch eager does and the int8 row as recorded."""
+    from hourglass.bench.__main__ import main as bench
+
+    out, _ = int8_export
+    data = project / "data" / "processed" / "synthetic"
+    assert bench(["predict", "--runtime", "all", "--checkpoint", str(project / "models" / "tiny" / "seed-0"),
+                  "--int8", str(out), "--data", str(data), "--batch", "2", "--iters", "1", "--warmup", "0",
+                  "--height", "96", "--width", "128", "--json", str(tmp_path / "bench.json")]) == 0
+    stdout = capsys.readouterr().out
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "bench.json").read_text()) == result
+    rows = {row["engine"]: row for row in result["rows"]}
+    assert list(rows) == ["torch eager fp32", "torch fast path", "onnxruntime fp32", "openvino fp32",
+                          "onnxruntime int8", "openvino int8"]
+    assert rows["torch eager fp32"]["batched_vs_torch_eager"] == 1.0
+    for name in ("onnxruntime fp32", "openvino fp32"):
+        assert abs(rows[name]["score"] - rows["torch eager fp32"]["score"]) <= 0.05
+    recorded = _props(out / "model.onnx")[1][f"{PREFIX}quantization"]["validation"]
+    assert rows["onnxruntime int8"]["score"] == pytest.approx(recorded["int8"], abs=1e-3)
+    assert "| onnxruntime int8 | int8 |" in stdout and "load average" in stdout and "no peer-A benchmark" in stdout
+    assert result["cpu_isa"] and result["peer_a"] is None and len(result["load_average"]["before"]) == 3
+
+
+def test_the_side_by_side_benchmark_runs_every_runtime_on_random_weights(tmp_path, capsys):
+    """No checkpoint, no data: random weights, int8 quantised on the benchmark's own crops, no scores."""
+    from hourglass.bench.__main__ import main as bench
+
+    assert bench(["predict", "--runtime", "all", "--stacks", "1", "--features", "16", "--res", "64", "--batch", "2",
+                  "--iters", "1", "--warmup", "0", "--height", "96", "--width", "128", "--no-flip"]) == 0
+    stdout = capsys.readouterr().out
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert [row["engine"] for row in result["rows"]][-2:] == ["onnxruntime int8", "openvino int8"]
+    assert all(row["score"] is None and row["batched_img_s"] > 0 for row in result["rows"])
+    assert "calibrated on the benchmark's 2 crops: speed only" in stdout and result["flip_test"] is False
