@@ -116,6 +116,8 @@ def _predictor(args: argparse.Namespace, workdir: Path) -> PosePredictor:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.batch < 1 or args.iters < 1:
         raise SystemExit("--batch and --iters must be at least 1")
+    if args.runtime != "all" and (args.int8 or args.data is not None or not args.make_int8):
+        raise SystemExit("--int8, --data and --no-int8 are options of --runtime all")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)

@@ -2,7 +2,8 @@
 flip permutation (the flip test stays in the runner), the confidence divisor (``train.target_scale``), the dataset
 card's name and digest, the variant and epoch, the source checkpoint's SHA-256, the network's constructor arguments
 and the training config (from which :class:`~hourglass.inference.trained_on.TrainedOn` is rebuilt as for the
-checkpoint itself).
+checkpoint itself); an int8 export adds ``quantization`` (:mod:`hourglass.export.int8`: the settings, the calibration
+set and the accuracy drop measured before it was written).
 
 On disk it is a flat string map, each value JSON text under a ``hourglass.`` key: ONNX ``metadata_props`` and
 OpenVINO ``rt_info`` hold exactly that, and ``onnx``/``ovc`` tools show it readably.
