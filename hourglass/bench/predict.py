@@ -5,6 +5,8 @@ MPII-sized (720 x 1280) JPEG, cut the person's crop (whole image by default, ant
 flip test (two forward passes) and decode the keypoints back to image pixels. Latency is one image at a time;
 throughput is ``--batch`` images per call (one forward pass over all their crops). The network has random weights
 (speed does not depend on them) unless ``--checkpoint`` names a trained one. Progress goes to stderr.
+
+``--runtime all`` times every runtime side by side on the same images (:mod:`hourglass.bench.side_by_side`).
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ import torch
 
 from hourglass.bench.preprocess import synthetic_image
 from hourglass.config import ModelConfig
+from hourglass.export.int8_options import DEFAULT_CALIBRATION
 from hourglass.inference.inputs import as_rgb_array
 from hourglass.inference.people import Person
 from hourglass.inference.predictor import PosePredictor
+from hourglass.io.atomic import write_json_atomic
 from hourglass.io.checkpoint import save_checkpoint
 from hourglass.model import create_model
 
@@ -56,6 +60,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "far steadier: waiting threads of a parallel op stall the whole op")
     parser.add_argument("--height", type=int, default=720, help="image height in px (default: %(default)s)")
     parser.add_argument("--width", type=int, default=1280, help="image width in px (default: %(default)s)")
+    parser.add_argument("--runtime", choices=["torch", "all"], default="torch",
+                        help="torch: the predict path as `hourglass predict` runs it (--precision); all: torch eager "
+                             "fp32, torch's fast path, onnxruntime and openvino fp32 and int8, one table "
+                             "(default: %(default)s)")
+    parser.add_argument("--int8", action="append", type=Path, metavar="DIR",
+                        help="--runtime all: an `hourglass export --int8` directory to time (repeatable) instead of "
+                             "quantising the model here")
+    parser.add_argument("--no-int8", dest="make_int8", action="store_false",
+                        help="--runtime all: no int8 rows unless --int8 gives an export")
+    parser.add_argument("--data", type=Path, default=None, metavar="DIR",
+                        help="--runtime all: preprocessed data: each runtime's score on its validation split, and "
+                             "the int8 graph calibrated on its training crops (without it: on the benchmark's own "
+                             "crops, for speed only)")
+    parser.add_argument("--calibration", type=int, default=DEFAULT_CALIBRATION, metavar="N",
+                        help="--runtime all with --data: training crops to calibrate int8 on (default: %(default)s)")
+    parser.add_argument("--json", type=Path, default=None, metavar="PATH",
+                        help="also write the figures to PATH as JSON (the last line of stdout is the same JSON)")
 
 
 def _progress(message: str) -> None:
@@ -74,23 +95,29 @@ def _fastest(fn: Callable[[], Any], iters: int, warmup: int) -> float:
     return best
 
 
-def _predictor(args: argparse.Namespace, workdir: Path) -> PosePredictor:
+def _checkpoint(args: argparse.Namespace, workdir: Path) -> Path:
+    """``--checkpoint``, else random weights of the asked architecture saved in ``workdir``."""
     if args.checkpoint is not None:
-        return PosePredictor.from_checkpoint(args.checkpoint, device="cpu", precision=args.precision, flip=args.flip,
-                                             batch_size=args.batch)
+        return args.checkpoint
     torch.manual_seed(0)
     model = create_model(stacks=args.stacks, features=args.features)
     config = {"dataset": "mpii", "model": PAPER_NETWORK.model_copy(update={
         "stacks": args.stacks, "features": args.features, "input_res": args.res}).model_dump(mode="json")}
     path = workdir / "checkpoint.pt"
     save_checkpoint({"model": model.state_dict(), "config": config}, path)
-    return PosePredictor.from_checkpoint(path, device="cpu", precision=args.precision, flip=args.flip,
-                                         batch_size=args.batch)
+    return path
+
+
+def _predictor(args: argparse.Namespace, workdir: Path) -> PosePredictor:
+    return PosePredictor.from_checkpoint(_checkpoint(args, workdir), device="cpu", precision=args.precision,
+                                         flip=args.flip, batch_size=args.batch)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.batch < 1 or args.iters < 1:
         raise SystemExit("--batch and --iters must be at least 1")
+    if args.runtime != "all" and (args.int8 or args.data is not None or not args.make_int8):
+        raise SystemExit("--int8, --data and --no-int8 are options of --runtime all")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     rng = np.random.default_rng(0)
@@ -100,6 +127,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not ok:
             raise RuntimeError("cv2.imencode failed to write a synthetic JPEG")
         blobs.append(data.tobytes())
+    if args.runtime == "all":
+        from hourglass.bench.side_by_side import run_all
+
+        with tempfile.TemporaryDirectory(prefix="hourglass-bench-") as tmp:
+            return _written(args, run_all(args, blobs, _checkpoint(args, Path(tmp)), _fastest))
     with tempfile.TemporaryDirectory(prefix="hourglass-bench-") as tmp:
         predictor = _predictor(args, Path(tmp))
     _progress(f"predict path: {predictor.describe()}, {torch.get_num_threads()} threads")
@@ -116,7 +148,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     batch_s = _fastest(batched, args.iters, args.warmup)
     _progress(f"batch of {args.batch}: {batch_s * 1000:.1f} ms, {args.batch / batch_s:.2f} img/s")
     cfg = predictor.loaded.model_config
-    return {
+    return _written(args, {
         "benchmark": "predict",
         "model": {"stacks": cfg.stacks, "features": cfg.features, "input_res": cfg.input_res,
                   "checkpoint": str(args.checkpoint) if args.checkpoint else None},
@@ -128,5 +160,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "single_img_s": round(1 / latency, 3),
         "batch": args.batch,
         "batched_img_s": round(args.batch / batch_s, 3),
-    }
+    })
+
+
+def _written(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    """``result``, also written to ``--json`` when given."""
+    if args.json is not None:
+        write_json_atomic(args.json, result, sort_keys=True)
+    return result
 

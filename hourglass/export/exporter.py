@@ -3,8 +3,9 @@
 MODEL is named as ``hourglass predict`` names it (a checkpoint file, a directory holding ``checkpoint.pt``, an MLflow
 ``models:/`` or ``runs:/`` URI) and loaded by the same helpers, so the export describes the network exactly as
 prediction would run it. The network is exported in eval mode with BatchNorm folded; ``openvino`` is converted from
-the ONNX graph (written to a temporary directory, not to DIR). Room is left for ``--int8`` (issue 27, item 4): a
-quantiser takes the fp32 file this writes.
+the ONNX graph (written to a temporary directory, not to DIR). ``--int8`` (:mod:`hourglass.export.int8`, kept out
+of this module so that the pipeline's stages, which export through :mod:`hourglass.inference.runtimes`, do not
+depend on the quantiser's code) quantises the fp32 ONNX file this writes.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 flip permutation (the flip test stays in the runner), the confidence divisor (``train.target_scale``), the dataset
 card's name and digest, the variant and epoch, the source checkpoint's SHA-256, the network's constructor arguments
 and the training config (from which :class:`~hourglass.inference.trained_on.TrainedOn` is rebuilt as for the
-checkpoint itself).
+checkpoint itself); an int8 export adds ``quantization`` (:mod:`hourglass.export.int8`: the settings, the calibration
+set and the accuracy drop measured before it was written).
 
 On disk it is a flat string map, each value JSON text under a ``hourglass.`` key: ONNX ``metadata_props`` and
 OpenVINO ``rt_info`` hold exactly that, and ``onnx``/``ovc`` tools show it readably.
@@ -31,6 +32,7 @@ PREFIX = "hourglass."
 FORMAT_VERSION = 1
 INPUT_NAME = "images"  # (N, 3, R, R) float32 RGB in [0, 1]
 OUTPUT_NAME = "heatmaps"  # (N, stacks, joints, R/4, R/4) float32, every stack as StackedHourglass.forward
+OPTIONAL = frozenset({"quantization"})  # fields a file may lack (added after format version 1 was first written)
 
 
 class MetadataError(ValueError):
@@ -57,6 +59,9 @@ class ExportMetadata:
     network: dict[str, Any]  # StackedHourglass's constructor arguments (stacks, supervision, ...)
     config: dict[str, Any]  # the resolved training config stored in the checkpoint
     metrics: dict[str, Any]  # the headline validation score and its epoch, as TrainedOn reads "metrics"
+    # int8 exports only (hourglass.export.int8): the method, the calibration set and the measured accuracy drop.
+    # Optional on reading, so fp32 exports written before it still load.
+    quantization: dict[str, Any] | None = None
 
     @classmethod
     def from_loaded(cls, loaded: LoadedModel, joints: JointSet, trained_on: TrainedOn) -> ExportMetadata:
@@ -87,6 +92,8 @@ class ExportMetadata:
         values: dict[str, Any] = {}
         for field in fields(cls):
             key = f"{PREFIX}{field.name}"
+            if key not in props and field.name in OPTIONAL:
+                continue
             if key not in props:
                 raise MetadataError(f"{source}: no '{key}' in the model's metadata; not exported by `hourglass "
                                     "export` (or by an older version), export it again")
