@@ -22,7 +22,15 @@ from hourglass.config import ParamsConfig
 from hourglass.data.workers import available_cores
 from hourglass.family import family_of
 from hourglass.model import create_model
-from hourglass.precision import Precision, cpu_isa, cpu_model, device_name, select_device, select_precision
+from hourglass.precision import (
+    Precision,
+    cpu_isa,
+    cpu_model,
+    device_name,
+    isa_caps_allow_bf16,
+    select_device,
+    select_precision,
+)
 from hourglass.train.losses import auxiliary_loss, heatmap_loss
 from hourglass.train.optim import create_optimizer
 from hourglass.train.run_config import resolve_variant
@@ -67,7 +75,8 @@ def machine_summary(precision: Precision) -> str:
     """The device in words: a CPU's model, cores and vector extensions, whether bf16 is native."""
     if precision.device.type == "cpu":
         native = "native bf16" if precision.name == "bf16" else "no native bf16"
-        return f"{cpu_model()} ({available_cores()} cores, {cpu_isa()}, {native})"
+        capped = "" if isa_caps_allow_bf16() else " capped to AVX2 by ONEDNN_MAX_CPU_ISA/ATEN_CPU_CAPABILITY"
+        return f"{cpu_model()} ({available_cores()} cores, {cpu_isa()}{capped}, {native})"
     return device_name(precision.device)
 
 
