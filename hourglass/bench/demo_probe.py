@@ -75,7 +75,7 @@ def machine_summary(precision: Precision) -> str:
     """The device in words: a CPU's model, cores and vector extensions, whether bf16 is native."""
     if precision.device.type == "cpu":
         native = "native bf16" if precision.name == "bf16" else "no native bf16"
-        capped = "" if isa_caps_allow_bf16() else " capped to AVX2 by ONEDNN_MAX_CPU_ISA/ATEN_CPU_CAPABILITY"
+        capped = "" if isa_caps_allow_bf16() else " capped below bf16 by ONEDNN_MAX_CPU_ISA/ATEN_CPU_CAPABILITY"
         return f"{cpu_model()} ({available_cores()} cores, {cpu_isa()}{capped}, {native})"
     return device_name(precision.device)
 
