@@ -225,9 +225,11 @@ def stage_commands(repo: Path, stages: Sequence[str]) -> dict[str, str]:
     DVC's own API, which takes no lock for reading."""
     from dvc.repo import Repo
 
-    with Repo(str(repo)) as dvc_repo:
-        found = {stage.addressing: stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd)
-                 for name in stages for stage in dvc_repo.stage.collect(name)}
+    dvc_yaml = (repo / "dvc.yaml").resolve()
+    with Repo(str(repo)) as dvc_repo:  # its index, not collect(): a target is read relative to the cwd
+        found = {stage.name: stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd)
+                 for stage in dvc_repo.index.stages
+                 if getattr(stage, "cmd", None) and Path(stage.dvcfile.path).resolve() == dvc_yaml}
     missing = [name for name in stages if name not in found]
     if missing:
         raise FlowSetupError(f"{repo}: dvc.yaml has no stage {', '.join(missing)}")

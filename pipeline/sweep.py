@@ -94,15 +94,25 @@ def _check_gpus(workers: int, gpus_per_task: int) -> None:
                                    f"{workers * gpus_per_task} GPUs; this machine has {have}")
 
 
+def raise_failures(result: SweepResult) -> None:
+    """SweepFailed naming the stages that failed every attempt, if any."""
+    if result.failed:
+        raise SweepFailed(f"{len(result.failed)} of {len(result.attempts)} training stage(s) failed: "
+                          f"{', '.join(result.failed)}; the others are trained and in dvc.lock. Run the sweep again "
+                          "to retry them (they resume from their checkpoints)")
+
+
 def train_in_parallel(root: Path, workers: int, *, gpus_per_task: int = 0, retries: int = 2, lock_wait: float = 0.0,
-                      cluster: ClusterFile | None = None) -> SweepResult:
+                      cluster: ClusterFile | None = None,
+                      logger: logging.Logger | logging.LoggerAdapter = log) -> SweepResult:
     """Train every out-of-date ``train@`` stage of ``root`` on ``workers`` local workers (or ``cluster``'s Slurm
-    jobs), committing each as it finishes. Upstream stages must be up to date. Returns every attempt."""
+    jobs), committing each as it finishes. Upstream stages must be up to date. Returns every attempt; the DVC
+    commands' output goes to ``logger`` (the flow's task log)."""
     from distributed import Client
 
     trains = [name for name in list_stages(root) if name.startswith("train@")]
-    stale = changed_stages(trains, root, log, lock_wait)
-    log.info("%d of %d training stage(s) to run: %s", len(stale), len(trains), ", ".join(stale) or "none")
+    stale = changed_stages(trains, root, logger, lock_wait)
+    logger.info("%d of %d training stage(s) to run: %s", len(stale), len(trains), ", ".join(stale) or "none")
     if not stale:
         return SweepResult()
     commands = [StageCommand(name, cmd) for name, cmd in stage_commands(root, stale).items()]
@@ -121,7 +131,7 @@ def train_in_parallel(root: Path, workers: int, *, gpus_per_task: int = 0, retri
             dask_cluster.scale(jobs=min(cluster.slurm.jobs, len(commands)))
         client = stack.enter_context(Client(dask_cluster))
         return run_sweep(client, commands, root, env, root / LOG_DIR,
-                         on_done=lambda name: commit_stage(name, root, log, lock_wait), retries=retries,
+                         on_done=lambda name: commit_stage(name, root, logger, lock_wait), retries=retries,
                          gpus_per_task=0 if cluster else gpus_per_task)
 
 
@@ -135,10 +145,7 @@ def sweep(root: Path, workers: int, *, gpus_per_task: int = 0, retries: int = 2,
                                cluster=cluster)
     for line in result.lines():
         print(line, flush=True)
-    if result.failed:
-        raise SweepFailed(f"{len(result.failed)} of {len(result.attempts)} training stage(s) failed: "
-                          f"{', '.join(result.failed)}; the others are trained and in dvc.lock. Run the sweep again "
-                          "to retry them (they resume from their checkpoints)")
+    raise_failures(result)
     if not evaluate:
         return f"sweep: {len(result.done)} training stage(s) trained and committed; evaluation left to `dvc repro`"
     ran = run_dvc_repro_all(root, log, lock_wait)
