@@ -1,8 +1,9 @@
 """The sweep's trainings in parallel (``python -m pipeline.sweep run``) on a local Dask cluster of two workers, in
 fresh git + DVC repositories: the weights are those of a serial ``dvc repro`` of the same params, bit for bit;
-afterwards ``dvc status`` is clean and a second ``dvc repro`` (and a second sweep) does nothing; a training killed
-after its first checkpoint is retried, resumes, and ends with the same weights. The Slurm path: its cluster file
-validated and its job script rendered (no scheduler here).
+afterwards ``dvc status`` is clean and a second ``dvc repro`` does nothing (the bar, in the default suite); a training
+killed after its first checkpoint is retried, resumes, and ends with the same weights, and a second sweep does
+nothing (``-m slow``: a third project). The Slurm path: its cluster file validated and its job script rendered (no
+scheduler here).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def _status(root: Path, env: dict[str, str]) -> dict:
     return json.loads(dvc(["status", "--json"], root, env).stdout)
 
 
-def _sweep(root: Path, env: dict[str, str], *extra: str) -> list[str]:
+def _sweep(*extra: str) -> list[str]:
     return [sys.executable, "-m", "pipeline.sweep", "run", "--workers", "2", *extra]
 
 
@@ -78,7 +79,7 @@ def _same(got: dict[str, dict[str, torch.Tensor]], want: dict[str, dict[str, tor
 def test_two_workers_train_the_serial_weights_and_leave_dvc_clean(tmp_path, serial):
     root = tmp_path / "project"
     env = _project(root)
-    done = run(_sweep(root, env), root, env, timeout=600)
+    done = run(_sweep(), root, env, timeout=600)
     out = done.stdout + done.stderr
     for variant in SWEEP:
         assert re.search(rf"train@{variant}-0: done after 1 attempt", out), out[-3000:]
@@ -96,9 +97,6 @@ def test_two_workers_train_the_serial_weights_and_leave_dvc_clean(tmp_path, seri
     assert lock["train@hg-0"]["cmd"] == "python -m pipeline.train --variant hg --seed 0 --out models/hg/seed-0"
     assert "models/hg/seed-0/checkpoint.pt" in (root / "models" / "hg" / "seed-0" / ".gitignore").read_text() \
         or "/checkpoint.pt" in (root / "models" / "hg" / "seed-0" / ".gitignore").read_text()
-    second = run(_sweep(root, env), root, env, timeout=600)
-    assert "0 of 2 training stage(s) to run" in second.stdout + second.stderr
-    assert RAN.findall(second.stdout + second.stderr) == []
 
 
 def _epoch(path: Path) -> int:
@@ -108,27 +106,36 @@ def _epoch(path: Path) -> int:
         return 0
 
 
-def _training_process(variant: str) -> psutil.Process | None:
-    for proc in psutil.process_iter(["cmdline"]):
-        cmdline = proc.info["cmdline"] or []
-        if "pipeline.train" in cmdline and variant in cmdline and "sh" not in Path(cmdline[0]).name:
+def _training_process(sweep: int, variant: str) -> psutil.Process | None:
+    """The sweep's training of ``variant`` (a descendant of the sweep's process: the machine may run others)."""
+    try:
+        descendants = psutil.Process(sweep).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return None
+    for proc in descendants:
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:
+            continue
+        if "pipeline.train" in cmdline and variant in cmdline:  # python's argv, not the shell's one string
             return proc
     return None
 
 
+@pytest.mark.slow
 def test_a_training_killed_mid_way_is_retried_and_resumes_to_the_same_weights(tmp_path, serial):
     root = tmp_path / "project"
     env = _project(root)
     log = root.parent / "sweep.log"
     with open(log, "w") as sink:
-        proc = subprocess.Popen(_sweep(root, env), cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(_sweep(), cwd=root, env=env, stdout=sink, stderr=subprocess.STDOUT)
     ckpt = root / "models" / "hg_stacked_int" / "seed-0" / "checkpoint.pt"
     deadline, killed = time.monotonic() + 300, None
     try:
         while killed is None:
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no checkpoint to kill after"
-            if ckpt.is_file() and _epoch(ckpt) >= 1 and (victim := _training_process("hg_stacked_int")):
+            if ckpt.is_file() and _epoch(ckpt) >= 1 and (victim := _training_process(proc.pid, "hg_stacked_int")):
                 killed = _epoch(ckpt)
                 os.kill(victim.pid, signal.SIGKILL)
             time.sleep(0.02)
@@ -146,6 +153,9 @@ def test_a_training_killed_mid_way_is_retried_and_resumes_to_the_same_weights(tm
     assert resumed and killed <= int(resumed[1]) < TINY["train"]["epochs"], stage_log  # it went on until killed
     _same(_weights(root), serial)
     assert _status(root, env) == {}
+    second = run(_sweep(), root, env, timeout=600)  # a second sweep finds nothing to train or evaluate
+    assert "0 of 2 training stage(s) to run" in second.stdout + second.stderr
+    assert RAN.findall(second.stdout + second.stderr) == []
 
 
 # -- the Slurm path ------------------------------------------------------------------------------------------------
