@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -79,6 +80,19 @@ def _die_with_parent() -> None:
         pass
 
 
+def _shell_line(cmd: str) -> str:
+    """The line for ``sh -c``: a simple command (no pipes, lists, redirections or subshells outside quotes) is
+    ``exec``'d, so the training itself is the worker's child, carries the die-with-parent signal and reports its own
+    exit status; anything else runs as written."""
+    lexer = shlex.shlex(cmd, posix=True, punctuation_chars=True)
+    try:
+        tokens = list(lexer)
+    except ValueError:  # unbalanced quotes: let the shell say so
+        return cmd
+    operators = any(token and all(c in "();<>|&" for c in token) for token in tokens)
+    return cmd if operators or "\n" in cmd or not tokens else f"exec {cmd}"
+
+
 def run_stage_command(command: StageCommand, cwd: str, env: Mapping[str, str], log_file: str,
                       gpus_per_task: int = 0) -> TaskOutcome:
     """Run ``command.cmd`` through the shell in ``cwd`` (as DVC runs a stage's cmd), with ``env`` added to the
@@ -99,7 +113,7 @@ def run_stage_command(command: StageCommand, cwd: str, env: Mapping[str, str], l
         log.write(f"--- {command.stage} on worker {worker}" + (f", {CUDA_ENV}={devices}" if devices else "")
                   + f": $ {command.cmd}\n")
         log.flush()
-        proc = subprocess.Popen(command.cmd, shell=True, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(_shell_line(command.cmd), shell=True, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1,
                                 preexec_fn=_die_with_parent)
         assert proc.stdout is not None
