@@ -189,8 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="stop after the trainings are committed (no final dvc repro)")
     script = commands.add_parser("job-script", help="print the Slurm job script the cluster file gives (no submit)")
     script.add_argument("--cluster", type=Path, required=True, help="the cluster file (slurm.yaml)")
-    for sub in (run, script):
-        sub.add_argument("--repo", type=Path, default=Path("."), help="the DVC repository (default: .)")
+    run.add_argument("--repo", type=Path, default=Path("."), help="the DVC repository (default: .)")
     return parser
 
 
@@ -203,10 +202,10 @@ def job_script(path: Path) -> str:
 
 def run_command(args: argparse.Namespace) -> str:
     logging.getLogger("distributed").setLevel(logging.WARNING)  # the scheduler's start-up chatter
-    root = args.repo.resolve()
     if args.command == "job-script":
         print(job_script(args.cluster), end="")
         return ""
+    root = args.repo.resolve()
     cluster = load_cluster_config(args.cluster) if args.cluster else None
     return sweep(root, args.workers, gpus_per_task=args.gpus_per_task, retries=args.retries,
                  lock_wait=args.lock_wait, cluster=cluster, evaluate=not args.no_evaluate)
