@@ -286,6 +286,9 @@ class FlowsConfig(Section):
     git_pull: bool  # before a scheduled run: `git pull --ff-only` the checkout
     dvc_pull: bool  # ... and `dvc pull` from the configured remote
     dvc_push: bool  # after it: `dvc push` what it produced
+    # trainings at a time: 1 runs them one by one through dvc repro; more runs them on a local Dask cluster
+    # (pipeline.sweep), each committed to DVC as it ends
+    parallel: int = Field(ge=1, le=64)
 
     @field_validator("cron")
     @classmethod

@@ -9,6 +9,7 @@ backoff, for at most ``flows.lock_wait`` seconds. The optional sync steps around
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -180,6 +181,59 @@ def run_dvc_repro(stage: str, repo: Path, log: logging.Logger | logging.LoggerAd
     if returncode != 0:
         raise StageFailed(stage, returncode, tail)
     return not any(SKIPPED.search(line) for line in [*output, *tail])
+
+
+def run_dvc_repro_all(repo: Path, log: logging.Logger | logging.LoggerAdapter, lock_wait: float = 0.0) -> list[str]:
+    """Plain ``dvc repro`` of the whole pipeline (after a parallel sweep: the evaluations and the report, its
+    trainings being committed); returns the stages DVC ran. Raises StageFailed as :func:`run_dvc_repro` does."""
+    log.info("$ dvc repro   (in %s)", repo)
+    returncode, output, tail = _dvc_waiting(["repro"], "dvc repro", repo, log, lock_wait)
+    if returncode != 0:
+        raise StageFailed("(the pipeline)", returncode, tail)
+    return RAN.findall("\n".join([*output, *tail]))
+
+
+# How DVC says it runs a stage: "Running stage 'evaluate@hg-0':".
+RAN = re.compile(r"Running stage '([^']+)'")
+
+
+def commit_stage(stage: str, repo: Path, log: logging.Logger | logging.LoggerAdapter, lock_wait: float = 0.0) -> None:
+    """``dvc commit --force <stage>``: record a stage whose command ran outside ``dvc repro`` (a parallel sweep's
+    training) in dvc.lock and the cache, exactly as ``dvc repro`` would have after running it. Waits for DVC's lock
+    as :func:`run_dvc_repro` does; raises StageFailed."""
+    args = ["commit", "--force", stage]
+    log.info("$ dvc %s   (in %s)", shlex.join(args), repo)
+    returncode, _, tail = _dvc_waiting(args, f"dvc commit {stage!r}", repo, log, lock_wait)
+    if returncode != 0:
+        raise StageFailed(stage, returncode, tail)
+
+
+def changed_stages(stages: Sequence[str], repo: Path, log: logging.Logger | logging.LoggerAdapter,
+                   lock_wait: float = 0.0) -> list[str]:
+    """Which of ``stages`` ``dvc repro`` would run (``dvc status`` names them), in the order given."""
+    if not stages:
+        return []
+    returncode, output, tail = _dvc_waiting(["status", "--json", *stages], "dvc status", repo, log, lock_wait)
+    if returncode != 0:
+        raise StageFailed("status", returncode, tail)
+    changed = json.loads("\n".join(output) or "{}")
+    return [stage for stage in stages if changed.get(stage)]
+
+
+def stage_commands(repo: Path, stages: Sequence[str]) -> dict[str, str]:
+    """The shell command dvc.yaml renders for each of ``stages`` (matrix and params interpolated), read through
+    DVC's own API, which takes no lock for reading."""
+    from dvc.repo import Repo
+
+    dvc_yaml = (repo / "dvc.yaml").resolve()
+    with Repo(str(repo)) as dvc_repo:  # its index, not collect(): a target is read relative to the cwd
+        found = {stage.name: stage.cmd if isinstance(stage.cmd, str) else " && ".join(stage.cmd)
+                 for stage in dvc_repo.index.stages
+                 if getattr(stage, "cmd", None) and Path(stage.dvcfile.path).resolve() == dvc_yaml}
+    missing = [name for name in stages if name not in found]
+    if missing:
+        raise FlowSetupError(f"{repo}: dvc.yaml has no stage {', '.join(missing)}")
+    return {name: found[name] for name in stages}
 
 
 def git_pull(repo: Path, log: logging.Logger | logging.LoggerAdapter) -> None:

@@ -70,6 +70,7 @@ from pipeline.dvc_stages import (
     plan_stages,
     run_dvc_repro,
 )
+from pipeline.sweep import SweepFailed, is_upstream, raise_failures, train_in_parallel
 
 DEPLOYMENT_NAME = "scheduled-retrain"
 ARTIFACT_KEY = "champion-decision"
@@ -129,6 +130,21 @@ def run_stage(stage: str, repo: str, lock_wait: float) -> str:
     """One DVC stage; DVC itself decides whether it is up to date (the task is then named "Skipped"). Another
     process holding DVC's lock is waited for, up to ``lock_wait`` seconds."""
     return _stage_state(stage, run_dvc_repro(stage, Path(repo), get_run_logger(), lock_wait))
+
+
+@task(name="train-sweep", task_run_name="train-sweep-{workers}", cache_policy=NO_CACHE)
+def train_sweep(repo: str, workers: int, lock_wait: float) -> Any:
+    """``flows.parallel`` > 1: every out-of-date training at once, ``workers`` at a time, on a local Dask cluster,
+    each committed to DVC as it ends (:mod:`pipeline.sweep`); a failed one is retried, resuming from its checkpoint.
+    Fails the run, naming them, when some fail every attempt. "Skipped" when every training was up to date."""
+    log = get_run_logger()
+    result = train_in_parallel(Path(repo), workers, lock_wait=lock_wait, logger=log)
+    for line in result.lines():
+        log.info("%s", line)
+    raise_failures(result)
+    if not result.attempts:
+        return Completed(name="Skipped", message="dvc: every training is up to date, nothing ran")
+    return Completed(message=f"trained {', '.join(result.done)} in parallel", data=result.done)
 
 
 @task(name="sync", task_run_name="{command}", cache_policy=NO_CACHE)
@@ -224,7 +240,13 @@ def retrain(params_path: str = "params.yaml", repo: str = ".") -> dict[str, Any]
         retries=retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=settings.download_retry_delay)(retries),
     )(plan.fetch, str(root), settings.lock_wait, force=bool(changes))
-    for stage in plan.stages()[1:]:
+    stages_left = plan.stages()[1:]
+    if settings.parallel > 1:  # the data and imports, then every training at once, then the rest one by one
+        for stage in filter(is_upstream, stages_left):
+            run_stage(stage, str(root), settings.lock_wait)
+        train_sweep(str(root), settings.parallel, settings.lock_wait)
+        stages_left = [s for s in stages_left if not is_upstream(s) and not s.startswith("train@")]
+    for stage in stages_left:
         run_stage(stage, str(root), settings.lock_wait)
     if settings.dvc_push:  # before the contest: a champion's data and models are in the team's remote
         sync("dvc-push", str(root), settings.lock_wait)
@@ -360,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point; exit codes as :mod:`pipeline.stage` says."""
     return stage_cli.run(_parser(), run_command, argv,
                      failures=(ChampionError, ChampionLogError, DvcLockTimeout, FlowSetupError, RegistryError,
-                               RollbackError, StageFailed, SyncFailed, ValueError))
+                               RollbackError, StageFailed, SweepFailed, SyncFailed, ValueError))
 
 
 if __name__ == "__main__":

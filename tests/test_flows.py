@@ -328,6 +328,28 @@ def test_cli_run_reproduces_in_order_retries_download_and_promotes(
     assert artifact is not None and "nothing new, no contest" in artifact.data
 
 
+def test_flows_parallel_trains_every_seed_at_once_then_evaluates_one_by_one(
+    prefect_server: None, tmp_path: Path, fixtures: Path, mlflow_uri: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``flows.parallel: 2``: the trainings run on a local Dask cluster of two workers (pipeline.sweep), each
+    committed to DVC, in one task; the evaluations and the report follow as DVC stages; DVC is clean after it."""
+    repo = make_repo(tmp_path, fixtures, download_fails_once=False)
+    write_params(repo / "params.yaml", PARAMS_YAML + "  parallel: 2\n")
+    MlflowClient(tracking_uri=mlflow_uri).create_registered_model(MODEL)  # two stubs at once would race to
+    assert main(["run", "--repo", str(repo)]) == 0
+    assert "promoted" in capsys.readouterr().out
+    expected = ["check-sources", "fetch-data-download", "repro-preprocess", "train-sweep-2", "repro-evaluate@a-0",
+                "repro-evaluate@a-1", "repro-evaluate@b-0", "repro-evaluate@b-1", "repro-report", "promote-b"]
+    runs = _task_runs(_latest_flow_run_id(), len(expected))
+    assert [run.name for run in runs] == expected
+    assert all(run.state.name == "Completed" for run in runs)
+    (record,) = read_records(repo)
+    assert record["promoted"] is True and record["variant"] == "b" and record["seed"] == 1
+    status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=repo, capture_output=True,
+                            text=True, check=True)
+    assert json.loads(status.stdout) == {"broken": ["always changed"]}  # the stub stage the flow never runs
+
+
 def _seed_files(root: Path, fixtures: Path, item: str, run_id: str, version: str) -> None:
     """models/b/seed-0 as training and the evaluate stage leave it, with ``item``'s predictions."""
     fixture = json.loads((fixtures / "fixture.json").read_text())
