@@ -313,6 +313,9 @@ def format_table(result: dict[str, Any]) -> str:
              f"{result['load_average']['before']} -> {result['load_average']['after']}"]
     for phase in ("train", "infer"):
         for row in result.get(phase, {}).values():
+            if "same_as" in row:
+                lines.append(f"  {phase:5} {row['label']}: the same step as the fast path above")
+                continue
             lines.append(f"  {phase:5} {row['label']:<44} {row['img_s']:9.3f} img/s  {row['ratio_to_peer_a']:6.2f}x")
     for name, why in result["skipped"].items():
         lines.append(f"  infer {name}: skipped ({why})")
