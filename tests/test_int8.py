@@ -195,7 +195,7 @@ def test_the_side_by_side_benchmark_times_and_scores_the_given_int8_export(proje
         assert abs(rows[name]["score"] - rows["torch eager fp32"]["score"]) <= 0.05
     recorded = _props(out / "model.onnx")[1][f"{PREFIX}quantization"]["validation"]
     assert rows["onnxruntime int8"]["score"] == pytest.approx(recorded["int8"], abs=1e-3)
-    assert "| onnxruntime int8 | int8 |" in stdout and "load average" in stdout and "no peer-A benchmark" in stdout
+    assert "| onnxruntime int8 | int8 |" in stdout and "load average" in stdout and "hourglass.bench peer" in stdout
     assert result["cpu_isa"] and result["peer_a"] is None and len(result["load_average"]["before"]) == 3
 
 

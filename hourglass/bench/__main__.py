@@ -18,6 +18,8 @@ BENCHMARKS = {
                 "shares, GFLOP/s against the fp32 matmul peak, per-epoch validation"),
     "device": ("hourglass.bench.device", "the training loop on this machine's device: fast path vs fp32 eager, the "
                "loader, DDP scaling, the recipes' projected wall-clock (at most 5 minutes on one GPU)"),
+    "peer": ("hourglass.bench.peer", "training and batched inference against peer A (princeton-vl/"
+             "pytorch_stacked_hourglass as shipped) in one interleaved run: img/s, ratios, the issues' bars"),
 }
 
 

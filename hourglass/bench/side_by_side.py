@@ -7,8 +7,8 @@ on the validation split (:mod:`hourglass.export.accuracy`: the evaluate stage's 
 same flip setting as the timing). The result records the CPU (``cpu_isa``, model name), the threads, the packages'
 versions and the load average before and after, since a busy machine's figures are not a quiet one's.
 
-Peer A (princeton-vl/pytorch_stacked_hourglass, issue 27's bar) has no benchmark in this package: the result says so
-(``peer_a``) rather than giving a number it did not measure.
+Peer A (princeton-vl/pytorch_stacked_hourglass, issue 27's bar) is not in this table (``peer_a`` is None): the
+network-only batched inference of the exported runtimes against peer A's is ``python -m hourglass.bench peer``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from hourglass.inference.runner import load_model
 from hourglass.inference.trained_on import read_trained_on
 from hourglass.precision import cpu_isa, cpu_model
 
-PEER_A_NOTE = ("no peer-A benchmark (princeton-vl/pytorch_stacked_hourglass) in hourglass.bench: its batched "
-               "throughput was not measured")
+PEER_A_NOTE = ("peer A (princeton-vl/pytorch_stacked_hourglass) is not in this table: `python -m hourglass.bench "
+               "peer` times its batched inference beside the exported runtimes")
 
 Timer = Callable[[Callable[[], Any], int, int], float]
 
