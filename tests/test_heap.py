@@ -3,6 +3,7 @@ unchanged."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hourglass.train import heap
@@ -26,9 +27,22 @@ def test_cpu_runs_keep_the_heap_and_restore_the_defaults():
     libc = FakeLibc()
     with heap.kept_heap(torch.device("cpu"), libc) as applied:
         assert applied
-        assert libc.calls == [("mallopt", heap.M_MMAP_MAX, 0), ("mallopt", heap.M_TRIM_THRESHOLD, 2**40)]
-    assert libc.calls[2:] == [("mallopt", heap.M_MMAP_MAX, heap.DEFAULT_MMAP_MAX),
+        assert libc.calls == [("mallopt", heap.M_MMAP_THRESHOLD, 32 * 2**20), ("mallopt", heap.M_TRIM_THRESHOLD, 2**40)]
+    assert libc.calls[2:] == [("mallopt", heap.M_MMAP_THRESHOLD, heap.DEFAULT_MMAP_THRESHOLD),
                               ("mallopt", heap.M_TRIM_THRESHOLD, heap.DEFAULT_TRIM_THRESHOLD), ("malloc_trim", 0, 0)]
+
+
+def test_real_glibc_takes_the_largest_mmap_threshold_and_mmap_stays_allowed():
+    """glibc accepts 32 MB as the threshold (it refuses more), and mmap is never forbidden: a block the heap cannot
+    grow to is still mapped instead of failing."""
+    libc = heap.glibc()
+    if libc is None:
+        pytest.skip("not glibc: the allocator is left as it is")
+    with heap.kept_heap(torch.device("cpu"), libc) as applied:
+        assert applied
+        big = torch.empty(64 * 2**20, dtype=torch.uint8)  # 64 MB: above the threshold, mapped
+        big.fill_(1)
+        assert int(big.sum()) == 64 * 2**20
 
 
 def test_other_devices_and_refusals_leave_the_allocator_alone():
