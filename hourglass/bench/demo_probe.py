@@ -5,8 +5,8 @@ The probe times a few training steps (forward, loss, backward, optimiser) of eac
 variants still to train (variants differing only in supervision are scaled by their training FLOPs), at the demo's
 batch and resolution under the precision training will choose, on random tensors. A demo variant's training is its
 samples at that rate times :data:`TRAINING_OVERHEAD` (the real data loader and the per-epoch validation, which the
-probe does not run); the stages around training add :data:`OTHER_STAGES_S`. Both constants are measured on full
-demo runs (NOTES.md).
+probe does not run); the stages around training add :data:`OTHER_STAGES_S`. Both come from measured parts (their
+comments say which); the estimate is not yet checked against a whole demo run.
 """
 
 from __future__ import annotations
@@ -35,11 +35,14 @@ from hourglass.train.losses import auxiliary_loss, heatmap_loss
 from hourglass.train.optim import create_optimizer
 from hourglass.train.run_config import resolve_variant
 
-# Training time of a demo variant over its probed step time x samples: the loader's work on the same cores and the
-# per-epoch validation (measured on the 2-core machine, fp32 on AVX2 and bf16 on AVX512-BF16; NOTES.md).
-TRAINING_OVERHEAD = 1.15
-# Generation, preprocessing, the evaluate stages (flip test), the report and the champion contest, in seconds.
-OTHER_STAGES_S = 120.0
+# A variant's training over its probed step time x samples: the data loading in the main process (2.5-4.2 % of a
+# real step) and the per-epoch validation (3.5-3.8 % of an epoch), as `python -m hourglass.bench profile` measured
+# them for the demo's variants (NOTES.md, session 17).
+TRAINING_OVERHEAD = 1.08
+# The stages around training, in seconds: generating and preprocessing the synthetic people (36 s measured), five
+# evaluate stages with the flip test (about 15 s each: 573 people at about 80 people/s plus start-up), the report and
+# the champion contest (about 30 s).
+OTHER_STAGES_S = 140.0
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from torch import Tensor
 from hourglass.export.deps import require
 from hourglass.export.metadata import INPUT_NAME, ExportMetadata
 from hourglass.inference.runner import LoadedModel
+from hourglass.inference.signal_stack import kept_signal_stack
 from hourglass.model import StackedHourglass
 from hourglass.precision import Precision
 
@@ -113,11 +114,13 @@ class OpenVinoRuntime(ExportedRuntime):
             props = read_rt_info(model, list(ExportMetadata.__dataclass_fields__))
         self.metadata = ExportMetadata.from_props(props, path)
         config = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
-        self.compiled = core.compile_model(model, "CPU", config)
-        self.request = self.compiled.create_infer_request()
+        with kept_signal_stack():  # OpenVINO leaves its own signal stack on the thread (signal_stack.py)
+            self.compiled = core.compile_model(model, "CPU", config)
+            self.request = self.compiled.create_infer_request()
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        return self.request.infer({INPUT_NAME: batch})[self.compiled.output(0)]
+        with kept_signal_stack():
+            return self.request.infer({INPUT_NAME: batch})[self.compiled.output(0)]
 
 
 EXPORTED: dict[str, type[ExportedRuntime]] = {cls.name: cls for cls in (OnnxRuntime, OpenVinoRuntime)}
