@@ -144,7 +144,7 @@ def test_tiny_run_times_both_sides_in_one_run(tmp_path, capsys):
     assert train["ours_fast"]["ratio_to_peer_a"] == pytest.approx(ratio, rel=1e-3)
     assert result["peer_a"]["parameters"] > result["ours"]["parameters"]  # the port's unused skip convolutions
     assert result["peer_a"]["activation_layout"] == "channels_last"  # its permuted NHWC input
-    assert result["setup"]["peer_a"]["optimizer"] == "adam"
+    assert result["setup"]["peer_a"]["optimizer"] == "adam" and result["setup"]["ours"]["heap"] == "kept_heap"
     assert result["cpu"]["isa"] and isinstance(result["cpu"]["isa_caps_allow_bf16"], bool)
     assert len(result["load_average"]["before"]) == 3
     assert result["bars"]["train"]["applies"] is False  # not the bars' 2 x 256 x 256 px

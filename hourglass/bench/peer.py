@@ -5,15 +5,15 @@ Peer A is :mod:`hourglass.bench.peer_a`, a replica of its ``PoseNet`` that repro
 (tests/test_bench_peer.py), run as the port runs it: fp32, NHWC images permuted inside ``forward`` (which hands
 torch channels_last strides, so its CPU kernels run channels_last from the first convolution on: the result says
 which layout its activations had), a training step of ``zero_grad``, forward, the port's loss (per-stack MSE,
-averaged by its trainer), ``backward`` and **Adam at 1e-3** (its ``task/pose.py``; not the paper's RMSprop);
-inference is its ``forward`` in eval mode without gradients.
+averaged by its trainer), ``backward`` and **Adam at 1e-3** (its ``task/pose.py``; not the paper's RMSprop), without
+the glibc heap setting (the port has none); inference is its ``forward`` in eval mode without gradients.
 
 Our side is what training and prediction run:
 
 * training on the fast path ``hourglass.train.loop`` chooses: ``select_precision(--precision)`` (``auto``: bf16
   where the CPU computes it natively, else fp32), channels_last, the optimiser and its implementation of
   ``--params`` with ``--recipe`` (the paper's RMSprop for ``mpii``), ``torch.compile`` only where the params resolve
-  it on for the CPU; plus the fp32 channels_last
+  it on for the CPU, and the heap setting of :func:`hourglass.train.heap.kept_heap`; plus the fp32 channels_last
   step (the same step when ``auto`` resolves to fp32: measured once and reported under both names);
 * inference on torch (the same precision, no gradients) and, where the packages are installed, on ONNX Runtime and
   OpenVINO fp32: the files ``hourglass export`` writes (:mod:`hourglass.export`), run through
@@ -21,7 +21,7 @@ Our side is what training and prediction run:
 
 Timing: the contenders of a phase take turns (A, B, C, A, B, C, ...) for ``--iters`` rounds; in each turn a
 contender makes ``--warmup`` untimed calls and then one timed call, so every timed call follows the same contender's
-own calls (its allocator state and caches), and a slow
+own calls (its allocator state, caches and, for our training, the kept heap entered for that turn), and a slow
 spell of a shared machine falls on every contender alike. The fastest timed call counts: other processes only ever
 slow a call down. Both sides get the same images (NHWC for peer A, the same pixels NCHW for ours) and targets.
 
@@ -54,6 +54,7 @@ from hourglass.model import count_parameters, create_model
 from hourglass.precision import Precision, cpu_isa, cpu_model, cpu_supports_bf16, isa_caps_allow_bf16, select_precision
 from hourglass.recipes import load_with_recipe
 from hourglass.train.fastpath import compile_model, resolve_fast_path
+from hourglass.train.heap import kept_heap
 from hourglass.train.losses import forward_loss
 from hourglass.train.optim import create_optimizer
 
@@ -109,7 +110,7 @@ def _progress(message: str) -> None:
 @dataclass
 class Contender:
     """One measured thing: ``call`` does one training step or one batched inference call; ``context`` is entered
-    around each turn (warm-up and timed call)."""
+    around each turn (warm-up and timed call), e.g. the kept heap of our training."""
 
     key: str
     label: str
@@ -194,17 +195,21 @@ def training_contenders(args: argparse.Namespace, fast: Precision, nhwc: torch.T
             scaler.update()
         return step
 
+    def heap() -> contextlib.AbstractContextManager[Any]:
+        return kept_heap(CPU)
+
     fp32_cl = Precision(device=CPU, name="fp32", channels_last=True)
     contenders = [Contender("peer_a", "peer A train (fp32, Adam)", peer_step),
-                  Contender("ours_fast", f"ours train ({fast.describe()})", our_step(fast))]
+                  Contender("ours_fast", f"ours train ({fast.describe()})", our_step(fast), heap)]
     if fast != fp32_cl:
         contenders.append(Contender("ours_fp32_channels_last", f"ours train ({fp32_cl.describe()})",
-                                    our_step(fp32_cl)))
+                                    our_step(fp32_cl), heap))
     setup = {"ours": {"precision": fast.describe(), "optimizer": cfg.optimizer, "lr": cfg.lr,
                       "optimizer_impl": fast_path.optimizer_impl, "compile": fast_path.compile,
-                      "params": str(args.params), "recipe": args.recipe},
+                      "heap": "kept_heap", "params": str(args.params), "recipe": args.recipe},
              "peer_a": {"precision": "cpu fp32, NHWC input permuted in forward", "optimizer": "adam",
-                        "lr": peer_a.PEER_A_LR, "loss": "per-stack MSE, torch.mean over (N, nstack)"}}
+                        "lr": peer_a.PEER_A_LR, "loss": "per-stack MSE, torch.mean over (N, nstack)",
+                        "heap": "glibc defaults"}}
     return contenders, setup
 
 

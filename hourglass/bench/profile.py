@@ -40,6 +40,7 @@ from hourglass.precision import Precision, select_device, select_precision
 from hourglass.recipes import load_with_recipe
 from hourglass.train import losses
 from hourglass.train.fastpath import resolve_fast_path
+from hourglass.train.heap import kept_heap
 from hourglass.train.optim import create_optimizer
 from hourglass.train.run_config import resolve_variant
 from hourglass.train.seeding import seed_worker
@@ -65,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="params file (default: %(default)s, the CPU demo preset)")
     parser.add_argument("--matmul-size", type=int, default=2048,
                         help="square matmul size of the fp32 peak (default: %(default)s)")
+    parser.add_argument("--default-heap", dest="keep_heap", action="store_false",
+                        help="leave glibc's allocator at its defaults instead of keeping freed memory as training "
+                             "does (hourglass.train.heap)")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
 
 
@@ -219,7 +223,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"benchmark": "profile", "device": str(device), "precision": precision.describe(),
                               "cpu_kernels": torch.backends.cpu.get_cpu_capability(),
                               "threads": torch.get_num_threads(), "variants": {}}
-    with tempfile.TemporaryDirectory(prefix="hourglass-profile-") as tmp:
+    # the heap as the training loop keeps it (hourglass.train.heap), unless asked for the allocator's defaults
+    with tempfile.TemporaryDirectory(prefix="hourglass-profile-") as tmp, kept_heap(
+            device if args.keep_heap else torch.device("meta")) as heap_kept:
+        result["heap_kept"] = heap_kept
         train_set, _ = datasets(make_data(Path(tmp), base, args.people), base)
         fast = resolve_fast_path(base.train, device)
         sampler = EpochSampler(len(train_set), base.train.batch_size, steps=1000, seed=0)

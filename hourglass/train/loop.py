@@ -38,6 +38,7 @@ from hourglass.train import losses
 from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, barrier, broadcast_buffers, process_group
 from hourglass.train.fastpath import FastPath, backend_flags, compile_model, resolve_fast_path
 from hourglass.train.fingerprint import training_fingerprint
+from hourglass.train.heap import heap_applies, kept_heap
 from hourglass.train.init_from import initialise_from, warm_start
 from hourglass.train.loss_readback import LossReadback, NonFinite
 from hourglass.train.optim import create_optimizer, create_schedule
@@ -143,7 +144,7 @@ def train(
     if cfg.sync_batchnorm and info.enabled and device.type != "cuda":
         raise ValueError("train.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernels); "
                          "set it to false for CPU training")
-    with process_group(info, device), determinism(cfg.deterministic), backend_flags(fast):
+    with process_group(info, device), determinism(cfg.deterministic), backend_flags(fast), kept_heap(device):
         return _train(params, variant, seed, out_dir, train_set, val_set, info, precision, fast, stage,
                       data_fingerprint, data_dir, observer)
 
@@ -207,7 +208,8 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
 
     tracker = None
     record = run_record(params, seed)
-    runtime = runtime_record(precision, cfg.precision, world_size=info.world_size, fast=fast.record())
+    runtime = {**runtime_record(precision, cfg.precision, world_size=info.world_size, fast=fast.record()),
+               "heap_kept": heap_applies(precision.device)}  # hourglass.train.heap
     if info.is_main:
         lineage = compute_lineage(params, record, variant, people={"train": len(train_set), "valid": len(val_set)},
                                   data_fingerprint=data_fingerprint, data_dir=data_dir, initialised=initialised,
