@@ -5,9 +5,9 @@ blocks above its mmap threshold (128 KB, rising with use up to 32 MB) with ``mma
 freed, and it trims the top of the heap back to the system: the next step then faults every page in again, and the
 kernel zeroes each one. On the CPU demo that was about 74 thousand page faults per step of batch 32 (fp32). With the
 mmap threshold at its maximum (32 MB) and a trim threshold of 1 TiB, blocks up to 32 MB stay in the heap for the
-next step (4.6 thousand faults). Larger blocks are still mapped: forbidding mmap altogether (``M_MMAP_MAX`` 0) gains
-no more and is unsafe, since an allocation the heap cannot grow to then fails (it crashed a test process whose
-address space other libraries had filled). Only where memory comes from changes, not what is computed. glibc's
+next step (4.6 thousand faults). Larger blocks are still mapped: forbidding mmap altogether (``M_MMAP_MAX`` 0)
+gained no more, and would make an allocation fail wherever the heap cannot grow. Only where memory comes from
+changes, not what is computed. glibc's
 defaults come back (and the heap is trimmed) when the run ends; other C libraries (macOS, musl) are left as they are.
 """
 
