@@ -41,7 +41,7 @@ demo: install
 	$(BIN)/python -m pipeline.demo
 
 # Before a long run: the training path on this machine's device, its speed, the loader, DDP scaling and the recipes'
-# projected wall-clock (README "Before a long run"); at most 5 minutes on one GPU, about a minute on a CPU
+# projected wall-clock (docs/device-check.md); at most 5 minutes on one GPU, about a minute on a CPU
 device-check: install
 	$(BIN)/python -m hourglass.bench device
 

@@ -74,7 +74,7 @@ def loader_verdict(loader: dict[str, Any], fast: dict[str, Any]) -> str:
     if loader["keeps_up"]:
         return "it keeps up"
     return ("the loader limits training: raise train.workers or train.prefetch_factor, or give the job more cores "
-            "(README: Before a long run)")
+            "(docs/device-check.md)")
 
 
 def describe_projection(name: str, p: dict[str, Any]) -> str:
