@@ -148,7 +148,8 @@ def test_tiny_run_times_both_sides_in_one_run(tmp_path, capsys):
     assert result["cpu"]["isa"] and isinstance(result["cpu"]["isa_caps_allow_bf16"], bool)
     assert len(result["load_average"]["before"]) == 3
     assert result["bars"]["train"]["applies"] is False  # not the bars' 2 x 256 x 256 px
-    assert result["skipped"] == {"onnxruntime": "--no-exported", "openvino": "--no-exported"}
+    assert result["skipped"] == {name: "--no-exported" for name in
+                                 ("onnxruntime", "openvino", "onnxruntime_int8", "openvino_int8")}
 
 
 def test_tiny_run_on_the_exported_runtimes(tmp_path):
@@ -157,6 +158,7 @@ def test_tiny_run_on_the_exported_runtimes(tmp_path):
     result = _tiny(tmp_path, "--no-train", "--stacks", "1", "--features", "4")
     assert "train" not in result and "onnxruntime" in result["infer"]
     bar = result["bars"]["infer"]
-    assert bar["runtime"] in ("onnxruntime", "openvino") and bar["applies"] is False
-    assert bar["ratio"] == max(result["infer"][k]["ratio_to_peer_a"] for k in ("onnxruntime", "openvino")
-                               if k in result["infer"])
+    exported = ("onnxruntime", "openvino", "onnxruntime_int8", "openvino_int8")
+    assert "onnxruntime_int8" in result["infer"]
+    assert bar["runtime"] in exported and bar["applies"] is False
+    assert bar["ratio"] == max(result["infer"][k]["ratio_to_peer_a"] for k in exported if k in result["infer"])

@@ -16,7 +16,8 @@ Our side is what training and prediction run:
   it on for the CPU, and the heap setting of :func:`hourglass.train.heap.kept_heap`; plus the fp32 channels_last
   step (the same step when ``auto`` resolves to fp32: measured once and reported under both names);
 * inference on torch (the same precision, no gradients) and, where the packages are installed, on ONNX Runtime and
-  OpenVINO fp32: the files ``hourglass export`` writes (:mod:`hourglass.export`), run through
+  OpenVINO in fp32 and int8: the files ``hourglass export`` writes (:mod:`hourglass.export`; the int8 graph
+  calibrated on the benchmark's batch, :mod:`hourglass.bench.peer_exports`), run through
   :mod:`hourglass.inference.runtimes` as ``hourglass predict --runtime`` runs them.
 
 Timing: the contenders of a phase take turns (A, B, C, A, B, C, ...) for ``--iters`` rounds; in each turn a
@@ -36,7 +37,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import importlib.util
 import os
 import sys
 import tempfile
@@ -49,10 +49,11 @@ from typing import Any
 import torch
 
 from hourglass.bench import peer_a
+from hourglass.bench.peer_exports import EXPORTED_RUNTIMES, exported_runtimes
+from hourglass.config.recipes import load_with_recipe
 from hourglass.io.atomic import write_json_atomic
 from hourglass.model import count_parameters, create_model
 from hourglass.precision import Precision, cpu_isa, cpu_model, cpu_supports_bf16, isa_caps_allow_bf16, select_precision
-from hourglass.recipes import load_with_recipe
 from hourglass.train.fastpath import compile_model, resolve_fast_path
 from hourglass.train.heap import kept_heap
 from hourglass.train.losses import forward_loss
@@ -65,8 +66,6 @@ BAR_CONFIG = {"stacks": 2, "features": 256, "res": 256}
 BAR_TRAIN_BATCH = 8
 TRAIN_BAR = {"fp32": 1.3, "bf16": 4.0}  # issue 26: training, ours / peer A
 INFER_BAR = {"fp32": 3.0, "bf16": 3.5}  # issue 27: fastest exported runtime's batched inference / peer A
-EXPORT_PACKAGES = {"onnxruntime": ("onnx", "onnxscript", "onnxruntime"),
-                   "openvino": ("onnx", "onnxscript", "openvino")}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -135,10 +134,6 @@ def interleaved(contenders: list[Contender], iters: int, warmup: int) -> None:
                 contender.call()
                 contender.times.append(time.perf_counter() - start)
             _progress(f"  round {round_ + 1}/{iters}: {contender.label} {contender.times[-1]:.3f} s")
-
-
-def _missing(packages: tuple[str, ...]) -> list[str]:
-    return [name for name in packages if importlib.util.find_spec(name) is None]
 
 
 def _inputs(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -213,44 +208,6 @@ def training_contenders(args: argparse.Namespace, fast: Precision, nhwc: torch.T
     return contenders, setup
 
 
-def _loaded_for_export(network: torch.nn.Module, args: argparse.Namespace, workdir: Path) -> Any:
-    """Our network as ``hourglass export`` loads a checkpoint (written to ``workdir``, read back)."""
-    from hourglass.bench.predict import PAPER_NETWORK
-    from hourglass.inference.runner import load_model
-    from hourglass.io.checkpoint import save_checkpoint
-
-    config = {"dataset": "mpii", "model": PAPER_NETWORK.model_copy(update={
-        "stacks": args.stacks, "features": args.features, "input_res": args.res}).model_dump(mode="json")}
-    path = workdir / "checkpoint.pt"
-    save_checkpoint({"model": network.state_dict(), "config": config}, path)
-    return load_model(path, CPU)
-
-
-def exported_runtimes(network: torch.nn.Module, args: argparse.Namespace, workdir: Path
-                      ) -> tuple[dict[str, Any], dict[str, str]]:
-    """({runtime name: engine}, {runtime name: why it was skipped}) for ONNX Runtime and OpenVINO fp32."""
-    engines: dict[str, Any] = {}
-    skipped: dict[str, str] = {}
-    wanted = [name for name, packages in EXPORT_PACKAGES.items() if not _missing(packages)]
-    for name, packages in EXPORT_PACKAGES.items():
-        if name not in wanted:
-            skipped[name] = f"not installed: {', '.join(_missing(packages))}"
-    if not wanted:
-        return engines, skipped
-    from hourglass.export.exporter import export_loaded
-    from hourglass.export.openvino import export_openvino
-    from hourglass.inference.runtimes import open_exported
-
-    loaded = _loaded_for_export(network, args, workdir)
-    onnx = export_loaded(loaded, "onnx", workdir / "onnx")
-    if "onnxruntime" in wanted:
-        engines["onnxruntime"] = open_exported("onnxruntime", onnx.path)
-    if "openvino" in wanted:
-        xml = export_openvino(onnx.path, onnx.metadata, workdir / "openvino")
-        engines["openvino"] = open_exported("openvino", xml)
-    return engines, skipped
-
-
 def inference_contenders(args: argparse.Namespace, fast: Precision, nhwc: torch.Tensor, nchw: torch.Tensor,
                          workdir: Path) -> tuple[list[Contender], dict[str, str]]:
     """Peer A's forward, ours on torch (the fast path's precision) and on the exported runtimes."""
@@ -269,11 +226,12 @@ def inference_contenders(args: argparse.Namespace, fast: Precision, nhwc: torch.
                   Contender("torch", f"ours infer torch ({fast.describe()})", lambda: ours(nchw))]
     skipped: dict[str, str] = {}
     if args.exported:
-        engines, skipped = exported_runtimes(network, args, workdir)
+        engines, skipped = exported_runtimes(network, args, workdir, nchw.numpy())
         for name, engine in engines.items():
-            contenders.append(Contender(name, f"ours infer {name} (fp32)", lambda engine=engine: engine(nchw)))
+            label = f"ours infer {name.removesuffix('_int8')} ({'int8' if name.endswith('_int8') else 'fp32'})"
+            contenders.append(Contender(name, label, lambda engine=engine: engine(nchw)))
     else:
-        skipped = {name: "--no-exported" for name in EXPORT_PACKAGES}
+        skipped = {name: "--no-exported" for name in EXPORTED_RUNTIMES}
     return contenders, skipped
 
 
@@ -293,7 +251,7 @@ def _bars(result: dict[str, Any], args: argparse.Namespace, native_bf16: bool) -
         ratio = result["train"]["ours_fast"]["ratio_to_peer_a"]
         bars["train"] = {"issue": 26, "target": TRAIN_BAR[kind], "ratio": ratio, "met": ratio >= TRAIN_BAR[kind],
                          "applies": sized and args.batch == BAR_TRAIN_BATCH}
-    exported = {k: v for k, v in result["infer"].items() if k in EXPORT_PACKAGES}
+    exported = {k: v for k, v in result["infer"].items() if k in EXPORTED_RUNTIMES}
     if exported:
         best = max(exported, key=lambda k: exported[k]["ratio_to_peer_a"])
         ratio = exported[best]["ratio_to_peer_a"]
