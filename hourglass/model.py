@@ -10,6 +10,9 @@ Read against pose-hg-train ``src/models/hg.lua`` and ``src/models/layers/Residua
   a head (residuals, 1x1 conv-BN-ReLU, 1x1 conv to the heatmaps) and, between stacks, the sum of the stack input,
   the 1x1-remapped features and the 1x1-remapped heatmaps.
 
+The network's settings (stacks, features, modules, joints, supervision, stem width) are one
+:class:`~hourglass.network_config.NetworkConfig`, which the model is built from and carries as ``model.config``.
+
 Supervision modes (the loss the trainer builds; ``forward`` always returns every stack's full-resolution heatmaps):
 
 * ``intermediate``: every stack's heatmaps (the paper's default; Figure 4's HG-Stacked-Int);
@@ -28,25 +31,12 @@ the intermediate heatmap convolutions feed the remap even when only the last sta
 
 from __future__ import annotations
 
-from typing import Literal, TypedDict, Unpack
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-Supervision = Literal["intermediate", "final", "add", "resolutions"]
-SUPERVISION_MODES: tuple[str, ...] = ("intermediate", "final", "add", "resolutions")
-HOURGLASS_DEPTH = 4  # 64 -> 32 -> 16 -> 8 -> 4 px, as in hg.lua
-
-
-class NetworkArguments(TypedDict, total=False):
-    """``StackedHourglass``'s constructor arguments, as ``create_model`` takes them and checkpoints record them."""
-
-    stacks: int
-    features: int
-    modules: int
-    joints: int
-    supervision: Supervision
-    stem_width: int
+from hourglass.network_config import HOURGLASS_DEPTH, NetworkConfig
 
 
 class Residual(nn.Module):
@@ -105,37 +95,19 @@ class StackedHourglass(nn.Module):
     """Stem + ``stacks`` hourglasses; ``forward`` returns every stack's heatmaps as ``(N, stacks, joints, H/4, W/4)``
     (and, when asked, the ``resolutions`` mode's lower-resolution heatmaps)."""
 
-    def __init__(
-        self,
-        stacks: int = 8,
-        features: int = 256,
-        modules: int = 1,
-        joints: int = 16,
-        supervision: Supervision = "intermediate",
-        stem_width: int = 128,
-    ) -> None:
+    def __init__(self, config: NetworkConfig | None = None) -> None:
         super().__init__()
-        if supervision not in SUPERVISION_MODES:
-            raise ValueError(f"supervision={supervision!r}; expected one of {SUPERVISION_MODES}")
-        if stacks < 1 or modules < 1 or joints < 1:
-            raise ValueError(f"stacks, modules and joints must be >= 1, got {stacks}, {modules}, {joints}")
-        if features < 4 or features % 4:
-            raise ValueError(f"features must be a positive multiple of 4, got {features}")
-        if stem_width < 4 or stem_width % 4:
-            raise ValueError(f"stem_width must be a positive multiple of 4, got {stem_width}")
-        self.stacks, self.joints, self.supervision = stacks, joints, supervision
-        # The constructor's arguments: checkpoints and logged models record them; create_model(**config) rebuilds.
-        self.config: NetworkArguments = {"stacks": stacks, "features": features, "modules": modules, "joints": joints,
-                                         "supervision": supervision, "stem_width": stem_width}
-        # hg.lua: 64 then 128 channels whatever nFeats is (stem_width=128). At twice the hourglass's resolution
-        # the stem dominates the compute of a narrow model, so CPU presets narrow it too (NOTES.md).
-        half = stem_width // 2
+        config = config or NetworkConfig()
+        self.config = config  # checkpoints and logged models record it; create_model(**config.as_record()) rebuilds
+        self.stacks, self.joints, self.supervision = config.stacks, config.joints, config.supervision
+        features, modules, joints, stacks = config.features, config.modules, config.joints, config.stacks
+        half = config.stem_width // 2
         self.stem = nn.Sequential(
             nn.Conv2d(3, half, 7, stride=2, padding=3), nn.BatchNorm2d(half), nn.ReLU(inplace=True),
-            Residual(half, stem_width),
+            Residual(half, config.stem_width),
             nn.MaxPool2d(2, 2),
-            Residual(stem_width, stem_width),
-            Residual(stem_width, features),
+            Residual(config.stem_width, config.stem_width),
+            Residual(config.stem_width, features),
         )
         self.hourglasses = nn.ModuleList(Hourglass(HOURGLASS_DEPTH, features, modules) for _ in range(stacks))
         self.heads = nn.ModuleList(
@@ -150,7 +122,7 @@ class StackedHourglass(nn.Module):
         self.remap_heatmaps = nn.ModuleList(nn.Conv2d(joints, features, 1) for _ in range(stacks - 1))
         # HG-Int: one 1x1 head per level of the last hourglass's top-down path below the output resolution; the
         # list stays empty (no parameters, no state_dict keys) in every other mode.
-        levels = HOURGLASS_DEPTH - 1 if supervision == "resolutions" else 0
+        levels = HOURGLASS_DEPTH - 1 if config.supervision == "resolutions" else 0
         self.auxiliary_heatmaps = nn.ModuleList(nn.Conv2d(features, joints, 1) for _ in range(levels))
 
     def forward(self, images: Tensor, auxiliary: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
@@ -193,13 +165,13 @@ class StackedHourglass(nn.Module):
         return self.supervised(self(images))[:, -1]
 
 
-def create_model(**arguments: Unpack[NetworkArguments]) -> StackedHourglass:
-    """Build the network (defaults: the paper's 8-stack, 256-feature MPII model). ``modules`` is the number of
-    residual modules per location (``nModules``): the single hourglass "HG" of the same depth as a 2-stack model is
-    ``create_model(stacks=1, modules=2)``, and Figure 4's "HG-Int" is that hourglass with
-    ``supervision="resolutions"``. ``stem_width`` is the stem's width (the original's 128; its 7x7 convolution has
-    half as many channels)."""
-    return StackedHourglass(**arguments)
+def create_model(**arguments: Any) -> StackedHourglass:
+    """Build the network from :class:`NetworkConfig`'s fields (defaults: the paper's 8-stack, 256-feature MPII
+    model). ``modules`` is the number of residual modules per location (``nModules``): the single hourglass "HG" of
+    the same depth as a 2-stack model is ``create_model(stacks=1, modules=2)``, and Figure 4's "HG-Int" is that
+    hourglass with ``supervision="resolutions"``. ``stem_width`` is the stem's width (the original's 128; its 7x7
+    convolution has half as many channels)."""
+    return StackedHourglass(NetworkConfig(**arguments))
 
 
 def count_parameters(model: nn.Module) -> int:

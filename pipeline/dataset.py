@@ -31,7 +31,7 @@ from hourglass.data.archive import UnsafeArchiveError
 from hourglass.data.coco_export import cache_dir, ensure_archive, extracted
 from hourglass.data.fetch import DownloadError
 from hourglass.dataset_card import PROJECT_CARDS, CardError, card_path, parse_card, read_card
-from hourglass.evaluation.coco_eval import COCO_KEYPOINT_NAMES, COCO_SIGMAS
+from hourglass.evaluation.coco_inputs import COCO_KEYPOINT_NAMES, COCO_SIGMAS
 from hourglass.flip_pairs import FlipPairError, infer_flip_pairs
 from hourglass.io.atomic import write_atomic
 from hourglass.io.coco import CocoError, CocoPeople, read_coco, split_people

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from hourglass.bench.demo_probe import estimate
 from hourglass.config import ParamsConfig
-from hourglass.params_file import load_params
+from hourglass.config.params_file import load_params
 from hourglass.report.scoreboard import summary_table
 from pipeline import stage
 

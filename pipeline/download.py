@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hourglass.config.params_file import load_params
 from hourglass.data.archive import UnsafeArchiveError
 from hourglass.data.coco_import import import_coco
 from hourglass.data.download import download_dataset, http_settings
 from hourglass.data.fetch import DownloadError
 from hourglass.dataset_card import CardError, load_card
 from hourglass.io.coco import CocoError
-from hourglass.params_file import load_params
 from pipeline import stage, synthesize
 
 

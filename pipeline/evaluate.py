@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hourglass.config.params_file import load_params
 from hourglass.data.table import PreprocessError
 from hourglass.evaluation.split_predictions import SPLIT
 from hourglass.evaluation.stage import evaluate
@@ -25,7 +26,6 @@ from hourglass.io.checkpoint import CheckpointError
 from hourglass.io.eval_files import ReaderError
 from hourglass.io.mpii_submission import SubmissionError
 from hourglass.layout import model_dir, stage_item
-from hourglass.params_file import load_params
 from pipeline import stage
 
 

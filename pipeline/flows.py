@@ -3,11 +3,11 @@
 The flow re-implements no stage: every task is one ``dvc repro --single-item <stage>`` (:mod:`pipeline.dvc_stages`);
 Prefect adds retries, a schedule, logs and a UI. After the pipeline, the ``promote`` task lets the champion
 variant's best registered model compete for the MLflow registry alias with the champion scored on the same
-validation split (:func:`hourglass.champion.decide_champion`), and records the contest, or that nothing was new, as a
-Prefect artifact and in the history ``reports/champion.json``. Before the stages, the dataset's sources outside the
-project (a COCO export that grows) are checked, and a change forces the fetch stage. Around the stages, optionally
-(``flows.git_pull``, ``flows.dvc_pull``, ``flows.dvc_push``), the run syncs the checkout with the team's git and DVC
-remotes. A promotion, a rollback and a failed run are POSTed to ``flows.notify_url`` (:mod:`hourglass.notify`).
+validation split (:func:`hourglass.tracking.champion.decide_champion`), and records the contest, or that nothing
+was new, as a Prefect artifact and in the history ``reports/champion.json``. Before the stages, the dataset's sources
+outside the project (a COCO export that grows) are checked, and a change forces the fetch stage. Around the stages,
+optionally (``flows.git_pull``, ``flows.dvc_pull``, ``flows.dvc_push``), the run syncs the checkout with the team's git
+and DVC remotes. A promotion, a rollback and a failed run are POSTed to ``flows.notify_url`` (:mod:`hourglass.notify`).
 
     python -m pipeline.flows run      # one run now (on a temporary local Prefect server unless one is set)
     python -m pipeline.flows serve    # the cron deployment `retrain/scheduled-retrain`; needs a real server
@@ -40,23 +40,18 @@ from prefect.settings import get_current_settings
 from prefect.states import Completed, State
 from prefect.tasks import exponential_backoff
 
-from hourglass.champion import (
-    ChampionError,
-    contest_statistic,
-    decide_champion,
-    record_markdown,
-    record_summary,
-    tracking_uri_for,
-)
-from hourglass.champion_log import ChampionLogError
 from hourglass.config import ParamsConfig
+from hourglass.config.params_file import load_params
 from hourglass.data.download import http_settings
 from hourglass.data.sources import changed_sources
 from hourglass.family import family_from_card
 from hourglass.notify import decision_message, failure_message, flow_run_fields, post_json, rollback_message
-from hourglass.params_file import load_params
-from hourglass.registry import RegistryError
-from hourglass.rollback import RollbackError, registered_model_name, roll_back
+from hourglass.tracking.candidate import ChampionError, tracking_uri_for
+from hourglass.tracking.champion import contest_statistic, decide_champion, record_summary
+from hourglass.tracking.champion_log import ChampionLogError
+from hourglass.tracking.champion_record import record_markdown
+from hourglass.tracking.registry import RegistryError
+from hourglass.tracking.rollback import RollbackError, registered_model_name, roll_back
 from hourglass.tracking.store import default_tracking_uri
 from pipeline import stage as stage_cli
 from pipeline.dvc_stages import (
@@ -340,8 +335,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def rollback_command(root: Path, params_path: Path, to: str | None, reason: str | None) -> str:
-    """``rollback``: move the alias back (:func:`hourglass.rollback.roll_back`), tell ``flows.notify_url``; returns
-    the summary line."""
+    """``rollback``: move the alias back (:func:`hourglass.tracking.rollback.roll_back`), tell
+    ``flows.notify_url``; returns the summary line."""
     config = load_params(_params_file(str(params_path), root))
     card = config.card()
     client = MlflowClient(tracking_uri=default_tracking_uri(root))

@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hourglass.config.params_file import load_params
 from hourglass.io.checkpoint import CheckpointError
-from hourglass.params_file import load_params
 from hourglass.weights.releases import import_release
 from pipeline import stage
 

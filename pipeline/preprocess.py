@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hourglass.config.params_file import load_params
 from hourglass.data.preprocess import preprocess
 from hourglass.data.table import PreprocessError
 from hourglass.io.annotations import AnnotationError
-from hourglass.params_file import load_params
 from pipeline import stage
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from hourglass.recipes import apply_recipe, changed_keys, composed_params, recipe_chain, recipe_path
+from hourglass.config.recipes import apply_recipe, changed_keys, composed_params, recipe_chain, recipe_path
 from pipeline import stage
 
 

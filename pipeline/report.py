@@ -15,7 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from hourglass.params_file import load_params
+from hourglass.config.params_file import load_params
 from hourglass.report.build import run_report
 from hourglass.report.inputs import ReportPaths, find_anchor_data
 from pipeline import stage

@@ -16,12 +16,12 @@ import argparse
 import json
 from pathlib import Path
 
+from hourglass.config.params_file import load_params
 from hourglass.data.download import http_settings
 from hourglass.data.fetch import DownloadError
 from hourglass.data.sources import changed_sources
 from hourglass.dataset_card import CardError
 from hourglass.io.coco import CocoError
-from hourglass.params_file import load_params
 from pipeline import stage
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from hourglass.params_file import ConfigError
+from hourglass.config.params_file import ConfigError
 from pipeline import logs
 
 DONE, FAILED, INVALID = 0, 1, 2

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 
-from hourglass.params_file import load_params
+from hourglass.config.params_file import load_params
 from hourglass.sweep.cluster import ClusterFile, load_cluster_config, local_cluster, slurm_cluster
 from hourglass.sweep.runner import SweepResult, run_sweep
 from hourglass.sweep.tasks import StageCommand

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from hourglass.config import ParamsConfig
+from hourglass.config.params_file import load_params
 from hourglass.data.synthetic import generate_dataset, synthetic_layout
-from hourglass.params_file import load_params
 from pipeline import stage
 
 

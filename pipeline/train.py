@@ -14,12 +14,12 @@ import argparse
 import logging
 from pathlib import Path
 
+from hourglass.config.params_file import load_params
 from hourglass.data.dataset import create_dataset
 from hourglass.data.table import PreprocessError
 from hourglass.family import family_of
 from hourglass.io.checkpoint import CheckpointError
 from hourglass.layout import model_dir, stage_item
-from hourglass.params_file import load_params
 from hourglass.train.distributed import DistInfo, dist_info_from_env
 from hourglass.train.fingerprint import data_digest
 from hourglass.train.loop import NonFiniteLossError, train

@@ -10,9 +10,9 @@ import torch
 from shipped import recipe_raw
 
 from hourglass.cli import main
+from hourglass.config.params_file import parse_params
 from hourglass.io.checkpoint import save_checkpoint
 from hourglass.model import create_model
-from hourglass.params_file import parse_params
 
 
 def make_checkpoint(path: Path, stacks: int = 1, features: int = 32, input_res: int = 64, seed: int = 0,

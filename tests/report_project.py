@@ -18,12 +18,12 @@ import pytest
 import yaml
 from shipped import paper, write_params
 
+from hourglass.config.params_file import load_params, parse_params
 from hourglass.data.synthetic import generate_dataset
 from hourglass.evaluation.score import score
 from hourglass.family import family_named
 from hourglass.io.annotations import Annotations, read_annotations
 from hourglass.io.eval_files import read_ground_truth, read_predictions, write_predictions
-from hourglass.params_file import load_params, parse_params
 from hourglass.report.bootstrap import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
 from hourglass.report.inputs import ReportPaths
 from hourglass.report.markdown import render_markdown
@@ -45,8 +45,8 @@ def project_params(tmp: Path, raw: Path, dataset: str = "synthetic", seeds: tupl
     params = {"dataset": dataset, "sweep": ["hg2", "hg1", "hg4"], "seeds": list(seeds),
               "flows": {"champion_variant": "hg2"},
               "download": {"root": str(raw.parent)},
-              "train": {"batch_size": 4, "variants": {"hg2": {"stacks": 2}, "hg1": {"stacks": 1},
-                                                      "hg4": {"stacks": 4}}},
+              "train": {"batch_size": 4, "variants": {"hg2": {"model": {"stacks": 2}}, "hg1": {"model": {"stacks": 1}},
+                                                      "hg4": {"model": {"stacks": 4}}}},
               "mlflow": {"enabled": False}, "report": {"examples": 4}}
     return write_params(tmp / "params.yaml", params)
 

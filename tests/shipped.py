@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 
 from hourglass.config import ParamsConfig, Section
-from hourglass.params_file import parse_params
-from hourglass.recipes import composed_params, recipe_path
+from hourglass.config.params_file import parse_params
+from hourglass.config.recipes import composed_params, recipe_path
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"

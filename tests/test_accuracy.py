@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from hourglass.config.params_file import load_params
 from hourglass.data.dataset import create_dataset
 from hourglass.data.preprocess import preprocess
 from hourglass.data.synthetic import generate_dataset
 from hourglass.evaluation.stage import evaluate
-from hourglass.params_file import load_params
 from hourglass.precision import cpu_supports_bf16
 from hourglass.train.loop import train
 

@@ -1,4 +1,4 @@
-"""The fair champion contest (hourglass.champion, hourglass.registry, hourglass.rescore, hourglass.champion_log) on
+"""The fair champion contest (hourglass.tracking: champion, candidate, registry, rescore, champion_log) on
 real parts: a real MLflow SQLite registry, tiny hourglass networks registered as training registers them (the pose
 pyfunc with its checkpoint, version tags), real synthetic people preprocessed as the pipeline does, the evaluate
 stage's own code scoring them.
@@ -27,9 +27,8 @@ import torch
 from mlflow import MlflowClient
 from shipped import write_params
 
-from hourglass.champion import ChampionError, decide_champion, record_markdown
-from hourglass.champion_log import ChampionLogError, append_record, read_records
 from hourglass.config import ParamsConfig
+from hourglass.config.params_file import load_params
 from hourglass.data.preprocess import preprocess
 from hourglass.data.synthetic import generate_dataset
 from hourglass.evaluation.split_digest import split_digest
@@ -38,8 +37,11 @@ from hourglass.io.annotations import read_annotations, write_annotations
 from hourglass.io.checkpoint import save_checkpoint
 from hourglass.io.eval_files import read_predictions
 from hourglass.model import StackedHourglass, create_model
-from hourglass.params_file import load_params
-from hourglass.registry import Difference, RegistryError, contest_rule
+from hourglass.tracking.candidate import ChampionError
+from hourglass.tracking.champion import decide_champion
+from hourglass.tracking.champion_log import ChampionLogError, append_record, read_records
+from hourglass.tracking.champion_record import record_markdown
+from hourglass.tracking.registry import Difference, RegistryError, contest_rule
 from hourglass.tracking.runs import RunTracker
 from hourglass.tracking.store import registered_name
 

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
+from hourglass.cli.score import main
 from hourglass.evaluation.coco_eval import (
     COCO_SIGMAS,
     STAT_NAMES,
@@ -24,7 +25,6 @@ from hourglass.evaluation.coco_eval import (
     score_coco_results,
     write_coco_results,
 )
-from hourglass.evaluation.score import main
 from hourglass.io.eval_files import ReaderError, read_predictions, write_predictions
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from shipped import preset_raw
 
+from hourglass.config.params_file import parse_params
 from hourglass.data.coco_import import import_coco, import_skips
 from hourglass.data.preprocess import preprocess
 from hourglass.data.table import PreprocessError
 from hourglass.dataset_card import parse_card
 from hourglass.io.annotations import read_annotations
 from hourglass.io.coco import CocoError, read_coco
-from hourglass.params_file import parse_params
 
 pytestmark = pytest.mark.anchor
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from shipped import preset_raw
 
-from hourglass.params_file import ConfigError, load_params, parse_params
+from hourglass.config.params_file import ConfigError, load_params, parse_params
 
 REPO = Path(__file__).resolve().parents[1]
 FIGURE4 = {"hg", "hg_int", "hg_stacked", "hg_stacked_int", "hg_stacked_add"}
@@ -94,3 +94,51 @@ def test_seeds_list_the_training_seeds_and_replace_the_single_seed():
 def test_bad_seeds_are_refused_naming_the_key(seeds, message):
     with pytest.raises(ConfigError, match=message):
         parse_params(preset_raw({"seeds": seeds}), "my-params.yaml")
+
+
+def test_the_model_section_is_the_networks_own_config():
+    """params.yaml's ``model`` keys are hourglass.model.NetworkConfig's fields (but ``joints``, which the dataset
+    gives) plus ``input_res``, and the schema refuses what the network refuses."""
+    import dataclasses
+
+    from pydantic import ValidationError
+
+    from hourglass.config import ModelConfig
+    from hourglass.model import NetworkConfig
+
+    network = {f.name for f in dataclasses.fields(NetworkConfig)}
+    assert set(ModelConfig.model_fields) == (network - {"joints"}) | {"input_res"}
+    good = load_params(REPO / "params.yaml").model.model_dump()
+    for key, bad in (("stacks", 0), ("features", 30), ("modules", 0), ("stem_width", 6), ("supervision", "int")):
+        with pytest.raises(ValueError, match=key):
+            NetworkConfig(**{key: bad})
+        with pytest.raises(ValidationError, match=key):
+            ModelConfig.model_validate({**good, key: bad})
+    built = NetworkConfig(**load_params(REPO / "params.yaml").model.network_kwargs(), joints=16)
+    assert built.as_record() == {**{k: good[k] for k in network - {"joints"}}, "joints": 16}
+
+
+def test_a_variant_overrides_keys_of_any_section():
+    from hourglass.train.run_config import resolve_variant
+
+    raw = preset_raw({"train": {"variants": {"x": {"model": {"stacks": 1}, "train": {"lr": 1.0e-3},
+                                                   "targets": {"sigma": 1.5}, "augment": {"flip_prob": 0.5}}}}})
+    params = parse_params(raw)
+    resolved = resolve_variant(params, "x")
+    assert (resolved.model.stacks, resolved.train.lr, resolved.targets.sigma, resolved.augment.flip_prob) == \
+        (1, 1.0e-3, 1.5, 0.5)
+    assert (resolved.model.features, resolved.train.batch_size, resolved.targets.radius) == \
+        (params.model.features, params.train.batch_size, params.targets.radius)  # keys left out keep their values
+    assert (params.train.lr, params.model.stacks) == (7.0e-3, 2)  # the sections themselves are unchanged
+
+
+@pytest.mark.parametrize(("variant", "message"), [
+    ({"train": {"lr": -1}}, r"train\.variants\.x\.train\.lr: Input should be greater than 0"),
+    ({"targets": {"sigmaa": 1}}, r"train\.variants\.x\.targets\.sigmaa: Extra inputs are not permitted"),
+    ({"stacks": 1}, r"\['stacks'\] are not sections; a variant overrides keys of \['model', 'targets', 'augment', "
+                    r"'train'\], e.g. \{model: \{stacks: \.\.\.\}\}"),
+    ({"train": {"variants": {}}}, "a variant cannot define variants"),
+])
+def test_a_bad_variant_override_names_the_variant_and_the_key(variant, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_params(preset_raw({"train": {"variants": {"x": variant}}}))

@@ -13,6 +13,7 @@ from shipped import paper, preset_raw, recipe
 from torch.utils.data import DataLoader
 
 from hourglass.bench.loader import make_raw_set
+from hourglass.config.params_file import ConfigError, parse_params
 from hourglass.data.augment import AugmentParams, sample_augmentation
 from hourglass.data.dataset import PoseDataset, create_dataset
 from hourglass.data.preprocess import preprocess
@@ -21,7 +22,6 @@ from hourglass.heatmaps import decode, heatmaps_to_image
 from hourglass.io.annotations import read_annotations
 from hourglass.io.images import single_threaded_cv2
 from hourglass.joints import MPII
-from hourglass.params_file import ConfigError, parse_params
 
 RES, OUT = 128, 32
 

@@ -90,8 +90,8 @@ def test_params_find_the_cards_beside_their_file_from_any_directory(tmp_path: Pa
     """A served flow run starts in another directory: the project's own card is found beside params.yaml."""
     from shipped import preset_raw
 
+    from hourglass.config.params_file import ConfigError, load_params
     from hourglass.family import family_of
-    from hourglass.params_file import ConfigError, load_params
 
     project = tmp_path / "project"
     (project / "datasets").mkdir(parents=True)

@@ -134,9 +134,9 @@ mlflow: {enabled: false}
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A few synthetic images, preprocessed for 64 px inputs: (params.yaml, processed directory)."""
+    from hourglass.config.params_file import load_params
     from hourglass.data.preprocess import preprocess
     from hourglass.data.synthetic import generate_dataset
-    from hourglass.params_file import load_params
 
     root = tmp_path_factory.mktemp("tiny-data")
     params_path = root / "params.yaml"

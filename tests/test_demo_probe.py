@@ -8,7 +8,7 @@ import pytest
 
 from hourglass.bench.demo_probe import OTHER_STAGES_S, TRAINING_OVERHEAD, estimate
 from hourglass.bench.projection import train_gflop
-from hourglass.params_file import load_params
+from hourglass.config.params_file import load_params
 from hourglass.train.run_config import resolve_variant
 
 REPO = Path(__file__).resolve().parents[1]

@@ -21,11 +21,11 @@ from shipped import paper, recipe
 from shipped import write_params as write_full_params
 
 from hourglass.config import DownloadConfig, ExtractConfig, SourceConfig
+from hourglass.config.params_file import load_params
 from hourglass.data.archive import UnsafeArchiveError
 from hourglass.data.download import download_dataset
 from hourglass.data.fetch import DownloadError, Expected, HttpSettings, fetch, file_digests, git_blob_id
 from hourglass.dataset_card import load_card
-from hourglass.params_file import load_params
 from pipeline.download import main
 
 FAST = HttpSettings(retries=2, backoff=0.01, timeout=5.0, chunk_bytes=4096, progress=False)

@@ -236,7 +236,7 @@ class Recorder:
                 made = base_validate(cls, *args, **kwargs)
             finally:
                 recorder._validating -= 1
-            if isinstance(made, ParamsConfig):  # a config parsed from params.yaml (hourglass.params_file.parse_params)
+            if isinstance(made, ParamsConfig):  # parsed from params.yaml (params_file.parse_params)
                 recorder._roots.append(made)
                 _tree_paths(made, "", recorder._known)
             return made
@@ -375,7 +375,7 @@ def test_whole_config_dumps_are_the_known_ones(reads):
 
 def test_recorder_names_copies_and_variants():
     """A copy is named by its class's place, a variant by its name; validation reads nothing; dumps read all."""
-    from hourglass.params_file import parse_params
+    from hourglass.config.params_file import parse_params
     from hourglass.train.run_config import resolve_variant
 
     recorder = Recorder()

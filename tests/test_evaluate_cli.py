@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from hourglass.evaluation.score import main
+from hourglass.cli.score import main
 from hourglass.io.eval_files import ReaderError, read_ground_truth, read_predictions, write_predictions
 
 REPO = Path(__file__).resolve().parents[1]

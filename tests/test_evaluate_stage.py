@@ -17,6 +17,7 @@ import pytest
 import torch
 from shipped import write_params
 
+from hourglass.config.params_file import load_params
 from hourglass.data.dataset import create_dataset
 from hourglass.geometry import transform_points
 from hourglass.heatmaps import flip_heatmaps, heatmaps_to_image
@@ -25,7 +26,6 @@ from hourglass.io.annotations import read_annotations
 from hourglass.io.checkpoint import save_checkpoint
 from hourglass.joints import MPII
 from hourglass.model import StackedHourglass, create_model
-from hourglass.params_file import load_params
 from hourglass.precision import select_precision
 from pipeline.evaluate import main
 
@@ -104,7 +104,7 @@ def test_outputs_follow_the_contract(setup, flip_on):
 
 
 def test_cli_scores_preds_h5_as_the_stage_did(setup, flip_on, capsys):
-    from hourglass.evaluation.score import main as evaluate_cli
+    from hourglass.cli.score import main as evaluate_cli
 
     assert evaluate_cli([str(flip_on / "preds.h5"), "--gt", str(setup["gt"]), "--json"]) == 0
     cli = json.loads(capsys.readouterr().out)
@@ -119,6 +119,21 @@ def test_flip_test_changes_the_predictions(setup, flip_on, tmp_path):
     with h5py.File(flip_on / "preds.h5") as on, h5py.File(tmp_path / "preds.h5") as off:
         assert not np.allclose(on["maxvals"][()], off["maxvals"][()])
         assert not np.array_equal(on["stack_preds"][()], off["stack_preds"][()])
+
+
+def test_a_variants_targets_override_reaches_the_stage(setup, tmp_path):
+    """``train.variants.tiny.targets.flip_test: false`` under a params file with the flip test on: the stage scores
+    as the no-flip params do."""
+    text = (TINY_PARAMS % {"flip": "true"}).replace("variants: {tiny: {}}",
+                                                    "variants: {tiny: {targets: {flip_test: false}}}")
+    write_params(tmp_path / "params-variant.yaml", text)
+    with_variant = {**setup, "variant": tmp_path / "params-variant.yaml"}
+    assert run(with_variant, tmp_path / "variant", params="variant") == 0
+    assert run(setup, tmp_path / "noflip", params="noflip") == 0
+    with h5py.File(tmp_path / "variant" / "preds.h5") as by_variant, \
+            h5py.File(tmp_path / "noflip" / "preds.h5") as off:
+        assert np.array_equal(by_variant["preds"][()], off["preds"][()])
+    assert json.loads((tmp_path / "variant" / "metrics.json").read_text())["flip_test"] is False
 
 
 def test_ground_truth_heatmaps_score_about_100(setup, tmp_path, monkeypatch):

@@ -20,6 +20,7 @@ import torch
 from shipped import paper, recipe_raw, write_params
 
 from hourglass.cli import main
+from hourglass.config.params_file import parse_params
 from hourglass.export.deps import MissingPackageError
 from hourglass.export.exporter import export_model
 from hourglass.export.metadata import PREFIX, MetadataError
@@ -31,7 +32,6 @@ from hourglass.io.checkpoint import save_checkpoint
 from hourglass.io.digest import file_sha256
 from hourglass.joints import MPII
 from hourglass.model import create_model
-from hourglass.params_file import parse_params
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("openvino")
@@ -224,12 +224,12 @@ def test_evaluate_scores_every_runtime_alike(tmp_path):
     predictions (to 0.1 px) on ONNX Runtime and OpenVINO as in torch."""
     import h5py
 
+    from hourglass.config.params_file import load_params
     from hourglass.data.preprocess import preprocess
     from hourglass.data.synthetic import generate_dataset
     from hourglass.evaluation.score import score
     from hourglass.evaluation.stage import evaluate
     from hourglass.io.eval_files import read_ground_truth
-    from hourglass.params_file import load_params
 
     write_params(tmp_path / "params.yaml", TINY_EVAL_PARAMS)
     params = load_params(tmp_path / "params.yaml")

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from shipped import preset_raw
 
+from hourglass.config.params_file import ConfigError, parse_params
 from hourglass.dataset_card import CardError
 from hourglass.family import champion_metric, family_named, family_of
 from hourglass.joints import FLIC, MPII
-from hourglass.params_file import ConfigError, parse_params
 
 
 @pytest.mark.parametrize(("dataset", "joints", "metric"), [

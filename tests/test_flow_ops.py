@@ -29,10 +29,10 @@ from prefect.settings import get_current_settings
 from shipped import REPO, merge, write_params
 from test_flows import PARAMS_YAML, _latest_flow_run_id, _task_runs, fixtures, make_repo  # noqa: F401 (a fixture)
 
-from hourglass.champion_log import append_record, read_records
 from hourglass.family import family_named
 from hourglass.notify import post_json
-from hourglass.rollback import RollbackError, previous_holder, roll_back
+from hourglass.tracking.champion_log import append_record, read_records
+from hourglass.tracking.rollback import RollbackError, previous_holder, roll_back
 from pipeline.dvc_stages import DvcLockTimeout, SyncFailed, dvc_sync, git_pull, run_dvc_repro
 from pipeline.flows import DEPLOYMENT_NAME, build_deployment, main, retrain
 
@@ -123,7 +123,7 @@ def _versions(client: MlflowClient, name: str, datasets: list[str]) -> None:
 
 
 def _contest(model: str, before: str | None, after: str, promoted: bool = True) -> dict[str, Any]:
-    """A contest record as hourglass.champion writes it (the fields a rollback reads, and a few others)."""
+    """A contest record as hourglass.tracking.champion writes it (the fields a rollback reads, and a few others)."""
     return {"kind": "contest", "decision": "promoted" if promoted else "kept", "model": model, "alias": "champion",
             "promoted": promoted, "candidate_version": after, "champion_version": before,
             "serving_version": after if promoted else before, "reason": "test",

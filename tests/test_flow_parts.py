@@ -1,5 +1,5 @@
 """The retraining flow's parts that need no Prefect server: the stage plan (pipeline.dvc_stages) and the records
-the champion decision reads (hourglass.champion)."""
+the champion decision reads (hourglass.tracking.champion)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hourglass.champion import ChampionError, file_metric, read_training_record
+from hourglass.tracking.candidate import ChampionError, file_metric, read_training_record
 from pipeline.dvc_stages import FlowSetupError, plan_stages
 
 

@@ -30,16 +30,17 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from shipped import write_params
 
-from hourglass.champion import ChampionError, choose_candidate, decide_champion
-from hourglass.champion_log import read_records
+from hourglass.config.params_file import load_params
 from hourglass.data.preprocess import preprocess
 from hourglass.data.synthetic import generate_dataset
 from hourglass.evaluation.split_digest import split_digest
 from hourglass.family import family_named
 from hourglass.io.eval_files import read_ground_truth, write_predictions
-from hourglass.params_file import load_params
-from hourglass.registry import model_version, record_score
 from hourglass.report.bootstrap import PeopleBootstrap, correct_joints
+from hourglass.tracking.candidate import ChampionError, choose_candidate
+from hourglass.tracking.champion import decide_champion
+from hourglass.tracking.champion_log import read_records
+from hourglass.tracking.registry import model_version, record_score
 from pipeline.dvc_stages import StageFailed, run_dvc_repro
 from pipeline.flows import ARTIFACT_KEY, build_deployment, main, promote, server_problem
 

@@ -109,8 +109,8 @@ def test_a_variant_fine_tunes_from_the_imported_release(project):
     ``import@port`` ran, trains from those weights through ``dvc repro``, and only it runs."""
     root, env = project
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"]["variants"]["port_ft"] = {"stacks": 2, "modules": 1, "features": 64, "stem_width": 128,
-                                              "init_from": "models/port"}
+    params["train"]["variants"]["port_ft"] = {"model": {"stacks": 2, "modules": 1, "features": 64, "stem_width": 128},
+                                              "train": {"init_from": "models/port"}}
     params["sweep"] = [*params["sweep"], "port_ft"]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     done = dvc(["repro", "train@port_ft-0"], root, env)

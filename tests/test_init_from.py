@@ -22,9 +22,9 @@ from shipped import recipe_raw
 from toy_poses import ToyPoses
 
 from hourglass.cli import main
+from hourglass.config.params_file import parse_params
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from hourglass.model import create_model
-from hourglass.params_file import parse_params
 from hourglass.train.init_from import InitFromError, initialise_from
 from hourglass.train.loop import RESOLVED_CONFIG, train
 

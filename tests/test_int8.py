@@ -39,10 +39,10 @@ CALIBRATION = 6
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project directory: data/processed/synthetic and models/tiny/seed-0 trained on it for three steps."""
+    from hourglass.config.params_file import load_params
     from hourglass.data.dataset import create_dataset
     from hourglass.data.preprocess import preprocess
     from hourglass.data.synthetic import generate_dataset
-    from hourglass.params_file import load_params
     from hourglass.train.loop import train
 
     root = tmp_path_factory.mktemp("int8-project")

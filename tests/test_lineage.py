@@ -19,10 +19,10 @@ from mlflow import MlflowClient
 from predict_models import cli, smooth_image
 from toy_poses import ToyPoses, tiny_params
 
+from hourglass.config.params_file import parse_params
 from hourglass.dataset_card import load_card
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from hourglass.lineage import Lineage, compute_lineage, params_digest, version_lineage
-from hourglass.params_file import parse_params
 from hourglass.train.loop import RESOLVED_CONFIG, train
 from hourglass.train.run_config import run_record
 

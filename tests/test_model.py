@@ -105,7 +105,7 @@ def test_bad_arguments_are_named():
 
 def test_the_model_rebuilds_from_its_own_config():
     model = create_model(stacks=2, features=16, modules=2, joints=14, supervision="resolutions", stem_width=32)
-    rebuilt = create_model(**model.config)
+    rebuilt = create_model(**model.config.as_record())
     assert rebuilt.config == model.config
     assert rebuilt.load_state_dict(model.state_dict()) is not None  # same layers, same shapes
 

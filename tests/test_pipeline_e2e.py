@@ -54,7 +54,7 @@ def test_repro_produces_every_output(project):
 
 
 def test_the_demo_opens_with_the_machine_and_knows_what_is_left_to_train(project):
-    from hourglass.params_file import load_params
+    from hourglass.config.params_file import load_params
     from pipeline.demo import _trainings_to_run
 
     root, env = project
@@ -113,7 +113,7 @@ def test_second_repro_does_nothing_and_one_variant_change_reruns_only_it(project
     status = json.loads(dvc(["status", "--json"], root, env).stdout)
     assert status == {}
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"]["variants"]["hg_int"]["modules"] = 1
+    params["train"]["variants"]["hg_int"]["model"]["modules"] = 1
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     changed = set(json.loads(dvc(["status", "--json"], root, env).stdout))
     assert changed == {"train@hg_int-0"}  # evaluate@hg_int-0 and report follow once its outputs change
@@ -126,7 +126,7 @@ def test_experiments_and_metrics_diff(project):
     run(["git", "checkout", "--", "params.yaml"], root, env)  # undo the previous test's edit
     run(["git", "add", "-A"], root, env)
     run(["git", "commit", "-qm", "pipeline outputs"], root, env)
-    done = dvc(["exp", "run", "-n", "hgint-m1", "-S", "train.variants.hg_int.modules=1"], root, env)
+    done = dvc(["exp", "run", "-n", "hgint-m1", "-S", "train.variants.hg_int.model.modules=1"], root, env)
     ran = done.stdout + done.stderr
     assert "Running stage 'train@hg_int-0'" in ran and "Running stage 'report'" in ran
     assert "Running stage 'train@hg_stacked_int-0'" not in ran and "Running stage 'preprocess'" not in ran
@@ -152,7 +152,7 @@ def test_demo_ends_with_the_champion_alias_in_place(project):
     `make demo`."""
     from mlflow.tracking import MlflowClient
 
-    from hourglass.champion_log import read_records
+    from hourglass.tracking.champion_log import read_records
 
     root, env = project
     client = MlflowClient(env["MLFLOW_TRACKING_URI"])

@@ -19,13 +19,13 @@ from predict_models import cli, make_checkpoint, smooth_image
 from shipped import recipe_raw
 
 from hourglass.cli import build_parser
+from hourglass.config.params_file import parse_params
 from hourglass.inference.people import Person
 from hourglass.inference.predictor import PosePredictor
 from hourglass.inference.trained_on import confidence_divisor
 from hourglass.io.checkpoint import CheckpointError, save_checkpoint
 from hourglass.joints import MPII
 from hourglass.model import create_model
-from hourglass.params_file import parse_params
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

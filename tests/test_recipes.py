@@ -10,10 +10,10 @@ import pytest
 import yaml
 from shipped import PARAMS, REPO, preset_raw, recipe, recipe_raw
 
+from hourglass.config.params_file import load_params
+from hourglass.config.recipes import RecipeError, apply_recipe, changed_keys, composed_params, recipe_chain, recipe_path
 from hourglass.family import champion_metric
 from hourglass.model import create_model
-from hourglass.params_file import load_params
-from hourglass.recipes import RecipeError, apply_recipe, changed_keys, composed_params, recipe_chain, recipe_path
 from pipeline.recipe import main
 
 FIGURE4 = {"hg", "hg_int", "hg_stacked", "hg_stacked_int", "hg_stacked_add"}
@@ -64,9 +64,9 @@ def test_mpii_recipe_is_the_papers_with_every_ablation():
     assert (a.scale_sigma, a.scale_clip, a.rotation_sigma, a.rotation_clip, a.rotation_prob, a.flip_prob) == \
         (0.25, 2.0, 30.0, 60.0, 0.4, 0.5)
     for name in ("s2m4", "s4m2", "s8m1"):  # the stack-count ablation keeps 8 residual modules per location
-        v = t.variants[name]
-        assert v.stacks * v.modules == 8
-    s8 = t.variants["s8m1"]  # the paper's network: exactly hg.lua's 25,434,112 parameters with 16 joints
+        v = t.variants[name].model
+        assert v["stacks"] * v["modules"] == 8
+    s8 = params.with_variant("s8m1").model  # the paper's network: exactly hg.lua's 25,434,112 parameters with 16 joints
     net = create_model(stacks=s8.stacks, features=m.features, modules=s8.modules, stem_width=m.stem_width, joints=16)
     assert sum(p.numel() for p in net.parameters()) == 25_434_112
     assert champion_metric(params) == "eval/pckh/Mean"
@@ -76,7 +76,7 @@ def test_flic_recipe_extends_mpii_with_one_hourglass_and_its_schedule():
     params, mpii = recipe("flic"), recipe("mpii")
     assert [p.name for p, _ in recipe_chain(recipe_path("flic", REPO / "recipes"))] == ["mpii.yaml", "flic.yaml"]
     assert params.dataset == "flic" and params.sweep == ("hg",)
-    hg = params.train.variants["hg"]
+    hg = params.with_variant("hg").model
     assert hg.stacks == 1 and hg.supervision == "final"
     assert (params.train.epochs, params.train.steps_per_epoch) == (50, 2000)
     assert params.model == mpii.model and params.augment == mpii.augment and params.train.lr == mpii.train.lr
@@ -119,10 +119,11 @@ def test_a_recipe_with_an_unknown_or_invalid_key_writes_nothing(tmp_path):
 
 def test_a_recipe_may_add_variants():
     raw = preset_raw()
-    from hourglass.recipes import compose
+    from hourglass.config.recipes import compose
 
-    out = compose(raw, [(Path("extra.yaml"), {"train": {"variants": {"s16": {"stacks": 16}}}, "sweep": ["s16"]})])
-    assert out["train"]["variants"]["s16"] == {"stacks": 16}
+    extra = {"train": {"variants": {"s16": {"model": {"stacks": 16}}}}, "sweep": ["s16"]}
+    out = compose(raw, [(Path("extra.yaml"), extra)])
+    assert out["train"]["variants"]["s16"] == {"model": {"stacks": 16}}
     assert out["train"]["variants"]["hg"] == raw["train"]["variants"]["hg"]
 
 

@@ -1,6 +1,6 @@
-"""The champion rule of hourglass.registry against a real MLflow SQLite registry in tmp_path: who takes the alias,
-what is tagged where (the candidate only), which versions may be compared, and a version's stored score on a split.
-The scores here are given; tests/test_champion_contest.py computes them with the evaluate code."""
+"""The champion rule of hourglass.tracking.registry against a real MLflow SQLite registry in tmp_path: who takes the
+alias, what is tagged where (the candidate only), which versions may be compared, and a version's stored score on a
+split. The scores here are given; tests/test_champion_contest.py computes them with the evaluate code."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from hourglass.registry import (
+from hourglass.tracking.registry import (
     Difference,
     RegistryError,
     check_same_card,

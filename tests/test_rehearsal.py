@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from dvc_project import REPO, dvc, make_project, merge  # noqa: E402
 from shipped import recipe_raw  # noqa: E402
 
-from hourglass.recipes import changed_keys  # noqa: E402
+from hourglass.config.recipes import changed_keys  # noqa: E402
 
 MPII_IMAGES = ("004645041.jpg", "005808361.jpg", "051423444.jpg", "052475643.jpg", "060754485.jpg")
 MPII_ANNOT = "pose-hg-train/data/mpii/annot/valid.h5"

@@ -220,8 +220,8 @@ def test_ordering_against_the_paper_and_the_unsupervised_first_stack(tmp_path: P
     params = write_params(tmp_path / "params.yaml", {
         "dataset": "synthetic", "sweep": ["hg", "hg_stacked"], "flows": {"champion_variant": "hg_stacked"},
         "download": {"root": str(raw.parent)}, "mlflow": {"enabled": False}, "report": {"examples": 2},
-        "train": {"batch_size": 4, "variants": {"hg": {"stacks": 1, "supervision": "final"},
-                                                 "hg_stacked": {"stacks": 2, "supervision": "final"}}}})
+        "train": {"batch_size": 4, "variants": {"hg": {"model": {"stacks": 1, "supervision": "final"}},
+                                                 "hg_stacked": {"model": {"stacks": 2, "supervision": "final"}}}}})
     models = tmp_path / "models"
     fake_variant(models, raw, params, "hg", 1, 0.12)
     fake_variant(models, raw, params, "hg_stacked", 2, 0.3)
@@ -336,7 +336,7 @@ def test_report_covers_the_sweep_and_other_trained_variants_only(tmp_path: Path,
     """Variants defined in params but neither in the sweep nor trained are not "missing": nobody asked for them."""
     path = project_params(tmp_path, raw)
     params = yaml.safe_load(path.read_text())
-    params["train"]["variants"]["hg8"] = {"stacks": 8}
+    params["train"]["variants"]["hg8"] = {"model": {"stacks": 8}}
     params["sweep"] = ["hg2", "hg4"]
     params["flows"]["champion_variant"] = "hg2"
     path.write_text(yaml.safe_dump(params))

@@ -25,7 +25,7 @@ from mlflow import MlflowClient
 from prefect.client.orchestration import get_client
 from test_flow_ops import Webhook, serve_and_trigger
 
-from hourglass.champion_log import read_records
+from hourglass.tracking.champion_log import read_records
 
 pytestmark = [pytest.mark.anchor, pytest.mark.slow]
 

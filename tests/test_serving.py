@@ -162,8 +162,8 @@ def test_models_without_a_checkpoint_are_refused_by_name(store, tmp_path, capsys
 def test_logged_model_takes_joint_set_and_flip_test_from_the_runs_checkpoint(store, tmp_path):
     """Without an explicit config, log_model reads the training checkpoint beside its outputs (as train.py leaves
     it), so the served model keeps the run's variant, epoch and evaluation settings."""
+    from hourglass.config.params_file import parse_params
     from hourglass.io.checkpoint import save_checkpoint
-    from hourglass.params_file import parse_params
 
     out = tmp_path / "run"
     params = parse_params(recipe_raw("mpii", {"dataset": "synthetic",
@@ -188,8 +188,8 @@ def test_served_confidences_are_scaled_as_the_command_scales_them(anchor_dir, st
     as ``hourglass predict``: a model trained with targets x10 answers a tenth of the raw peaks."""
     import pandas as pd
 
+    from hourglass.config.params_file import parse_params
     from hourglass.io.checkpoint import save_checkpoint
-    from hourglass.params_file import parse_params
 
     def config(target_scale: float) -> dict:
         return parse_params(recipe_raw("mpii", {"model": {"stacks": 1, "features": 16, "input_res": 64},

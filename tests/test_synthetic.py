@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from shipped import paper, write_params
 
+from hourglass.config.params_file import ConfigError
 from hourglass.data.synthetic import generate_dataset
 from hourglass.data.synthetic_drawing import OCCLUDER, Canvas, draw_person, place
 from hourglass.data.synthetic_figure import sample_skeleton
@@ -21,7 +22,6 @@ from hourglass.data.synthetic_scene import label_person
 from hourglass.io.annotations import read_annotations
 from hourglass.joints import FLIC, MPII
 from hourglass.metrics import mpii_pckh
-from hourglass.params_file import ConfigError
 from pipeline.synthesize import main as synthesize_main
 
 FIELDS = {"center", "scale", "part", "visible", "normalize", "imgname", "index", "person", "torsoangle"}

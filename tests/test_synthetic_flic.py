@@ -16,8 +16,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from dvc_project import REPO, dvc, make_project, merge  # noqa: E402
 from test_pipeline_e2e import TINY  # noqa: E402
 
+from hourglass.config.params_file import load_params
 from hourglass.family import champion_metric
-from hourglass.params_file import load_params
 
 # The end-to-end test's tiny configuration, with FLIC's joints and one variant.
 TINY_FLIC = merge(TINY, {"dataset": "synthetic_flic", "mlflow": {"sweep": "flic-e2e"},
@@ -62,7 +62,7 @@ def test_report_is_in_flic_form(project):
 
 
 def test_champion_contest_compares_the_flic_headline(project):
-    from hourglass.champion import decide_champion
+    from hourglass.tracking.champion import decide_champion
 
     root, env = project
     params = load_params(root / "params.yaml")

@@ -23,10 +23,10 @@ from mlflow import MlflowClient
 from shipped import paper
 
 from hourglass.config import MlflowConfig
+from hourglass.config.params_file import parse_params
 from hourglass.inference.predictor import PosePredictor
 from hourglass.inference.runner import load_model
 from hourglass.model import create_model
-from hourglass.params_file import parse_params
 from hourglass.precision import select_precision
 from hourglass.tracking.runs import (
     EPOCHS_CSV,

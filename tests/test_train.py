@@ -18,10 +18,10 @@ import yaml
 from shipped import paper, preset_raw, recipe_raw
 from toy_poses import ToyPoses, tiny_params
 
+from hourglass.config.params_file import parse_params
 from hourglass.heatmaps import gaussian_heatmaps
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint, save_checkpoint
 from hourglass.model import create_model
-from hourglass.params_file import parse_params
 from hourglass.precision import select_precision
 from hourglass.train import loop as train_module
 from hourglass.train import losses
@@ -137,7 +137,7 @@ def test_cosine_schedule_falls_from_the_end_of_warmup_to_zero_at_the_last_step()
 
 def test_variant_overrides_model_and_unknown_variant_is_named():
     params = parse_params(recipe_raw("mpii", {"model": {"stacks": 8},
-                                              "train": {"variants": {"hg": {"stacks": 1, "modules": 2}}}}))
+                                              "train": {"variants": {"hg": {"model": {"stacks": 1, "modules": 2}}}}}))
     resolved = resolve_variant(params, "hg")
     assert (resolved.model.stacks, resolved.model.modules, resolved.model.features) == (1, 2, 256)
     with pytest.raises(ValueError, match="no variant 'nope'.*known: hg"):
@@ -192,7 +192,7 @@ def test_auto_precision_is_recorded_as_what_it_resolved_to(tmp_path, monkeypatch
 
 
 def test_hg_int_variant_trains_its_lower_resolution_heads(tmp_path, monkeypatch):
-    variants = {"hg_int": {"stacks": 1, "modules": 2, "supervision": "resolutions"}}
+    variants = {"hg_int": {"model": {"stacks": 1, "modules": 2, "supervision": "resolutions"}}}
     params = tiny_params(epochs=1, steps_per_epoch=2, lr=1e-3, variants=variants)
     calls = []
     real = losses.auxiliary_loss

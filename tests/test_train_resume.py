@@ -12,8 +12,8 @@ import torch
 import yaml
 from toy_poses import ToyPoses, tiny_params
 
+from hourglass.config.params_file import parse_params
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from hourglass.params_file import parse_params
 from hourglass.train import losses
 from hourglass.train.loop import NonFiniteLossError, train
 

@@ -21,11 +21,11 @@ import yaml
 from mlflow import MlflowClient
 from toy_poses import ToyPoses, tiny_params
 
+from hourglass.config.params_file import parse_params
 from hourglass.io.checkpoint import save_checkpoint
 from hourglass.io.digest import file_sha256
 from hourglass.lineage import Lineage
 from hourglass.model import create_model
-from hourglass.params_file import parse_params
 from hourglass.tracking.store import registered_name
 from hourglass.train.init_from import warm_start
 from hourglass.train.loop import RESOLVED_CONFIG, TrainResult, train

@@ -11,8 +11,8 @@ import torch
 from shipped import recipe_raw
 from torch.utils.data import Dataset
 
+from hourglass.config.params_file import parse_params
 from hourglass.heatmaps import gaussian_heatmaps, heatmaps_to_image
-from hourglass.params_file import parse_params
 
 RES = 64  # input pixels; heatmaps are RES / 4
 

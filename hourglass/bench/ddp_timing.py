@@ -15,9 +15,9 @@ from typing import Any
 from hourglass.bench.generated import datasets
 from hourglass.bench.step_timing import time_training
 from hourglass.config import ParamsConfig
+from hourglass.config.params_file import parse_params
 from hourglass.data.workers import available_cores
 from hourglass.io.atomic import write_atomic
-from hourglass.params_file import parse_params
 from hourglass.precision import select_device
 from hourglass.train.distributed import dist_info_from_env
 

@@ -52,9 +52,9 @@ from hourglass.bench.generated import datasets, make_data
 from hourglass.bench.projection import MEASURED_JOINTS, project, train_gflop
 from hourglass.bench.step_timing import time_loader, time_training
 from hourglass.config import ParamsConfig
+from hourglass.config.recipes import load_with_recipe
 from hourglass.io.atomic import write_atomic
 from hourglass.precision import select_device
-from hourglass.recipes import load_with_recipe
 from hourglass.train.fastpath import resolve_fast_path
 
 # Model and batch overrides of each size (on top of the params and recipe), and (timed steps, warm-up steps).

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import default_collate
 
 from hourglass.bench.preprocess import random_people, write_jpegs
+from hourglass.config.recipes import load_with_recipe
 from hourglass.data.augment import stored_to_input, to_float_chw
 from hourglass.data.dataset import create_dataset
 from hourglass.data.preprocess import preprocess
@@ -27,7 +28,6 @@ from hourglass.heatmaps import gaussian_heatmaps
 from hourglass.io.annotations import Annotations, write_annotations
 from hourglass.io.images import single_threaded_cv2
 from hourglass.joints import MPII
-from hourglass.recipes import load_with_recipe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

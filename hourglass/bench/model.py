@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 
+from hourglass.config.recipes import load_with_recipe
 from hourglass.model import create_model
 from hourglass.precision import Precision, select_device, select_precision
-from hourglass.recipes import load_with_recipe
 from hourglass.train.losses import heatmap_loss
 from hourglass.train.optim import create_optimizer
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hourglass.config.recipes import load_with_recipe
 from hourglass.data.preprocess import ImageTask, crop_spec, process_image
 from hourglass.io.images import decode_rgb, single_threaded_cv2
-from hourglass.recipes import load_with_recipe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -34,10 +34,10 @@ from hourglass.bench.generated import datasets, make_data
 from hourglass.bench.model import matmul_gflops
 from hourglass.bench.step_parts import PREFIX, attribute, part_ranges
 from hourglass.config import ParamsConfig
+from hourglass.config.recipes import load_with_recipe
 from hourglass.data.sampler import EpochSampler
 from hourglass.model import create_model
 from hourglass.precision import Precision, select_device, select_precision
-from hourglass.recipes import load_with_recipe
 from hourglass.train import losses
 from hourglass.train.fastpath import resolve_fast_path
 from hourglass.train.heap import kept_heap

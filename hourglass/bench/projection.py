@@ -15,9 +15,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hourglass.config import ModelConfig, ParamsConfig
+from hourglass.config.recipes import load_with_recipe
 from hourglass.family import family_of
 from hourglass.model import create_model
-from hourglass.recipes import load_with_recipe
 from hourglass.train.losses import auxiliary_loss, heatmap_loss
 from hourglass.train.run_config import resolve_variant
 

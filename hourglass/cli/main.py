@@ -1,20 +1,22 @@
-"""The ``hourglass`` console script: ``hourglass predict`` (:mod:`hourglass.cli_predict`), ``hourglass import``
-(:mod:`hourglass.cli_import`) and ``hourglass export`` (:mod:`hourglass.cli_export`)."""
+"""The ``hourglass`` console script: ``hourglass predict`` (:mod:`hourglass.cli.predict`), ``hourglass import``
+(:mod:`hourglass.cli.import_port`), ``hourglass export`` (:mod:`hourglass.cli.export`) and ``hourglass score``
+(:mod:`hourglass.cli.score`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from hourglass.cli_export import EXPORT_DESCRIPTION, EXPORT_EXAMPLES, add_export_arguments, run_export
-from hourglass.cli_import import IMPORT_DESCRIPTION, IMPORT_EXAMPLES, add_import_arguments, run_import
-from hourglass.cli_predict import DESCRIPTION, EXAMPLES, add_predict_arguments, run_predict
+from hourglass.cli.export import EXPORT_DESCRIPTION, EXPORT_EXAMPLES, add_export_arguments, run_export
+from hourglass.cli.import_port import IMPORT_DESCRIPTION, IMPORT_EXAMPLES, add_import_arguments, run_import
+from hourglass.cli.predict import DESCRIPTION, EXAMPLES, add_predict_arguments, run_predict
+from hourglass.cli.score import SCORE_DESCRIPTION, add_score_arguments, run_score
 
 
 def build_parser() -> argparse.ArgumentParser:
     """``hourglass`` with its subcommands."""
     parser = argparse.ArgumentParser(prog="hourglass", description="Stacked hourglass human pose estimation.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{predict,import,export}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{predict,import,export,score}")
     predict = sub.add_parser("predict", help="keypoints of people in images, folders or a video",
                              description=DESCRIPTION, epilog=EXAMPLES,
                              formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -27,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
                             description=EXPORT_DESCRIPTION, epilog=EXPORT_EXAMPLES,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     add_export_arguments(export)
+    scoring = sub.add_parser("score", help="score a prediction file (PCKh, PCK, or COCO OKS AP) against ground truth",
+                             description=SCORE_DESCRIPTION)
+    add_score_arguments(scoring)
     return parser
 
 
@@ -39,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_import(args)
     if args.command == "export":
         return run_export(args)
+    if args.command == "score":
+        return run_score(args)
     raise AssertionError(args.command)  # argparse only lets known commands through
 
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hourglass.cli_outputs import csv_rows, csv_text, dumps, overlay_path, write_png, write_text
-from hourglass.cli_video import run_video
+from hourglass.cli.outputs import csv_rows, csv_text, dumps, overlay_path, write_png, write_text
+from hourglass.cli.video import run_video
 from hourglass.export.deps import MissingPackageError
 from hourglass.inference.errors import PredictError
 from hourglass.inference.inputs import expand_inputs, is_video, read_image

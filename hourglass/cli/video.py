@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hourglass.cli_outputs import csv_rows, overlay_path
+from hourglass.cli.outputs import csv_rows, overlay_path
 from hourglass.inference.errors import PredictError
 from hourglass.inference.inputs import video_frames, video_info
 from hourglass.inference.people import people_for, whole_image_warning

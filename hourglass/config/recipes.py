@@ -21,8 +21,8 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
 
+from hourglass.config.params_file import ConfigError, parse_params
 from hourglass.io.atomic import write_atomic
-from hourglass.params_file import ConfigError, parse_params
 
 EXTENDS = "extends"  # the one key of a recipe that is not a params key
 OPEN_MAPPINGS = ("train.variants",)  # mappings whose entries are names, not settings: recipes may add to them
@@ -215,7 +215,7 @@ def load_with_recipe(params_path: str | Path, recipe: str | Path | None,
                      overrides: dict[str, Any] | None = None) -> Any:
     """The validated config of ``params_path`` with ``recipe`` applied (None: as it is) and dotted ``overrides``
     (``{"model.input_res": 128}``), without writing anything: for tools that measure a recipe's settings."""
-    from hourglass.params_file import load_params
+    from hourglass.config.params_file import load_params
 
     if recipe is None:
         return load_params(params_path, overrides)

@@ -1,8 +1,8 @@
-"""``python -m hourglass.evaluation PRED --gt GT``: score a prediction file (see :mod:`hourglass.evaluation.score`;
-COCO keypoint results: :mod:`hourglass.evaluation.coco_eval`)."""
+"""``python -m hourglass.evaluation PRED --gt GT``: score a prediction file, as ``hourglass score`` does
+(:mod:`hourglass.cli.score`)."""
 
 import sys
 
-from hourglass.evaluation.score import main
+from hourglass.cli.score import main
 
 sys.exit(main())

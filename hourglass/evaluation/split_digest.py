@@ -1,8 +1,9 @@
 """The digest of the validation split a model is scored on: two scores are comparable only when their digests agree.
 
-The champion contest (:mod:`hourglass.champion`) compares a candidate with the model holding the alias only on the same
-people, scored the same way; the evaluate stage writes this digest into ``eval/metrics.json`` (``split_digest``) and
-onto the training run (tag ``eval.split_digest``), and a champion re-scored for a contest records it beside its score.
+The champion contest (:mod:`hourglass.tracking.champion`) compares a candidate with the model holding the alias only
+on the same people, scored the same way; the evaluate stage writes this digest into ``eval/metrics.json``
+(``split_digest``) and onto the training run (tag ``eval.split_digest``), and a champion re-scored for a contest records
+it beside its score.
 
 What it covers, each part hashed with SHA-256 and the parts hashed together as sorted JSON:
 

@@ -78,6 +78,8 @@ def evaluate(params: ParamsConfig, variant: str, model_path: Path, data_dir: Pat
     (the champion contest re-scoring a model needs the validation split only). ``runtime`` (torch, onnxruntime,
     openvino) runs the network: an exported one gets the checkpoint exported first and runs fp32 on the CPU, so its
     score can be compared with torch's (issue 27's parity bar)."""
+    if variant in params.train.variants:  # its targets and train overrides (flip test, precision, batch)
+        params = params.with_variant(variant, sections=("targets", "train"))
     if runtime == TORCH:
         precision = select_precision(params.train.precision, select_device(), params.train.channels_last)
     else:

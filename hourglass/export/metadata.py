@@ -78,7 +78,7 @@ class ExportMetadata:
                    dataset_card=trained_on.joint_set or trained_on.dataset,
                    dataset_card_digest=_card_digest(config, trained_on), variant=loaded.variant,
                    epoch=loaded.epoch, checkpoint_sha256=file_sha256(loaded.path),
-                   network=dict(loaded.model.config), config=dict(config), metrics=metrics)
+                   network=loaded.model.config.as_record(), config=dict(config), metrics=metrics)
 
     def to_props(self) -> dict[str, str]:
         """The flat ``hourglass.<field>`` -> JSON text map written into the model file."""

@@ -2,6 +2,6 @@
 
 import sys
 
-from hourglass.cli_predict import predict_main
+from hourglass.cli.predict import predict_main
 
 sys.exit(predict_main())

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hourglass.params_file import ConfigError
+from hourglass.config.params_file import ConfigError
 from hourglass.sweep.runner import RESOURCE
 
 

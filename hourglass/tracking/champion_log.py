@@ -10,8 +10,9 @@ is ``{"contests": [record, ...]}``, oldest first. A record is a JSON object with
 * ``decided_at``: ISO 8601 time, UTC;
 * ``model``, ``alias``, ``serving_version`` (the version the alias names after the record), ``reason``.
 
-:mod:`hourglass.champion` documents the fields of a contest. The single-object file that earlier versions wrote (one
-decision, overwritten by each run) is read as a one-record history, so nothing it said is lost on the first append.
+:mod:`hourglass.tracking.champion` documents the fields of a contest. The single-object file that earlier versions
+wrote (one decision, overwritten by each run) is read as a one-record history, so nothing it said is lost on the first
+append.
 
 Appends are read-modify-write through the project's atomic writer: a reader never sees a half-written file. Two
 writers at the same moment could lose one record; the retraining deployment runs one flow at a time.

@@ -14,7 +14,7 @@ Versions of different dataset cards are never compared (:func:`check_same_card`)
 one model per card (:func:`hourglass.tracking.store.registered_name`), and the card's digest, keypoints and metric
 that each version records at registration must also agree.
 
-No Prefect, no evaluation here: :mod:`hourglass.champion` scores both models and calls these functions.
+No Prefect, no evaluation here: :mod:`hourglass.tracking.champion` scores both models and calls these functions.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """A registered model version scored on the current validation split, by the evaluate stage's own code.
 
 The champion contest needs the champion's predictions on the people the candidate was scored on. A contest keeps each
-scored version's ``preds.h5`` with its run (:func:`hourglass.registry.record_score`); when the split's digest is the
-one recorded there, those predictions are reused, otherwise the version's checkpoint is fetched from MLflow (the
-pose pyfunc's ``checkpoint`` artifact) and :func:`hourglass.evaluation.stage.evaluate` runs on it into a temporary
-folder, exactly as the evaluate stage scored the candidate (same params: flip test, precision, batch size).
+scored version's ``preds.h5`` with its run (:func:`hourglass.tracking.registry.record_score`); when the split's
+digest is the one recorded there, those predictions are reused, otherwise the version's checkpoint is fetched from
+MLflow (the pose pyfunc's ``checkpoint`` artifact) and :func:`hourglass.evaluation.stage.evaluate` runs on it into a
+temporary folder, exactly as the evaluate stage scored the candidate (same params: flip test, precision, batch size).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from mlflow.entities.model_registry import ModelVersion
 from hourglass.config import ParamsConfig
 from hourglass.evaluation.stage import PREDICTIONS_NAME, evaluate
 from hourglass.io.checkpoint import load_checkpoint
-from hourglass.registry import stored_predictions
+from hourglass.tracking.registry import stored_predictions
 from hourglass.weights.source import resolve_checkpoint
 
 
@@ -54,7 +54,7 @@ def evaluate_version(name: str, mv: ModelVersion, params: ParamsConfig, tracking
 def score_version(client: MlflowClient, name: str, mv: ModelVersion, params: ParamsConfig, tracking_uri: str,
                   data_dir: Path, gt_path: Path, split_digest: str, workdir: Path) -> ScoredVersion:
     """``mv``'s predictions on the split ``split_digest``: its stored ones when a contest recorded them for this
-    digest, else evaluated now (the caller records them with :func:`hourglass.registry.record_score`)."""
+    digest, else evaluated now (the caller records them with :func:`hourglass.tracking.registry.record_score`)."""
     stored = stored_predictions(client, tracking_uri, mv, split_digest, workdir / "stored")
     if stored is not None:
         return ScoredVersion(str(mv.version), mv.run_id, stored, split_digest, False, None)

@@ -1,11 +1,11 @@
 """Undoing a bad promotion: move the registry alias ``champion`` back to an earlier version, and say why.
 
 The default target is the previous holder: the version that held the alias before the one holding it now, read
-from the decision log (:mod:`hourglass.champion_log`), where every contest and rollback left the holder before and
-after it. A rollback is itself a decision: one more record in the log and tags on the version that takes the alias.
-Those tags have their own keys (``rollback_*``), so the version keeps the tags of the contest it once won. The
-target must be a version of the same dataset card (its ``dataset`` tag) with the same keypoints in the same order
-(its ``keypoints`` tag): the served model's output rows must keep their meaning. No Prefect here.
+from the decision log (:mod:`hourglass.tracking.champion_log`), where every contest and rollback left the holder
+before and after it. A rollback is itself a decision: one more record in the log and tags on the version that takes the
+alias. Those tags have their own keys (``rollback_*``), so the version keeps the tags of the contest it once won. The
+target must be a version of the same dataset card (its ``dataset`` tag) with the same keypoints in the same order (its
+``keypoints`` tag): the served model's output rows must keep their meaning. No Prefect here.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from hourglass.champion_log import append_record, read_records
 from hourglass.config import ParamsConfig
+from hourglass.tracking.champion_log import append_record, read_records
 from hourglass.tracking.store import registered_name
 
 ALIAS = "champion"

@@ -101,7 +101,7 @@ def serving_checkpoint(network: nn.Module, input_res: int, config: Mapping[str, 
     network = _unwrapped(network)
     weights = {k: (v.detach().cpu().float() if v.is_floating_point() else v.detach().cpu()).contiguous()
                for k, v in network.state_dict().items()}
-    arguments = dict(network.config)
+    arguments = network.config.as_record()
     model = {key: value for key, value in arguments.items() if key != "joints"}
     full = copy.deepcopy(dict(config or {}))
     full["model"] = {**dict(full.get("model") or {}), **model, "input_res": int(input_res)}

@@ -35,7 +35,7 @@ def checkpoint_state(*, network: StackedHourglass, optimizer: torch.optim.Optimi
     """Everything :func:`restore` needs to continue after ``epoch`` epochs (``step`` optimiser steps), plus the
     run's resolved config (``record``) and identity for provenance."""
     return {
-        "model": network.state_dict(), "network": network.config, "optimizer": optimizer.state_dict(),
+        "model": network.state_dict(), "network": network.config.as_record(), "optimizer": optimizer.state_dict(),
         "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
         "epoch": epoch, "step": step,
         "sampler": {"epoch": epoch, "seed": seed, "steps": steps_per_epoch},

@@ -15,20 +15,14 @@ from hourglass.lineage import RECORD_KEY, Lineage
 
 
 def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
-    """``params`` with the named variant's model overrides (and its ``init_from``, if any, as ``train.init_from``)
-    applied (None: the ``model`` and ``train`` sections as they are)."""
+    """``params`` with the named variant's overrides applied (:meth:`ParamsConfig.with_variant`; None: as they
+    are)."""
     if variant is None:
         return params
-    try:
-        overrides = params.train.variants[variant]
-    except KeyError:
+    if variant not in params.train.variants:
         known = ", ".join(sorted(params.train.variants)) or "none defined"
-        raise ValueError(f"params.yaml: train.variants has no variant {variant!r} (known: {known})") from None
-    model = params.model.model_copy(update=overrides.model_overrides())
-    update: dict[str, Any] = {"model": type(params.model).model_validate(model.model_dump())}
-    if overrides.init_from is not None:
-        update["train"] = params.train.model_copy(update={"init_from": overrides.init_from})
-    return params.model_copy(update=update)
+        raise ValueError(f"params.yaml: train.variants has no variant {variant!r} (known: {known})")
+    return params.with_variant(variant)
 
 
 def run_params(params: ParamsConfig, name: str, seed: int, initialised: Mapping[str, Any] | None = None,

@@ -259,8 +259,8 @@ def import_port_checkpoint(
         },
     }
     network = create_model(**arch.network_kwargs())
-    save_checkpoint({"model": weights, "network": network.config, "config": config, "variant": name, "epoch": epoch},
-                    target)
+    save_checkpoint({"model": weights, "network": network.config.as_record(), "config": config, "variant": name,
+                     "epoch": epoch}, target)
     parameters = count_parameters(network)
     return ImportResult(path=target, source=source, sha256=sha256, epoch=epoch, architecture=arch, prefix=prefix,
                         mapped=len(weights) - len(filled), dropped=tuple(dropped), filled=tuple(filled),
