@@ -13,7 +13,8 @@ Read against pose-hg-train ``src/models/hg.lua`` and ``src/models/layers/Residua
 The network's settings (stacks, features, modules, joints, supervision, stem width) are one
 :class:`~hourglass.network_config.NetworkConfig`, which the model is built from and carries as ``model.config``.
 
-Supervision modes (the loss the trainer builds; ``forward`` always returns every stack's full-resolution heatmaps):
+Supervision modes (which outputs the loss sees is the criterion's, :mod:`hourglass.supervision`; ``forward`` returns
+every stack's full-resolution heatmaps, and the lower-resolution ones of ``resolutions``):
 
 * ``intermediate``: every stack's heatmaps (the paper's default; Figure 4's HG-Stacked-Int);
 * ``final``: the last stack's only (HG, HG-Stacked);
@@ -26,12 +27,12 @@ Supervision modes (the loss the trainer builds; ``forward`` always returns every
 
 Every registered parameter takes part in every training forward pass (DDP needs no ``find_unused_parameters``):
 the intermediate heatmap convolutions feed the remap even when only the last stack is supervised, and the
-``resolutions`` heads run whenever ``forward(images, auxiliary=True)`` is asked for them, as the trainer does.
+``resolutions`` heads run in every forward pass (three 1x1 convolutions at 1/8 resolution and below).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -91,9 +92,16 @@ class Hourglass(nn.Module):
         return [up1 + self.upsample(self.low3(self.low2(inner)))]
 
 
+class HeatmapOutputs(NamedTuple):
+    """What the network computes: ``stacks``, every stack's heatmaps (N, stacks, joints, H/4, W/4); ``levels``, in
+    the ``resolutions`` mode the last hourglass's top-down heatmaps coarse to fine (H/32, H/16, H/8), else empty."""
+
+    stacks: Tensor
+    levels: tuple[Tensor, ...] = ()
+
+
 class StackedHourglass(nn.Module):
-    """Stem + ``stacks`` hourglasses; ``forward`` returns every stack's heatmaps as ``(N, stacks, joints, H/4, W/4)``
-    (and, when asked, the ``resolutions`` mode's lower-resolution heatmaps)."""
+    """Stem + ``stacks`` hourglasses; ``forward`` returns :class:`HeatmapOutputs`."""
 
     def __init__(self, config: NetworkConfig | None = None) -> None:
         super().__init__()
@@ -125,13 +133,10 @@ class StackedHourglass(nn.Module):
         levels = HOURGLASS_DEPTH - 1 if config.supervision == "resolutions" else 0
         self.auxiliary_heatmaps = nn.ModuleList(nn.Conv2d(features, joints, 1) for _ in range(levels))
 
-    def forward(self, images: Tensor, auxiliary: bool = False) -> Tensor | tuple[Tensor, list[Tensor]]:
-        """``images``: (N, 3, H, W) RGB in [0, 1], H and W multiples of 64.
-
-        With ``auxiliary=True`` the result is ``(outputs, maps)``: ``maps`` are the ``resolutions`` mode's heatmaps
-        of the last hourglass's top-down path, coarse to fine (H/32, H/16, H/8), and empty in the other modes. A
-        flag rather than a second method because DDP and ``torch.compile`` wrap ``forward`` only.
-        """
+    def forward(self, images: Tensor) -> HeatmapOutputs:
+        """``images``: (N, 3, H, W) RGB in [0, 1], H and W multiples of 64. Every stack's heatmaps, and in the
+        ``resolutions`` mode the last hourglass's lower-resolution ones (what the loss takes is the criterion's
+        choice: :mod:`hourglass.supervision`)."""
         x = self.stem(images)
         outputs = []
         for i in range(self.stacks):
@@ -141,28 +146,9 @@ class StackedHourglass(nn.Module):
             outputs.append(heatmaps)
             if i < self.stacks - 1:
                 x = x + self.remap_features[i](features) + self.remap_heatmaps[i](heatmaps)
-        stacked = torch.stack(outputs, dim=1)
-        if not auxiliary:
-            return stacked
         # Outside the resolutions mode there are no heads, so the path's levels go unused (the zip is empty).
-        return stacked, [head(level) for head, level in zip(self.auxiliary_heatmaps, path, strict=False)]
-
-    def supervised(self, outputs: Tensor) -> Tensor:
-        """The heatmaps the loss applies to, as (N, K, joints, H, W), per the supervision mode.
-
-        ``intermediate``: every stack (the paper's default); ``final`` and ``resolutions``: the last stack only
-        (``resolutions`` adds its lower-resolution maps, which ``forward(..., auxiliary=True)`` returns);
-        ``add``: the sum of all stacks (Figure 4's HG-Stacked-Add). The same tensor is what the model predicts with.
-        """
-        if self.supervision == "intermediate":
-            return outputs
-        if self.supervision in ("final", "resolutions"):
-            return outputs[:, -1:]
-        return outputs.sum(dim=1, keepdim=True)
-
-    def predict(self, images: Tensor) -> Tensor:
-        """Final heatmaps (N, joints, H, W): the last supervised output."""
-        return self.supervised(self(images))[:, -1]
+        levels = tuple(head(level) for head, level in zip(self.auxiliary_heatmaps, path, strict=False))
+        return HeatmapOutputs(torch.stack(outputs, dim=1), levels)
 
 
 def create_model(**arguments: Any) -> StackedHourglass:

@@ -19,7 +19,7 @@ from shipped import PARAMS, recipe
 from hourglass.bench import step_timing
 from hourglass.bench.__main__ import main
 from hourglass.bench.projection import project, train_gflop
-from hourglass.train import losses
+from hourglass.train import loop
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -107,14 +107,14 @@ def test_a_change_to_the_training_loop_reaches_the_benchmark(checked, monkeypatc
     """Slow hourglass.train.loop's step by 0.2 s: every timed step of both runs is that much slower, and the loop ran
     each run's warm-up + timed steps (it is the training loop, not a copy)."""
     calls = []
-    real = losses.forward_loss
+    real = loop.forward_loss
 
     def slower(*args, **kwargs):
         calls.append(1)
         time.sleep(0.2)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(losses, "forward_loss", slower)
+    monkeypatch.setattr(loop, "forward_loss", slower)  # the loop's own step
     result, _ = _check(SMALLEST)
     assert len(calls) == 2 * (3 + 1)
     for name in ("fast", "fp32_eager"):

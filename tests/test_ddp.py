@@ -30,9 +30,9 @@ from torch.utils.data import DistributedSampler, default_collate
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from hourglass.model import create_model
 from hourglass.precision import Precision
+from hourglass.train.criterion import build_criterion
 from hourglass.train.distributed import DistInfo
 from hourglass.train.loop import train
-from hourglass.train.losses import heatmap_loss
 from hourglass.train.validation import validate
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -71,6 +71,7 @@ def _reference_run(params) -> torch.nn.Module:
     network = create_model(stacks=1, features=16, joints=16).to(memory_format=torch.channels_last)
     optimizer = torch.optim.RMSprop(network.parameters(), lr=params.train.lr, alpha=0.99, eps=1e-8)
     per_rank = params.train.batch_size // 2
+    criterion = build_criterion(network.config.supervision)  # target scale 1, as the loss was written here
     for epoch in range(params.train.epochs):
         shards = []
         for rank in range(2):
@@ -84,7 +85,7 @@ def _reference_run(params) -> torch.nn.Module:
             for shard in shards:
                 batch = default_collate([train_set[i] for i in shard[step * per_rank:(step + 1) * per_rank]])
                 images = batch["image"].to(memory_format=torch.channels_last)
-                total = total + heatmap_loss(network.supervised(network(images)), batch["target"])
+                total = total + criterion(network(images), batch["target"])
             (total / 2).backward()
             optimizer.step()
     return network
@@ -108,7 +109,9 @@ def test_two_gloo_processes_keep_replicas_identical_and_match_one_process(tmp_pa
 
     # Validation is sharded over the two processes and gathered: the metrics equal one process scoring the
     # checkpointed weights alone.
-    single = validate(_load(ddp_ckpt), ToyPoses(6, seed=1), _ddp_params(), Precision(torch.device("cpu"), "fp32", True))
+    params = _ddp_params()
+    single = validate(_load(ddp_ckpt), build_criterion(params.model.supervision, params.train.target_scale),
+                      ToyPoses(6, seed=1), params, Precision(torch.device("cpu"), "fp32", True))
     assert ddp_ckpt["history"][-1]["val/pckh/Mean"] == single["val/pckh/Mean"]
     assert ddp_ckpt["history"][-1]["val/loss"] == pytest.approx(single["val/loss"], rel=1e-5)
 

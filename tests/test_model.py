@@ -5,6 +5,8 @@ import torch
 
 from hourglass import create_model
 from hourglass.model import count_parameters
+from hourglass.supervision import final_heatmaps
+from hourglass.supervision import supervised as supervised_outputs
 
 # The parameter counts of pose-hg-train's hg.lua network: 16 joints, 256 features, 1 module per location.
 HG_LUA_PARAMS = {1: 3_426_448, 2: 6_570_400, 4: 12_858_304, 8: 25_434_112}
@@ -32,7 +34,7 @@ def test_every_stack_is_returned_at_quarter_resolution(res):
     model = create_model(stacks=3, features=32, joints=16).eval()
     with torch.no_grad():
         out = model(torch.rand(2, 3, res, res))
-    assert out.shape == (2, 3, 16, res // 4, res // 4)
+    assert out.stacks.shape == (2, 3, 16, res // 4, res // 4) and out.levels == ()
 
 
 @pytest.mark.parametrize("supervision,stacks,k,levels", [
@@ -42,8 +44,8 @@ def test_no_parameter_goes_unused(supervision, stacks, k, levels):
     # What the trainer does: the forward with the auxiliary maps, every supervised tensor in the loss.
     torch.manual_seed(0)
     model = create_model(stacks=stacks, features=16, joints=4, supervision=supervision)
-    out, maps = model(torch.rand(2, 3, 64, 64), auxiliary=True)
-    supervised = model.supervised(out)
+    out, maps = model(torch.rand(2, 3, 64, 64))
+    supervised = supervised_outputs(out, supervision)
     assert supervised.shape[1] == k and len(maps) == levels
     (supervised.square().mean() + sum(m.square().mean() for m in maps)).backward()
     # Unused means outside the autograd graph (grad None), what DDP rejects. A value test would be wrong: a
@@ -58,12 +60,10 @@ def test_resolutions_mode_returns_the_top_down_path_coarse_to_fine(res):
     model = create_model(stacks=1, modules=2, features=16, joints=5, supervision="resolutions").eval()
     x = torch.rand(2, 3, res, res)
     with torch.no_grad():
-        plain = model(x)
-        out, maps = model(x, auxiliary=True)
-    assert plain.shape == out.shape == (2, 1, 5, res // 4, res // 4)  # forward's shape is every mode's
-    assert torch.equal(plain, out)
+        out, maps = model(x)
+    assert out.shape == (2, 1, 5, res // 4, res // 4)  # the stacks' shape is every mode's
     assert [tuple(m.shape) for m in maps] == [(2, 5, res // s, res // s) for s in (32, 16, 8)]
-    assert torch.equal(model.predict(x), out[:, -1])
+    assert torch.equal(final_heatmaps(out, "resolutions"), out[:, -1])
 
 
 def test_resolutions_heads_add_only_their_own_parameters():
@@ -72,16 +72,16 @@ def test_resolutions_heads_add_only_their_own_parameters():
     # The other modes have no auxiliary heads and no new state_dict keys, so earlier checkpoints still load.
     assert not any("auxiliary" in key for key in hg.state_dict())
     with torch.no_grad():
-        _, maps = create_model(stacks=2, features=16, joints=4).eval()(torch.rand(1, 3, 64, 64), auxiliary=True)
-    assert maps == []
+        _, maps = create_model(stacks=2, features=16, joints=4).eval()(torch.rand(1, 3, 64, 64))
+    assert maps == ()
 
 
 def test_add_supervision_predicts_the_sum_of_stacks():
     model = create_model(stacks=2, features=16, joints=4, supervision="add").eval()
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        out = model(x)
-        assert torch.allclose(model.predict(x), out.sum(dim=1))
+        out = model(x).stacks
+        assert torch.allclose(final_heatmaps(out, model.config.supervision), out.sum(dim=1))
 
 
 def test_stem_width_narrows_only_the_stem():

@@ -24,7 +24,7 @@ from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_check
 from hourglass.model import create_model
 from hourglass.precision import select_precision
 from hourglass.train import loop as train_module
-from hourglass.train import losses
+from hourglass.train.criterion import build_criterion, forward_loss
 from hourglass.train.loop import train
 from hourglass.train.losses import auxiliary_loss, heatmap_loss
 from hourglass.train.optim import create_optimizer, create_schedule
@@ -67,17 +67,17 @@ def test_training_loss_of_hg_int_adds_the_lower_resolution_terms():
     samples = [ToyPoses(2)[i] for i in range(2)]
     batch = {k: torch.as_tensor(np.stack([s[k] for s in samples])) for k in ("image", "target")}
     precision = select_precision("fp32", torch.device("cpu"), channels_last=False)
-    loss = losses.forward_loss(network, network, batch, precision, target_scale=1.0)
-    outputs, maps = network(batch["image"], auxiliary=True)
-    full = heatmap_loss(network.supervised(outputs), batch["target"])
+    loss = forward_loss(network, build_criterion("resolutions"), batch, precision)
+    outputs, maps = network(batch["image"])
+    full = heatmap_loss(outputs[:, -1:], batch["target"])
     lower = auxiliary_loss(maps, batch["target"])
     assert lower.item() > 0 and [m.shape[-1] for m in maps] == [2, 4, 8]  # 64 px input: 16 px output
     assert loss.item() == pytest.approx((full + lower).item(), rel=1e-6)
     # The other modes' loss is the full-resolution part alone.
     torch.manual_seed(0)
     plain = create_model(stacks=1, modules=2, features=16, joints=16, supervision="final")
-    assert losses.forward_loss(plain, plain, batch, precision, 1.0).item() == pytest.approx(
-        heatmap_loss(plain.supervised(plain(batch["image"])), batch["target"]).item(), rel=1e-6)
+    assert forward_loss(plain, build_criterion("final"), batch, precision).item() == pytest.approx(
+        heatmap_loss(plain(batch["image"]).stacks[:, -1:], batch["target"]).item(), rel=1e-6)
 
 
 def test_schedule_warmup_and_plateau_drop_by_five():
@@ -195,14 +195,18 @@ def test_hg_int_variant_trains_its_lower_resolution_heads(tmp_path, monkeypatch)
     variants = {"hg_int": {"model": {"stacks": 1, "modules": 2, "supervision": "resolutions"}}}
     params = tiny_params(epochs=1, steps_per_epoch=2, lr=1e-3, variants=variants)
     calls = []
-    real = losses.auxiliary_loss
+    real = build_criterion("resolutions", params.train.target_scale)
 
-    def counted(maps, *args, **kwargs):
-        calls.append(len(maps))
-        return real(maps, *args, **kwargs)
+    class Counted:  # the criterion the loop is given, counting each training loss's lower-resolution terms
+        def __call__(self, outputs, target):
+            calls.append(len(outputs.levels))
+            return real(outputs, target)
 
-    monkeypatch.setattr(losses, "auxiliary_loss", counted)
-    result = train(params, tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1), variant="hg_int")
+        def validation_loss(self, stacks, target):
+            return real.validation_loss(stacks, target)
+
+    result = train(params, tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1), variant="hg_int",
+                   criterion=Counted())
     assert result.steps == 2 and calls == [3, 3]  # every step's loss had three lower-resolution terms
     assert math.isfinite(result.final_metrics["val/loss"])
     torch.manual_seed(params.seeds[0])  # the trainer's initial weights (its default seed: the first)

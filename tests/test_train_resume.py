@@ -14,8 +14,25 @@ from toy_poses import ToyPoses, tiny_params
 
 from hourglass.config.params_file import parse_params
 from hourglass.io.checkpoint import CHECKPOINT_NAME, load_checkpoint
-from hourglass.train import losses
+from hourglass.train.criterion import build_criterion
 from hourglass.train.loop import NonFiniteLossError, train
+
+
+class Watched:
+    """The run's criterion, with every loss it computes (training steps and validation batches, counted together
+    from 1) passed through ``hook(call, loss)``: the loop is given it as its ``criterion``."""
+
+    def __init__(self, params, hook) -> None:
+        self.real = build_criterion(params.model.supervision, params.train.target_scale)
+        self.hook, self.calls = hook, 0
+
+    def __call__(self, outputs, target):
+        self.calls += 1
+        return self.hook(self.calls, self.real(outputs, target))
+
+    def validation_loss(self, stacks, target):
+        self.calls += 1
+        return self.hook(self.calls, self.real.validation_loss(stacks, target))
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,26 +45,21 @@ class Interrupted(RuntimeError):
     pass
 
 
-def test_kill_and_resume_ends_with_identical_weights(tmp_path, monkeypatch):
+def test_kill_and_resume_ends_with_identical_weights(tmp_path):
     """Epochs of 6 steps of 4 over 10 people (2.4 passes): the resumed run draws the uninterrupted run's order."""
     params = tiny_params(epochs=3, lr=1e-3, warmup_steps=3, optimizer="rmsprop", steps_per_epoch=6)
     data = ToyPoses(10), ToyPoses(8, seed=1)
     train(params, tmp_path / "full", train_set=data[0], val_set=data[1])
 
-    calls = {"n": 0}
-    real = losses.heatmap_loss
-
-    def crash_in_epoch_two(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 10:  # epoch 2 (6 steps/epoch + 1 validation batch per epoch), mid-epoch
+    def crash_in_epoch_two(call: int, loss: torch.Tensor) -> torch.Tensor:
+        if call == 10:  # epoch 2 (6 steps/epoch + 1 validation batch per epoch), mid-epoch
             raise Interrupted("simulated kill")
-        return real(*args, **kwargs)
+        return loss
 
-    monkeypatch.setattr(losses, "heatmap_loss", crash_in_epoch_two)
     with pytest.raises(Interrupted):
-        train(params, tmp_path / "resumed", train_set=data[0], val_set=data[1])
+        train(params, tmp_path / "resumed", train_set=data[0], val_set=data[1],
+              criterion=Watched(params, crash_in_epoch_two))
     assert load_checkpoint(tmp_path / "resumed" / CHECKPOINT_NAME)["epoch"] == 1
-    monkeypatch.setattr(losses, "heatmap_loss", real)
     result = train(params, tmp_path / "resumed", train_set=data[0], val_set=data[1])
     assert result.epochs == 3
     full, resumed = _final_weights(tmp_path / "full"), _final_weights(tmp_path / "resumed")
@@ -124,25 +136,18 @@ def test_code_digest_follows_the_loaded_project_sources(tmp_path):
     assert fingerprint.code_digest(copies) != before
 
 
-def _nan_loss_at(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
-    """The training loss turns NaN on its ``call``-th computation (counted from 1), and is the real one otherwise."""
-    calls = {"n": 0}
-    real = losses.heatmap_loss
-
-    def loss_or_nan(*args, **kwargs):
-        calls["n"] += 1
-        loss = real(*args, **kwargs)
-        return loss * math.nan if calls["n"] == call else loss
-
-    monkeypatch.setattr(losses, "heatmap_loss", loss_or_nan)
+def _nan_loss_at(params, call: int) -> Watched:
+    """A criterion whose loss turns NaN on its ``call``-th computation (counted from 1, training steps and
+    validation batches alike), and is the real one otherwise."""
+    return Watched(params, lambda n, loss: loss * math.nan if n == call else loss)
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     params = tiny_params(epochs=3)
     data = ToyPoses(8), ToyPoses(4, seed=1)
-    _nan_loss_at(monkeypatch, 5)  # the first call of epoch 2: epoch 1 is 2 steps + 1 validation batch
+    nan_at_5 = _nan_loss_at(params, 5)  # the first call of epoch 2: epoch 1 is 2 steps + 1 validation batch
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3.*checkpoint .* \(epoch 1\) is kept"):
-        train(params, tmp_path, train_set=data[0], val_set=data[1])
+        train(params, tmp_path, train_set=data[0], val_set=data[1], criterion=nan_at_5)
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -156,13 +161,12 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypa
     # log_every 5: neither step of epoch 2 is a read-back point; the epoch's end is, before validation/checkpoint.
     (5, 5, r"epoch 2, step 3; it was read back at step 3 .* the update of step 3 was made in memory only"),
 ])
-def test_a_non_finite_loss_between_read_backs_is_found_before_the_next_checkpoint(tmp_path, monkeypatch, log_every,
+def test_a_non_finite_loss_between_read_backs_is_found_before_the_next_checkpoint(tmp_path, log_every,
                                                                                  bad_call, message):
     params = tiny_params(epochs=3, log_every=log_every)
     data = ToyPoses(8), ToyPoses(4, seed=1)
-    _nan_loss_at(monkeypatch, bad_call)
     with pytest.raises(NonFiniteLossError, match=message + r".*checkpoint .* \(epoch 1\) is kept"):
-        train(params, tmp_path, train_set=data[0], val_set=data[1])
+        train(params, tmp_path, train_set=data[0], val_set=data[1], criterion=_nan_loss_at(params, bad_call))
     state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert state["epoch"] == 1 and state["step"] == 2
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

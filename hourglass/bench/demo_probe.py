@@ -31,7 +31,7 @@ from hourglass.precision import (
     select_device,
     select_precision,
 )
-from hourglass.train.losses import auxiliary_loss, heatmap_loss
+from hourglass.train.criterion import build_criterion
 from hourglass.train.optim import create_optimizer
 from hourglass.train.run_config import resolve_variant
 
@@ -94,16 +94,14 @@ def probe_rate(params: ParamsConfig, precision: Precision, steps: int = 3, warmu
     optimizer = create_optimizer(network, params.train)
     images = torch.rand(batch, 3, m.input_res, m.input_res, device=device).to(memory_format=precision.memory_format)
     target = torch.rand(batch, joints, m.input_res // 4, m.input_res // 4, device=device)
+    criterion = build_criterion(m.supervision)
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
         with precision.autocast():
-            outputs, maps = network(images, auxiliary=True)
-        loss = heatmap_loss(network.supervised(outputs), target)
-        if maps:
-            loss = loss + auxiliary_loss(maps, target)
-        loss.backward()
+            outputs = network(images)
+        criterion(outputs, target).backward()
         optimizer.step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)

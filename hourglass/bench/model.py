@@ -21,7 +21,8 @@ import torch
 from hourglass.config.recipes import load_with_recipe
 from hourglass.model import create_model
 from hourglass.precision import Precision, select_device, select_precision
-from hourglass.train.losses import heatmap_loss
+from hourglass.supervision import final_heatmaps
+from hourglass.train.criterion import build_criterion
 from hourglass.train.optim import create_optimizer
 
 
@@ -88,19 +89,20 @@ def measure(stacks: int, precision: Precision, args: argparse.Namespace, compile
     scaler = precision.grad_scaler()
     images = torch.rand(args.batch, 3, args.res, args.res, device=device).to(memory_format=precision.memory_format)
     target = torch.rand(args.batch, network.joints, args.res // 4, args.res // 4, device=device)
+    criterion = build_criterion(network.config.supervision)
 
     def train_step() -> None:
         optimizer.zero_grad(set_to_none=True)
         with precision.autocast():
             outputs = model(images)
-        loss = heatmap_loss(network.supervised(outputs), target)
+        loss = criterion(outputs, target)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
 
     def infer() -> None:
         with torch.no_grad(), precision.autocast():
-            network.supervised(model(images))[:, -1].float()
+            final_heatmaps(model(images).stacks, network.config.supervision).float()
 
     network.train()
     train_s = _timed(train_step, args.iters, args.warmup, device)

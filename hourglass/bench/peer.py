@@ -54,9 +54,9 @@ from hourglass.config.recipes import load_with_recipe
 from hourglass.io.atomic import write_json_atomic
 from hourglass.model import count_parameters, create_model
 from hourglass.precision import Precision, cpu_isa, cpu_model, cpu_supports_bf16, isa_caps_allow_bf16, select_precision
+from hourglass.train.criterion import build_criterion, forward_loss
 from hourglass.train.fastpath import compile_model, resolve_fast_path
 from hourglass.train.heap import kept_heap
-from hourglass.train.losses import forward_loss
 from hourglass.train.optim import create_optimizer
 
 CPU = torch.device("cpu")
@@ -181,10 +181,11 @@ def training_contenders(args: argparse.Namespace, fast: Precision, nhwc: torch.T
         model = compile_model(network, fast_path)
         optimizer = create_optimizer(network, cfg, fast_path.optimizer_flags())
         scaler = precision.grad_scaler()
+        criterion = build_criterion(network.config.supervision, cfg.target_scale)
 
         def step() -> None:
             optimizer.zero_grad(set_to_none=True)
-            loss = forward_loss(model, network, batch, precision, cfg.target_scale)
+            loss = forward_loss(model, criterion, batch, precision)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

@@ -38,7 +38,8 @@ from hourglass.config.recipes import load_with_recipe
 from hourglass.data.sampler import EpochSampler
 from hourglass.model import create_model
 from hourglass.precision import Precision, select_device, select_precision
-from hourglass.train import losses
+from hourglass.supervision import final_heatmaps
+from hourglass.train.criterion import build_criterion, forward_loss
 from hourglass.train.fastpath import resolve_fast_path
 from hourglass.train.heap import kept_heap
 from hourglass.train.optim import create_optimizer
@@ -94,6 +95,7 @@ class Step:
         fast = resolve_fast_path(params.train, precision.device)
         self.optimizer = create_optimizer(self.network, params.train, fast.optimizer_flags())
         self.scaler = precision.grad_scaler()
+        self.criterion = build_criterion(params.model.supervision, params.train.target_scale)
 
     def __call__(self) -> None:
         with record_function(PREFIX + "data"):
@@ -101,8 +103,7 @@ class Step:
         with record_function(PREFIX + "zero_grad"):
             self.optimizer.zero_grad(set_to_none=True)
         with record_function(PREFIX + LOSS):  # the input's layout conversion, the network (its own range), loss
-            loss = losses.forward_loss(self.network, self.network, batch, self.precision,
-                                       self.params.train.target_scale)
+            loss = forward_loss(self.network, self.criterion, batch, self.precision)
         with record_function(PREFIX + "backward"):
             self.scaler.scale(loss).backward()
         with record_function(PREFIX + "optimiser"):
@@ -114,8 +115,7 @@ class Step:
         batch = next(self.batches)
         self.optimizer.zero_grad(set_to_none=True)
         with FlopCounterMode(display=False) as counter:
-            loss = losses.forward_loss(self.network, self.network, batch, self.precision,
-                                       self.params.train.target_scale)
+            loss = forward_loss(self.network, self.criterion, batch, self.precision)
             loss.backward()
         self.optimizer.zero_grad(set_to_none=True)
         return counter.get_total_flops()
@@ -128,7 +128,7 @@ class Step:
         def run() -> None:
             self.network.eval()
             with torch.no_grad(), self.precision.autocast():
-                self.network.supervised(self.network(images))[:, -1].float()
+                final_heatmaps(self.network(images).stacks, self.network.config.supervision).float()
             self.network.train()
         return run
 

@@ -18,7 +18,7 @@ from hourglass.config import ModelConfig, ParamsConfig
 from hourglass.config.recipes import load_with_recipe
 from hourglass.family import family_of
 from hourglass.model import create_model
-from hourglass.train.losses import auxiliary_loss, heatmap_loss
+from hourglass.train.criterion import build_criterion
 from hourglass.train.run_config import resolve_variant
 
 RECIPES = ("mpii", "flic")
@@ -35,11 +35,7 @@ def _train_gflop(stacks: int, features: int, modules: int, supervision: str, ste
         images = torch.empty(2, 3, res, res)
         target = torch.empty(2, joints, res // 4, res // 4)
     with FlopCounterMode(display=False) as counter:
-        outputs, maps = network(images, auxiliary=True)
-        loss = heatmap_loss(network.supervised(outputs), target)
-        if maps:
-            loss = loss + auxiliary_loss(maps, target)
-        loss.backward()
+        build_criterion(network.config.supervision)(network(images), target).backward()
     return counter.get_total_flops() / 2 / 1e9
 
 

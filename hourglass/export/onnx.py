@@ -33,7 +33,7 @@ def export_onnx(model: nn.Module, metadata: ExportMetadata, out_dir: str | Path)
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings(), _quiet_exporter():
         warnings.simplefilter("ignore", FutureWarning)
-        program = torch.onnx.export(model, (example,), dynamo=True, input_names=[INPUT_NAME],
+        program = torch.onnx.export(_StacksOnly(model), (example,), dynamo=True, input_names=[INPUT_NAME],
                                     output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), opset_version=OPSET,
                                     optimize=True, verbose=False)
     proto = program.model_proto
@@ -43,6 +43,18 @@ def export_onnx(model: nn.Module, metadata: ExportMetadata, out_dir: str | Path)
     with atomic_path(path, suffix=".onnx") as tmp:
         onnx.save_model(proto, str(tmp))
     return path
+
+
+class _StacksOnly(nn.Module):
+    """The network with its stacks' heatmaps as the one output (a runtime has no use for the resolutions mode's
+    training heads; the exporter drops them from the graph)."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images).stacks
 
 
 class _quiet_exporter:

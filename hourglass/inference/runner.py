@@ -5,8 +5,8 @@ What one forward pass yields per person (pose-hg-train ``src/train.lua`` valid/p
 
 * the model's heatmaps, and with the flip test those of the mirrored input mirrored back with the left/right swap
   and averaged (``hourglass.heatmaps.flip_average``; HRNet's 1-px shift only when asked);
-* the *final* prediction from ``model.supervised(out)[:, -1]`` -- the last stack, or for ``supervision: add`` the
-  sum of the stacks, which is what that model was trained to output;
+* the *final* prediction from :func:`hourglass.supervision.final_heatmaps` -- the last stack, or for ``supervision:
+  add`` the sum of the stacks, which is what that model was trained to output;
 * every stack's own raw output as well, so intermediate stacks can be scored against the final one (Figure 5);
 * decoding by argmax plus the quarter-pixel step toward the higher neighbour, then the inverse crop transform of the
   sample's ``center``/``scale`` (unaugmented validation samples are exactly that crop). Coordinates stay float: the
@@ -34,6 +34,7 @@ from hourglass.heatmaps import decode, flip_average, heatmaps_to_image
 from hourglass.io.checkpoint import CHECKPOINT_NAME, CheckpointError, load_checkpoint
 from hourglass.model import StackedHourglass, create_model
 from hourglass.precision import Precision
+from hourglass.supervision import final_heatmaps
 
 # The batch hook gets the collated batch and the model's raw (unflipped) outputs (N, stacks, J, h, w), e.g. for a loss.
 BatchHook = Callable[[Mapping[str, Any], Tensor], None]
@@ -137,7 +138,7 @@ def predict_heatmaps(model: StackedHourglass, images: Tensor, precision: Precisi
     With ``flip_perm`` (``JointSet.flip``) each is the flip-test average. ``outputs`` (the model's raw output for
     ``images``) may be passed when the caller already has it, so the unflipped pass is not repeated. ``forward``
     computes the raw outputs instead of ``model`` (an exported runtime, :mod:`hourglass.inference.runtimes`);
-    ``model`` then only says how its stacks are combined (``supervised``).
+    ``model`` then only says how its stacks are combined (its ``config.supervision``).
     """
     run = forward if forward is not None else (lambda x: _forward(model, x, precision))
     if outputs is None:
@@ -146,12 +147,12 @@ def predict_heatmaps(model: StackedHourglass, images: Tensor, precision: Precisi
     if flip_perm is not None:
         mirrored = run(images.flip(-1)).float()
         stacks = flip_average(stacks, mirrored, flip_perm, shift)
-    return model.supervised(stacks)[:, -1], stacks
+    return final_heatmaps(stacks, model.config.supervision), stacks
 
 
 def _forward(model: nn.Module, images: Tensor, precision: Precision) -> Tensor:
     with precision.autocast():
-        return model(images.contiguous(memory_format=precision.memory_format))
+        return model(images.contiguous(memory_format=precision.memory_format)).stacks
 
 
 def decode_to_image(final: Tensor, stacks: Tensor, center: np.ndarray,

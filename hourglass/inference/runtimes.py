@@ -56,7 +56,7 @@ class TorchRuntime(Runtime):
 
     def __call__(self, images: Tensor) -> Tensor:
         with torch.no_grad(), self.precision.autocast():
-            return self.model(images.contiguous(memory_format=self.precision.memory_format))
+            return self.model(images.contiguous(memory_format=self.precision.memory_format)).stacks
 
 
 class ExportedRuntime(Runtime):

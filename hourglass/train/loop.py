@@ -3,7 +3,7 @@
 The same function runs as a single process or as one process of a ``torchrun`` job (the caller passes a
 :class:`DistInfo`; DistributedDataParallel over NCCL/gloo). Per epoch it trains on this rank's share of
 :class:`~hourglass.data.sampler.EpochSampler`'s order (``steps_per_epoch`` global batches, as many shuffled passes
-over the people as that takes) with the loss of :mod:`hourglass.train.losses`, validates with the official metric
+over the people as that takes) with the loss of :mod:`hourglass.train.criterion`, validates with the official metric
 (:mod:`hourglass.train.validation`), records both DVC files and MLflow through :mod:`hourglass.tracking.runs`, and
 writes an atomic checkpoint (:mod:`hourglass.train.resume`) from which a killed run resumes to exactly the weights
 of an uninterrupted one. Only rank 0 writes.
@@ -34,7 +34,7 @@ from hourglass.model import StackedHourglass, create_model
 from hourglass.precision import Precision, runtime_record, select_device, select_precision
 from hourglass.tracking.runs import RunTracker
 from hourglass.tracking.store import default_tracking_uri, registered_name
-from hourglass.train import losses
+from hourglass.train.criterion import HeatmapCriterion, build_criterion, forward_loss
 from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, barrier, broadcast_buffers, process_group
 from hourglass.train.fastpath import FastPath, backend_flags, compile_model, resolve_fast_path
 from hourglass.train.fingerprint import training_fingerprint
@@ -119,6 +119,7 @@ def train(
     data_fingerprint: str | None = None,
     data_dir: str | Path | None = None,
     observer: StepObserver | None = None,
+    criterion: HeatmapCriterion | None = None,
 ) -> TrainResult:
     """Train ``params.model`` (after ``variant``'s overrides) to ``params.train.epochs`` from training seed ``seed``
     (initial weights, sample order, augmentation; None: the first of ``params.seeds``); resume from
@@ -129,7 +130,8 @@ def train(
     ``config.yaml`` to ``out_dir`` and logs the MLflow run, each with the run's lineage (:mod:`hourglass.lineage`;
     ``data_dir``, default ``data/processed/<dataset>``, is the data's place in ``dvc.lock``); other ranks only
     compute. The device's fast path (:mod:`hourglass.train.fastpath`) is resolved from ``params.train`` once;
-    ``observer`` watches the step loop."""
+    ``observer`` watches the step loop; ``criterion`` is the loss (default: :func:`build_criterion` of the variant's
+    supervision and ``train.target_scale``)."""
     params = resolve_variant(params, variant)
     seed = params.seeds[0] if seed is None else int(seed)
     if seed < 0:
@@ -145,13 +147,15 @@ def train(
         raise ValueError("train.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernels); "
                          "set it to false for CPU training")
     with process_group(info, device), determinism(cfg.deterministic), backend_flags(fast), kept_heap(device):
+        criterion = criterion or build_criterion(params.model.supervision, cfg.target_scale)
         return _train(params, variant, seed, out_dir, train_set, val_set, info, precision, fast, stage,
-                      data_fingerprint, data_dir, observer)
+                      data_fingerprint, data_dir, observer, criterion)
 
 
 def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, train_set: Dataset,
            val_set: Dataset, info: DistInfo, precision: Precision, fast: FastPath, stage: str | None,
-           data_fingerprint: str | None, data_dir: str | Path | None, observer: StepObserver | None) -> TrainResult:
+           data_fingerprint: str | None, data_dir: str | Path | None, observer: StepObserver | None,
+           criterion: HeatmapCriterion) -> TrainResult:
     cfg = params.train
     headline = family_of(params).headline  # what the plateau schedule and "best" follow
     ckpt_path = out_dir / CHECKPOINT_NAME
@@ -253,7 +257,7 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
             for batch in _observed(bar, observer):
                 lr = schedule.apply(step)
                 optimizer.zero_grad(set_to_none=True)
-                loss = losses.forward_loss(model, network, batch, precision, cfg.target_scale)
+                loss = forward_loss(model, criterion, batch, precision)
                 readback.add(loss, step)
                 if step % cfg.log_every == 0:  # a read-back point: every rank reads at the same steps
                     value, bad = readback.read()
@@ -274,7 +278,7 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
             train_loss = readback.epoch_mean()
             seconds = time.perf_counter() - started
             broadcast_buffers(network, info)  # one set of BatchNorm statistics: rank 0's, as checkpointed
-            metrics = validate(network, val_set, params, precision, info, workers=fast.workers)
+            metrics = validate(network, criterion, val_set, params, precision, info, workers=fast.workers)
             metrics.update({"train/loss": train_loss, "train/lr": schedule.lr_at(step - 1),
                             "train/img_s": steps_per_epoch * cfg.batch_size / seconds, "step": float(step)})
             schedule.end_epoch(metrics.get(headline))

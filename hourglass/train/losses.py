@@ -1,21 +1,18 @@
-"""The training loss: the original ``nn.ParallelCriterion`` of per-stack ``MSECriterion``s with equal weights.
+"""The two sums of the training loss (the original ``nn.ParallelCriterion`` of per-stack ``MSECriterion``s with
+equal weights), which :mod:`hourglass.train.criterion` applies to the outputs a supervision mode supervises.
 
 Each supervised output's mean squared error against the (optionally scaled) target, summed over outputs. For
 ``supervision: resolutions`` (HG-Int) the lower-resolution maps of the top-down path join the sum with the same
-weight, each against the target max-pooled to its size. Validation reports the full-resolution part only
-(:func:`heatmap_loss`), so its loss stays comparable across variants.
+weight, each against the target max-pooled to its size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
-
-from hourglass.model import StackedHourglass
-from hourglass.precision import Precision
+from torch import Tensor
 
 
 def heatmap_loss(supervised: Tensor, target: Tensor, target_scale: float = 1.0) -> Tensor:
@@ -41,17 +38,3 @@ def auxiliary_loss(maps: Sequence[Tensor], target: Tensor, target_scale: float =
         pooled = F.max_pool2d(target.float() * target_scale, kernel_size=full_h // h)
         total = total + (heatmaps.float() - pooled).pow(2).mean()
     return total
-
-
-def forward_loss(model: nn.Module, network: StackedHourglass, batch: Mapping[str, Tensor], precision: Precision,
-                 target_scale: float) -> Tensor:
-    """The training loss of one batch (forward pass under the run's precision). The wrapped ``model`` is asked for
-    the auxiliary maps too, so under DDP every head of the ``resolutions`` mode takes part in the pass it syncs."""
-    images = batch["image"].to(precision.device, memory_format=precision.memory_format, non_blocking=True)
-    target = batch["target"].to(precision.device, non_blocking=True)
-    with precision.autocast():
-        outputs, maps = model(images, auxiliary=True)
-    loss = heatmap_loss(network.supervised(outputs), target, target_scale)
-    if maps:
-        loss = loss + auxiliary_loss(maps, target, target_scale)
-    return loss

@@ -14,28 +14,27 @@ from hourglass.data.workers import resolve_workers
 from hourglass.family import family_of
 from hourglass.inference.runner import Predictions, predict_dataset
 from hourglass.precision import Precision
-from hourglass.train import losses
+from hourglass.train.criterion import HeatmapCriterion
 from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, gather_objects
 from hourglass.train.seeding import seed_worker
 
 
 @torch.no_grad()
-def validate(model: nn.Module, dataset: Dataset, params: ParamsConfig, precision: Precision,
-             info: DistInfo = SINGLE_PROCESS, workers: int | None = None) -> dict[str, float]:
+def validate(model: nn.Module, criterion: HeatmapCriterion, dataset: Dataset, params: ParamsConfig,
+             precision: Precision, info: DistInfo = SINGLE_PROCESS, workers: int | None = None) -> dict[str, float]:
     """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding),
     loaded by ``workers`` processes (None: ``train.workers`` resolved for the device).
 
     No flip test: per-epoch validation tracks progress at the cost of one pass; ``hourglass.evaluation.stage``
     scores with it.
-    The loss is :func:`hourglass.train.losses.heatmap_loss`, looked up at call time like the training step's.
+    The loss is ``criterion``'s full-resolution part (:meth:`HeatmapCriterion.validation_loss`).
     """
     indices = range(info.rank, len(dataset), info.world_size)
     loss = {"sum": 0.0, "count": 0}
 
     def add_loss(batch: Mapping[str, Any], outputs: Tensor) -> None:
-        supervised = model.supervised(outputs).float()
         target = batch["target"].to(precision.device)
-        loss["sum"] += float(losses.heatmap_loss(supervised, target, params.train.target_scale)) * len(outputs)
+        loss["sum"] += float(criterion.validation_loss(outputs, target)) * len(outputs)
         loss["count"] += len(outputs)
 
     if workers is None:
