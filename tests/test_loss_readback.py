@@ -83,7 +83,7 @@ def test_the_training_loop_reads_losses_back_only_at_its_read_back_points(tmp_pa
     result = train_module.train(params, tmp_path, train_set=ToyPoses(8), val_set=ToyPoses(4, seed=1))
     assert result.steps == 10 and reads == [0, 3, 4, 6, 9] and means == [5, 5]
     in_loop = {(f, fn) for f, fn in host_reads if f in ("loop.py", "losses.py", "criterion.py") and fn in (
-        "_train", "forward_loss", "__call__", "heatmap_loss", "auxiliary_loss")}
+        "_train", "train_one_epoch", "forward_loss", "__call__", "heatmap_loss", "auxiliary_loss")}
     assert in_loop == set()
     assert ("loss_readback.py", "read") in set(host_reads)
     assert all(math.isfinite(h["train/loss"]) for h in result.history)

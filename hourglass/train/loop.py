@@ -31,19 +31,21 @@ from hourglass.family import family_of
 from hourglass.io.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from hourglass.lineage import compute_lineage, lineage_of_config
 from hourglass.model import StackedHourglass, create_model
-from hourglass.precision import Precision, runtime_record, select_device, select_precision
+from hourglass.precision import runtime_record, select_device, select_precision
+from hourglass.tracking.run_tags import training_tags
 from hourglass.tracking.runs import RunTracker
 from hourglass.tracking.store import default_tracking_uri, registered_name
 from hourglass.train.criterion import HeatmapCriterion, build_criterion, forward_loss
 from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, barrier, broadcast_buffers, process_group
-from hourglass.train.fastpath import FastPath, backend_flags, compile_model, resolve_fast_path
+from hourglass.train.fastpath import backend_flags, compile_model, resolve_fast_path
 from hourglass.train.fingerprint import training_fingerprint
 from hourglass.train.heap import heap_applies, kept_heap
 from hourglass.train.init_from import initialise_from, warm_start
 from hourglass.train.loss_readback import LossReadback, NonFinite
 from hourglass.train.optim import create_optimizer, create_schedule
-from hourglass.train.resume import Resumed, checkpoint_state, restore, resumable_state
+from hourglass.train.resume import Progress, Trainables, checkpoint_state, restore, resumable_state
 from hourglass.train.run_config import (
+    RunContext,
     resolve_variant,
     run_params,
     run_record,
@@ -139,150 +141,173 @@ def train(
     cfg = params.train
     if cfg.batch_size % info.world_size:
         raise ValueError(f"train.batch_size={cfg.batch_size} must be divisible by the {info.world_size} processes")
-    out_dir = Path(out_dir)
     device = select_device(info.local_rank)
     precision = select_precision(cfg.precision, device, cfg.channels_last)
     fast = resolve_fast_path(cfg, device, processes=info.processes_here)
     if cfg.sync_batchnorm and info.enabled and device.type != "cuda":
         raise ValueError("train.sync_batchnorm needs CUDA (torch's SyncBatchNorm has no CPU kernels); "
                          "set it to false for CPU training")
+    ctx = RunContext(params, variant, seed, Path(out_dir), info, precision, fast, stage, data_fingerprint, data_dir)
     with process_group(info, device), determinism(cfg.deterministic), backend_flags(fast), kept_heap(device):
         criterion = criterion or build_criterion(params.model.supervision, cfg.target_scale)
-        return _train(params, variant, seed, out_dir, train_set, val_set, info, precision, fast, stage,
-                      data_fingerprint, data_dir, observer, criterion)
+        return _train(ctx, train_set, val_set, criterion, observer)
 
 
-def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, train_set: Dataset,
-           val_set: Dataset, info: DistInfo, precision: Precision, fast: FastPath, stage: str | None,
-           data_fingerprint: str | None, data_dir: str | Path | None, observer: StepObserver | None,
-           criterion: HeatmapCriterion) -> TrainResult:
-    cfg = params.train
-    headline = family_of(params).headline  # what the plateau schedule and "best" follow
-    ckpt_path = out_dir / CHECKPOINT_NAME
-    torch.manual_seed(seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
-    network = create_model(**params.model.network_kwargs(), joints=int(train_set[0]["target"].shape[0]))
+def train_one_epoch(model: nn.Module, criterion: HeatmapCriterion, parts: Trainables, loader: Iterable[Any],
+                    ctx: RunContext, progress: Progress, *, readback: LossReadback, tracker: RunTracker | None = None,
+                    observer: StepObserver | None = None) -> float:
+    """One epoch of optimiser steps over ``loader`` (epoch ``progress.epoch``, 0-based), counting ``progress.step``;
+    returns the epoch's mean training loss. Losses stay on the device and are read back every ``train.log_every``
+    steps (logged to ``tracker``) and at the epoch's end; a non-finite one stops the run
+    (:class:`NonFiniteLossError`)."""
+    cfg, epoch = ctx.params.train, progress.epoch
+    model.train()
+    bar = tqdm(loader, total=len(loader), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+               disable=not ctx.info.is_main or None, leave=False)
+    for batch in _observed(bar, observer):
+        step = progress.step
+        lr = parts.schedule.apply(step)
+        parts.optimizer.zero_grad(set_to_none=True)
+        loss = forward_loss(model, criterion, batch, ctx.precision)
+        readback.add(loss, step)
+        if step % cfg.log_every == 0:  # a read-back point: every rank reads at the same steps
+            value, bad = readback.read()
+            if bad is not None:
+                raise _non_finite(bad, ctx, progress, updated=step - 1)
+            if tracker is not None:
+                tracker.log_step(step, value, lr)
+        parts.scaler.scale(loss).backward()
+        parts.scaler.step(parts.optimizer)
+        parts.scaler.update()
+        if observer is not None:
+            observer.on_step(step)
+        progress.step = step + 1
+    if readback.pending:  # the epoch's last steps, checked before validation and the checkpoint
+        _, bad = readback.read()
+        if bad is not None:
+            raise _non_finite(bad, ctx, progress, updated=progress.step - 1)
+    return readback.epoch_mean()
+
+
+def _build(ctx: RunContext, joints: int, people: int) -> tuple[Trainables, EpochSampler]:
+    """The network (same initial weights on every rank), its optimiser, schedule and scaler, and the sampler."""
+    params, cfg, info, precision = ctx.params, ctx.params.train, ctx.info, ctx.precision
+    torch.manual_seed(ctx.seed)  # identical initial weights on every rank (DDP also broadcasts rank 0's)
+    network = create_model(**params.model.network_kwargs(), joints=joints)
     if cfg.sync_batchnorm and info.enabled:
         network = nn.SyncBatchNorm.convert_sync_batchnorm(network)
     network = network.to(precision.device, memory_format=precision.memory_format)
-    per_rank = cfg.batch_size // info.world_size
-    sampler = EpochSampler(len(train_set), cfg.batch_size, cfg.steps_per_epoch, seed=seed, rank=info.rank,
+    sampler = EpochSampler(people, cfg.batch_size, cfg.steps_per_epoch, seed=ctx.seed, rank=info.rank,
                            world_size=info.world_size)
+    optimizer = create_optimizer(network, cfg, ctx.fast.optimizer_flags())
+    schedule = create_schedule(optimizer, cfg, total_steps=cfg.epochs * sampler.steps)
+    return Trainables(network, optimizer, schedule, precision.grad_scaler()), sampler
+
+
+def _start(ctx: RunContext, parts: Trainables, state: dict[str, Any] | None) -> tuple[Progress, str | None]:
+    """Where the run starts: the checkpoint's progress when it resumes, else fresh, with the first weights from
+    ``train.init_from`` or the champion (``flows.warm_start``); and what the warm start did or why not (None: off)."""
+    params, cfg, is_main = ctx.params, ctx.params.train, ctx.info.is_main
+    if state is not None:
+        progress = restore(state, parts, ctx.fast)
+        earlier = lineage_of_config(state.get("config"))
+        log.info("resuming %s from epoch %d (step %d)", ctx.out_dir / CHECKPOINT_NAME, progress.epoch, progress.step)
+        return progress, earlier.warm_start if earlier is not None else None
+    progress, warm = Progress(), None
+    if cfg.init_from is not None:
+        # fine-tuning: the weights only; optimiser, schedule and sampler start fresh
+        report = initialise_from(parts.network, cfg.init_from, default_tracking_uri())
+        progress.initialised = {**report.to_dict(), "via": "train.init_from"}
+        if params.flows.warm_start != "none":
+            warm = f"not used: train.init_from ({cfg.init_from}) is set, and wins"
+        if is_main:
+            log.info("%s", report.describe())
+    elif params.flows.warm_start == "champion":
+        started = warm_start(parts.network, params, default_tracking_uri())
+        warm = started.note
+        if started.report is not None:
+            progress.initialised = {**started.report.to_dict(), "via": "flows.warm_start",
+                                    "champion_version": started.version}
+        if is_main:
+            log.info("flows.warm_start=champion: %s%s", started.note,
+                     f"; {started.report.describe()}" if started.report is not None else "")
+    return progress, warm
+
+
+def _open_tracking(ctx: RunContext, record: dict[str, Any], runtime: dict[str, Any], progress: Progress,
+                   warm: str | None, resumed: bool, people: dict[str, int]) -> tuple[dict[str, Any], RunTracker]:
+    """Rank 0: the run's lineage added to its ``record``, ``config.yaml`` written, and the tracker of its DVC files
+    and MLflow run (a resumed run continues its MLflow run)."""
+    params, seed, name = ctx.params, ctx.seed, ctx.name
+    lineage = compute_lineage(params, record, ctx.variant, people=people, data_fingerprint=ctx.data_fingerprint,
+                              data_dir=ctx.data_dir, initialised=progress.initialised, warm_start=warm)
+    record = with_lineage(record, lineage)
+    log.info("lineage: %s", lineage.summary())
+    ctx.out_dir.mkdir(parents=True, exist_ok=True)
+    write_config(record, ctx.variant, runtime, ctx.out_dir / RESOLVED_CONFIG, progress.initialised)
+    tags = training_tags(name, seed, ctx.stage, ctx.precision.describe(), ctx.info.world_size, runtime, lineage)
+    tracker = RunTracker(ctx.out_dir, params.mlflow, run_name=f"{name}/seed-{seed}",
+                         params=run_params(params, name, seed, progress.initialised, lineage), tags=tags,
+                         resume_epoch=progress.epoch if resumed else None, run_id=progress.run_id)
+    log.info("training %s seed %d on %s, %d process(es)", name, seed, ctx.precision.describe(), ctx.info.world_size)
+    return record, tracker
+
+
+def _train(ctx: RunContext, train_set: Dataset, val_set: Dataset, criterion: HeatmapCriterion,
+           observer: StepObserver | None) -> TrainResult:
+    params, cfg, info, precision = ctx.params, ctx.params.train, ctx.info, ctx.precision
+    family = family_of(params)
+    headline = family.headline  # what the plateau schedule and "best" follow
+    parts, sampler = _build(ctx, joints=int(train_set[0]["target"].shape[0]), people=len(train_set))
+    network = parts.network
     steps_per_epoch = sampler.steps
     if info.is_main:
         log.info("an epoch is %d steps of %d = %d samples, %.2f passes over the %d training people",
                  steps_per_epoch, cfg.batch_size, sampler.samples_per_epoch, sampler.passes_per_epoch,
                  len(train_set))
-    optimizer = create_optimizer(network, cfg, fast.optimizer_flags())
-    schedule = create_schedule(optimizer, cfg, total_steps=cfg.epochs * steps_per_epoch)
-    scaler = precision.grad_scaler()
-
-    fingerprint = training_fingerprint(params, variant, data_fingerprint, seed)
-    state = resumable_state(ckpt_path, fingerprint, precision.device)
-    resumed = Resumed(epoch=0, step=0, run_id=None)
-    warm = None  # what flows.warm_start did, or why not (None: it is off)
-    if state is not None:
-        resumed = restore(state, network, optimizer, schedule, scaler, fast)
-        earlier = lineage_of_config(state.get("config"))
-        warm = earlier.warm_start if earlier is not None else None
-        log.info("resuming %s from epoch %d (step %d)", ckpt_path, resumed.epoch, resumed.step)
-    elif cfg.init_from is not None:
-        # fine-tuning: the weights only; optimiser, schedule and sampler above start fresh
-        report = initialise_from(network, cfg.init_from, default_tracking_uri())
-        resumed.initialised = {**report.to_dict(), "via": "train.init_from"}
-        if params.flows.warm_start != "none":
-            warm = f"not used: train.init_from ({cfg.init_from}) is set, and wins"
-        if info.is_main:
-            log.info("%s", report.describe())
-    elif params.flows.warm_start == "champion":
-        started = warm_start(network, params, default_tracking_uri())
-        warm = started.note
-        if started.report is not None:
-            resumed.initialised = {**started.report.to_dict(), "via": "flows.warm_start",
-                                   "champion_version": started.version}
-        if info.is_main:
-            log.info("flows.warm_start=champion: %s%s", started.note,
-                     f"; {started.report.describe()}" if started.report is not None else "")
-    start_epoch, step, run_id, history = resumed.epoch, resumed.step, resumed.run_id, resumed.history
-    initialised = resumed.initialised  # where the first weights came from (train.init_from)
+    fingerprint = training_fingerprint(params, ctx.variant, ctx.data_fingerprint, ctx.seed)
+    state = resumable_state(ctx.out_dir / CHECKPOINT_NAME, fingerprint, precision.device)
+    progress, warm = _start(ctx, parts, state)
 
     model: nn.Module = network
     if info.enabled:
-        model = DistributedDataParallel(model, **fast.ddp_kwargs())
-    model = compile_model(model, fast)
+        model = DistributedDataParallel(model, **ctx.fast.ddp_kwargs())
+    model = compile_model(model, ctx.fast)
 
     tracker = None
-    record = run_record(params, seed)
-    runtime = {**runtime_record(precision, cfg.precision, world_size=info.world_size, fast=fast.record()),
+    record = run_record(params, ctx.seed)
+    runtime = {**runtime_record(precision, cfg.precision, world_size=info.world_size, fast=ctx.fast.record()),
                "heap_kept": heap_applies(precision.device)}  # hourglass.train.heap
     if info.is_main:
-        lineage = compute_lineage(params, record, variant, people={"train": len(train_set), "valid": len(val_set)},
-                                  data_fingerprint=data_fingerprint, data_dir=data_dir, initialised=initialised,
-                                  warm_start=warm)
-        record = with_lineage(record, lineage)
-        log.info("lineage: %s", lineage.summary())
-        out_dir.mkdir(parents=True, exist_ok=True)
-        write_config(record, variant, runtime, out_dir / RESOLVED_CONFIG, initialised)
-        name = variant or "model"
-        tags = {"variant": name, "seed": str(seed), "dvc.stage": stage or f"train@{name}-{seed}",
-                "precision": precision.describe(),
-                "world_size": str(info.world_size), **{f"runtime.{k}": str(v) for k, v in runtime.items()}}
-        if lineage.git_commit:
-            tags.update({"git.commit": lineage.git_commit, "mlflow.source.git.commit": lineage.git_commit})
-        tags.update(lineage.to_tags())
-        tracker = RunTracker(out_dir, params.mlflow, run_name=f"{name}/seed-{seed}",
-                             params=run_params(params, name, seed, initialised, lineage), tags=tags,
-                             resume_epoch=start_epoch if state is not None else None, run_id=run_id)
-        log.info("training %s seed %d on %s, %d process(es)", name, seed, precision.describe(), info.world_size)
+        record, tracker = _open_tracking(ctx, record, runtime, progress, warm, resumed=state is not None,
+                                         people={"train": len(train_set), "valid": len(val_set)})
 
     status = "FAILED"
-    family = family_of(params)
-    where = sweep_position(params, variant, seed)
+    where = sweep_position(params, ctx.variant, ctx.seed)
     # One loader for the run (persistent workers live across its epochs); each epoch re-seeds its generator as a
     # loader built per epoch was. The batches themselves depend only on (seed, epoch, position): EpochSampler's Draw.
     generator = torch.Generator()
-    loader = DataLoader(train_set, batch_size=per_rank, sampler=sampler, drop_last=True, worker_init_fn=seed_worker,
-                        generator=generator, **fast.loader_kwargs())
+    loader = DataLoader(train_set, batch_size=cfg.batch_size // info.world_size, sampler=sampler, drop_last=True,
+                        worker_init_fn=seed_worker, generator=generator, **ctx.fast.loader_kwargs())
     # Losses stay on the device; they are read back every log_every steps and at each epoch's end, never per step.
     readback = LossReadback(precision.device, info)
-    run_started = time.perf_counter()
+    run_started, start_epoch = time.perf_counter(), progress.epoch
     try:
         for epoch in range(start_epoch, cfg.epochs):
             started = time.perf_counter()
-            seed_all(seed, info.rank, epoch)
+            seed_all(ctx.seed, info.rank, epoch)
             sampler.set_epoch(epoch)
-            generator.manual_seed(seed * 100_003 + epoch)
-            model.train()
-            bar = tqdm(loader, total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                       disable=not info.is_main or None, leave=False)
-            for batch in _observed(bar, observer):
-                lr = schedule.apply(step)
-                optimizer.zero_grad(set_to_none=True)
-                loss = forward_loss(model, criterion, batch, precision)
-                readback.add(loss, step)
-                if step % cfg.log_every == 0:  # a read-back point: every rank reads at the same steps
-                    value, bad = readback.read()
-                    if bad is not None:
-                        raise _non_finite(bad, epoch, ckpt_path, len(history), cfg.log_every, updated=step - 1)
-                    if tracker is not None:
-                        tracker.log_step(step, value, lr)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                if observer is not None:
-                    observer.on_step(step)
-                step += 1
-            if readback.pending:  # the epoch's last steps, checked before validation and the checkpoint
-                _, bad = readback.read()
-                if bad is not None:
-                    raise _non_finite(bad, epoch, ckpt_path, len(history), cfg.log_every, updated=step - 1)
-            train_loss = readback.epoch_mean()
+            generator.manual_seed(ctx.seed * 100_003 + epoch)
+            train_loss = train_one_epoch(model, criterion, parts, loader, ctx, progress, readback=readback,
+                                         tracker=tracker, observer=observer)
             seconds = time.perf_counter() - started
             broadcast_buffers(network, info)  # one set of BatchNorm statistics: rank 0's, as checkpointed
-            metrics = validate(network, criterion, val_set, params, precision, info, workers=fast.workers)
-            metrics.update({"train/loss": train_loss, "train/lr": schedule.lr_at(step - 1),
-                            "train/img_s": steps_per_epoch * cfg.batch_size / seconds, "step": float(step)})
-            schedule.end_epoch(metrics.get(headline))
-            history.append({"epoch": float(epoch + 1), **metrics})
+            metrics = validate(network, criterion, val_set, params, precision, info, workers=ctx.fast.workers)
+            metrics.update({"train/loss": train_loss, "train/lr": parts.schedule.lr_at(progress.step - 1),
+                            "train/img_s": steps_per_epoch * cfg.batch_size / seconds, "step": float(progress.step)})
+            parts.schedule.end_epoch(metrics.get(headline))
+            progress.history.append({"epoch": float(epoch + 1), **metrics})
+            progress.epoch = epoch + 1
             if info.is_main:  # one line per epoch, terminal or not (DVC pipes the stage's output)
                 elapsed = time.perf_counter() - run_started
                 eta = elapsed / (epoch + 1 - start_epoch) * (cfg.epochs - epoch - 1)
@@ -291,33 +316,33 @@ def _train(params: ParamsConfig, variant: str | None, seed: int, out_dir: Path, 
                          metrics.get(headline, math.nan), _clock(elapsed), _clock(eta))
             if tracker is not None:
                 tracker.log_epoch(epoch + 1, metrics)
-                save_checkpoint(checkpoint_state(
-                    network=network, optimizer=optimizer, schedule=schedule, scaler=scaler, epoch=epoch + 1,
-                    step=step, seed=seed, steps_per_epoch=steps_per_epoch, record=record, variant=variant,
-                    run_id=tracker.run_id, history=history, fingerprint=fingerprint, initialised=initialised,
-                ), ckpt_path)
+                progress.run_id = tracker.run_id
+                save_checkpoint(checkpoint_state(parts, progress, seed=ctx.seed, variant=ctx.variant,
+                                                 steps_per_epoch=steps_per_epoch, record=record,
+                                                 fingerprint=fingerprint), ctx.out_dir / CHECKPOINT_NAME)
             barrier(info)
-        final = _final_metrics(history, step, headline)
-        model_uri = None
+        final = _final_metrics(progress.history, progress.step, headline)
+        model_uri, run_id = None, progress.run_id
         if tracker is not None:
             if params.mlflow.log_model:
                 # The config in hand: no need to read back the checkpoint just written.
                 model_uri = tracker.log_model(network, params.model.input_res, registered_name(params),
-                                              config=record, variant=variant, epoch=len(history),
+                                              config=record, variant=ctx.variant, epoch=len(progress.history),
                                               log_onnx=params.mlflow.log_onnx)
             run_id = tracker.run_id
             tracker.finish(final, runtime=runtime)
         status = "FINISHED"
-        return TrainResult(out_dir, network, len(history), step, final, run_id, model_uri, history)
+        return TrainResult(ctx.out_dir, network, len(progress.history), progress.step, final, run_id, model_uri,
+                           progress.history)
     finally:
         if tracker is not None and status != "FINISHED":
             tracker.close("FAILED")
 
 
-def _non_finite(bad: NonFinite, epoch: int, ckpt_path: Path, good_epochs: int, log_every: int, updated: int
-                ) -> NonFiniteLossError:
-    """The error for a non-finite loss found at a read-back point (see :class:`NonFiniteLossError`), ``updated``
-    the last step whose update has been made."""
+def _non_finite(bad: NonFinite, ctx: RunContext, progress: Progress, updated: int) -> NonFiniteLossError:
+    """The error for a non-finite loss found at a read-back point (see :class:`NonFiniteLossError`) in epoch
+    ``progress.epoch``, ``updated`` the last step whose update has been made."""
+    log_every = ctx.params.train.log_every
     value = "not finite (on another process)" if bad.value is None else str(bad.value)
     if updated < bad.step:
         when = "training stopped before the update"
@@ -327,8 +352,9 @@ def _non_finite(bad: NonFinite, epoch: int, ckpt_path: Path, good_epochs: int, l
                 f"and at each epoch's end), so the update of {steps} was made in memory only and is discarded; "
                 f"training stopped")
     return NonFiniteLossError(
-        f"loss is {value} at epoch {epoch + 1}, step {bad.step}; {when}, the last good checkpoint {ckpt_path} "
-        f"(epoch {good_epochs}) is kept. Try a lower train.lr, train.warmup_steps or train.precision=fp32.")
+        f"loss is {value} at epoch {progress.epoch + 1}, step {bad.step}; {when}, the last good checkpoint "
+        f"{ctx.out_dir / CHECKPOINT_NAME} (epoch {len(progress.history)}) is kept. Try a lower train.lr, "
+        "train.warmup_steps or train.precision=fp32.")
 
 
 def _clock(seconds: float) -> str:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from hourglass.io.checkpoint import load_checkpoint, rng_state, set_rng_state
 from hourglass.model import StackedHourglass
@@ -27,21 +26,43 @@ from hourglass.train.optim import LearningRateSchedule, set_implementation
 log = logging.getLogger(__name__)
 
 
-def checkpoint_state(*, network: StackedHourglass, optimizer: torch.optim.Optimizer, schedule: LearningRateSchedule,
-                     scaler: torch.amp.GradScaler, epoch: int, step: int, seed: int, steps_per_epoch: int,
-                     record: Mapping[str, Any], variant: str | None, run_id: str | None,
-                     history: list[dict[str, float]], fingerprint: Mapping[str, Any],
-                     initialised: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Everything :func:`restore` needs to continue after ``epoch`` epochs (``step`` optimiser steps), plus the
-    run's resolved config (``record``) and identity for provenance."""
+@dataclass
+class Trainables:
+    """What the optimiser steps change, and what a checkpoint must hold to continue: the network, its optimiser, the
+    learning-rate schedule and the loss scaler."""
+
+    network: StackedHourglass
+    optimizer: torch.optim.Optimizer
+    schedule: LearningRateSchedule
+    scaler: torch.amp.GradScaler
+
+
+@dataclass
+class Progress:
+    """Where a run is: epochs and optimiser steps done, its MLflow run, the per-epoch history and where its first
+    weights came from (``train.init_from`` or the warm start); fresh, or restored from a checkpoint."""
+
+    epoch: int = 0
+    step: int = 0
+    run_id: str | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    initialised: dict[str, Any] | None = None
+
+
+def checkpoint_state(parts: Trainables, progress: Progress, *, seed: int, variant: str | None,
+                     steps_per_epoch: int, record: Mapping[str, Any], fingerprint: Mapping[str, Any]
+                     ) -> dict[str, Any]:
+    """Everything :func:`restore` needs to continue after ``progress.epoch`` epochs (``progress.step`` optimiser
+    steps), plus the run's resolved config (``record``) and identity for provenance."""
+    network, epoch = parts.network, progress.epoch
     return {
-        "model": network.state_dict(), "network": network.config.as_record(), "optimizer": optimizer.state_dict(),
-        "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
-        "epoch": epoch, "step": step,
+        "model": network.state_dict(), "network": network.config.as_record(),
+        "optimizer": parts.optimizer.state_dict(), "schedule": parts.schedule.state_dict(),
+        "scaler": parts.scaler.state_dict(), "epoch": epoch, "step": progress.step,
         "sampler": {"epoch": epoch, "seed": seed, "steps": steps_per_epoch},
         "rng": rng_state(), "config": record, "variant": variant, "seed": seed,
-        "mlflow_run_id": run_id, "history": history, "fingerprint": fingerprint,
-        **({"initialised_from": initialised} if initialised else {}),
+        "mlflow_run_id": progress.run_id, "history": progress.history, "fingerprint": fingerprint,
+        **({"initialised_from": progress.initialised} if progress.initialised else {}),
     }
 
 
@@ -59,26 +80,14 @@ def resumable_state(path: Path, fingerprint: Mapping[str, Any], device: torch.de
     return state
 
 
-@dataclass
-class Resumed:
-    """Where a resumed run continues: its counters, MLflow run, history and the source of its first weights."""
-
-    epoch: int
-    step: int
-    run_id: str | None
-    history: list[dict[str, float]] = field(default_factory=list)
-    initialised: dict[str, Any] | None = None
-
-
-def restore(state: Mapping[str, Any], network: nn.Module, optimizer: torch.optim.Optimizer,
-            schedule: LearningRateSchedule, scaler: torch.amp.GradScaler, fast: FastPath) -> Resumed:
+def restore(state: Mapping[str, Any], parts: Trainables, fast: FastPath) -> Progress:
     """Load a :func:`checkpoint_state` into the run's objects and the global generators. Checkpoints written with
     the sampler's former ``position`` entry load the same: only the entries read here matter."""
-    network.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    set_implementation(optimizer, fast.optimizer_flags())
-    schedule.load_state_dict(state["schedule"])
-    scaler.load_state_dict(state["scaler"])
+    parts.network.load_state_dict(state["model"])
+    parts.optimizer.load_state_dict(state["optimizer"])
+    set_implementation(parts.optimizer, fast.optimizer_flags())
+    parts.schedule.load_state_dict(state["schedule"])
+    parts.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
-    return Resumed(epoch=int(state["epoch"]), step=int(state["step"]), run_id=state.get("mlflow_run_id"),
-                   history=list(state.get("history", [])), initialised=state.get("initialised_from"))
+    return Progress(epoch=int(state["epoch"]), step=int(state["step"]), run_id=state.get("mlflow_run_id"),
+                    history=list(state.get("history", [])), initialised=state.get("initialised_from"))

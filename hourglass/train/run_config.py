@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,32 @@ import yaml
 from hourglass.config import ParamsConfig
 from hourglass.io.atomic import write_atomic
 from hourglass.lineage import RECORD_KEY, Lineage
+from hourglass.precision import Precision
+from hourglass.train.distributed import DistInfo
+from hourglass.train.fastpath import FastPath
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """One training run as :func:`hourglass.train.loop.train` resolves it once: the params with its variant applied,
+    its seed and output directory, this process's place in the job, how it computes, and what it records about its
+    data (the DVC stage, the data's fingerprint and directory)."""
+
+    params: ParamsConfig
+    variant: str | None
+    seed: int
+    out_dir: Path
+    info: DistInfo
+    precision: Precision
+    fast: FastPath
+    stage: str | None = None
+    data_fingerprint: str | None = None
+    data_dir: str | Path | None = None
+
+    @property
+    def name(self) -> str:
+        """How logs, MLflow and stage names call the run's network."""
+        return self.variant or "model"
 
 
 def resolve_variant(params: ParamsConfig, variant: str | None) -> ParamsConfig:
