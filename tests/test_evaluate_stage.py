@@ -25,7 +25,7 @@ from hourglass.inference.runner import load_model, predict_dataset
 from hourglass.io.annotations import read_annotations
 from hourglass.io.checkpoint import save_checkpoint
 from hourglass.joints import MPII
-from hourglass.model import StackedHourglass, create_model
+from hourglass.model import HeatmapOutputs, StackedHourglass, create_model
 from hourglass.precision import select_precision
 from pipeline.evaluate import main
 
@@ -145,7 +145,7 @@ def test_ground_truth_heatmaps_score_about_100(setup, tmp_path, monkeypatch):
     targets = torch.stack([s["target"] for s in samples])
     perm = dataset.joint_set.flip
 
-    def oracle(self: StackedHourglass, batch: torch.Tensor) -> torch.Tensor:
+    def oracle(self: StackedHourglass, batch: torch.Tensor) -> HeatmapOutputs:
         maps = []
         for image in batch:
             direct = (images == image).flatten(1).all(1)
@@ -155,7 +155,8 @@ def test_ground_truth_heatmaps_score_about_100(setup, tmp_path, monkeypatch):
             else:
                 assert mirrored.any(), "the oracle got an image that is not a validation crop or its mirror"
                 maps.append(flip_heatmaps(targets[int(mirrored.nonzero()[0])], perm))
-        return torch.stack(maps)[:, None].expand(-1, self.stacks, -1, -1, -1) + 0 * self.heatmaps[0].bias.sum()
+        return HeatmapOutputs(torch.stack(maps)[:, None].expand(-1, self.stacks, -1, -1, -1)
+                              + 0 * self.heatmaps[0].bias.sum())
 
     monkeypatch.setattr(StackedHourglass, "forward", oracle)
     assert run(setup, tmp_path) == 0

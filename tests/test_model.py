@@ -91,7 +91,7 @@ def test_stem_width_narrows_only_the_stem():
     assert stem_params(narrow) < stem_params(paper) / 9
     assert count_parameters(paper) - stem_params(paper) == count_parameters(narrow) - stem_params(narrow)
     with torch.no_grad():
-        assert narrow.eval()(torch.rand(1, 3, 64, 64)).shape == (1, 2, 16, 16, 16)
+        assert narrow.eval()(torch.rand(1, 3, 64, 64)).stacks.shape == (1, 2, 16, 16, 16)
 
 
 def test_bad_arguments_are_named():
