@@ -33,7 +33,7 @@ def export_onnx(model: nn.Module, metadata: ExportMetadata, out_dir: str | Path)
     batch = torch.export.Dim("batch", min=1)
     with warnings.catch_warnings(), _quiet_exporter():
         warnings.simplefilter("ignore", FutureWarning)
-        program = torch.onnx.export(_StacksOnly(model), (example,), dynamo=True, input_names=[INPUT_NAME],
+        program = torch.onnx.export(_StacksOnly(model).eval(), (example,), dynamo=True, input_names=[INPUT_NAME],
                                     output_names=[OUTPUT_NAME], dynamic_shapes=({0: batch},), opset_version=OPSET,
                                     optimize=True, verbose=False)
     proto = program.model_proto
