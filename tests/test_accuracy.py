@@ -3,9 +3,11 @@
 These train the real pipeline pieces (generator -> preprocessing -> ``hourglass.train.loop`` ->
 ``hourglass.evaluation.stage``) on the default ``params.yaml`` data and check two bars:
 
-* a 2-stack model trained for at most ten minutes on two cores (``TEN_MINUTES``: the demo's recipe for 15 epochs
-  instead of 7) reaches 60% PCKh@0.5, scored by the evaluation stage (flip test). The test prints
-  the training time and asserts none (NOTES.md has the study and the measured figures);
+* the demo's champion variant trained exactly as params.yaml ships it reaches 45% PCKh@0.5 (flip test), issue 26's
+  bar for `make demo`;
+* a 2-stack model trained for at most ten minutes on two cores (``TEN_MINUTES``: the demo's model with its former
+  batch, 125 steps of 32, for 15 epochs) reaches 60% PCKh@0.5, scored by the evaluation stage (flip test). The tests
+  print the training time and assert none (NOTES.md has the studies and the measured figures);
 * a model trained in bf16 reaches the fp32 model's validation PCKh within one point (CPUs with native bf16 only:
   elsewhere ``auto`` never picks bf16 and emulated bf16 is slower than fp32).
 """
@@ -30,14 +32,17 @@ from hourglass.train.loop import train
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 
-# The ten-minute run: params.yaml's model and recipe for 15 epochs instead of 7 (125 steps of 32, cosine decay over
-# all 15), 60k samples. Measured on the 2-core development machine (bf16): 519-555 s of training, 61.95 with flip
-# test (60.11 without). The result depends on when the network learns left from right (NOTES.md, third study): nearby
-# runs with batch 16 gave 57.7 to 62.6.
-TEN_MINUTES = {"mlflow.enabled": False, "train.epochs": 15}
+# The ten-minute run: params.yaml's model and recipe with the demo's former length and batch (125 steps of 32) for
+# 15 epochs instead of 7 (cosine decay over all 15), 60k samples; pinned so the measurement below stays the test's.
+# Measured on the 2-core development machine (bf16): 519-555 s of training, 61.95 with flip test (60.11 without). The
+# result depends on when the network learns left from right (NOTES.md, third study): nearby runs with batch 16 gave
+# 57.7 to 62.6.
+FORMER_DEMO = {"mlflow.enabled": False, "train.batch_size": 32, "train.steps_per_epoch": 125, "train.epochs": 7}
+TEN_MINUTES = {**FORMER_DEMO, "train.epochs": 15}
 TEN_MINUTE_PCKH = 60.0  # % PCKh@0.5 a ten-minute CPU run must reach
-# bf16 against fp32: the demo's run of the same model. Measured: fp32 47.47 in 483 s, bf16 47.66 in 287 s.
-PRECISION_RUN = {"mlflow.enabled": False}
+# bf16 against fp32: the demo's former run of the same model (7 x 125 x 32). Measured: fp32 47.47 in 483 s, bf16
+# 47.66 in 287 s.
+PRECISION_RUN = FORMER_DEMO
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +62,22 @@ def _train(root: Path, out: Path, overrides: dict) -> tuple[dict, float]:
     started = time.perf_counter()
     result = train(params, out, train_set=train_set, val_set=val_set, variant="hg_stacked_int")
     return result.final_metrics, time.perf_counter() - started
+
+
+# The demo as shipped (4 epochs of 440 steps of 8): 46.42 for hg_stacked_int in the study (NOTES.md, session 19).
+DEMO_CHAMPION_PCKH = 45.0
+
+
+def test_the_demo_recipe_keeps_the_champion_above_its_bar(synthetic, tmp_path):
+    demo = {"mlflow.enabled": False}
+    metrics, seconds = _train(synthetic, tmp_path / "model", demo)
+    scored = evaluate(load_params(REPO / "params.yaml", demo), "hg_stacked_int", tmp_path / "model",
+                      synthetic / "processed", synthetic / "raw" / "annot" / "valid.h5", tmp_path / "eval",
+                      progress=False)
+    record = {"train_seconds": round(seconds), "threads": torch.get_num_threads(),
+              "val/pckh/Mean (no flip)": metrics["val/pckh/Mean"], "PCKh@0.5 Mean (flip test)": scored["final"]["Mean"]}
+    print("the demo's champion:", json.dumps(record))
+    assert scored["flip_test"] and scored["final"]["Mean"] >= DEMO_CHAMPION_PCKH, record
 
 
 def test_two_stacks_trained_for_ten_minutes(synthetic, tmp_path):

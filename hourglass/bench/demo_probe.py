@@ -6,8 +6,9 @@ variants still to train (variants differing only in supervision are scaled by th
 batch and resolution under the precision training will choose, on random tensors. A demo variant's training is its
 samples at that rate times :data:`TRAINING_OVERHEAD` (the real data loader and the per-epoch validation, which the
 probe does not run); the stages around training add :data:`OTHER_STAGES_S`. Both come from measured parts (their
-comments say which). Against a whole demo (NOTES.md, session 18) it ran low: 38 min expected, 45.1 measured,
-hg 3 % and hg_int 11 % over their estimates on a quiet machine (hg_int's extra heads are not probed).
+comments say which). Against whole demos (NOTES.md): session 18, batches of 32, 38 min expected and 45.1 measured
+(hg 3 % and hg_int 11 % over their estimates on a quiet machine); session 19, batches of 8, 26 min expected and
+25.1 measured for `dvc repro`.
 """
 
 from __future__ import annotations
