@@ -1,7 +1,7 @@
 """Accuracy bars on the embedded synthetic dataset (slow: minutes of training; `make test-slow`).
 
 These train the real pipeline pieces (generator -> preprocessing -> ``hourglass.train.loop`` ->
-``hourglass.evaluation.stage``) on the default ``params.yaml`` data and check two bars:
+``hourglass.evaluation.stage``) on the default ``params.yaml`` data and check three bars:
 
 * the demo's champion variant trained exactly as params.yaml ships it reaches 45% PCKh@0.5 (flip test), issue 26's
   bar for `make demo`;
