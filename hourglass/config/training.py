@@ -146,7 +146,7 @@ class TrainConfig(Section):
     tf32: bool  # CUDA: TF32 tensor cores for fp32 matmuls and convolutions (fp32 runs, and what autocast keeps fp32)
     cudnn_benchmark: bool  # CUDA: cuDNN times its convolution algorithms per shape and keeps the fastest
     # fused / foreach (multi-tensor) / for_loop optimiser steps; auto: fused where torch offers it for the optimiser
-    # (adam, sgd) else foreach on CUDA, torch's own for-loop on the CPU (hourglass.train.fastpath)
+    # (adam, sgd) else foreach, on every device (hourglass.train.fastpath)
     optimizer_impl: Literal["auto", "fused", "foreach", "for_loop"]
     sync_batchnorm: bool  # DDP only; false: plain per-process BatchNorm, as data-parallel Torch did
     deterministic: bool  # deterministic kernels (CPU resume is then bitwise identical)
