@@ -13,6 +13,7 @@ comments say which). Against whole demos (NOTES.md): session 18, batches of 32, 
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,8 @@ from hourglass.precision import (
     select_precision,
 )
 from hourglass.train.criterion import build_criterion
+from hourglass.train.fastpath import resolve_fast_path
+from hourglass.train.heap import kept_heap
 from hourglass.train.optim import create_optimizer
 from hourglass.train.run_config import resolve_variant
 
@@ -85,34 +88,37 @@ def machine_summary(precision: Precision) -> str:
     return device_name(precision.device)
 
 
-def probe_rate(params: ParamsConfig, precision: Precision, steps: int = 3, warmup: int = 1) -> float:
-    """Training samples/s of ``params``' network at ``train.batch_size`` and ``model.input_res`` (the fastest of
-    ``steps`` timed steps after ``warmup`` untimed ones: other processes only ever slow a step down)."""
+def probe_rate(params: ParamsConfig, precision: Precision, steps: int = 5, warmup: int = 2) -> float:
+    """Training samples/s of ``params``' network at ``train.batch_size`` and ``model.input_res``: the median of
+    ``steps`` timed steps after ``warmup`` untimed ones, under the allocator setting training uses
+    (:func:`~hourglass.train.heap.kept_heap`). Without it, and with one warm-up step, the first network a process
+    probed ran at about half its training rate under emulated AVX2 (hg: 22 samples/s probed, 39 trained)."""
     torch.manual_seed(0)
     device, m, batch = precision.device, params.model, params.train.batch_size
     joints = family_of(params).joints.count
     network = create_model(**m.network_kwargs(), joints=joints).to(device, memory_format=precision.memory_format)
     network.train()
-    optimizer = create_optimizer(network, params.train)
+    optimizer = create_optimizer(network, params.train, resolve_fast_path(params.train, device).optimizer_flags())
     images = torch.rand(batch, 3, m.input_res, m.input_res, device=device).to(memory_format=precision.memory_format)
     target = torch.rand(batch, joints, m.input_res // 4, m.input_res // 4, device=device)
     criterion = build_criterion(m.supervision)
     times = []
-    for i in range(warmup + steps):
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with precision.autocast():
-            outputs = network(images)
-        criterion(outputs, target).backward()
-        optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - start)
-    return batch / min(times)
+    with kept_heap(device):
+        for i in range(warmup + steps):
+            start = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            with precision.autocast():
+                outputs = network(images)
+            criterion(outputs, target).backward()
+            optimizer.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
 
 
-def estimate(params: ParamsConfig, variants: list[str], steps: int = 3) -> DemoEstimate:
+def estimate(params: ParamsConfig, variants: list[str], steps: int = 5) -> DemoEstimate:
     """The demo's expected duration for the ``variants`` still to train. Each architecture is probed once; variants
     that differ from it only in supervision are scaled by their training FLOPs (their extra heads and losses)."""
     device = select_device()
