@@ -45,3 +45,19 @@ def test_nothing_to_train_or_no_fixed_length_says_so(tiny):
     open_ended = tiny.model_copy(update={"train": tiny.train.model_copy(update={"steps_per_epoch": None})})
     found = estimate(open_ended, ["hg"])
     assert found.rates == {} and "No estimate: train.steps_per_epoch is null" in found.first_line()
+
+
+def test_every_architecture_is_probed_in_each_round_and_keeps_its_fastest(tiny, monkeypatch):
+    # A process competing with the first round (DVC's, in a fresh clone) slows it; the second round is kept then.
+    calls: list[int] = []
+    rates = iter([10.0, 40.0, 30.0, 20.0])  # round 1: hg, hg_stacked; round 2: hg, hg_stacked
+
+    def fake_probe(params, precision, steps):
+        calls.append(params.model.stacks)
+        return next(rates)
+
+    monkeypatch.setattr("hourglass.bench.demo_probe.probe_rate", fake_probe)
+    found = estimate(tiny, ["hg", "hg_stacked", "hg", "hg_stacked_int"], rounds=2)
+    assert calls == [1, 2, 1, 2]  # round-robin over the two architectures, each once per round
+    assert found.rates["hg"] == 30.0 and found.rates["hg_stacked"] == 40.0
+    assert found.variants == ("hg", "hg_stacked", "hg", "hg_stacked_int")  # a variant per seed still counts
