@@ -121,9 +121,9 @@ def probe_rate(params: ParamsConfig, precision: Precision, steps: int = 5, warmu
 def estimate(params: ParamsConfig, variants: list[str], steps: int = 5, rounds: int = 2) -> DemoEstimate:
     """The demo's expected duration for the ``variants`` still to train. Each architecture is probed in ``rounds``
     passes over them all and keeps its fastest pass: in a fresh clone `make demo` probed its first network at half the
-    rate it then trained at (hg 32 samples/s, trained at about 57, native bf16), while whatever `dvc status` had
-    started was still running; a second pass comes after it. Variants that differ from a probed architecture only in
-    supervision are scaled by their training FLOPs (their extra heads and losses)."""
+    rate it then trained at (hg 32 samples/s, trained at about 57, native bf16; the cause is not known, standalone
+    probes were steady), so a second pass repeats every measurement. Variants that differ from a probed architecture
+    only in supervision are scaled by their training FLOPs (their extra heads and losses)."""
     device = select_device()
     precision = select_precision(params.train.precision, device, params.train.channels_last)
     cfg = params.train
