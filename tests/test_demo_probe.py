@@ -48,7 +48,7 @@ def test_nothing_to_train_or_no_fixed_length_says_so(tiny):
 
 
 def test_every_architecture_is_probed_in_each_round_and_keeps_its_fastest(tiny, monkeypatch):
-    # A process competing with the first round (DVC's, in a fresh clone) slows it; the second round is kept then.
+    # When something slows the first round (seen in fresh-clone demos, cause unknown), the second round counts.
     calls: list[int] = []
     rates = iter([10.0, 40.0, 30.0, 20.0])  # round 1: hg, hg_stacked; round 2: hg, hg_stacked
 
