@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from hourglass.layout import parse_stage_item, stage_item
 
@@ -208,12 +208,21 @@ def commit_stage(stage: str, repo: Path, log: logging.Logger | logging.LoggerAda
         raise StageFailed(stage, returncode, tail)
 
 
+class _InfoAsDebug(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """Passes ``info`` on as ``debug``: a command's machine-readable output (``dvc status --json``, one line naming
+    every changed file) is for the program, not the terminal; warnings (a held lock) still show."""
+
+    def info(self, msg: object, *args: object, **kwargs: Any) -> None:
+        self.debug(msg, *args, **kwargs)
+
+
 def changed_stages(stages: Sequence[str], repo: Path, log: logging.Logger | logging.LoggerAdapter,
                    lock_wait: float = 0.0) -> list[str]:
     """Which of ``stages`` ``dvc repro`` would run (``dvc status`` names them), in the order given."""
     if not stages:
         return []
-    returncode, output, tail = _dvc_waiting(["status", "--json", *stages], "dvc status", repo, log, lock_wait)
+    returncode, output, tail = _dvc_waiting(["status", "--json", *stages], "dvc status", repo, _InfoAsDebug(log),
+                                            lock_wait)
     if returncode != 0:
         raise StageFailed("status", returncode, tail)
     changed = json.loads("\n".join(output) or "{}")

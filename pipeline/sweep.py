@@ -24,7 +24,9 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from hourglass.config.params_file import load_params
+from hourglass.data.workers import available_cores
 from hourglass.sweep.cluster import ClusterFile, load_cluster_config, local_cluster, slurm_cluster
+from hourglass.sweep.progress import EpochLines
 from hourglass.sweep.runner import SweepResult, run_sweep
 from hourglass.sweep.tasks import StageCommand
 from hourglass.tracking.runs import PARENT_RUN_ENV
@@ -103,11 +105,13 @@ def raise_failures(result: SweepResult) -> None:
 
 
 def train_in_parallel(root: Path, workers: int, *, gpus_per_task: int = 0, retries: int = 2, lock_wait: float = 0.0,
-                      cluster: ClusterFile | None = None,
+                      cluster: ClusterFile | None = None, threads: int | None = None, follow: bool = False,
                       logger: logging.Logger | logging.LoggerAdapter = log) -> SweepResult:
     """Train every out-of-date ``train@`` stage of ``root`` on ``workers`` local workers (or ``cluster``'s Slurm
     jobs), committing each as it finishes. Upstream stages must be up to date. Returns every attempt; the DVC
-    commands' output goes to ``logger`` (the flow's task log)."""
+    commands' output goes to ``logger`` (the flow's task log). ``threads``: each local training's intra-op threads
+    (None: the cores split between the workers); ``follow``: pass each training's per-epoch lines to ``logger`` as
+    they are written."""
     from distributed import Client
 
     trains = [name for name in list_stages(root) if name.startswith("train@")]
@@ -121,7 +125,10 @@ def train_in_parallel(root: Path, workers: int, *, gpus_per_task: int = 0, retri
                                    "run the sweep in the shared checkout the jobs use")
     if cluster is None:
         _check_gpus(workers, gpus_per_task)
-    threads = cluster.slurm.cores if cluster else max(1, (os.cpu_count() or 1) // workers)
+    if cluster is not None:
+        threads = cluster.slurm.cores
+    elif threads is None:
+        threads = max(1, available_cores() // workers)
     env = task_env(root, threads, cluster.mlflow_tracking_uri if cluster else None)
     with ExitStack() as stack:
         if cluster is None:
@@ -130,19 +137,22 @@ def train_in_parallel(root: Path, workers: int, *, gpus_per_task: int = 0, retri
             dask_cluster = stack.enter_context(slurm_cluster(cluster))
             dask_cluster.scale(jobs=min(cluster.slurm.jobs, len(commands)))
         client = stack.enter_context(Client(dask_cluster))
+        if follow:
+            stack.enter_context(EpochLines(root / LOG_DIR, [c.stage for c in commands], logger.info))
         return run_sweep(client, commands, root, env, root / LOG_DIR,
                          on_done=lambda name: commit_stage(name, root, logger, lock_wait), retries=retries,
                          gpus_per_task=0 if cluster else gpus_per_task)
 
 
 def sweep(root: Path, workers: int, *, gpus_per_task: int = 0, retries: int = 2, lock_wait: float = 0.0,
-          cluster: ClusterFile | None = None, evaluate: bool = True) -> str:
-    """``run``: upstream stages, the trainings in parallel, then ``dvc repro``; returns the summary."""
+          cluster: ClusterFile | None = None, evaluate: bool = True, threads: int | None = None) -> str:
+    """``run``: upstream stages, the trainings in parallel (their per-epoch lines followed into the log), then ``dvc
+    repro``; returns the summary. ``threads``: each training's (None: the cores split between the workers)."""
     load_params(root / "params.yaml")  # a bad params file fails here, before any cluster starts
     for name in (s for s in list_stages(root) if is_upstream(s)):
         run_dvc_repro(name, root, log, lock_wait)
     result = train_in_parallel(root, workers, gpus_per_task=gpus_per_task, retries=retries, lock_wait=lock_wait,
-                               cluster=cluster)
+                               cluster=cluster, threads=threads, follow=True)
     for line in result.lines():
         print(line, flush=True)
     raise_failures(result)
@@ -175,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=_positive, default=2,
                      help="trainings at a time on this machine: Dask worker processes (default: %(default)s; with "
                           "--cluster the file's slurm.jobs instead)")
+    run.add_argument("--threads", type=_positive, default=None,
+                     help="intra-op threads per training on this machine (default: the cores split between the "
+                          "workers, at least 1; OMP_NUM_THREADS, when set, wins)")
     run.add_argument("--gpus-per-task", type=_non_negative, default=0,
                      help="GPUs per training on this machine: worker i gets CUDA_VISIBLE_DEVICES i*K..i*K+K-1 "
                           "(default: %(default)s, the stage's own device choice)")
@@ -208,7 +221,7 @@ def run_command(args: argparse.Namespace) -> str:
     root = args.repo.resolve()
     cluster = load_cluster_config(args.cluster) if args.cluster else None
     return sweep(root, args.workers, gpus_per_task=args.gpus_per_task, retries=args.retries,
-                 lock_wait=args.lock_wait, cluster=cluster, evaluate=not args.no_evaluate)
+                 lock_wait=args.lock_wait, cluster=cluster, evaluate=not args.no_evaluate, threads=args.threads)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

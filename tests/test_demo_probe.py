@@ -61,3 +61,15 @@ def test_every_architecture_is_probed_in_each_round_and_keeps_its_fastest(tiny, 
     assert calls == [1, 2, 1, 2]  # round-robin over the two architectures, each once per round
     assert found.rates["hg"] == 30.0 and found.rates["hg_stacked"] == 40.0
     assert found.variants == ("hg", "hg_stacked", "hg", "hg_stacked_int")  # a variant per seed still counts
+
+
+def test_a_side_by_side_plan_probes_in_as_many_processes_and_lays_the_trainings_out(tiny):
+    from hourglass.sweep.plan import TrainingPlan, makespan
+
+    plan = TrainingPlan(3, 1)
+    found = estimate(tiny, ["hg", "hg_stacked", "hg_int"], steps=1, rounds=1, plan=plan)
+    assert found.plan == plan and all(rate > 0 for rate in found.rates.values())
+    durations = [found.samples / found.rates[v] * TRAINING_OVERHEAD for v in found.variants]
+    assert found.minutes == pytest.approx((makespan(durations, plan, found.cores) + OTHER_STAGES_S) / 60)
+    assert "3 trainings at a time, 1 thread each" in found.first_line()
+    assert "samples/s per training" in found.first_line()

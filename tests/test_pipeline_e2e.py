@@ -55,12 +55,20 @@ def test_repro_produces_every_output(project):
 
 def test_the_demo_opens_with_the_machine_and_knows_what_is_left_to_train(project):
     from hourglass.config.params_file import load_params
+    from hourglass.data.workers import available_cores
     from pipeline.demo import _trainings_to_run
 
     root, env = project
     first = (root / "demo.log").read_text().splitlines()[0]
     assert first.startswith("make demo on ") and "cores" in first and "trains cpu fp32" in first
     assert "No estimate: train.steps_per_epoch is null" in first  # TINY trains one pass over the data per epoch
+    log = (root / "demo.log").read_text()
+    if available_cores() >= 2:  # a CPU with 2 cores or more trains the two variants side by side, 1 thread each
+        assert "+ python -m pipeline.sweep run --workers 2 --threads 1" in log
+        for where in ("[hg_int seed 0, 1/2] epoch 1/1 ", "[hg_stacked_int seed 0, 2/2] epoch 1/1 "):
+            assert where in log  # each training's epoch line, followed from its worker's log
+        threads = json.loads((root / "models" / "hg_int" / "seed-0" / "metrics.json").read_text())
+        assert threads["runtime"]["threads"] == 1, threads["runtime"]
     assert _trainings_to_run(load_params(root / "params.yaml"), root, env) == []
 
 

@@ -3,19 +3,25 @@ duration from a short measured probe of the training step.
 
 The probe times a few training steps (forward, loss, backward, optimiser) of each distinct architecture among the
 variants still to train (variants differing only in supervision are scaled by their training FLOPs), at the demo's
-batch and resolution under the precision training will choose, on random tensors. A demo variant's training is its
-samples at that rate times :data:`TRAINING_OVERHEAD` (the real data loader and the per-epoch validation, which the
-probe does not run); the stages around training add :data:`OTHER_STAGES_S`. Both come from measured parts (their
-comments say which). Against whole demos (NOTES.md): session 18, batches of 32, 38 min expected and 45.1 measured
-(hg 3 % and hg_int 11 % over their estimates on a quiet machine); session 19, batches of 8, 26 min expected and
-25.1 measured for `dvc repro`; session 20, 5 epochs with fused Adam, 39 min expected (the first network probed at
-half its rate: the reason for the two probing rounds) and 29.7 measured.
+batch and resolution under the precision training will choose, on random tensors, with the threads the demo's
+:class:`~hourglass.sweep.plan.TrainingPlan` gives each training. When the plan runs trainings side by side, as many
+probes run at once, one per process, as the plan's trainings fill the cores, so the rate is the one a training gets
+beside the others. A demo variant's training is its samples at that rate times :data:`TRAINING_OVERHEAD` (the real
+data loader and the per-epoch validation, which the probe does not run); the trainings are then laid out as the plan
+runs them (:func:`~hourglass.sweep.plan.makespan`), and the stages around training add :data:`OTHER_STAGES_S`.
+Both constants come from measured parts (their comments say which). Against whole demos (NOTES.md): session 18,
+batches of 32, 38 min expected and 45.1 measured (hg 3 % and hg_int 11 % over their estimates on a quiet machine);
+session 19, batches of 8, 26 min expected and 25.1 measured for `dvc repro`; session 20, 5 epochs with fused Adam,
+39 min expected (the first network probed at half its rate: the reason for the two probing rounds) and 29.7
+measured.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +41,7 @@ from hourglass.precision import (
     select_device,
     select_precision,
 )
+from hourglass.sweep.plan import TrainingPlan, makespan
 from hourglass.train.criterion import build_criterion
 from hourglass.train.fastpath import resolve_fast_path
 from hourglass.train.heap import kept_heap
@@ -60,12 +67,14 @@ class DemoEstimate:
     variants: tuple[str, ...]  # the variants whose training is still to run (once per seed)
     samples: int | None  # per variant; None: train.steps_per_epoch is null, so the data decides
     rates: dict[str, float] = field(default_factory=dict)  # samples/s per variant (shared by equal networks)
+    plan: TrainingPlan = TrainingPlan(1, 1)  # how the trainings run: at a time, threads each
+    cores: int = 1
 
     @property
     def minutes(self) -> float:
         assert self.samples is not None
-        training = sum(self.samples / self.rates[v] for v in self.variants) * TRAINING_OVERHEAD
-        return (training + OTHER_STAGES_S) / 60
+        durations = [self.samples / self.rates[v] * TRAINING_OVERHEAD for v in self.variants]
+        return (makespan(durations, self.plan, self.cores) + OTHER_STAGES_S) / 60
 
     def first_line(self) -> str:
         """The line ``make demo`` opens with."""
@@ -75,9 +84,10 @@ class DemoEstimate:
             return (f"make demo on {self.machine}; trains {self.precision.describe()}. No estimate: "
                     "train.steps_per_epoch is null, so an epoch's samples depend on the data")
         probe = ", ".join(f"{v} {rate:.0f}" for v, rate in self.rates.items())
-        return (f"make demo on {self.machine}; trains {self.precision.describe()}. Expected about "
-                f"{self.minutes:.0f} min: {len(self.variants)} variant(s) x {self.samples:,} samples at the "
-                f"probed samples/s ({probe}), plus data, evaluation and report")
+        per = " per training" if self.plan.parallel else ""
+        return (f"make demo on {self.machine}; trains {self.precision.describe()}, {self.plan.describe()}. "
+                f"Expected about {self.minutes:.0f} min: {len(self.variants)} variant(s) x {self.samples:,} samples "
+                f"at the probed samples/s{per} ({probe}), plus data, evaluation and report")
 
 
 def machine_summary(precision: Precision) -> str:
@@ -118,14 +128,46 @@ def probe_rate(params: ParamsConfig, precision: Precision, steps: int = 5, warmu
     return batch / statistics.median(times)
 
 
-def estimate(params: ParamsConfig, variants: list[str], steps: int = 5, rounds: int = 2) -> DemoEstimate:
-    """The demo's expected duration for the ``variants`` still to train. Each architecture is probed in ``rounds``
-    passes over them all and keeps its fastest pass: in a fresh clone `make demo` probed its first network at half the
-    rate it then trained at (hg 32 samples/s, trained at about 57, native bf16; the cause is not known, standalone
-    probes were steady), so a second pass repeats every measurement. Variants that differ from a probed architecture
-    only in supervision are scaled by their training FLOPs (their extra heads and losses)."""
+def _probe_architectures(networks: list[ParamsConfig], steps: int, rounds: int, threads: int | None) -> list[float]:
+    """Each of ``networks`` probed in ``rounds`` passes over them all, the fastest pass of each kept; with
+    ``threads`` intra-op threads (None: as the process has them). Runs in a probe process of its own when the plan
+    runs trainings side by side."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    device = select_device()
+    fastest = [0.0] * len(networks)
+    for _ in range(rounds):
+        for i, network in enumerate(networks):
+            precision = select_precision(network.train.precision, device, network.train.channels_last)
+            fastest[i] = max(fastest[i], probe_rate(network, precision, steps=steps))
+    return fastest
+
+
+def _probe_side_by_side(networks: list[ParamsConfig], steps: int, rounds: int, plan: TrainingPlan,
+                        cores: int) -> list[float]:
+    """The networks' rates with as many probe processes at once as the plan's trainings fill the cores (each with the
+    plan's threads), the mean over the processes: the rate a training gets beside the others."""
+    processes = max(1, min(plan.workers, cores // plan.threads))
+    if processes == 1:
+        return _probe_architectures(networks, steps, rounds, plan.threads)
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        done = [pool.submit(_probe_architectures, networks, steps, rounds, plan.threads) for _ in range(processes)]
+        each = [future.result() for future in done]
+    return [statistics.fmean(rates) for rates in zip(*each, strict=True)]
+
+
+def estimate(params: ParamsConfig, variants: list[str], steps: int = 5, rounds: int = 2,
+             plan: TrainingPlan | None = None) -> DemoEstimate:
+    """The demo's expected duration for the ``variants`` still to train under ``plan`` (None: one at a time with the
+    process's threads). Each architecture is probed in ``rounds`` passes over them all and keeps its fastest pass: in
+    a fresh clone `make demo` probed its first network at half the rate it then trained at (hg 32 samples/s, trained
+    at about 57, native bf16; the cause is not known, standalone probes were steady), so a second pass repeats every
+    measurement. Variants that differ from a probed architecture only in supervision are scaled by their training
+    FLOPs (their extra heads and losses)."""
     device = select_device()
     precision = select_precision(params.train.precision, device, params.train.channels_last)
+    cores = available_cores()
+    plan = plan or TrainingPlan(1, torch.get_num_threads())
     cfg = params.train
     samples = None if cfg.steps_per_epoch is None else cfg.epochs * cfg.steps_per_epoch * cfg.batch_size
     joints = family_of(params).joints.count
@@ -138,10 +180,13 @@ def estimate(params: ParamsConfig, variants: list[str], steps: int = 5, rounds: 
         gflop = train_gflop(model, joints)
         architectures.setdefault(key, (variant, gflop))
         gflops[variant] = (key, gflop)
-    probed: dict[tuple[Any, ...], float] = {}
-    for _ in range(rounds):
-        for key, (variant, _gflop) in architectures.items():
-            rate = probe_rate(resolve_variant(params, variant), precision, steps=steps)
-            probed[key] = max(rate, probed.get(key, 0.0))
+    networks = [resolve_variant(params, variant) for variant, _gflop in architectures.values()]
+    if not networks:
+        found: list[float] = []
+    elif plan.parallel:
+        found = _probe_side_by_side(networks, steps, rounds, plan, cores)
+    else:
+        found = _probe_architectures(networks, steps, rounds, None)
+    probed = dict(zip(architectures, found, strict=True))
     rates = {variant: probed[key] * architectures[key][1] / gflop for variant, (key, gflop) in gflops.items()}
-    return DemoEstimate(machine_summary(precision), precision, tuple(variants), samples, rates)
+    return DemoEstimate(machine_summary(precision), precision, tuple(variants), samples, rates, plan, cores)

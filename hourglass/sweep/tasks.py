@@ -109,7 +109,8 @@ def run_stage_command(command: StageCommand, cwd: str, env: Mapping[str, str], l
     path.parent.mkdir(parents=True, exist_ok=True)
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     start = time.monotonic()
-    with open(path, "a", encoding="utf-8", errors="replace") as log:
+    # Line-buffered: the sweep's main process follows these logs while the training runs (hourglass.sweep.progress).
+    with open(path, "a", encoding="utf-8", errors="replace", buffering=1) as log:
         log.write(f"--- {command.stage} on worker {worker}" + (f", {CUDA_ENV}={devices}" if devices else "")
                   + f": $ {command.cmd}\n")
         log.flush()
