@@ -141,7 +141,8 @@ def train_in_parallel(root: Path, workers: int, *, gpus_per_task: int = 0, retri
             stack.enter_context(EpochLines(root / LOG_DIR, [c.stage for c in commands], logger.info))
         return run_sweep(client, commands, root, env, root / LOG_DIR,
                          on_done=lambda name: commit_stage(name, root, logger, lock_wait), retries=retries,
-                         gpus_per_task=0 if cluster else gpus_per_task)
+                         gpus_per_task=0 if cluster else gpus_per_task,
+                         slots=cluster.slurm.jobs if cluster else workers)
 
 
 def sweep(root: Path, workers: int, *, gpus_per_task: int = 0, retries: int = 2, lock_wait: float = 0.0,

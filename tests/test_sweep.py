@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -277,3 +278,50 @@ def test_a_killed_worker_takes_its_command_with_it_and_the_stage_runs_again(tmp_
         result = future.result(timeout=120)
         background.shutdown()
     assert result.failed == [] and result.attempts["train@victim-0"][-1].ok
+
+
+def test_no_stage_waits_while_a_worker_is_idle(tmp_path):
+    """Five stages on three workers, ``slots`` = 3: never more than three in Dask's hands, the fourth and fifth start
+    as soon as the first two end, on the workers those freed (Dask, handed all five at once, may queue two on one busy
+    worker while another sits idle: seen in a whole demo, not reproducible at will)."""
+    from distributed import Client
+
+    from hourglass.sweep.cluster import local_cluster
+    from hourglass.sweep.runner import run_sweep
+    from hourglass.sweep.tasks import StageCommand
+
+    seconds = {"a": 1.0, "b": 1.2, "c": 6.0, "d": 3.0, "e": 3.0}
+    stamp = f"{sys.executable} -c \"import time, sys; open(sys.argv[1], 'a').write(f'{{time.time()}}\\n')\""
+    commands = [StageCommand(f"train@{name}-0", f"{stamp} {name}.t && sleep {s} && {stamp} {name}.t")
+                for name, s in seconds.items()]
+
+    class Counting:  # the client, counting the attempts handed to Dask and not yet ended
+        def __init__(self, client: Client):
+            self.client, self.live, self.most, self.lock = client, 0, 0, threading.Lock()
+
+        def submit(self, *args, **kwargs):
+            future = self.client.submit(*args, **kwargs)
+            with self.lock:
+                self.live += 1
+                self.most = max(self.most, self.live)
+            future.add_done_callback(lambda _: self.ended())
+            return future
+
+        def ended(self) -> None:
+            with self.lock:
+                self.live -= 1
+
+    environ = dict(os.environ)
+    with local_cluster(3) as cluster, Client(cluster) as client:
+        assert dict(os.environ) == environ  # Dask's nannies wrote OMP_NUM_THREADS=1 & co. here; put back
+        counting = Counting(client)
+        result = run_sweep(counting, commands, tmp_path, {}, tmp_path / "logs", lambda _: None, slots=3)
+    assert result.done == [c.stage for c in commands]
+    assert counting.most == 3  # never more in Dask's hands than workers
+    assert dict(os.environ) == environ
+    span = {name: [float(t) for t in (tmp_path / f"{name}.t").read_text().split()] for name in seconds}
+    # d starts when a ends, e when b ends (not after d, on one worker): everything ends with c
+    assert span["d"][0] - span["a"][1] < 1.0 and span["e"][0] - span["b"][1] < 1.0
+    assert max(end for _, end in span.values()) - span["c"][1] < 0.5
+    with pytest.raises(ValueError, match="slots is 0"):
+        run_sweep(None, commands, tmp_path, {}, tmp_path / "logs", lambda _: None, slots=0)

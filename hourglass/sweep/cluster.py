@@ -9,7 +9,10 @@ It is validated like params.yaml: an unknown key or a bad value is an error nami
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,12 +117,30 @@ def slurm_cluster(config: ClusterFile) -> Any:
     )
 
 
-def local_cluster(workers: int) -> Any:
+@contextmanager
+def local_cluster(workers: int) -> Iterator[Any]:
     """A Dask LocalCluster of ``workers`` processes named 0..N-1 (the slot that picks a worker's GPUs), one thread
-    each, no memory limit: the training is a child process the worker only waits for."""
+    each, no memory limit: the training is a child process the worker only waits for.
+
+    Dask's nannies live in this process and write their ``pre-spawn-environ`` into its environment before they
+    start a worker (``OMP_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_``, ``PYTHONHASHSEED``); left there, every command
+    started after the sweep inherits them (the demo's evaluate stages then ran on one thread, 4x slower). The
+    environment is put back once the workers are up and again when the cluster closes."""
     from distributed import LocalCluster
 
     if workers < 1:
         raise ValueError(f"--workers is {workers}; it must be >= 1")
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0,
-                        resources={RESOURCE: 1}, dashboard_address=None, silence_logs=logging.ERROR)
+    saved = dict(os.environ)
+    try:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit=0,
+                          resources={RESOURCE: 1}, dashboard_address=None, silence_logs=logging.ERROR) as cluster:
+            _restore_environ(saved)
+            yield cluster
+    finally:
+        _restore_environ(saved)
+
+
+def _restore_environ(saved: dict[str, str]) -> None:
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    os.environ.update(saved)
