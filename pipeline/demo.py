@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import re
 import subprocess
@@ -33,7 +32,7 @@ from hourglass.report.scoreboard import summary_table
 from hourglass.sweep.plan import TrainingPlan, available_memory, plan_trainings
 from pipeline import stage
 from pipeline.dvc_stages import DvcLockTimeout, StageFailed
-from pipeline.sweep import SweepFailed, sweep
+from pipeline.sweep import SweepFailed, quiet_dask, sweep
 
 OUTPUTS = """Outputs:
   data/raw/<dataset>/              images + annotation h5 (generated or downloaded)
@@ -119,7 +118,7 @@ def demo(args: argparse.Namespace) -> str:
     if args.probe:
         print(estimate(params, trainings, plan=plan).first_line(), flush=True)
     if plan.parallel:
-        logging.getLogger("distributed").setLevel(logging.WARNING)  # the Dask scheduler's start-up chatter
+        quiet_dask()
         print(f"+ python -m pipeline.sweep run --workers {plan.workers} --threads {plan.threads}", flush=True)
         print(sweep(repo, plan.workers, threads=plan.threads, lock_wait=60.0), flush=True)
     else:

@@ -214,8 +214,17 @@ def job_script(path: Path) -> str:
         return cluster.job_script()
 
 
+def quiet_dask() -> None:
+    """Only Dask's warnings and errors on the terminal, not its scheduler's and nannies' start-up and shut-down
+    lines. Imports distributed first: its import configures its loggers (``distributed: info``) and would undo a
+    level set before."""
+    import distributed  # noqa: F401
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
 def run_command(args: argparse.Namespace) -> str:
-    logging.getLogger("distributed").setLevel(logging.WARNING)  # the scheduler's start-up chatter
+    quiet_dask()
     if args.command == "job-script":
         print(job_script(args.cluster), end="")
         return ""
