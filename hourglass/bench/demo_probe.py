@@ -13,7 +13,8 @@ Both constants come from measured parts (their comments say which). Against whol
 batches of 32, 38 min expected and 45.1 measured (hg 3 % and hg_int 11 % over their estimates on a quiet machine);
 session 19, batches of 8, 26 min expected and 25.1 measured for `dvc repro`; session 20, 5 epochs with fused Adam,
 39 min expected (the first network probed at half its rate: the reason for the two probing rounds) and 29.7
-measured.
+measured; session 21, three 1-thread trainings at a time on 2 cores, 21 min expected and 24.2 measured (the step
+alone misses part of what three trainings on two cores lose to each other).
 """
 
 from __future__ import annotations
