@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hourglass.bench.demo_probe import OTHER_STAGES_S, TRAINING_OVERHEAD, estimate
+from hourglass.bench.demo_probe import OTHER_STAGES_S, SIDE_BY_SIDE_OVERHEAD, TRAINING_OVERHEAD, estimate
 from hourglass.bench.projection import train_gflop
 from hourglass.config.params_file import load_params
 from hourglass.train.run_config import resolve_variant
@@ -69,7 +69,7 @@ def test_a_side_by_side_plan_probes_in_as_many_processes_and_lays_the_trainings_
     plan = TrainingPlan(3, 1)
     found = estimate(tiny, ["hg", "hg_stacked", "hg_int"], steps=1, rounds=1, plan=plan)
     assert found.plan == plan and all(rate > 0 for rate in found.rates.values())
-    durations = [found.samples / found.rates[v] * TRAINING_OVERHEAD for v in found.variants]
+    durations = [found.samples / found.rates[v] * SIDE_BY_SIDE_OVERHEAD for v in found.variants]
     assert found.minutes == pytest.approx((makespan(durations, plan, found.cores) + OTHER_STAGES_S) / 60)
     assert "3 trainings at a time, 1 thread each" in found.first_line()
     assert "samples/s per training" in found.first_line()

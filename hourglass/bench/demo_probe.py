@@ -7,14 +7,15 @@ batch and resolution under the precision training will choose, on random tensors
 :class:`~hourglass.sweep.plan.TrainingPlan` gives each training. When the plan runs trainings side by side, as many
 probes run at once, one per process, as the plan's trainings fill the cores, so the rate is the one a training gets
 beside the others. A demo variant's training is its samples at that rate times :data:`TRAINING_OVERHEAD` (the real
-data loader and the per-epoch validation, which the probe does not run); the trainings are then laid out as the plan
+data loader and the per-epoch validation, which the probe does not run; :data:`SIDE_BY_SIDE_OVERHEAD` for trainings
+side by side); the trainings are then laid out as the plan
 runs them (:func:`~hourglass.sweep.plan.makespan`), and the stages around training add :data:`OTHER_STAGES_S`.
 Both constants come from measured parts (their comments say which). Against whole demos (NOTES.md): session 18,
 batches of 32, 38 min expected and 45.1 measured (hg 3 % and hg_int 11 % over their estimates on a quiet machine);
 session 19, batches of 8, 26 min expected and 25.1 measured for `dvc repro`; session 20, 5 epochs with fused Adam,
 39 min expected (the first network probed at half its rate: the reason for the two probing rounds) and 29.7
-measured; session 21, three 1-thread trainings at a time on 2 cores, 21 min expected and 24.2 measured (the step
-alone misses part of what three trainings on two cores lose to each other).
+measured; session 21, three 1-thread trainings at a time on 2 cores with the serial overhead, 21 min expected and
+24.2 measured (native bf16), 32 and 39.3 under AVX2 caps: the reason for :data:`SIDE_BY_SIDE_OVERHEAD`.
 """
 
 from __future__ import annotations
@@ -53,6 +54,12 @@ from hourglass.train.run_config import resolve_variant
 # real step) and the per-epoch validation (3.5-3.8 % of an epoch), as `python -m hourglass.bench profile` measured
 # them for the demo's variants (NOTES.md, session 17).
 TRAINING_OVERHEAD = 1.08
+# The same when the plan runs trainings side by side, one thread each: the probe's rate over each whole training's
+# (17,600 samples over its seconds from start to exit, scaled to full speed where three shared two cores), measured
+# in two whole demos on a 2-core AMD EPYC (session 21): 1.28-1.29 native bf16, 1.31 under AVX2 caps. Larger than
+# the serial figure: a training's start-up, loading and validation are not in the probe, and there the probes' own
+# processes do not all start at once.
+SIDE_BY_SIDE_OVERHEAD = 1.30
 # The stages around training, in seconds: generating and preprocessing the synthetic people (36 s measured), five
 # evaluate stages with the flip test (about 15 s each: 573 people at about 80 people/s plus start-up), the report and
 # the champion contest (about 30 s).
@@ -74,7 +81,8 @@ class DemoEstimate:
     @property
     def minutes(self) -> float:
         assert self.samples is not None
-        durations = [self.samples / self.rates[v] * TRAINING_OVERHEAD for v in self.variants]
+        overhead = SIDE_BY_SIDE_OVERHEAD if self.plan.parallel else TRAINING_OVERHEAD
+        durations = [self.samples / self.rates[v] * overhead for v in self.variants]
         return (makespan(durations, self.plan, self.cores) + OTHER_STAGES_S) / 60
 
     def first_line(self) -> str:
