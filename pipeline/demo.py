@@ -33,7 +33,7 @@ from hourglass.report.scoreboard import summary_table
 from hourglass.sweep.plan import TrainingPlan, available_memory, plan_trainings
 from pipeline import stage
 from pipeline.dvc_stages import DvcLockTimeout, StageFailed
-from pipeline.sweep import SweepFailed, quiet_dask, sweep
+from pipeline.sweep import SweepFailed, positive_int, quiet_dask, sweep
 
 OUTPUTS = """Outputs:
   data/raw/<dataset>/              images + annotation h5 (generated or downloaded)
@@ -60,17 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="project directory holding dvc.yaml and params.yaml (default: the current directory)")
     parser.add_argument("--no-probe", dest="probe", action="store_false",
                         help="skip the first line's measured estimate (a few seconds of training steps)")
-    parser.add_argument("--parallel", type=_positive, default=None, metavar="N",
+    parser.add_argument("--parallel", type=positive_int, default=None, metavar="N",
                         help="trainings at a time, the cores split between them (default: on a CPU, 1.5x the "
                              "cores, one thread each; on a GPU 1); 1 runs plain `dvc repro`")
     return parser
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
-    return value
 
 
 def training_plan(requested: int | None, trainings: int) -> TrainingPlan:

@@ -164,7 +164,8 @@ def sweep(root: Path, workers: int, *, gpus_per_task: int = 0, retries: int = 2,
             f"{', '.join(ran) or 'nothing'}")
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} is not >= 1")
@@ -183,10 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{run,job-script}")
     run = commands.add_parser("run", help="train the sweep's out-of-date stages in parallel, then dvc repro")
-    run.add_argument("--workers", type=_positive, default=2,
+    run.add_argument("--workers", type=positive_int, default=2,
                      help="trainings at a time on this machine: Dask worker processes (default: %(default)s; with "
                           "--cluster the file's slurm.jobs instead)")
-    run.add_argument("--threads", type=_positive, default=None,
+    run.add_argument("--threads", type=positive_int, default=None,
                      help="intra-op threads per training on this machine (default: the cores split between the "
                           "workers, at least 1; OMP_NUM_THREADS, when set, wins)")
     run.add_argument("--gpus-per-task", type=_non_negative, default=0,
