@@ -30,7 +30,7 @@ from hourglass.config.params_file import load_params
 from hourglass.data.workers import available_cores
 from hourglass.precision import select_device
 from hourglass.report.scoreboard import summary_table
-from hourglass.sweep.plan import TrainingPlan, available_memory, plan_trainings
+from hourglass.sweep.plan import TrainingPlan, available_memory, plan_trainings, split_cores
 from pipeline import stage
 from pipeline.dvc_stages import DvcLockTimeout, StageFailed
 from pipeline.sweep import SweepFailed, positive_int, quiet_dask, sweep
@@ -72,8 +72,7 @@ def training_plan(requested: int | None, trainings: int) -> TrainingPlan:
     cores = available_cores()
     if requested is None:
         return plan_trainings(trainings, select_device().type == "cpu", cores, available_memory())
-    workers = max(1, min(requested, trainings))
-    return TrainingPlan(workers, cores if workers == 1 else max(1, cores // workers))
+    return split_cores(min(requested, trainings), cores)
 
 
 def _trainings_to_run(params: ParamsConfig, repo: Path, env: dict[str, str]) -> list[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 from hourglass.config.params_file import load_params
 from hourglass.data.workers import available_cores
 from hourglass.sweep.cluster import ClusterFile, load_cluster_config, local_cluster, slurm_cluster
+from hourglass.sweep.plan import split_cores
 from hourglass.sweep.progress import EpochLines
 from hourglass.sweep.runner import SweepResult, run_sweep
 from hourglass.sweep.tasks import StageCommand
@@ -128,7 +129,7 @@ def train_in_parallel(root: Path, workers: int, *, gpus_per_task: int = 0, retri
     if cluster is not None:
         threads = cluster.slurm.cores
     elif threads is None:
-        threads = max(1, available_cores() // workers)
+        threads = split_cores(workers, available_cores()).threads
     env = task_env(root, threads, cluster.mlflow_tracking_uri if cluster else None)
     with ExitStack() as stack:
         if cluster is None:

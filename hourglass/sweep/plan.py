@@ -58,9 +58,14 @@ def plan_trainings(jobs: int, on_cpu: bool, cores: int, memory: int | None) -> T
     workers = min(jobs, (3 * cores + 1) // 2) if on_cpu else 1
     if memory is not None:
         workers = min(workers, memory // TRAINING_MEMORY_BYTES)
-    if workers <= 1:
-        return TrainingPlan(1, cores)
-    return TrainingPlan(workers, max(1, cores // workers))
+    return split_cores(workers, cores)
+
+
+def split_cores(workers: int, cores: int) -> TrainingPlan:
+    """``workers`` trainings at a time (at least 1), the ``cores`` split evenly between them, at least one thread
+    each; a single training gets every core."""
+    workers = max(1, workers)
+    return TrainingPlan(workers, cores if workers == 1 else max(1, cores // workers))
 
 
 def makespan(durations: list[float], plan: TrainingPlan, cores: int) -> float:

@@ -1,10 +1,10 @@
 """The sweep's scheduling loop: every training stage on a Dask cluster, N at a time, retried, recorded as it ends.
 
 Dask owns the placement (one stage per worker at a time, through the worker resource ``train``); this loop owns
-the order and the retries: it hands Dask no more stages than there are workers (``slots``), the next one as one ends,
-because Dask sends resource-bound tasks to a worker when they are submitted and may queue two on one worker while
-another sits idle (seen: five trainings on three workers, the fifth waiting 7 minutes for a busy worker while one
-was free); and because a retry here is a rerun of the stage's command that resumes from its checkpoint, and because
+the order and the retries. It hands Dask no more stages than there are workers (``slots``), the next one as one ends:
+Dask sends resource-bound tasks to a worker when they are submitted and may queue two on one worker while another
+sits idle (seen: five trainings on three workers, the fifth waiting 7 minutes for a busy worker while one was free).
+It owns the retries because a retry here is a rerun of the stage's command that resumes from its checkpoint, and because
 each outcome must reach the main process, which alone talks to DVC: ``on_done`` (``dvc commit`` of the stage) is
 called here, one stage after another, never from a worker. A stage that fails ``retries + 1`` times is reported and
 the others go on.
