@@ -18,13 +18,14 @@ from pipeline.recipe import main
 
 FIGURE4 = {"hg", "hg_int", "hg_stacked", "hg_stacked_int", "hg_stacked_add"}
 # What a real-data recipe may change in the CPU preset: the data, the variants, the network's size, the targets,
-# the geometric augmentation the CPU demo turns off, the training recipe, and the names of its runs. Never the
-# download sources, the preprocessing, the variants' definitions, the synthetic data or the report.
+# the geometric augmentation the CPU demo turns off, the training recipe (with its per-epoch validation), and the
+# names of its runs. Never the download sources, the preprocessing, the variants' definitions, the synthetic data or
+# the report.
 RECIPE_MAY_CHANGE = {
     "dataset", "sweep", "model.stacks", "model.features", "model.input_res", "model.stem_width", "targets.sigma",
     "targets.radius", "augment.scale_sigma", "augment.rotation_prob", "augment.flip_prob", "train.batch_size",
     "train.epochs", "train.steps_per_epoch", "train.workers", "train.optimizer", "train.lr", "train.schedule",
-    "train.warmup_steps", "train.target_scale", "mlflow.sweep", "flows.champion_variant",
+    "train.warmup_steps", "train.target_scale", "train.val_people", "mlflow.sweep", "flows.champion_variant",
 }
 
 
@@ -58,6 +59,7 @@ def test_mpii_recipe_is_the_papers_with_every_ablation():
     assert (m.stacks, m.features, m.modules, m.input_res, m.stem_width) == (8, 256, 1, 256, 128)
     assert (t.optimizer, t.lr, t.batch_size, t.schedule, t.plateau_factor, t.plateau_max_drops) == \
         ("rmsprop", 2.5e-4, 6, "plateau", 0.2, 1)
+    assert t.val_people is None  # the plateau schedule follows every validation person's score
     assert (t.epochs, t.steps_per_epoch, t.warmup_steps, t.target_scale) == (100, 8000, 0, 1.0)
     assert (params.targets.sigma, params.targets.radius) == (1.75, 3)
     a = params.augment

@@ -119,6 +119,9 @@ class TrainConfig(Section):
     # they need (hourglass.data.sampler). None: one pass per epoch.
     steps_per_epoch: int | None = Field(ge=1)
     val_batch_size: int = Field(ge=1)
+    # People the per-epoch validation scores: a fixed, evenly spaced subset of the validation split, the same every
+    # epoch and run (None: all). The curve is cheaper; the evaluate stage still scores every person, with flip test.
+    val_people: int | None = Field(ge=1)
     # Data loader processes per training process (spawned); auto: derived from the cores and the processes on this
     # machine (hourglass.data.dataset.auto_workers: none on the CPU, where they would compete with the compute threads)
     workers: Annotated[int, Field(ge=0)] | Literal["auto"]

@@ -19,17 +19,25 @@ from hourglass.train.distributed import SINGLE_PROCESS, DistInfo, gather_objects
 from hourglass.train.seeding import seed_worker
 
 
+def validation_people(people: int, wanted: int | None) -> range | list[int]:
+    """The positions per-epoch validation scores: all ``people``, or ``wanted`` of them evenly spaced over the split
+    (the same every epoch and run, so the curve's points compare; spread out, so no one part of the split decides)."""
+    if wanted is None or wanted >= people:
+        return range(people)
+    return [i * people // wanted for i in range(wanted)]
+
+
 @torch.no_grad()
 def validate(model: nn.Module, criterion: HeatmapCriterion, dataset: Dataset, params: ParamsConfig,
              precision: Precision, info: DistInfo = SINGLE_PROCESS, workers: int | None = None) -> dict[str, float]:
     """Validation loss and the official metric of ``dataset`` (each process scores a strided shard, no padding),
     loaded by ``workers`` processes (None: ``train.workers`` resolved for the device).
 
-    No flip test: per-epoch validation tracks progress at the cost of one pass; ``hourglass.evaluation.stage``
-    scores with it.
+    No flip test, and ``train.val_people`` of the people (:func:`validation_people`): per-epoch validation tracks
+    progress at the cost of one pass over them; ``hourglass.evaluation.stage`` scores every person with the flip test.
     The loss is ``criterion``'s full-resolution part (:meth:`HeatmapCriterion.validation_loss`).
     """
-    indices = range(info.rank, len(dataset), info.world_size)
+    indices = validation_people(len(dataset), params.train.val_people)[info.rank::info.world_size]
     loss = {"sum": 0.0, "count": 0}
 
     def add_loss(batch: Mapping[str, Any], outputs: Tensor) -> None:
