@@ -16,6 +16,7 @@ from toy_poses import ToyPoses, tiny_params  # noqa: E402  (the shared dataset)
 from hourglass.model import create_model
 from hourglass.precision import Precision
 from hourglass.train.criterion import build_criterion
+from hourglass.train.loop import train
 from hourglass.train.validation import validate, validation_people
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -49,3 +50,16 @@ def test_validation_scores_only_the_subset():
     full = validate(network, criterion, people, everyone, precision)
     assert some == alone
     assert some["val/loss"] != full["val/loss"]
+
+
+def test_the_subset_changes_the_curve_only(tmp_path):
+    """Per-epoch validation draws nothing from the training's random streams: the trained weights are bit for bit
+    those of a run validating every person."""
+    runs = {}
+    for people in (2, None):
+        result = train(tiny_params(epochs=2, steps_per_epoch=3, val_people=people), tmp_path / str(people),
+                       train_set=ToyPoses(16), val_set=ToyPoses(6, seed=1))
+        runs[people] = result
+    trained, everyone = runs[2].model.state_dict(), runs[None].model.state_dict()
+    assert all(torch.equal(trained[name], everyone[name]) for name in trained)
+    assert runs[2].history[-1]["val/loss"] != runs[None].history[-1]["val/loss"]
