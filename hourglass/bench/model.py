@@ -1,10 +1,19 @@
-"""``python -m hourglass.bench model``: training and inference img/s of the network, fast path vs baseline.
+"""``python -m hourglass.bench model``: training and inference img/s of the network, fast path vs baseline, and the
+share of the machine's matmul peak a training step reaches.
 
 The fast path is what ``hourglass.train.loop`` chooses on this machine with the default params (precision ``auto``:
-bf16 autocast where the CPU/GPU computes bf16 natively, else fp32; channels_last; ``--compile`` adds
-torch.compile). The baseline is fp32, eager, NCHW. A training step is forward + loss + backward + RMSprop update;
-inference is ``predict`` without gradients. The fp32 and bf16 matmul peaks of the same run put the figures in
-context: a step can only speed up as much as the hardware's bf16/fp32 ratio allows. Progress goes to stderr.
+bf16 autocast where the CPU/GPU computes bf16 natively, else fp32; channels_last; the loop's optimiser
+implementation; ``--compile`` adds torch.compile). The baseline is fp32, eager, NCHW, torch's default optimiser
+implementation. A training step is the loop's ``forward_loss`` + backward + optimiser update; inference is the
+network without gradients. The fp32 and bf16 matmul peaks of the same run put the figures in context: a step can only
+speed up as much as the hardware's bf16/fp32 ratio allows.
+
+By default the networks are the paper's (``--stacks`` hourglasses of 256 features, the recipe's optimiser). With
+``--demo`` they are the demo's: every variant of params.yaml's ``sweep`` as it trains (no recipe; its batch size and
+input resolution unless ``--batch``/``--res`` say otherwise), each with its FLOPs per training sample (torch's
+FlopCounterMode: forward, loss and backward) and so its achieved GFLOP/s as a share of the same run's matmul peak in
+the precision it trains in (fp32 for the baseline). ``--threads`` sets the threads of everything measured, peaks
+included: ``make demo`` on a CPU trains one thread per training (``hourglass.sweep.plan``). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -13,23 +22,40 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
+from hourglass.config import ParamsConfig, TrainConfig
 from hourglass.config.recipes import load_with_recipe
+from hourglass.family import family_of
 from hourglass.model import create_model
 from hourglass.precision import Precision, select_device, select_precision
 from hourglass.supervision import final_heatmaps
-from hourglass.train.criterion import build_criterion
+from hourglass.train.criterion import HeatmapCriterion, build_criterion, forward_loss
+from hourglass.train.fastpath import resolve_fast_path
 from hourglass.train.optim import create_optimizer
+from hourglass.train.run_config import resolve_variant
+
+PAPER_BATCH, PAPER_RES = 8, 256  # the peer comparison's configuration
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--stacks", type=int, nargs="+", default=[2, 8], help="stack counts to measure (default 2 8)")
-    parser.add_argument("--batch", type=int, default=8, help="images per step (default 8)")
-    parser.add_argument("--res", type=int, default=256, help="input resolution in pixels (default 256)")
+    parser.add_argument("--stacks", type=int, nargs="+", default=[2, 8],
+                        help="stack counts of the paper's network to measure (default 2 8; ignored with --demo)")
+    parser.add_argument("--demo", action="store_true",
+                        help="measure the demo's networks instead: params.yaml's sweep variants at its batch size and "
+                             "input resolution, with their GFLOP per sample and share of the matmul peak")
+    parser.add_argument("--batch", type=int, default=None,
+                        help=f"images per step (default {PAPER_BATCH}; with --demo: train.batch_size)")
+    parser.add_argument("--res", type=int, default=None,
+                        help=f"input resolution in pixels (default {PAPER_RES}; with --demo: model.input_res)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for every measurement, peaks included (default: torch's, every core)")
     parser.add_argument("--iters", type=int, default=3,
                         help="timed iterations per measurement; the fastest counts (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed iterations before timing (default 1)")
@@ -42,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="params file the settings come from (default: %(default)s)")
     parser.add_argument("--recipe", default="mpii",
                         help="recipe applied to --params first, 'none' for none (default: %(default)s: the paper's "
-                             "settings)")
+                             "settings; --demo applies none)")
     parser.add_argument("--matmul-size", type=int, default=2048, help="square matmul size for the peaks (default 2048)")
 
 
@@ -78,27 +104,57 @@ def matmul_gflops(dtype: torch.dtype, size: int, device: torch.device, iters: in
     return 2 * size**3 / seconds / 1e9
 
 
-def measure(stacks: int, precision: Precision, args: argparse.Namespace, compile_model: bool) -> tuple[float, float]:
-    """(training img/s, inference img/s) of a ``stacks``-stack network under ``precision``."""
+def training_flops(network: nn.Module, criterion: HeatmapCriterion, batch: dict[str, torch.Tensor],
+                   precision: Precision) -> int:
+    """FLOPs of one training step's forward, loss and backward (torch's FlopCounterMode; the optimiser's elementwise
+    update is not counted). Gradients are left cleared."""
+    network.zero_grad(set_to_none=True)
+    with FlopCounterMode(display=False) as counter:
+        forward_loss(network, criterion, batch, precision).backward()
+    network.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One network to measure: what builds it, its loss and its optimiser's settings."""
+
+    name: str
+    network: dict[str, Any]  # create_model's arguments
+    train: TrainConfig
+    criterion: HeatmapCriterion
+
+
+@dataclass(frozen=True)
+class Measured:
+    train_img_s: float
+    infer_img_s: float
+    flops_per_sample: float
+
+
+def measure(subject: Subject, precision: Precision, args: argparse.Namespace, compile_model: bool,
+            baseline: bool) -> Measured:
+    """Training and inference img/s and training FLOPs per sample of ``subject`` under ``precision``; the fast path
+    (``baseline`` False) steps the optimiser as the training loop resolves it, the baseline with torch's default."""
     device = precision.device
     torch.manual_seed(0)
-    network = create_model(stacks=stacks).to(device, memory_format=precision.memory_format)
+    network = create_model(**subject.network).to(device, memory_format=precision.memory_format)
     model = torch.compile(network) if compile_model else network
-    settings = load_with_recipe(args.params, None if args.recipe == "none" else args.recipe)
-    optimizer = create_optimizer(network, settings.train)
+    flags = None if baseline else resolve_fast_path(subject.train, device).optimizer_flags()
+    optimizer = create_optimizer(network, subject.train, flags)
     scaler = precision.grad_scaler()
-    images = torch.rand(args.batch, 3, args.res, args.res, device=device).to(memory_format=precision.memory_format)
-    target = torch.rand(args.batch, network.joints, args.res // 4, args.res // 4, device=device)
-    criterion = build_criterion(network.config.supervision)
+    batch = {"image": torch.rand(args.batch, 3, args.res, args.res, device=device),
+             "target": torch.rand(args.batch, network.joints, args.res // 4, args.res // 4, device=device)}
+    flops = training_flops(network, subject.criterion, batch, precision) / args.batch
 
     def train_step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        with precision.autocast():
-            outputs = model(images)
-        loss = criterion(outputs, target)
+        loss = forward_loss(model, subject.criterion, batch, precision)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
+
+    images = batch["image"].contiguous(memory_format=precision.memory_format)
 
     def infer() -> None:
         with torch.no_grad(), precision.autocast():
@@ -108,31 +164,74 @@ def measure(stacks: int, precision: Precision, args: argparse.Namespace, compile
     train_s = _timed(train_step, args.iters, args.warmup, device)
     network.eval()
     infer_s = _timed(infer, args.iters, args.warmup, device)
-    return args.batch / train_s, args.batch / infer_s
+    return Measured(args.batch / train_s, args.batch / infer_s, flops)
+
+
+def paper_subjects(args: argparse.Namespace) -> list[Subject]:
+    """The paper's network at each of ``--stacks``, trained with the recipe's optimiser."""
+    settings = load_with_recipe(args.params, None if args.recipe == "none" else args.recipe)
+    args.batch = args.batch or PAPER_BATCH
+    args.res = args.res or PAPER_RES
+    return [Subject(str(stacks), {"stacks": stacks}, settings.train, build_criterion("intermediate"))
+            for stacks in args.stacks]
+
+
+def demo_subjects(args: argparse.Namespace) -> list[Subject]:
+    """params.yaml's sweep variants as the demo trains them (no recipe)."""
+    settings: ParamsConfig = load_with_recipe(args.params, None)
+    joints = family_of(settings).joints.count
+    subjects = []
+    for name in settings.sweep:
+        variant = resolve_variant(settings, name)
+        subjects.append(Subject(name, {**variant.model.network_kwargs(), "joints": joints}, variant.train,
+                                build_criterion(variant.model.supervision, variant.train.target_scale)))
+    args.batch = args.batch or settings.train.batch_size
+    args.res = args.res or settings.model.input_res
+    return subjects
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = select_device()
     fast = select_precision(args.precision, device, args.channels_last)
     baseline = Precision(device=device, name="fp32", channels_last=False)
-    _progress(f"device {device}, {torch.get_num_threads()} threads; fast path: {fast.describe()}"
-              f"{' + torch.compile' if args.compile else ''}; baseline: {baseline.describe()} eager")
-    result: dict[str, Any] = {"device": str(device),
+    subjects = demo_subjects(args) if args.demo else paper_subjects(args)
+    _progress(f"device {device}, {torch.get_num_threads()} threads, kernels "
+              f"{torch.backends.cpu.get_cpu_capability() if device.type == 'cpu' else device.type}; "
+              f"fast path: {fast.describe()}{' + torch.compile' if args.compile else ''}; "
+              f"baseline: {baseline.describe()} eager; {'demo networks' if args.demo else 'paper networks'}, "
+              f"batch {args.batch} at {args.res} px")
+    result: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(),
                               "fast_path": fast.describe() + (" compile" if args.compile else ""),
+                              "networks": "demo" if args.demo else "paper",
                               "batch": args.batch, "res": args.res, "train_img_s": {}, "infer_img_s": {},
                               "baseline_train_img_s": {}, "baseline_infer_img_s": {}}
     result["matmul_gflops_fp32"] = matmul_gflops(torch.float32, args.matmul_size, device)
     result["matmul_gflops_bf16"] = matmul_gflops(torch.bfloat16, args.matmul_size, device)
     _progress(f"matmul {args.matmul_size}: fp32 {result['matmul_gflops_fp32']:.0f} GFLOP/s, "
               f"bf16 {result['matmul_gflops_bf16']:.0f} GFLOP/s")
-    for stacks in args.stacks:
-        for key, precision, compile_model in (("", fast, args.compile), ("baseline_", baseline, False)):
-            train_ips, infer_ips = measure(stacks, precision, args, compile_model)
-            result[f"{key}train_img_s"][str(stacks)] = train_ips
-            result[f"{key}infer_img_s"][str(stacks)] = infer_ips
-            _progress(f"{stacks} stacks, {key or 'fast_'}path: train {train_ips:.2f} img/s, "
-                      f"infer {infer_ips:.2f} img/s")
-        train_ratio = result["train_img_s"][str(stacks)] / result["baseline_train_img_s"][str(stacks)]
-        infer_ratio = result["infer_img_s"][str(stacks)] / result["baseline_infer_img_s"][str(stacks)]
-        _progress(f"{stacks} stacks: fast/baseline = {train_ratio:.2f}x training, {infer_ratio:.2f}x inference")
+    peak = {"fast": result["matmul_gflops_bf16" if fast.name in ("bf16", "fp16") else "matmul_gflops_fp32"],
+            "baseline": result["matmul_gflops_fp32"]}
+    for subject in subjects:
+        key = subject.name
+        figures = {"fast": measure(subject, fast, args, args.compile, baseline=False),
+                   "baseline": measure(subject, baseline, args, False, baseline=True)}
+        for path, m in figures.items():
+            prefix = "" if path == "fast" else "baseline_"
+            result[f"{prefix}train_img_s"][key] = m.train_img_s
+            result[f"{prefix}infer_img_s"][key] = m.infer_img_s
+            line = f"{key}, {path} path: train {m.train_img_s:.2f} img/s, infer {m.infer_img_s:.2f} img/s"
+            if args.demo:
+                gflops = m.train_img_s * m.flops_per_sample / 1e9
+                result.setdefault(f"{prefix}train_gflops", {})[key] = gflops
+                result.setdefault(f"{prefix}peak_share", {})[key] = gflops / peak[path]
+                result.setdefault("gflop_per_sample", {})[key] = m.flops_per_sample / 1e9
+                line += (f"; {m.flops_per_sample / 1e9:.2f} GFLOP/sample, {gflops:.1f} GFLOP/s = "
+                         f"{100 * gflops / peak[path]:.0f} % of the {'fp32' if path == 'baseline' else fast.name} "
+                         f"matmul peak")
+            _progress(line)
+        train_ratio = result["train_img_s"][key] / result["baseline_train_img_s"][key]
+        infer_ratio = result["infer_img_s"][key] / result["baseline_infer_img_s"][key]
+        _progress(f"{key}: fast/baseline = {train_ratio:.2f}x training, {infer_ratio:.2f}x inference")
     return result

@@ -28,10 +28,9 @@ from torch.autograd.profiler import record_function
 from torch.profiler import ProfilerActivity
 from torch.profiler import profile as torch_profile
 from torch.utils.data import DataLoader
-from torch.utils.flop_counter import FlopCounterMode
 
 from hourglass.bench.generated import datasets, make_data
-from hourglass.bench.model import matmul_gflops
+from hourglass.bench.model import matmul_gflops, training_flops
 from hourglass.bench.step_parts import PREFIX, attribute, part_ranges
 from hourglass.config import ParamsConfig
 from hourglass.config.recipes import load_with_recipe
@@ -112,13 +111,7 @@ class Step:
 
     def flops(self) -> int:
         """FLOPs of one step's forward, loss and backward (the optimiser's elementwise work is not counted)."""
-        batch = next(self.batches)
-        self.optimizer.zero_grad(set_to_none=True)
-        with FlopCounterMode(display=False) as counter:
-            loss = forward_loss(self.network, self.criterion, batch, self.precision)
-            loss.backward()
-        self.optimizer.zero_grad(set_to_none=True)
-        return counter.get_total_flops()
+        return training_flops(self.network, self.criterion, next(self.batches), self.precision)
 
     def validation_forward(self, batch: int) -> Callable[[], None]:
         """The eval-mode forward of one validation batch, as per-epoch validation runs it."""
