@@ -50,7 +50,6 @@ def test_demo_networks_report_flops_gflops_and_peak_share(tmp_path):
 
 
 def test_paper_networks_keep_their_defaults():
-    args = _args("--stacks", "1")
-    subjects = bench_model.paper_subjects(args)
-    assert (args.batch, args.res) == (bench_model.PAPER_BATCH, bench_model.PAPER_RES)
+    subjects, batch, res = bench_model.paper_subjects(_args("--stacks", "1"))
+    assert (batch, res) == (bench_model.PAPER_BATCH, bench_model.PAPER_RES)
     assert [s.network for s in subjects] == [{"stacks": 1}] and subjects[0].train.optimizer == "rmsprop"

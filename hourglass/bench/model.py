@@ -132,8 +132,8 @@ class Measured:
     flops_per_sample: float
 
 
-def measure(subject: Subject, precision: Precision, args: argparse.Namespace, compile_model: bool,
-            baseline: bool) -> Measured:
+def measure(subject: Subject, precision: Precision, args: argparse.Namespace, batch_size: int, res: int,
+            compile_model: bool, baseline: bool) -> Measured:
     """Training and inference img/s and training FLOPs per sample of ``subject`` under ``precision``; the fast path
     (``baseline`` False) steps the optimiser as the training loop resolves it, the baseline with torch's default."""
     device = precision.device
@@ -143,9 +143,9 @@ def measure(subject: Subject, precision: Precision, args: argparse.Namespace, co
     flags = None if baseline else resolve_fast_path(subject.train, device).optimizer_flags()
     optimizer = create_optimizer(network, subject.train, flags)
     scaler = precision.grad_scaler()
-    batch = {"image": torch.rand(args.batch, 3, args.res, args.res, device=device),
-             "target": torch.rand(args.batch, network.joints, args.res // 4, args.res // 4, device=device)}
-    flops = training_flops(network, subject.criterion, batch, precision) / args.batch
+    batch = {"image": torch.rand(batch_size, 3, res, res, device=device),
+             "target": torch.rand(batch_size, network.joints, res // 4, res // 4, device=device)}
+    flops = training_flops(network, subject.criterion, batch, precision) / batch_size
 
     def train_step() -> None:
         optimizer.zero_grad(set_to_none=True)
@@ -164,20 +164,21 @@ def measure(subject: Subject, precision: Precision, args: argparse.Namespace, co
     train_s = _timed(train_step, args.iters, args.warmup, device)
     network.eval()
     infer_s = _timed(infer, args.iters, args.warmup, device)
-    return Measured(args.batch / train_s, args.batch / infer_s, flops)
+    return Measured(batch_size / train_s, batch_size / infer_s, flops)
 
 
-def paper_subjects(args: argparse.Namespace) -> list[Subject]:
-    """The paper's network at each of ``--stacks``, trained with the recipe's optimiser."""
+def paper_subjects(args: argparse.Namespace) -> tuple[list[Subject], int, int]:
+    """The paper's network at each of ``--stacks``, trained with the recipe's optimiser; with the batch and
+    resolution to measure at."""
     settings = load_with_recipe(args.params, None if args.recipe == "none" else args.recipe)
-    args.batch = args.batch or PAPER_BATCH
-    args.res = args.res or PAPER_RES
-    return [Subject(str(stacks), {"stacks": stacks}, settings.train, build_criterion("intermediate"))
-            for stacks in args.stacks]
+    subjects = [Subject(str(stacks), {"stacks": stacks}, settings.train, build_criterion("intermediate"))
+                for stacks in args.stacks]
+    return subjects, args.batch or PAPER_BATCH, args.res or PAPER_RES
 
 
-def demo_subjects(args: argparse.Namespace) -> list[Subject]:
-    """params.yaml's sweep variants as the demo trains them (no recipe)."""
+def demo_subjects(args: argparse.Namespace) -> tuple[list[Subject], int, int]:
+    """params.yaml's sweep variants as the demo trains them (no recipe); with the batch and resolution to measure at
+    (the demo's unless ``--batch``/``--res`` are given)."""
     settings: ParamsConfig = load_with_recipe(args.params, None)
     joints = family_of(settings).joints.count
     subjects = []
@@ -185,9 +186,7 @@ def demo_subjects(args: argparse.Namespace) -> list[Subject]:
         variant = resolve_variant(settings, name)
         subjects.append(Subject(name, {**variant.model.network_kwargs(), "joints": joints}, variant.train,
                                 build_criterion(variant.model.supervision, variant.train.target_scale)))
-    args.batch = args.batch or settings.train.batch_size
-    args.res = args.res or settings.model.input_res
-    return subjects
+    return subjects, args.batch or settings.train.batch_size, args.res or settings.model.input_res
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -196,16 +195,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     device = select_device()
     fast = select_precision(args.precision, device, args.channels_last)
     baseline = Precision(device=device, name="fp32", channels_last=False)
-    subjects = demo_subjects(args) if args.demo else paper_subjects(args)
+    subjects, batch, res = demo_subjects(args) if args.demo else paper_subjects(args)
     _progress(f"device {device}, {torch.get_num_threads()} threads, kernels "
               f"{torch.backends.cpu.get_cpu_capability() if device.type == 'cpu' else device.type}; "
               f"fast path: {fast.describe()}{' + torch.compile' if args.compile else ''}; "
               f"baseline: {baseline.describe()} eager; {'demo networks' if args.demo else 'paper networks'}, "
-              f"batch {args.batch} at {args.res} px")
+              f"batch {batch} at {res} px")
     result: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(),
                               "fast_path": fast.describe() + (" compile" if args.compile else ""),
                               "networks": "demo" if args.demo else "paper",
-                              "batch": args.batch, "res": args.res, "train_img_s": {}, "infer_img_s": {},
+                              "batch": batch, "res": res, "train_img_s": {}, "infer_img_s": {},
                               "baseline_train_img_s": {}, "baseline_infer_img_s": {}}
     result["matmul_gflops_fp32"] = matmul_gflops(torch.float32, args.matmul_size, device)
     result["matmul_gflops_bf16"] = matmul_gflops(torch.bfloat16, args.matmul_size, device)
@@ -215,8 +214,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "baseline": result["matmul_gflops_fp32"]}
     for subject in subjects:
         key = subject.name
-        figures = {"fast": measure(subject, fast, args, args.compile, baseline=False),
-                   "baseline": measure(subject, baseline, args, False, baseline=True)}
+        figures = {"fast": measure(subject, fast, args, batch, res, args.compile, baseline=False),
+                   "baseline": measure(subject, baseline, args, batch, res, False, baseline=True)}
         for path, m in figures.items():
             prefix = "" if path == "fast" else "baseline_"
             result[f"{prefix}train_img_s"][key] = m.train_img_s
