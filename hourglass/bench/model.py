@@ -210,7 +210,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     result["matmul_gflops_bf16"] = matmul_gflops(torch.bfloat16, args.matmul_size, device)
     _progress(f"matmul {args.matmul_size}: fp32 {result['matmul_gflops_fp32']:.0f} GFLOP/s, "
               f"bf16 {result['matmul_gflops_bf16']:.0f} GFLOP/s")
-    peak = {"fast": result["matmul_gflops_bf16" if fast.name in ("bf16", "fp16") else "matmul_gflops_fp32"],
+    if fast.name == "fp16":  # CUDA only: its own peak, not bf16's
+        result["matmul_gflops_fp16"] = matmul_gflops(torch.float16, args.matmul_size, device)
+    peak = {"fast": result[f"matmul_gflops_{fast.name}"],
             "baseline": result["matmul_gflops_fp32"]}
     for subject in subjects:
         key = subject.name
